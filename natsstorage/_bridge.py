@@ -1,0 +1,225 @@
+"""The one place that runs asyncio.
+
+nats-py is asyncio and Django's Storage API is synchronous. A connection is
+bound to the event loop that made it, so a fresh loop per call (what a naive
+``async_to_sync`` does outside a loop) could never reuse one. Instead one
+daemon thread per process runs one loop for good; it owns every NATS
+connection, one per distinct set of connection settings, made lazily and
+shared by all threads, async views and management commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import logging
+import os
+import ssl
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import nats
+from nats.aio.client import Client
+
+from natsstorage.exceptions import NatsUnavailable
+
+T = TypeVar("T")
+logger = logging.getLogger("natsstorage")
+
+# Once connected, keep reconnecting for as long as the process lives: a server
+# restart must not need a Django restart. Operations during an outage fail by
+# their own timeouts.
+RECONNECT_FOREVER = -1
+RECONNECT_WAIT = 0.5  # seconds between reconnect attempts to one server
+CLOSE_TIMEOUT = 5.0  # seconds to flush and close connections at exit
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """What makes two connections different; the key of the connection cache."""
+
+    servers: tuple[str, ...]
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    credentials: str | None = None
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    connect_timeout: float = 2.0
+
+    @property
+    def where(self) -> str:
+        """The servers, without any user info, for error messages."""
+        return ", ".join(_redact(url) for url in self.servers)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not (self.tls_ca_file or self.tls_cert_file):
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca_file)
+        if self.tls_cert_file:
+            context.load_cert_chain(self.tls_cert_file, self.tls_key_file)
+        return context
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.rpartition("://")
+    host = rest.rsplit("@", 1)[-1]
+    return f"{scheme}{sep}{host}"
+
+
+class _Runtime:
+    """The loop thread and the connections it owns."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.connections: dict[ConnectionSettings, Client] = {}
+        self.locks: dict[ConnectionSettings, asyncio.Lock] = {}
+        self.thread = threading.Thread(target=self.loop.run_forever, name="natsstorage", daemon=True)
+        self.thread.start()
+
+    async def connection(self, settings: ConnectionSettings) -> Client:
+        nc = self.connections.get(settings)
+        if nc is not None and not nc.is_closed:
+            return nc
+        lock = self.locks.setdefault(settings, asyncio.Lock())
+        async with lock:
+            nc = self.connections.get(settings)
+            if nc is None or nc.is_closed:
+                nc = await _connect(settings)
+                self.connections[settings] = nc
+            return nc
+
+    async def close(self) -> None:
+        connections, self.connections = list(self.connections.values()), {}
+        for nc in connections:
+            if not nc.is_closed:
+                await nc.close()
+
+    def shutdown(self) -> None:
+        if self.loop.is_closed():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.close(), self.loop).result(CLOSE_TIMEOUT)
+        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+            logger.warning("natsstorage: could not close NATS connections cleanly")
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(CLOSE_TIMEOUT)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+async def _connect(settings: ConnectionSettings) -> Client:
+    async def on_error(error: Exception) -> None:
+        logger.warning("NATS connection to %s: %s", settings.where, error)
+
+    async def on_disconnect() -> None:
+        logger.info("disconnected from NATS at %s", settings.where)
+
+    async def on_reconnect() -> None:
+        logger.info("reconnected to NATS at %s", settings.where)
+
+    nc = Client()
+    connecting = nc.connect(
+        servers=list(settings.servers),
+        name="natsstorage",
+        user=settings.user,
+        password=settings.password,
+        token=settings.token,
+        user_credentials=settings.credentials,
+        tls=settings.tls_context(),
+        connect_timeout=settings.connect_timeout,  # type: ignore[arg-type]
+        allow_reconnect=True,
+        max_reconnect_attempts=RECONNECT_FOREVER,
+        reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )
+    try:
+        # nats-py retries the initial connect on its own; bound the whole of it.
+        await asyncio.wait_for(connecting, settings.connect_timeout)
+    except (asyncio.TimeoutError, OSError, nats.errors.Error) as error:
+        await nc.close()
+        reason = str(error) or type(error).__name__
+        raise NatsUnavailable(
+            f"cannot connect to NATS at {settings.where} within {settings.connect_timeout:g} s"
+            + ("" if isinstance(error, asyncio.TimeoutError) else f": {reason}")
+        ) from None
+    return nc
+
+
+_runtime: _Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def _get_runtime() -> _Runtime:
+    global _runtime
+    if _runtime is None:
+        with _runtime_lock:
+            if _runtime is None:
+                _runtime = _Runtime()
+    return _runtime
+
+
+def _forget_runtime() -> None:
+    """In a forked child the loop thread does not exist: start afresh."""
+    global _runtime, _runtime_lock
+    _runtime, _runtime_lock = None, threading.Lock()
+
+
+def _shutdown() -> None:
+    if _runtime is not None:
+        _runtime.shutdown()
+
+
+os.register_at_fork(after_in_child=_forget_runtime)
+atexit.register(_shutdown)
+
+
+def in_loop_thread() -> bool:
+    return _runtime is not None and threading.current_thread() is _runtime.thread
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on the loop thread and wait for it from a synchronous caller.
+
+    Every coroutine given here bounds its own network waits, so no timeout is
+    needed at this level.
+    """
+    if in_loop_thread():
+        coro.close()
+        raise RuntimeError("a blocking natsstorage call was made from its own event loop")
+    future = asyncio.run_coroutine_threadsafe(coro, _get_runtime().loop)
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()
+        raise
+
+
+async def arun(coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` on the loop thread from any event loop (an async view's, say)."""
+    runtime = _get_runtime()
+    if in_loop_thread():
+        return await coro
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, runtime.loop))
+
+
+def submit(coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+    """Start ``coro`` on the loop thread without waiting; safe from any thread."""
+    return asyncio.run_coroutine_threadsafe(coro, _get_runtime().loop)
+
+
+async def connection(settings: ConnectionSettings) -> Client:
+    """The shared connection for ``settings``; call on the loop thread."""
+    return await _get_runtime().connection(settings)
+
+
+def close_connections() -> None:
+    """Close every connection now (tests, and code about to fork)."""
+    if _runtime is not None:
+        run(_runtime.close())

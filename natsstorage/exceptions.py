@@ -1,0 +1,37 @@
+"""Errors raised by natsstorage.
+
+Every error is an ``OSError`` so code that already handles storage I/O
+failures handles these too. Missing objects raise the built-in
+``FileNotFoundError`` and bad names Django's ``SuspiciousFileOperation``.
+Messages name the bucket, the object and the limit involved, never a secret.
+"""
+
+from __future__ import annotations
+
+
+class NatsStorageError(OSError):
+    """Base class of every natsstorage error."""
+
+
+class NatsUnavailable(NatsStorageError):
+    """No NATS server could be reached, or it stopped answering in time."""
+
+
+class BucketNotFound(NatsStorageError):
+    """The bucket does not exist and this storage may not create it."""
+
+
+class BucketFull(NatsStorageError):
+    """The bucket's ``max_bytes`` limit would be exceeded."""
+
+
+class BucketSealed(NatsStorageError):
+    """The bucket is sealed: it can be read but never changed."""
+
+
+class ObjectChanged(NatsStorageError):
+    """Another writer changed the object while this operation ran."""
+
+
+class CorruptObject(NatsStorageError):
+    """The data read does not match the object's size, chunk count or SHA-256 digest."""

@@ -1,0 +1,47 @@
+"""Which object names Django code may use, and their one spelling.
+
+The Object Store itself takes any UTF-8 string (it base64-encodes names into
+subjects), so ``.``, ``*``, ``>``, ``$`` and spaces are safe. What is refused
+here is what would be dangerous or ambiguous the day the same names meet a
+file system, a URL or another storage: absolute names, ``.``/``..`` and empty
+segments, control characters, and names too long for a subject.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from django.core.exceptions import SuspiciousFileOperation
+
+MAX_NAME_BYTES = 1024  # base64 makes the subject 4/3 of this, well inside NATS's limits
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean_name(name: str | os.PathLike[str]) -> str:
+    """The object name for ``name``, with ``\\`` read as ``/``; raises SuspiciousFileOperation."""
+    name = os.fspath(name)
+    if not isinstance(name, str):
+        raise SuspiciousFileOperation(f"object names are strings, not {type(name).__name__}")
+    name = name.replace("\\", "/")
+    if not name:
+        raise SuspiciousFileOperation("an object name cannot be empty")
+    if _CONTROL_CHARACTERS.search(name):
+        raise SuspiciousFileOperation(f"object name {name!r} contains a control character")
+    if name.startswith("/"):
+        raise SuspiciousFileOperation(f"object name {name!r} is absolute; use a relative name")
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        raise SuspiciousFileOperation(f"object name {name!r} has an empty, '.' or '..' segment")
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:
+        raise SuspiciousFileOperation(f"object name {name!r} is not valid Unicode") from None
+    if size > MAX_NAME_BYTES:
+        raise SuspiciousFileOperation(f"object name is {size} bytes long; the limit is {MAX_NAME_BYTES}")
+    return name
+
+
+def clean_prefix(path: str | os.PathLike[str]) -> str:
+    """A directory for ``listdir``: ``""`` for the top, else a clean name ending in ``/``."""
+    path = os.fspath(path).replace("\\", "/").strip("/") if path else ""
+    return clean_name(path) + "/" if path else ""

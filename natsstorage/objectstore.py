@@ -1,0 +1,662 @@
+"""The NATS Object Store protocol, asyncio and Django-free.
+
+The wire layout is the one every NATS client shares (ADR-20): a stream
+``OBJ_<bucket>``, an object's data as chunk messages on
+``$O.<bucket>.C.<nuid>`` and its metadata as one JSON message on
+``$O.<bucket>.M.<base64url(name)>``, kept alone by the rollup header.
+
+Where nats-py's own ``ObjectStore`` waits for every chunk's acknowledgement
+and builds whole objects in memory, this module keeps a bounded window of
+unacknowledged chunks in flight when writing, and reads through an ephemeral
+pull consumer asked for at most a window of chunks at a time, so memory stays
+flat whatever the object's size. Every network wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import re
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.client import JetStreamContext
+from nats.nuid import NUID
+
+from natsstorage.exceptions import (
+    BucketFull,
+    BucketNotFound,
+    BucketSealed,
+    CorruptObject,
+    NatsStorageError,
+    NatsUnavailable,
+    ObjectChanged,
+)
+
+STREAM = "OBJ_{bucket}"
+ALL_CHUNKS = "$O.{bucket}.C.>"
+ALL_META = "$O.{bucket}.M.>"
+CHUNK_SUBJECT = "$O.{bucket}.C.{nuid}"
+META_SUBJECT = "$O.{bucket}.M.{key}"
+API = "$JS.API."
+DIGEST_PREFIX = "SHA-256="
+DEFAULT_CHUNK_SIZE = 128 * 1024  # what every NATS client writes by default
+BUCKET_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
+
+ROLLUP_HEADER = "Nats-Rollup"
+ROLLUP_SUBJECT = "sub"
+EXPECTED_SUBJECT_SEQ_HEADER = "Nats-Expected-Last-Subject-Sequence"
+STATUS_HEADER = "Status"
+
+# JetStream API error codes this module acts on.
+ERR_NO_MESSAGE = 10037
+ERR_STREAM_NAME_IN_USE = 10058
+ERR_STREAM_NOT_FOUND = 10059
+ERR_WRONG_LAST_SEQUENCE = 10071
+ERR_MAX_BYTES = 10077
+ERR_SEALED = 10109
+
+# Ephemeral consumers are deleted when a read ends; this is the server's
+# safety net for readers that never finish (a client killed mid-read).
+CONSUMER_INACTIVE_THRESHOLD = timedelta(seconds=30)
+NANOSECONDS = 1_000_000_000
+
+_nuid = NUID()
+logger = logging.getLogger("natsstorage")
+
+
+def encode_key(name: str) -> str:
+    """The metadata subject token of ``name``: padded base64url, as nats.go writes it."""
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def decode_digest(digest: str) -> bytes:
+    """The SHA-256 bytes of a ``SHA-256=<base64>`` digest in either base64 alphabet."""
+    value = digest.partition("=")[2].replace("+", "-").replace("/", "_")
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def encode_digest(sha256: bytes) -> str:
+    return DIGEST_PREFIX + base64.urlsafe_b64encode(sha256).decode()
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 time as Go writes it (nanoseconds, ``Z``), as an aware datetime."""
+    match = re.fullmatch(r"(.+?T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", value)
+    if match is None:
+        return datetime.fromtimestamp(0, timezone.utc)
+    whole, fraction, zone = match.groups()
+    fraction = (fraction or ".0")[:7]
+    return datetime.fromisoformat(whole + fraction + ("+00:00" if zone == "Z" else zone))
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class BucketConfig:
+    """How to create a missing bucket; an existing bucket is never changed."""
+
+    description: str = ""
+    ttl: float | None = None  # seconds; None keeps objects forever
+    max_bytes: int = -1  # -1: no limit
+    storage: str = "file"  # or "memory"
+    replicas: int = 1
+    compression: bool = False
+
+    def stream_config(self, bucket: str) -> dict[str, Any]:
+        """The stream configuration nats.go's ``CreateObjectStore`` sends."""
+        config: dict[str, Any] = {
+            "name": STREAM.format(bucket=bucket),
+            "subjects": [ALL_CHUNKS.format(bucket=bucket), ALL_META.format(bucket=bucket)],
+            "max_age": int((self.ttl or 0) * NANOSECONDS),
+            "max_bytes": self.max_bytes,
+            "storage": self.storage,
+            "num_replicas": self.replicas,
+            "discard": "new",
+            "allow_rollup_hdrs": True,
+            "allow_direct": True,
+            "compression": "s2" if self.compression else "none",
+        }
+        if self.description:
+            config["description"] = self.description
+        return config
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object's metadata, as stored in its metadata message."""
+
+    bucket: str
+    name: str
+    nuid: str
+    size: int
+    chunks: int
+    digest: str
+    mtime: datetime  # when the metadata message was stored, by the server's clock
+    seq: int  # the metadata message's stream sequence, for compare-and-set
+    deleted: bool = False
+    description: str = ""
+    headers: Mapping[str, list[str]] = field(default_factory=dict)
+    chunk_size: int | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_message(cls, data: bytes, *, seq: int, time: datetime) -> ObjectInfo:
+        try:
+            raw = json.loads(data)
+            headers = {
+                key: value if isinstance(value, list) else [str(value)]
+                for key, value in (raw.get("headers") or {}).items()
+            }
+            return cls(
+                bucket=raw.get("bucket", ""),
+                name=raw["name"],
+                nuid=raw.get("nuid", ""),
+                size=int(raw.get("size") or 0),
+                chunks=int(raw.get("chunks") or 0),
+                digest=raw.get("digest") or "",
+                mtime=time,
+                seq=seq,
+                deleted=bool(raw.get("deleted")),
+                description=raw.get("description") or "",
+                headers=headers,
+                chunk_size=(raw.get("options") or {}).get("max_chunk_size"),
+                raw=raw,
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise CorruptObject(f"unreadable object metadata at stream sequence {seq}: {error}") from None
+
+    @property
+    def content_type(self) -> str | None:
+        for key, values in self.headers.items():
+            if key.lower() == "content-type" and values:
+                return values[0]
+        return None
+
+    @property
+    def sha256(self) -> bytes:
+        return decode_digest(self.digest)
+
+    @property
+    def is_link(self) -> bool:
+        return bool((self.raw.get("options") or {}).get("link"))
+
+
+class Bucket:
+    """One Object Store bucket on a shared connection; every method runs on the NATS loop."""
+
+    def __init__(
+        self,
+        name: str,
+        connect: Callable[[], Awaitable[Client]],
+        *,
+        timeout: float,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        window: int = 32,
+        create: BucketConfig | None = None,
+    ) -> None:
+        if not BUCKET_NAME.match(name):
+            raise ValueError(f"invalid bucket name {name!r}: use letters, digits, '-' and '_' only")
+        self.name = name
+        self.stream = STREAM.format(bucket=name)
+        self.timeout = timeout
+        self.chunk_size = chunk_size
+        self.window = window
+        self._connect = connect
+        self._create = create
+        self._config: dict[str, Any] | None = None
+        self._jetstream: tuple[Client, JetStreamContext] | None = None
+        self._ready = asyncio.Lock()
+
+    # -- connection, bucket and JetStream API ------------------------------------
+
+    async def _nc(self) -> Client:
+        """The connection, with the bucket made sure of once per process."""
+        nc = await self._connect()
+        if self._config is None:
+            async with self._ready:
+                if self._config is None:
+                    self._config = await self._ensure(nc)
+        return nc
+
+    async def _ensure(self, nc: Client) -> dict[str, Any]:
+        try:
+            info = await self._api(nc, f"STREAM.INFO.{self.stream}")
+        except BucketNotFound:
+            if self._create is None:
+                raise
+            try:
+                info = await self._api(nc, f"STREAM.CREATE.{self.stream}", self._create.stream_config(self.name))
+            except NatsStorageError as error:
+                if getattr(error, "err_code", None) != ERR_STREAM_NAME_IN_USE:
+                    raise
+                info = await self._api(nc, f"STREAM.INFO.{self.stream}")  # created meanwhile
+        config: dict[str, Any] = info["config"]
+        return config
+
+    async def _api(self, nc: Client, subject: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        payload = json.dumps(body).encode() if body is not None else b""
+        try:
+            reply = await nc.request(API + subject, payload, timeout=self.timeout)
+        except nats.errors.NoRespondersError:
+            raise NatsUnavailable(f"JetStream is not enabled on the NATS server (bucket {self.name!r})") from None
+        except nats.errors.Error as error:
+            raise self._unavailable(f"no answer to {subject.split('.')[0].lower()} request", error) from None
+        response: dict[str, Any] = json.loads(reply.data)
+        if "error" in response:
+            raise self._refused(response["error"])
+        return response
+
+    def _unavailable(self, what: str, error: BaseException) -> NatsUnavailable:
+        detail = str(error) or type(error).__name__
+        return NatsUnavailable(f"NATS bucket {self.name!r}: {what} within {self.timeout:g} s ({detail})")
+
+    def _refused(self, error: Mapping[str, Any], name: str | None = None) -> NatsStorageError:
+        code = error.get("err_code")
+        about = f"{name!r} in bucket {self.name!r}" if name else f"bucket {self.name!r}"
+        exception: NatsStorageError
+        if code == ERR_STREAM_NOT_FOUND:
+            self._config = None
+            exception = BucketNotFound(f"bucket {self.name!r} does not exist on the NATS server")
+        elif code == ERR_MAX_BYTES:
+            limit = (self._config or {}).get("max_bytes", "?")
+            exception = BucketFull(f"bucket {self.name!r} is full: writing {name!r} would exceed max_bytes {limit}")
+        elif code == ERR_SEALED:
+            exception = BucketSealed(f"bucket {self.name!r} is sealed: {name or 'it'!r} cannot be changed")
+        elif code == ERR_WRONG_LAST_SEQUENCE:
+            exception = ObjectChanged(f"{about} was changed by another writer")
+        else:
+            exception = NatsStorageError(f"NATS refused the request for {about}: {error.get('description')} ({code})")
+        exception.err_code = code  # type: ignore[attr-defined]
+        return exception
+
+    async def _publish(self, nc: Client, subject: str, payload: bytes, headers: dict[str, str], name: str) -> int:
+        """Publish one message and wait for the stream's acknowledgement; its sequence."""
+        try:
+            reply = await nc.request(subject, payload, timeout=self.timeout, headers=headers)
+        except nats.errors.NoRespondersError:
+            self._config = None
+            raise BucketNotFound(f"bucket {self.name!r} does not exist on the NATS server") from None
+        except nats.errors.Error as error:
+            raise self._unavailable(f"no acknowledgement for {name!r}", error) from None
+        ack = json.loads(reply.data)
+        if "error" in ack:
+            raise self._refused(ack["error"], name)
+        return int(ack["seq"])
+
+    async def _purge(self, nc: Client, subject: str) -> None:
+        await self._api(nc, f"STREAM.PURGE.{self.stream}", {"filter": subject})
+
+    def _jetstream_for(self, nc: Client) -> JetStreamContext:
+        if self._jetstream is None or self._jetstream[0] is not nc:
+            self._jetstream = (nc, nc.jetstream(timeout=self.timeout))
+        return self._jetstream[1]
+
+    # -- bucket ------------------------------------------------------------------
+
+    async def status(self) -> dict[str, Any]:
+        """The stream's info: ``config`` and ``state`` (bytes, messages, ...)."""
+        nc = await self._nc()
+        return await self._api(nc, f"STREAM.INFO.{self.stream}")
+
+    async def destroy(self) -> None:
+        """Delete the bucket and every object in it, for good."""
+        nc = await self._connect()
+        await self._api(nc, f"STREAM.DELETE.{self.stream}")
+        self._config = None
+
+    # -- objects -----------------------------------------------------------------
+
+    async def latest(self, name: str) -> ObjectInfo | None:
+        """The name's latest metadata whatever its state (deleted, expired), or None."""
+        nc = await self._nc()
+        subject = META_SUBJECT.format(bucket=self.name, key=encode_key(name))
+        try:
+            response = await self._api(nc, f"STREAM.MSG.GET.{self.stream}", {"last_by_subj": subject})
+        except NatsStorageError as error:
+            if getattr(error, "err_code", None) == ERR_NO_MESSAGE:
+                return None
+            raise
+        message = response["message"]
+        data = base64.b64decode(message.get("data", ""))
+        return ObjectInfo.from_message(data, seq=message["seq"], time=parse_time(message["time"]))
+
+    async def info(self, name: str) -> ObjectInfo | None:
+        """The object's metadata, or None when it is missing, deleted or expired."""
+        info = await self.latest(name)
+        return info if info is not None and self.live(info) else None
+
+    def live(self, info: ObjectInfo) -> bool:
+        """Neither deleted nor past the bucket's TTL (which the server may not have acted on yet)."""
+        max_age = (self._config or {}).get("max_age", 0)
+        expires = info.mtime + timedelta(microseconds=max_age / 1000)
+        return not info.deleted and (not max_age or expires > datetime.now(timezone.utc))
+
+    async def objects(self, *, deleted: bool = False) -> AsyncIterator[ObjectInfo]:
+        """Every object's latest metadata, in stream order."""
+        nc = await self._nc()
+        config = {"deliver_policy": "last_per_subject", "filter_subject": ALL_META.format(bucket=self.name)}
+        async with _Pull(self, nc, config, window=256) as pull:
+            for _ in range(pull.pending):
+                msg = await pull.next()
+                meta = msg.metadata
+                info = ObjectInfo.from_message(msg.data, seq=meta.sequence.stream, time=meta.timestamp)
+                if self.live(info) or (deleted and info.deleted):
+                    yield info
+
+    async def upload(self) -> Upload:
+        """Start writing a new object's chunks; give it a name with ``Upload.commit``."""
+        return Upload(self, await self._nc())
+
+    async def download(self, info: ObjectInfo) -> Download:
+        return Download(self, await self._nc(), info)
+
+    async def update_meta(
+        self, name: str, *, description: str | None = None, headers: Mapping[str, list[str]] | None = None
+    ) -> ObjectInfo | None:
+        """Replace an object's description and/or headers without touching its data."""
+        nc = await self._nc()
+        while True:
+            info = await self.info(name)
+            if info is None:
+                return None
+            raw = dict(info.raw)
+            if description is not None:
+                raw["description"] = description
+            if headers is not None:
+                raw["headers"] = {key: list(values) for key, values in headers.items()}
+            raw["mtime"] = format_time(datetime.now(timezone.utc))
+            try:
+                await self._put_meta(nc, name, raw, expected_seq=info.seq)
+            except ObjectChanged:
+                continue
+            return await self.info(name)
+
+    async def delete(self, name: str) -> bool:
+        """Mark the object deleted and purge its chunks; False when it was not there."""
+        nc = await self._nc()
+        while True:
+            info = await self.info(name)
+            if info is None:
+                return False
+            raw = {key: value for key, value in info.raw.items() if key != "digest"}
+            raw.update(deleted=True, size=0, chunks=0, mtime=format_time(datetime.now(timezone.utc)))
+            try:
+                await self._put_meta(nc, name, raw, expected_seq=info.seq)
+            except ObjectChanged:
+                continue
+            await self._purge(nc, CHUNK_SUBJECT.format(bucket=self.name, nuid=info.nuid))
+            return True
+
+    async def _put_meta(self, nc: Client, name: str, raw: Mapping[str, Any], *, expected_seq: int) -> int:
+        subject = META_SUBJECT.format(bucket=self.name, key=encode_key(name))
+        headers = {ROLLUP_HEADER: ROLLUP_SUBJECT, EXPECTED_SUBJECT_SEQ_HEADER: str(expected_seq)}
+        return await self._publish(nc, subject, json.dumps(raw).encode(), headers, name)
+
+
+class Upload:
+    """An object being written: chunks first, metadata last, so readers never see half of it."""
+
+    def __init__(self, bucket: Bucket, nc: Client) -> None:
+        self.bucket = bucket
+        self.nc = nc
+        self.nuid = _nuid.next().decode()
+        self.subject = CHUNK_SUBJECT.format(bucket=bucket.name, nuid=self.nuid)
+        self.size = 0
+        self.chunks = 0
+        self._sha256 = hashlib.sha256()
+        self._buffer = bytearray()
+        self._acks: deque[asyncio.Future[Any]] = deque()
+        self._name = "a new object"  # until commit names it
+
+    async def write(self, data: bytes) -> None:
+        """Add data; full chunks are published with at most ``window`` awaiting acknowledgement."""
+        size = self.bucket.chunk_size
+        view = memoryview(data)
+        if self._buffer:
+            taken = size - len(self._buffer)
+            self._buffer += view[:taken]
+            view = view[taken:]
+            if len(self._buffer) < size:
+                return
+            await self._publish(bytes(self._buffer))
+            self._buffer.clear()
+        while len(view) >= size:
+            await self._publish(view[:size])
+            view = view[size:]
+        self._buffer += view
+
+    async def _publish(self, chunk: bytes | memoryview) -> None:
+        self._sha256.update(chunk)
+        self.size += len(chunk)
+        self.chunks += 1
+        if len(self._acks) >= self.bucket.window:
+            await self._settle(self._acks.popleft())
+        js = self.bucket._jetstream_for(self.nc)
+        try:
+            self._acks.append(await js.publish_async(self.subject, chunk, wait_stall=self.bucket.timeout))
+        except (nats.errors.Error, nats.js.errors.Error) as error:
+            raise self.bucket._unavailable(f"could not send {self._name}", error) from None
+
+    async def _settle(self, ack: asyncio.Future[Any]) -> None:
+        try:
+            await asyncio.wait_for(ack, self.bucket.timeout)
+        except asyncio.TimeoutError:
+            raise self.bucket._unavailable(f"no acknowledgement for a chunk of {self._name}", TimeoutError()) from None
+        except nats.js.errors.NoStreamResponseError:
+            self.bucket._config = None
+            raise BucketNotFound(f"bucket {self.bucket.name!r} does not exist on the NATS server") from None
+        except nats.js.errors.APIError as error:
+            raise self.bucket._refused(
+                {"err_code": error.err_code, "description": error.description}, self._name
+            ) from None
+
+    async def commit(
+        self,
+        name: str,
+        *,
+        previous: ObjectInfo | None,
+        description: str = "",
+        headers: Mapping[str, list[str]] | None = None,
+    ) -> ObjectInfo:
+        """Publish the metadata under ``name``, only if its latest metadata is still ``previous``.
+
+        Raises ``ObjectChanged`` when another writer got there first; the
+        chunks stay, so the caller may retry under the same or another name.
+        After a replacement the old object's chunks are purged.
+        """
+        self._name = repr(name)
+        if self._buffer:
+            await self._publish(bytes(self._buffer))
+            self._buffer.clear()
+        while self._acks:
+            await self._settle(self._acks.popleft())
+        raw: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "headers": {key: list(values) for key, values in (headers or {}).items()},
+            "options": {"max_chunk_size": self.bucket.chunk_size},
+            "bucket": self.bucket.name,
+            "nuid": self.nuid,
+            "size": self.size,
+            "mtime": format_time(datetime.now(timezone.utc)),
+            "chunks": self.chunks,
+            "digest": encode_digest(self._sha256.digest()),
+        }
+        for key in ("description", "headers"):
+            if not raw[key]:
+                del raw[key]
+        await self.bucket._put_meta(self.nc, name, raw, expected_seq=previous.seq if previous else 0)
+        if previous is not None and not previous.deleted and previous.nuid != self.nuid:
+            await self.bucket._purge(self.nc, CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=previous.nuid))
+        info = await self.bucket.info(name)
+        if info is None:  # deleted again in the instant since
+            raise ObjectChanged(f"{name!r} in bucket {self.bucket.name!r} was deleted while being written")
+        return info
+
+    async def abort(self) -> None:
+        """Remove the chunks published so far, once those in flight have landed or failed.
+
+        Never raises: it runs while another error is on its way to the caller.
+        What it cannot remove (the server is gone) ``natsos_gc`` collects later.
+        """
+        acks, self._acks = list(self._acks), deque()
+        if acks:
+            await asyncio.wait(acks, timeout=self.bucket.timeout)
+            for ack in acks:
+                if ack.done() and not ack.cancelled():
+                    ack.exception()  # retrieved, so asyncio does not log it
+                ack.cancel()
+        if not self.chunks:
+            return
+        try:
+            await self.bucket._purge(self.nc, self.subject)
+        except NatsStorageError as error:
+            logger.warning("could not remove the chunks of an aborted upload to %s: %s", self.subject, error)
+
+
+class Download:
+    """An object's data, chunk by chunk, checked against its size, chunk count and digest."""
+
+    def __init__(self, bucket: Bucket, nc: Client, info: ObjectInfo) -> None:
+        self.bucket = bucket
+        self.nc = nc
+        self.info = info
+        self.received = 0
+        self.chunks = 0
+        self._sha256 = hashlib.sha256()
+        self._pull: _Pull | None = None
+
+    async def read(self) -> bytes:
+        """The next chunk's bytes, or ``b""`` at the end."""
+        if self.chunks >= self.info.chunks:
+            return b""
+        if self._pull is None:
+            subject = CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=self.info.nuid)
+            self._pull = _Pull(self.bucket, self.nc, {"deliver_policy": "all", "filter_subject": subject})
+            await self._pull.start()
+            if self._pull.pending < self.info.chunks:
+                await self.close()
+                raise self._corrupt(f"{self._pull.pending} of its {self.info.chunks} chunks are on the server")
+        data = (await self._pull.next()).data
+        self.chunks += 1
+        self.received += len(data)
+        self._sha256.update(data)
+        if self.chunks == self.info.chunks:
+            await self.close()
+            if self.received != self.info.size:
+                raise self._corrupt(f"read {self.received} bytes, expected {self.info.size}")
+            if self._sha256.digest() != self.info.sha256:
+                raise self._corrupt("its SHA-256 digest does not match the data")
+        return data
+
+    def _corrupt(self, why: str) -> CorruptObject:
+        return CorruptObject(f"{self.info.name!r} in bucket {self.bucket.name!r} is corrupt: {why}")
+
+    async def close(self) -> None:
+        if self._pull is not None:
+            pull, self._pull = self._pull, None
+            await pull.close()
+
+
+class _Pull:
+    """An ephemeral pull consumer read with explicit flow: at most ``window`` messages in flight."""
+
+    def __init__(self, bucket: Bucket, nc: Client, config: Mapping[str, Any], *, window: int | None = None) -> None:
+        self.bucket = bucket
+        self.nc = nc
+        self.config = {
+            **config,
+            "ack_policy": "none",
+            "mem_storage": True,
+            "num_replicas": 1,
+            "inactive_threshold": int(CONSUMER_INACTIVE_THRESHOLD.total_seconds() * NANOSECONDS),
+        }
+        self.window = window or bucket.window
+        self.pending = 0  # messages the consumer had to deliver when created
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._requested = 0
+        self._received = 0
+        self._inbox = ""
+        self._consumer = ""
+        self._sub: Any = None
+
+    async def __aenter__(self) -> _Pull:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self._inbox = self.nc.new_inbox()
+        self._sub = await self.nc.subscribe(self._inbox, cb=self._queue.put)
+        try:
+            created = await self.bucket._api(
+                self.nc,
+                f"CONSUMER.CREATE.{self.bucket.stream}",
+                {"stream_name": self.bucket.stream, "config": self.config},
+            )
+        except BaseException:
+            await self.close()
+            raise
+        self._consumer = created["name"]
+        self.pending = int(created["num_pending"])
+        await self._ask()
+
+    async def _ask(self) -> None:
+        """Keep up to ``window`` messages requested, topping up once half have arrived."""
+        in_flight = self._requested - self._received
+        wanted = min(self.window - in_flight, self.pending - self._requested)
+        if wanted <= 0 or in_flight > self.window // 2:
+            return
+        self._requested += wanted
+        body = {"batch": wanted, "expires": int(self.bucket.timeout * NANOSECONDS)}
+        subject = f"{API}CONSUMER.MSG.NEXT.{self.bucket.stream}.{self._consumer}"
+        await self.nc.publish(subject, json.dumps(body).encode(), reply=self._inbox)
+
+    async def next(self) -> Msg:
+        while True:
+            try:
+                msg = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    msg = await asyncio.wait_for(self._queue.get(), self.bucket.timeout)
+                except asyncio.TimeoutError:
+                    raise self.bucket._unavailable("no data from the server", TimeoutError()) from None
+            status = msg.headers.get(STATUS_HEADER) if msg.headers else None
+            if status is None:
+                self._received += 1
+                await self._ask()
+                return msg
+            if status != "100":  # 100 is a heartbeat; 404/408/409 end the request early
+                description = msg.headers.get("Description", "") if msg.headers else ""
+                raise CorruptObject(
+                    f"bucket {self.bucket.name!r}: the server ended the read early: {status} {description}".strip()
+                )
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            await sub.unsubscribe()
+        if self._consumer and not self.nc.is_closed:
+            # No need to wait for the answer: the inactive threshold is the safety net.
+            subject = f"{API}CONSUMER.DELETE.{self.bucket.stream}.{self._consumer}"
+            self._consumer = ""
+            await self.nc.publish(subject, b"", reply=self.nc.new_inbox())

