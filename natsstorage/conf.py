@@ -43,6 +43,7 @@ class Options(TypedDict, total=False):
     chunk_size: int
     window: int
     file_overwrite: bool
+    create_bucket: bool
     description: str
     ttl: float | None
     max_bytes: int
@@ -75,6 +76,8 @@ class Config:
     window: int = 32
     # False: like FileSystemStorage, a taken name gets Django's alternative name.
     file_overwrite: bool = False
+    # Create a missing bucket on first use, as the NATS clients' os("name") does.
+    create_bucket: bool = True
     # Used only when this storage creates a missing bucket.
     description: str = ""
     ttl: float | None = None
@@ -149,6 +152,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "chunk_size": (_int(1, MAX_CHUNK_SIZE), f"a whole number of bytes from 1 to {MAX_CHUNK_SIZE}"),
     "window": (_int(1, 1024), "a whole number of chunks from 1 to 1024"),
     "file_overwrite": (lambda v: isinstance(v, bool), "True or False"),
+    "create_bucket": (lambda v: isinstance(v, bool), "True or False"),
     "description": (lambda v: isinstance(v, str), "a string"),
     "ttl": (lambda v: v is None or _positive(v), "None or a number of seconds above 0"),
     "max_bytes": (lambda v: v == -1 or _int(1)(v), "-1 (no limit) or a whole number of bytes"),

@@ -198,6 +198,54 @@ class ObjectInfo:
         return bool((self.raw.get("options") or {}).get("link"))
 
 
+@dataclass(frozen=True)
+class BucketStatus:
+    """A bucket's figures, as the NATS CLI's ``nats object status`` shows them."""
+
+    name: str
+    description: str
+    objects: int  # live objects (not deleted, not expired)
+    bytes: int  # everything the stream holds: chunks and metadata
+    storage: str
+    replicas: int
+    ttl: float | None  # seconds
+    max_bytes: int  # -1: no limit
+    sealed: bool
+    compression: bool
+
+    @classmethod
+    def from_stream_info(cls, name: str, info: Mapping[str, Any], objects: int) -> BucketStatus:
+        config, state = info["config"], info["state"]
+        return cls(
+            name=name,
+            description=config.get("description", ""),
+            objects=objects,
+            bytes=state.get("bytes", 0),
+            storage=config.get("storage", "file"),
+            replicas=config.get("num_replicas", 1),
+            ttl=config["max_age"] / NANOSECONDS if config.get("max_age") else None,
+            max_bytes=config.get("max_bytes", -1),
+            sealed=bool(config.get("sealed")),
+            compression=config.get("compression", "none") != "none",
+        )
+
+
+async def bucket_names(nc: Client, *, timeout: float) -> list[str]:
+    """The names of every Object Store bucket on the server, sorted."""
+    names: list[str] = []
+    while True:
+        reply = await nc.request(f"{API}STREAM.NAMES", json.dumps({"offset": len(names)}).encode(), timeout=timeout)
+        response = json.loads(reply.data)
+        if "error" in response:
+            raise NatsStorageError(f"NATS refused to list streams: {response['error'].get('description')}")
+        page = response.get("streams") or []
+        names.extend(page)
+        if not page or len(names) >= response.get("total", 0):
+            break
+    prefix = STREAM.format(bucket="")
+    return sorted(name[len(prefix) :] for name in names if name.startswith(prefix))
+
+
 class Bucket:
     """One Object Store bucket on a shared connection; every method runs on the NATS loop."""
 
@@ -310,10 +358,18 @@ class Bucket:
 
     # -- bucket ------------------------------------------------------------------
 
-    async def status(self) -> dict[str, Any]:
-        """The stream's info: ``config`` and ``state`` (bytes, messages, ...)."""
+    async def stream_info(self) -> dict[str, Any]:
+        """The stream's raw info: ``config`` and ``state``."""
         nc = await self._nc()
         return await self._api(nc, f"STREAM.INFO.{self.stream}")
+
+    async def status(self) -> BucketStatus:
+        """The bucket's figures; counting live objects reads every object's metadata."""
+        info = await self.stream_info()
+        objects = 0
+        async for _ in self.objects():
+            objects += 1
+        return BucketStatus.from_stream_info(self.name, info, objects)
 
     async def destroy(self) -> None:
         """Delete the bucket and every object in it, for good."""

@@ -15,7 +15,7 @@ from django.core.files.storage import Storage
 from django.core.signals import setting_changed
 from django.utils.deconstruct import deconstructible
 
-from natsstorage import _bridge, conf
+from natsstorage import _bridge, conf, objectstore
 from natsstorage._bridge import run
 from natsstorage.exceptions import ObjectChanged
 from natsstorage.files import AsyncNatsFile, NatsFile, ObjectStream
@@ -62,7 +62,7 @@ class NatsStorage(Storage):
             timeout=config.timeout,
             chunk_size=config.chunk_size,
             window=config.window,
-            create=config.bucket_config,
+            create=config.bucket_config if config.create_bucket else None,
         )
 
     def __repr__(self) -> str:
@@ -198,3 +198,14 @@ class NatsStorage(Storage):
         """Open for streaming reads from async code; use ``async with``."""
         info = await _bridge.arun(self._info(name))
         return AsyncNatsFile(info, await _bridge.arun(self.bucket.download(info)))
+
+
+def bucket_names(**options: Unpack[conf.Options]) -> list[str]:
+    """Every Object Store bucket on the server that the settings (and ``options``) point to."""
+    config = conf.resolve(None, options)
+
+    async def names() -> list[str]:
+        nc = await _bridge.connection(config.connection)
+        return await objectstore.bucket_names(nc, timeout=config.timeout)
+
+    return run(names())
