@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from django.test.utils import override_settings
@@ -28,8 +29,20 @@ def bucket_name() -> str:
 
 
 @pytest.fixture
-def storage(bucket_name: str) -> Iterator[NatsStorage]:
-    storage = NatsStorage(bucket_name)
-    yield storage
-    with contextlib.suppress(BucketNotFound):
-        _bridge.run(storage.bucket.destroy())
+def make_storage(bucket_name: str) -> Iterator[Callable[..., NatsStorage]]:
+    """``make_storage(**options)``: a NatsStorage on this test's bucket, destroyed afterwards."""
+    made: list[NatsStorage] = []
+
+    def make(**options: Any) -> NatsStorage:
+        made.append(NatsStorage(bucket_name, **options))
+        return made[-1]
+
+    yield make
+    if made:
+        with contextlib.suppress(BucketNotFound):
+            _bridge.run(made[0].bucket.destroy())
+
+
+@pytest.fixture
+def storage(make_storage: Callable[..., NatsStorage]) -> NatsStorage:
+    return make_storage()

@@ -1,0 +1,253 @@
+"""The Storage API, used the way Django code uses it."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+
+import pytest
+from django.core.files.base import ContentFile, File
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from natsstorage.exceptions import CorruptObject
+
+from .helpers import MiB, random_bytes, stream_state, with_nats
+
+
+def test_save_returns_the_name_and_open_reads_it_back(storage):
+    name = storage.save("configs/app.yaml", ContentFile(b"debug: false\n"))
+    assert name == "configs/app.yaml"
+    with storage.open(name) as f:
+        assert f.read() == b"debug: false\n"
+
+
+def test_a_ten_mib_file_round_trips_through_read_chunks_and_read_n(storage):
+    data = random_bytes(10 * MiB + 123)
+    name = storage.save("big.bin", ContentFile(data))
+    with storage.open(name) as f:
+        assert f.size == len(data)
+        assert f.read() == data
+    with storage.open(name) as f:
+        assert b"".join(f.chunks(chunk_size=300_000)) == data
+    with storage.open(name) as f:
+        parts = []
+        while part := f.read(1_000_000):
+            parts.append(part)
+        assert b"".join(parts) == data
+
+
+def test_an_object_larger_than_a_chunk_is_stored_as_many_chunk_messages(storage):
+    storage.save("two-and-a-bit.bin", ContentFile(random_bytes(2 * 128 * 1024 + 1)))
+    assert stream_state(storage)["messages"] == 3 + 1  # three chunks and one metadata message
+
+
+def test_an_empty_file_round_trips(storage):
+    name = storage.save("empty.txt", ContentFile(b""))
+    assert storage.exists(name)
+    assert storage.size(name) == 0
+    with storage.open(name) as f:
+        assert f.read() == b""
+        assert list(f.chunks()) == []
+
+
+def test_text_content_is_stored_as_utf8(storage):
+    name = storage.save("hello.txt", ContentFile("héllo"))
+    assert storage.open(name).read() == "héllo".encode()
+
+
+def test_a_taken_name_gets_an_alternative_name(storage):
+    first = storage.save("report.pdf", ContentFile(b"one"))
+    second = storage.save("report.pdf", ContentFile(b"two"))
+    assert first == "report.pdf"
+    assert second != first and second.startswith("report_") and second.endswith(".pdf")
+    assert storage.open(first).read() == b"one"
+    assert storage.open(second).read() == b"two"
+
+
+def test_file_overwrite_replaces_the_object_and_purges_the_old_chunks(make_storage):
+    storage = make_storage(file_overwrite=True)
+    storage.save("a.bin", ContentFile(random_bytes(300_000)))
+    assert storage.save("a.bin", ContentFile(b"new")) == "a.bin"
+    assert storage.open("a.bin").read() == b"new"
+    assert stream_state(storage)["messages"] == 2  # one chunk, one metadata message
+
+
+def test_exists_size_and_delete(storage):
+    assert not storage.exists("a.txt")
+    storage.save("a.txt", ContentFile(b"abc"))
+    assert storage.exists("a.txt")
+    assert storage.size("a.txt") == 3
+    storage.delete("a.txt")
+    assert not storage.exists("a.txt")
+    assert stream_state(storage)["messages"] == 1  # only the delete marker is left
+
+
+def test_deleting_a_missing_name_is_not_an_error(storage):
+    storage.delete("never-saved.txt")
+
+
+def test_a_deleted_name_can_be_saved_again(storage):
+    storage.save("again.txt", ContentFile(b"1"))
+    storage.delete("again.txt")
+    assert storage.save("again.txt", ContentFile(b"2")) == "again.txt"
+    assert storage.open("again.txt").read() == b"2"
+
+
+@pytest.mark.parametrize("method", ["open", "size", "get_modified_time", "get_created_time", "info"])
+def test_missing_names_raise_file_not_found_naming_the_file_and_bucket(storage, method):
+    with pytest.raises(FileNotFoundError, match=rf"'nope.txt' is not in the NATS bucket '{storage.config.bucket}'"):
+        getattr(storage, method)("nope.txt")
+
+
+def test_listdir_splits_directories_and_files_on_slashes(storage):
+    for name in ["top.txt", "docs/a.txt", "docs/b.txt", "docs/sub/c.txt", "img/x.png"]:
+        storage.save(name, ContentFile(b"x"))
+    assert storage.listdir("") == (["docs", "img"], ["top.txt"])
+    assert storage.listdir("docs") == (["sub"], ["a.txt", "b.txt"])
+    assert storage.listdir("docs/") == (["sub"], ["a.txt", "b.txt"])
+    assert storage.listdir("docs/sub") == ([], ["c.txt"])
+    assert storage.listdir("nothing-here") == ([], [])
+
+
+def test_listdir_of_an_empty_bucket_is_empty(storage):
+    assert storage.listdir("") == ([], [])
+
+
+def test_listdir_leaves_out_deleted_objects(storage):
+    storage.save("keep.txt", ContentFile(b"x"))
+    storage.save("gone.txt", ContentFile(b"x"))
+    storage.delete("gone.txt")
+    assert storage.listdir("") == ([], ["keep.txt"])
+
+
+def test_modified_and_created_times_are_aware_and_recent(storage):
+    before = datetime.now(timezone.utc)
+    storage.save("t.txt", ContentFile(b"x"))
+    modified = storage.get_modified_time("t.txt")
+    assert modified.tzinfo is not None
+    assert abs((modified - before).total_seconds()) < 5
+    assert storage.get_created_time("t.txt") == modified
+
+
+def test_times_are_naive_local_without_use_tz(storage, settings):
+    storage.save("t.txt", ContentFile(b"x"))
+    settings.USE_TZ = False
+    modified = storage.get_modified_time("t.txt")
+    assert modified.tzinfo is None
+    assert abs((modified - datetime.now()).total_seconds()) < 5
+
+
+def test_path_is_not_available(storage):
+    with pytest.raises(NotImplementedError):
+        storage.path("a.txt")
+
+
+@pytest.mark.parametrize("mode", ["wb", "w", "ab", "r+b", "r"])
+def test_write_modes_are_refused_clearly(storage, mode):
+    storage.save("a.txt", ContentFile(b"x"))
+    with pytest.raises(ValueError, match="reading only"):
+        storage.open("a.txt", mode)
+
+
+def test_content_type_comes_from_the_upload_then_from_the_name(storage):
+    upload = SimpleUploadedFile("photo.bin", b"\x89PNG", content_type="image/png")
+    storage.save("photo.bin", upload)
+    storage.save("notes.txt", ContentFile(b"x"))
+    storage.save("mystery", ContentFile(b"x"))
+    assert storage.info("photo.bin").content_type == "image/png"
+    assert storage.info("notes.txt").content_type == "text/plain"
+    assert storage.info("mystery").content_type == "application/octet-stream"
+    assert storage.open("photo.bin").content_type == "image/png"
+
+
+def test_info_carries_the_sha256_digest_of_the_data(storage):
+    data = random_bytes(200_000)
+    storage.save("d.bin", ContentFile(data))
+    info = storage.info("d.bin")
+    assert info.sha256 == hashlib.sha256(data).digest()
+    assert info.digest.startswith("SHA-256=")
+    assert (info.size, info.chunks) == (200_000, 2)
+
+
+def test_update_meta_changes_description_and_headers_without_rewriting_data(storage):
+    data = random_bytes(300_000)
+    storage.save("m.bin", ContentFile(data))
+    before = stream_state(storage)
+    info = storage.update_meta("m.bin", description="nightly export", headers={"X-Team": "data"})
+    assert info.description == "nightly export"
+    assert info.headers["X-Team"] == ["data"]
+    after = stream_state(storage)
+    assert after["messages"] == before["messages"]  # the metadata message was rolled up, no chunk added
+    assert storage.info("m.bin").description == "nightly export"
+    assert storage.open("m.bin").read() == data
+
+
+def test_update_meta_of_a_missing_name_raises_file_not_found(storage):
+    with pytest.raises(FileNotFoundError):
+        storage.update_meta("nope", description="x")
+
+
+def test_seeking_then_reading(storage):
+    data = random_bytes(700_000)
+    storage.save("s.bin", ContentFile(data))
+    with storage.open("s.bin") as f:
+        f.seek(500_000)
+        assert f.read(10) == data[500_000:500_010]
+        f.seek(5)
+        assert f.read(10) == data[5:15]
+        f.seek(-3, 2)
+        assert f.read() == data[-3:]
+
+
+def test_a_closed_file_can_be_reopened(storage):
+    storage.save("r.txt", ContentFile(b"again"))
+    f = storage.open("r.txt")
+    assert f.read() == b"again"
+    f.close()
+    with f.open():
+        assert f.read() == b"again"
+
+
+def test_a_corrupted_chunk_is_detected_by_its_digest(storage):
+    data = random_bytes(300_000)
+    storage.save("c.bin", ContentFile(data))
+    info = storage.info("c.bin")
+    subject = f"$O.{storage.config.bucket}.C.{info.nuid}"
+    corrupted = bytearray(data)
+    corrupted[-1] ^= 0xFF
+
+    async def rewrite_chunks(nc):
+        # Same sizes, one byte flipped: only the digest can tell.
+        await nc.request(
+            f"$JS.API.STREAM.PURGE.OBJ_{storage.config.bucket}", f'{{"filter": "{subject}"}}'.encode(), timeout=5
+        )
+        for start in range(0, len(corrupted), 128 * 1024):
+            await nc.request(subject, bytes(corrupted[start : start + 128 * 1024]), timeout=5)
+
+    with_nats(storage, rewrite_chunks)
+    with storage.open("c.bin") as f, pytest.raises(CorruptObject, match="SHA-256 digest does not match"):
+        f.read()
+
+
+def test_missing_chunks_are_reported_not_waited_for(storage):
+    storage.save("m.bin", ContentFile(random_bytes(300_000)))
+    info = storage.info("m.bin")
+    subject = f"$O.{storage.config.bucket}.C.{info.nuid}"
+
+    async def purge(nc):
+        await nc.request(
+            f"$JS.API.STREAM.PURGE.OBJ_{storage.config.bucket}", f'{{"filter": "{subject}"}}'.encode(), timeout=5
+        )
+
+    with_nats(storage, purge)
+    with storage.open("m.bin") as f, pytest.raises(CorruptObject, match="0 of its 3 chunks"):
+        f.read()
+
+
+def test_saving_from_a_plain_file_object(storage, tmp_path):
+    path = tmp_path / "local.bin"
+    data = random_bytes(400_000)
+    path.write_bytes(data)
+    with path.open("rb") as handle:
+        name = storage.save("from-disk.bin", File(handle))
+    assert storage.open(name).read() == data
