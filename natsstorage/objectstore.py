@@ -608,8 +608,9 @@ class Download:
             self._pull = _Pull(self.bucket, self.nc, {"deliver_policy": "all", "filter_subject": subject})
             await self._pull.start()
             if self._pull.pending < self.info.chunks:
+                found = self._pull.pending
                 await self.close()
-                raise self._corrupt(f"{self._pull.pending} of its {self.info.chunks} chunks are on the server")
+                raise self._corrupt(f"{found} of its {self.info.chunks} chunks are on the server")
         data = (await self._pull.next()).data
         self.chunks += 1
         self.received += len(data)
