@@ -28,10 +28,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import nats.errors
-import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.client import JetStreamContext
 from nats.nuid import NUID
 
 from natsstorage.exceptions import (
@@ -58,6 +56,7 @@ ROLLUP_HEADER = "Nats-Rollup"
 ROLLUP_SUBJECT = "sub"
 EXPECTED_SUBJECT_SEQ_HEADER = "Nats-Expected-Last-Subject-Sequence"
 STATUS_HEADER = "Status"
+NO_RESPONDERS = "503"
 
 # JetStream API error codes this module acts on.
 ERR_NO_MESSAGE = 10037
@@ -70,6 +69,11 @@ ERR_SEALED = 10109
 # Ephemeral consumers are deleted when a read ends; this is the server's
 # safety net for readers that never finish (a client killed mid-read).
 CONSUMER_INACTIVE_THRESHOLD = timedelta(seconds=30)
+# A watch's pull requests last this long, with an idle heartbeat every
+# WATCH_HEARTBEAT; hearing nothing for the bucket's timeout means the consumer
+# or the server is gone (a restart), and the watch must be started again.
+WATCH_EXPIRES = timedelta(seconds=30)
+WATCH_HEARTBEAT = timedelta(seconds=1)
 NANOSECONDS = 1_000_000_000
 
 _nuid = NUID()
@@ -269,7 +273,6 @@ class Bucket:
         self._connect = connect
         self._create = create
         self._config: dict[str, Any] | None = None
-        self._jetstream: tuple[Client, JetStreamContext] | None = None
         self._ready = asyncio.Lock()
 
     # -- connection, bucket and JetStream API ------------------------------------
@@ -351,11 +354,6 @@ class Bucket:
     async def _purge(self, nc: Client, subject: str) -> None:
         await self._api(nc, f"STREAM.PURGE.{self.stream}", {"filter": subject})
 
-    def _jetstream_for(self, nc: Client) -> JetStreamContext:
-        if self._jetstream is None or self._jetstream[0] is not nc:
-            self._jetstream = (nc, nc.jetstream(timeout=self.timeout))
-        return self._jetstream[1]
-
     # -- bucket ------------------------------------------------------------------
 
     async def stream_info(self) -> dict[str, Any]:
@@ -408,9 +406,8 @@ class Bucket:
         """Every object's latest metadata, in stream order."""
         nc = await self._nc()
         config = {"deliver_policy": "last_per_subject", "filter_subject": ALL_META.format(bucket=self.name)}
-        async with _Pull(self, nc, config, window=256) as pull:
-            for _ in range(pull.pending):
-                msg = await pull.next()
+        async with _Pull(self, nc, config, exact=False, window=256) as pull:
+            while (msg := await pull.next()) is not None:
                 meta = msg.metadata
                 info = ObjectInfo.from_message(msg.data, seq=meta.sequence.stream, time=meta.timestamp)
                 if self.live(info) or (deleted and info.deleted):
@@ -465,6 +462,10 @@ class Bucket:
         headers = {ROLLUP_HEADER: ROLLUP_SUBJECT, EXPECTED_SUBJECT_SEQ_HEADER: str(expected_seq)}
         return await self._publish(nc, subject, json.dumps(raw).encode(), headers, name)
 
+    def watch(self, *, history: bool = False, start_seq: int | None = None) -> Watch:
+        """Changes to the bucket's objects as they happen; see ``Watch``."""
+        return Watch(self, history=history, start_seq=start_seq)
+
 
 class Upload:
     """An object being written: chunks first, metadata last, so readers never see half of it."""
@@ -478,7 +479,10 @@ class Upload:
         self.chunks = 0
         self._sha256 = hashlib.sha256()
         self._buffer = bytearray()
-        self._acks: deque[asyncio.Future[Any]] = deque()
+        self._acks: deque[asyncio.Future[Msg]] = deque()
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._inbox = nc.new_inbox()
+        self._sub: Any = None
         self._name = "a new object"  # until commit names it
 
     async def write(self, data: bytes) -> None:
@@ -499,29 +503,44 @@ class Upload:
         self._buffer += view
 
     async def _publish(self, chunk: bytes | memoryview) -> None:
+        if self._sub is None:
+            # nats-py's publish_async never settles a future whose acknowledgement
+            # is an error (a full or sealed bucket), so acknowledgements come here.
+            self._sub = await self.nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
         self._sha256.update(chunk)
         self.size += len(chunk)
         self.chunks += 1
         if len(self._acks) >= self.bucket.window:
             await self._settle(self._acks.popleft())
-        js = self.bucket._jetstream_for(self.nc)
+        ack: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self._waiting[str(self.chunks)] = ack
+        self._acks.append(ack)
         try:
-            self._acks.append(await js.publish_async(self.subject, chunk, wait_stall=self.bucket.timeout))
-        except (nats.errors.Error, nats.js.errors.Error) as error:
+            await self.nc.publish(self.subject, chunk, reply=f"{self._inbox}.{self.chunks}")  # type: ignore[arg-type]
+        except nats.errors.Error as error:
             raise self.bucket._unavailable(f"could not send {self._name}", error) from None
 
-    async def _settle(self, ack: asyncio.Future[Any]) -> None:
+    async def _on_ack(self, msg: Msg) -> None:
+        ack = self._waiting.pop(msg.subject.rpartition(".")[2], None)
+        if ack is not None and not ack.done():
+            ack.set_result(msg)
+
+    async def _settle(self, ack: asyncio.Future[Msg]) -> None:
         try:
-            await asyncio.wait_for(ack, self.bucket.timeout)
+            msg = await asyncio.wait_for(ack, self.bucket.timeout)
         except asyncio.TimeoutError:
             raise self.bucket._unavailable(f"no acknowledgement for a chunk of {self._name}", TimeoutError()) from None
-        except nats.js.errors.NoStreamResponseError:
+        if msg.headers and msg.headers.get(STATUS_HEADER) == NO_RESPONDERS:
             self.bucket._config = None
-            raise BucketNotFound(f"bucket {self.bucket.name!r} does not exist on the NATS server") from None
-        except nats.js.errors.APIError as error:
-            raise self.bucket._refused(
-                {"err_code": error.err_code, "description": error.description}, self._name
-            ) from None
+            raise BucketNotFound(f"bucket {self.bucket.name!r} does not exist on the NATS server")
+        reply = json.loads(msg.data)
+        if "error" in reply:
+            raise self.bucket._refused(reply["error"], self._name.strip("'"))
+
+    async def _close(self) -> None:
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            await sub.unsubscribe()
 
     async def commit(
         self,
@@ -559,6 +578,7 @@ class Upload:
             if not raw[key]:
                 del raw[key]
         await self.bucket._put_meta(self.nc, name, raw, expected_seq=previous.seq if previous else 0)
+        await self._close()
         if previous is not None and not previous.deleted and previous.nuid != self.nuid:
             await self.bucket._purge(self.nc, CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=previous.nuid))
         info = await self.bucket.info(name)
@@ -575,10 +595,7 @@ class Upload:
         acks, self._acks = list(self._acks), deque()
         if acks:
             await asyncio.wait(acks, timeout=self.bucket.timeout)
-            for ack in acks:
-                if ack.done() and not ack.cancelled():
-                    ack.exception()  # retrieved, so asyncio does not log it
-                ack.cancel()
+        await self._close()
         if not self.chunks:
             return
         try:
@@ -605,13 +622,15 @@ class Download:
             return b""
         if self._pull is None:
             subject = CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=self.info.nuid)
-            self._pull = _Pull(self.bucket, self.nc, {"deliver_policy": "all", "filter_subject": subject})
+            self._pull = _Pull(self.bucket, self.nc, {"deliver_policy": "all", "filter_subject": subject}, exact=True)
             await self._pull.start()
             if self._pull.pending < self.info.chunks:
                 found = self._pull.pending
                 await self.close()
                 raise self._corrupt(f"{found} of its {self.info.chunks} chunks are on the server")
-        data = (await self._pull.next()).data
+        msg = await self._pull.next()
+        assert msg is not None  # an exact pull raises rather than end early
+        data = msg.data
         self.chunks += 1
         self.received += len(data)
         self._sha256.update(data)
@@ -633,9 +652,16 @@ class Download:
 
 
 class _Pull:
-    """An ephemeral pull consumer read with explicit flow: at most ``window`` messages in flight."""
+    """An ephemeral pull consumer read with explicit flow: at most ``window`` messages in flight.
 
-    def __init__(self, bucket: Bucket, nc: Client, config: Mapping[str, Any], *, window: int | None = None) -> None:
+    ``exact``: exactly the messages pending at creation must arrive (an
+    object's chunks), and fewer is an error. Otherwise (listing metadata while
+    others write) it reads until the consumer has nothing more to deliver.
+    """
+
+    def __init__(
+        self, bucket: Bucket, nc: Client, config: Mapping[str, Any], *, exact: bool, window: int | None = None
+    ) -> None:
         self.bucket = bucket
         self.nc = nc
         self.config = {
@@ -645,11 +671,13 @@ class _Pull:
             "num_replicas": 1,
             "inactive_threshold": int(CONSUMER_INACTIVE_THRESHOLD.total_seconds() * NANOSECONDS),
         }
+        self.exact = exact
         self.window = window or bucket.window
         self.pending = 0  # messages the consumer had to deliver when created
         self._queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._requested = 0
         self._received = 0
+        self._done = False
         self._inbox = ""
         self._consumer = ""
         self._sub: Any = None
@@ -675,21 +703,27 @@ class _Pull:
             raise
         self._consumer = created["name"]
         self.pending = int(created["num_pending"])
+        self._done = self.pending == 0
         await self._ask()
 
     async def _ask(self) -> None:
         """Keep up to ``window`` messages requested, topping up once half have arrived."""
         in_flight = self._requested - self._received
-        wanted = min(self.window - in_flight, self.pending - self._requested)
-        if wanted <= 0 or in_flight > self.window // 2:
+        wanted = self.window - in_flight
+        if self.exact:
+            wanted = min(wanted, self.pending - self._requested)
+        if self._done or wanted <= 0 or in_flight > self.window // 2:
             return
         self._requested += wanted
-        body = {"batch": wanted, "expires": int(self.bucket.timeout * NANOSECONDS)}
+        body: dict[str, Any] = {"batch": wanted, "expires": int(self.bucket.timeout * NANOSECONDS)}
+        if not self.exact:
+            body["no_wait"] = True  # end the request when nothing more is there
         subject = f"{API}CONSUMER.MSG.NEXT.{self.bucket.stream}.{self._consumer}"
         await self.nc.publish(subject, json.dumps(body).encode(), reply=self._inbox)
 
-    async def next(self) -> Msg:
-        while True:
+    async def next(self) -> Msg | None:
+        """The next message; None once a non-exact read has nothing more to deliver."""
+        while not self._done:
             try:
                 msg = self._queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -700,13 +734,21 @@ class _Pull:
             status = msg.headers.get(STATUS_HEADER) if msg.headers else None
             if status is None:
                 self._received += 1
+                self._done = (self.exact and self._received == self.pending) or (
+                    not self.exact and msg.metadata.num_pending == 0
+                )
                 await self._ask()
                 return msg
-            if status != "100":  # 100 is a heartbeat; 404/408/409 end the request early
-                description = msg.headers.get("Description", "") if msg.headers else ""
-                raise CorruptObject(
-                    f"bucket {self.bucket.name!r}: the server ended the read early: {status} {description}".strip()
-                )
+            if status == "100":  # a heartbeat
+                continue
+            if not self.exact:  # 404/408: the consumer has nothing more
+                self._done = True
+                break
+            description = msg.headers.get("Description", "") if msg.headers else ""
+            raise CorruptObject(
+                f"bucket {self.bucket.name!r}: the server ended the read early: {status} {description}".strip()
+            )
+        return None
 
     async def close(self) -> None:
         if self._sub is not None:
@@ -717,3 +759,100 @@ class _Pull:
             subject = f"{API}CONSUMER.DELETE.{self.bucket.stream}.{self._consumer}"
             self._consumer = ""
             await self.nc.publish(subject, b"", reply=self.nc.new_inbox())
+
+
+class Watch:
+    """Every metadata change in a bucket, in stream order, through an ephemeral pull consumer.
+
+    ``start`` creates the consumer: with ``history`` it first replays each
+    object's latest metadata (deleted ones included), else only new changes
+    come. ``next`` returns one change (an ``ObjectInfo``, ``deleted`` telling
+    a deletion from an update) and raises ``NatsUnavailable`` when the
+    server has gone quiet for longer than the bucket's timeout; calling
+    ``start`` again then resumes right after the last change returned, so
+    nothing is lost or repeated across a server restart. At most ``window``
+    changes are ever in flight.
+    """
+
+    def __init__(self, bucket: Bucket, *, history: bool = False, start_seq: int | None = None) -> None:
+        self.bucket = bucket
+        self.history = history
+        self.next_seq = start_seq  # the first stream sequence wanted; known once started
+        self._nc: Client | None = None
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._sub: Any = None
+        self._consumer = ""
+        self._left = 0  # messages the current pull request may still deliver
+
+    async def start(self) -> None:
+        await self.close()
+        nc = self._nc = await self.bucket._nc()
+        self._queue = asyncio.Queue()
+        inbox = nc.new_inbox()
+        self._sub = await nc.subscribe(inbox, cb=self._queue.put)
+        config: dict[str, Any] = {
+            "filter_subject": ALL_META.format(bucket=self.bucket.name),
+            "ack_policy": "none",
+            "mem_storage": True,
+            "num_replicas": 1,
+            "inactive_threshold": int(CONSUMER_INACTIVE_THRESHOLD.total_seconds() * NANOSECONDS),
+        }
+        if self.next_seq is not None:
+            # Metadata subjects keep one message each (rollup), so this is also a replay of the latest.
+            config.update(deliver_policy="by_start_sequence", opt_start_seq=max(self.next_seq, 1))
+        else:
+            config["deliver_policy"] = "last_per_subject" if self.history else "new"
+        try:
+            created = await self.bucket._api(
+                nc, f"CONSUMER.CREATE.{self.bucket.stream}", {"stream_name": self.bucket.stream, "config": config}
+            )
+        except BaseException:
+            await self.close()
+            raise
+        self._consumer = created["name"]
+        if self.next_seq is None:
+            self.next_seq = int((created.get("delivered") or {}).get("stream_seq", 0)) + 1
+        await self._request(inbox)
+
+    async def _request(self, inbox: str | None = None) -> None:
+        assert self._nc is not None and self._sub is not None
+        self._left = self.bucket.window
+        body = {
+            "batch": self._left,
+            "expires": int(WATCH_EXPIRES.total_seconds() * NANOSECONDS),
+            "idle_heartbeat": int(WATCH_HEARTBEAT.total_seconds() * NANOSECONDS),
+        }
+        subject = f"{API}CONSUMER.MSG.NEXT.{self.bucket.stream}.{self._consumer}"
+        await self._nc.publish(subject, json.dumps(body).encode(), reply=inbox or self._sub.subject)
+
+    async def next(self) -> ObjectInfo:
+        if self._sub is None:
+            raise RuntimeError("Watch.next() before Watch.start()")
+        while True:
+            try:
+                msg = await asyncio.wait_for(self._queue.get(), self.bucket.timeout)
+            except TimeoutError:
+                raise self.bucket._unavailable("no heartbeat while watching", TimeoutError()) from None
+            status = msg.headers.get(STATUS_HEADER) if msg.headers else None
+            if status is None:
+                meta = msg.metadata
+                self.next_seq = meta.sequence.stream + 1
+                self._left -= 1
+                if self._left <= 0:
+                    await self._request()
+                return ObjectInfo.from_message(msg.data, seq=meta.sequence.stream, time=meta.timestamp)
+            if status == "408":  # the pull request expired: ask again
+                await self._request()
+            elif status != "100":  # 100 is a heartbeat; anything else ends this consumer
+                description = msg.headers.get("Description", "") if msg.headers else ""
+                raise NatsUnavailable(f"NATS bucket {self.bucket.name!r}: the watch ended: {status} {description}")
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            await sub.unsubscribe()
+        if self._consumer and self._nc is not None and not self._nc.is_closed:
+            # No need to wait for the answer: the inactive threshold is the safety net.
+            subject = f"{API}CONSUMER.DELETE.{self.bucket.stream}.{self._consumer}"
+            self._consumer = ""
+            await self._nc.publish(subject, b"", reply=self._nc.new_inbox())

@@ -1,0 +1,102 @@
+"""One reused connection per process, from threads, after restarts, and a clear error when NATS is away."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.core.files.base import ContentFile
+
+from natsstorage import NatsStorage, _bridge
+from natsstorage.exceptions import NatsUnavailable
+from natsstorage.testing import NatsServer, free_port
+
+from .helpers import random_bytes
+
+
+@contextlib.contextmanager
+def closing_connections() -> Iterator[None]:
+    """Close the connections a test made to its own server, so none keeps reconnecting to it."""
+    try:
+        yield
+    finally:
+        _bridge.close_connections()
+
+
+def natsstorage_connections(server: NatsServer) -> int:
+    connz = server.monitor("connz?limit=1024")
+    return sum(1 for conn in connz.get("connections", []) if conn.get("name") == "natsstorage")
+
+
+def test_every_operation_and_every_thread_shares_one_connection(storage, nats_server):
+    storage.save("warm-up", ContentFile(b"x"))
+    other = NatsStorage(storage.config.bucket)  # another storage with the same settings
+
+    def work(i: int) -> bytes:
+        name = storage.save(f"thread-{i}.bin", ContentFile(random_bytes(150_000)))
+        other.exists(name)
+        other.listdir("")
+        data = other.open(name).read()
+        storage.delete(name)
+        return data
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(work, range(64)))
+    assert all(len(data) == 150_000 for data in results)
+    assert natsstorage_connections(nats_server) == 1
+
+
+def test_many_threads_saving_the_same_name_each_get_a_distinct_name(storage):
+    with ThreadPoolExecutor(8) as pool:
+        names = list(pool.map(lambda i: storage.save("same.txt", ContentFile(str(i).encode())), range(8)))
+    assert len(set(names)) == 8
+    assert sorted(storage.open(name).read() for name in names) == sorted(str(i).encode() for i in range(8))
+
+
+def test_many_threads_overwriting_one_name_leave_one_complete_object(make_storage):
+    storage = make_storage(file_overwrite=True)
+    payloads = [bytes([i]) * 200_000 for i in range(8)]
+    start = threading.Barrier(8)
+
+    def write(data: bytes) -> str:
+        start.wait()
+        return storage.save("contended.bin", ContentFile(data))
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(write, payloads)) == {"contended.bin"}
+    assert storage.open("contended.bin").read() in payloads  # read() checks the digest
+    state = _bridge.run(storage.bucket.stream_info())["state"]
+    assert state["messages"] == 2 + 1  # the winner's two chunks and its metadata: no orphans
+
+
+def test_an_unreachable_server_fails_fast_with_a_clear_error(bucket_name):
+    port = free_port()  # nothing listens here
+    storage = NatsStorage(bucket_name, servers=f"nats://alice:s3cret@127.0.0.1:{port}", connect_timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(NatsUnavailable, match=rf"cannot connect to NATS at nats://127.0.0.1:{port} within 1 s") as error:
+        storage.exists("a.txt")
+    assert time.monotonic() - started < 3
+    assert "s3cret" not in str(error.value) and "alice" not in str(error.value)
+
+
+def test_operations_work_again_after_a_server_restart(tmp_path, bucket_name):
+    with NatsServer(store_dir=tmp_path) as server, closing_connections():
+        storage = NatsStorage(bucket_name, servers=server.url, timeout=3.0)
+        storage.save("before.txt", ContentFile(b"before"))
+        server.restart()
+        deadline = time.monotonic() + 15
+        while True:  # the client reconnects in the background
+            try:
+                storage.save("after.txt", ContentFile(b"after"))
+                break
+            except NatsUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert storage.open("before.txt").read() == b"before"
+        assert storage.open("after.txt").read() == b"after"
+        assert natsstorage_connections(server) == 1

@@ -1,0 +1,75 @@
+"""Buckets that refuse writes: full, sealed, missing; and buckets we create versus ones that exist."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.base import ContentFile
+
+from natsstorage import NatsStorage, _bridge
+from natsstorage.exceptions import BucketFull, BucketNotFound, BucketSealed
+
+from .helpers import random_bytes, stream_state, with_nats
+
+
+def seal(storage: NatsStorage) -> None:
+    async def update(nc):
+        store = await nc.jetstream().object_store(storage.config.bucket)
+        await store.seal()
+
+    with_nats(storage, update)
+
+
+def test_a_save_that_would_overflow_max_bytes_fails_clearly_and_leaves_nothing(make_storage):
+    storage = make_storage(max_bytes=1_000_000)
+    storage.save("small.bin", ContentFile(random_bytes(100_000)))
+    before = stream_state(storage)
+    with pytest.raises(BucketFull, match=r"bucket '\w+' is full: writing 'big.bin' would exceed max_bytes 1000000"):
+        storage.save("big.bin", ContentFile(random_bytes(2_000_000)))
+    assert not storage.exists("big.bin")
+    assert stream_state(storage)["messages"] == before["messages"]  # the chunks already sent were purged
+    assert storage.open("small.bin").read()  # the bucket still works
+
+
+def test_a_sealed_bucket_reads_but_refuses_writes_and_deletes(storage):
+    storage.save("kept.txt", ContentFile(b"kept"))
+    seal(storage)
+    assert storage.open("kept.txt").read() == b"kept"
+    assert storage.listdir("") == ([], ["kept.txt"])
+    with pytest.raises(BucketSealed, match="is sealed"):
+        storage.save("new.txt", ContentFile(b"x"))
+    with pytest.raises(BucketSealed, match="is sealed"):
+        storage.delete("kept.txt")
+    with pytest.raises(BucketSealed):
+        storage.update_meta("kept.txt", description="x")
+    assert storage.open("kept.txt").read() == b"kept"
+
+
+def test_a_missing_bucket_is_created_with_the_storage_options(make_storage):
+    storage = make_storage(description="uploads", storage="memory", max_bytes=5_000_000)
+    storage.save("a", ContentFile(b"a"))
+    status = _bridge.run(storage.bucket.status())
+    assert (status.description, status.storage, status.max_bytes, status.objects) == ("uploads", "memory", 5_000_000, 1)
+
+
+def test_an_existing_bucket_is_never_reconfigured(make_storage, bucket_name):
+    make_storage(description="original").save("a", ContentFile(b"a"))
+    other = NatsStorage(bucket_name, description="changed", max_bytes=10)
+    other.save("b", ContentFile(b"b"))
+    status = _bridge.run(other.bucket.status())
+    assert (status.description, status.max_bytes, status.objects) == ("original", -1, 2)
+
+
+def test_without_create_bucket_a_missing_bucket_is_an_error(bucket_name):
+    storage = NatsStorage(bucket_name, create_bucket=False)
+    with pytest.raises(BucketNotFound, match=f"bucket '{bucket_name}' does not exist"):
+        storage.exists("a")
+    with pytest.raises(BucketNotFound):
+        storage.save("a", ContentFile(b"a"))
+
+
+def test_a_destroyed_bucket_is_created_again_on_next_use(storage):
+    storage.save("a", ContentFile(b"a"))
+    _bridge.run(storage.bucket.destroy())
+    assert not storage.exists("a")
+    storage.save("b", ContentFile(b"b"))
+    assert storage.listdir("") == ([], ["b"])

@@ -1,0 +1,77 @@
+"""Settings: defaults, NATSSTORAGE, per-storage options, NATS_URL, and the system checks."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
+
+from natsstorage import NatsStorage
+
+
+def test_options_override_the_project_setting(settings):
+    settings.NATSSTORAGE = {"servers": "nats://127.0.0.1:1", "timeout": 3.0, "chunk_size": 65536}
+    storage = NatsStorage("b", timeout=7.5)
+    assert storage.config.servers == ("nats://127.0.0.1:1",)
+    assert (storage.config.timeout, storage.config.chunk_size) == (7.5, 65536)
+
+
+def test_servers_come_from_nats_url_when_not_configured(settings, monkeypatch):
+    settings.NATSSTORAGE = {}
+    monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:4001, nats://127.0.0.1:4002")
+    assert NatsStorage("b").config.servers == ("nats://127.0.0.1:4001", "nats://127.0.0.1:4002")
+    monkeypatch.delenv("NATS_URL")
+    assert NatsStorage("b").config.servers == ("nats://localhost:4222",)
+
+
+def test_the_bucket_defaults_to_media(settings):
+    settings.NATSSTORAGE = {}
+    assert NatsStorage().config.bucket == "media"
+
+
+def test_unknown_options_are_refused_with_the_valid_keys():
+    with pytest.raises(ImproperlyConfigured, match="unknown key 'bukket'.*Valid keys: .*bucket"):
+        NatsStorage("b", bukket="x")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"chunk_size": 2 * 1024 * 1024}, "chunk_size"),
+        ({"storage": "disk"}, "'file' or 'memory'"),
+        ({"timeout": -1}, "timeout"),
+        ({"servers": []}, "servers"),
+        ({"file_overwrite": "yes"}, "True or False"),
+    ],
+)
+def test_bad_option_values_are_refused(options, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
+        NatsStorage("b", **options)
+
+
+def test_a_bad_bucket_name_is_refused():
+    with pytest.raises(ImproperlyConfigured, match="letters, digits"):
+        NatsStorage("bad.name").config  # noqa: B018
+
+
+def test_system_checks_report_bad_settings_with_hints(settings):
+    settings.NATSSTORAGE = {"servers": "nats://127.0.0.1:1", "windoww": 3}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "nats": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": "ok", "replicas": 9}},
+    }
+    errors = {error.id: error for error in run_checks()}
+    assert "unknown key 'windoww'" in errors["natsstorage.E001"].msg
+    assert "replicas" in errors["natsstorage.E002"].msg and errors["natsstorage.E002"].hint
+
+
+def test_good_settings_pass_the_checks(settings):
+    settings.NATSSTORAGE = {"servers": ["nats://127.0.0.1:1"], "timeout": 2}
+    assert not [error for error in run_checks() if error.id.startswith("natsstorage.")]
+
+
+def test_passwords_do_not_show_in_repr(settings):
+    storage = NatsStorage("b", password="hunter2", token="t0ken")
+    assert "hunter2" not in repr(storage.config.connection)
+    assert "t0ken" not in repr(storage.config.connection)
