@@ -142,7 +142,7 @@ async def _connect(settings: ConnectionSettings) -> Client:
     try:
         # nats-py retries the initial connect on its own; bound the whole of it.
         await asyncio.wait_for(connecting, settings.connect_timeout)
-    except (asyncio.TimeoutError, OSError, nats.errors.Error) as error:
+    except (TimeoutError, OSError, nats.errors.Error) as error:
         await nc.close()
         reason = str(error) or type(error).__name__
         raise NatsUnavailable(

@@ -27,9 +27,8 @@ MAX_CHUNK_SIZE = 1024 * 1024  # the server's default max_payload
 
 
 class Options(TypedDict, total=False):
-    """The keyword options of ``NatsStorage`` and the keys of ``settings.NATSSTORAGE``."""
+    """The keyword options of ``NatsStorage``; ``settings.NATSSTORAGE`` takes these and ``bucket``."""
 
-    bucket: str
     servers: str | Sequence[str]
     user: str
     password: str
@@ -121,7 +120,9 @@ def _positive(value: Any) -> bool:
 
 def _int(low: int, high: int | None = None) -> Callable[[Any], bool]:
     def check(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+        return (
+            isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+        )
 
     return check
 

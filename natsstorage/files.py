@@ -15,6 +15,10 @@ from natsstorage.objectstore import Bucket, Download, ObjectInfo
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
+    _File = File[bytes]
+else:
+    _File = File
+
 
 class ObjectStream(io.RawIOBase):
     """A read-only, seekable raw stream over one object; never holds more than one chunk."""
@@ -97,7 +101,7 @@ class ObjectStream(io.RawIOBase):
         super().close()
 
 
-class NatsFile(File):
+class NatsFile(_File):
     """An object opened for reading; ``read``, ``chunks`` and iteration stream from NATS."""
 
     def __init__(self, info: ObjectInfo, open_stream: Callable[[], ObjectStream]) -> None:
@@ -109,7 +113,7 @@ class NatsFile(File):
     def _buffered(self) -> io.BufferedReader:
         return io.BufferedReader(self._open_stream(), buffer_size=self.info.chunk_size or io.DEFAULT_BUFFER_SIZE)
 
-    @property  # type: ignore[override]
+    @property
     def size(self) -> int:
         return self.info.size
 

@@ -24,7 +24,7 @@ import re
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nats.errors
@@ -102,14 +102,14 @@ def parse_time(value: str) -> datetime:
     """An RFC 3339 time as Go writes it (nanoseconds, ``Z``), as an aware datetime."""
     match = re.fullmatch(r"(.+?T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", value)
     if match is None:
-        return datetime.fromtimestamp(0, timezone.utc)
+        return datetime.fromtimestamp(0, UTC)
     whole, fraction, zone = match.groups()
     fraction = (fraction or ".0")[:7]
     return datetime.fromisoformat(whole + fraction + ("+00:00" if zone == "Z" else zone))
 
 
 def format_time(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -400,7 +400,7 @@ class Bucket:
         """Neither deleted nor past the bucket's TTL (which the server may not have acted on yet)."""
         max_age = (self._config or {}).get("max_age", 0)
         expires = info.mtime + timedelta(microseconds=max_age / 1000)
-        return not info.deleted and (not max_age or expires > datetime.now(timezone.utc))
+        return not info.deleted and (not max_age or expires > datetime.now(UTC))
 
     async def objects(self, *, deleted: bool = False) -> AsyncIterator[ObjectInfo]:
         """Every object's latest metadata, in stream order."""
@@ -434,7 +434,7 @@ class Bucket:
                 raw["description"] = description
             if headers is not None:
                 raw["headers"] = {key: list(values) for key, values in headers.items()}
-            raw["mtime"] = format_time(datetime.now(timezone.utc))
+            raw["mtime"] = format_time(datetime.now(UTC))
             try:
                 await self._put_meta(nc, name, raw, expected_seq=info.seq)
             except ObjectChanged:
@@ -449,7 +449,7 @@ class Bucket:
             if info is None:
                 return False
             raw = {key: value for key, value in info.raw.items() if key != "digest"}
-            raw.update(deleted=True, size=0, chunks=0, mtime=format_time(datetime.now(timezone.utc)))
+            raw.update(deleted=True, size=0, chunks=0, mtime=format_time(datetime.now(UTC)))
             try:
                 await self._put_meta(nc, name, raw, expected_seq=info.seq)
             except ObjectChanged:
@@ -528,7 +528,7 @@ class Upload:
     async def _settle(self, ack: asyncio.Future[Msg]) -> None:
         try:
             msg = await asyncio.wait_for(ack, self.bucket.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise self.bucket._unavailable(f"no acknowledgement for a chunk of {self._name}", TimeoutError()) from None
         if msg.headers and msg.headers.get(STATUS_HEADER) == NO_RESPONDERS:
             self.bucket._config = None
@@ -570,7 +570,7 @@ class Upload:
             "bucket": self.bucket.name,
             "nuid": self.nuid,
             "size": self.size,
-            "mtime": format_time(datetime.now(timezone.utc)),
+            "mtime": format_time(datetime.now(UTC)),
             "chunks": self.chunks,
             "digest": encode_digest(self._sha256.digest()),
         }
@@ -729,7 +729,7 @@ class _Pull:
             except asyncio.QueueEmpty:
                 try:
                     msg = await asyncio.wait_for(self._queue.get(), self.bucket.timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise self.bucket._unavailable("no data from the server", TimeoutError()) from None
             status = msg.headers.get(STATUS_HEADER) if msg.headers else None
             if status is None:

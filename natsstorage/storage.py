@@ -92,9 +92,10 @@ class NatsStorage(Storage):
     async def _update_meta(
         self, name: str, description: str | None, headers: Mapping[str, str | list[str]] | None
     ) -> ObjectInfo:
+        lists = None
         if headers is not None:
-            headers = {key: [value] if isinstance(value, str) else list(value) for key, value in headers.items()}
-        info = await self.bucket.update_meta(clean_name(name), description=description, headers=headers)
+            lists = {key: [value] if isinstance(value, str) else list(value) for key, value in headers.items()}
+        info = await self.bucket.update_meta(clean_name(name), description=description, headers=lists)
         if info is None:
             raise FileNotFoundError(f"{name!r} is not in the NATS bucket {self.config.bucket!r}")
         return info
@@ -111,9 +112,7 @@ class NatsStorage(Storage):
 
     def _save(self, name: str, content: IO[Any]) -> str:
         name = clean_name(name)
-        content_type = (
-            getattr(content, "content_type", None) or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
-        )
+        content_type = getattr(content, "content_type", None) or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
         upload = run(self.bucket.upload())
         try:
             for chunk in content.chunks(self.config.chunk_size):  # type: ignore[attr-defined]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -77,7 +77,9 @@ def test_an_unreachable_server_fails_fast_with_a_clear_error(bucket_name):
     port = free_port()  # nothing listens here
     storage = NatsStorage(bucket_name, servers=f"nats://alice:s3cret@127.0.0.1:{port}", connect_timeout=1.0)
     started = time.monotonic()
-    with pytest.raises(NatsUnavailable, match=rf"cannot connect to NATS at nats://127.0.0.1:{port} within 1 s") as error:
+    with pytest.raises(
+        NatsUnavailable, match=rf"cannot connect to NATS at nats://127.0.0.1:{port} within 1 s"
+    ) as error:
         storage.exists("a.txt")
     assert time.monotonic() - started < 3
     assert "s3cret" not in str(error.value) and "alice" not in str(error.value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.core.files.base import ContentFile, File
@@ -121,7 +121,7 @@ def test_listdir_leaves_out_deleted_objects(storage):
 
 
 def test_modified_and_created_times_are_aware_and_recent(storage):
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     storage.save("t.txt", ContentFile(b"x"))
     modified = storage.get_modified_time("t.txt")
     assert modified.tzinfo is not None
