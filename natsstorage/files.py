@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -11,6 +12,8 @@ from django.core.files.base import File
 
 from natsstorage import _bridge
 from natsstorage.objectstore import Bucket, Download, ObjectInfo
+
+CHUNKS_PER_HOP = 8  # chunks fetched per hop to the NATS loop, when they are already there
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -28,6 +31,7 @@ class ObjectStream(io.RawIOBase):
         self.info = info
         self._download: Download | None = None
         self._chunk = memoryview(b"")
+        self._ahead: deque[bytes] = deque()  # chunks already fetched, after self._chunk
         self._position = 0  # of the first byte of self._chunk
 
     def readable(self) -> bool:
@@ -40,9 +44,11 @@ class ObjectStream(io.RawIOBase):
         return self._position
 
     def _next_chunk(self) -> memoryview:
-        if self._download is None:
-            self._download = _bridge.run(self.bucket.download(self.info))
-        return memoryview(_bridge.run(self._download.read()))
+        if not self._ahead:
+            if self._download is None:
+                self._download = _bridge.run(self.bucket.download(self.info))
+            self._ahead.extend(_bridge.run(self._download.read_many(CHUNKS_PER_HOP)))
+        return memoryview(self._ahead.popleft())
 
     def readinto(self, buffer: WriteableBuffer) -> int:
         if not self._chunk:
@@ -73,21 +79,30 @@ class ObjectStream(io.RawIOBase):
         target = base + offset
         if target < 0:
             raise ValueError(f"negative seek position {target}")
-        if target < self._position:
-            self._restart()
-        while self._position < min(target, self.info.size):
-            if not self._chunk:
-                self._chunk = self._next_chunk()
-            skip = min(len(self._chunk), target - self._position)
-            self._chunk = self._chunk[skip:]
-            self._position += skip
-        self._position = max(self._position, target)
-        return self._position
-
-    def _restart(self) -> None:
+        if self._position <= target <= self._position + len(self._chunk):
+            self._chunk = self._chunk[target - self._position :]
+            self._position = target
+            return target
         self._close_download()
+        self._ahead.clear()
         self._chunk = memoryview(b"")
         self._position = 0
+        if target >= self.info.size:
+            self._position = target
+            return target
+        # Start at the chunk that holds the target when the object allows it, else read through.
+        size = self.info.chunk_size
+        if size and target >= size:
+            self._download = _bridge.run(self.bucket.download_from(self.info, target // size))
+            if self._download is not None:
+                self._position = target // size * size
+        while self._position < target:
+            if not self._chunk:
+                self._chunk = self._next_chunk()
+            step = min(len(self._chunk), target - self._position)
+            self._chunk = self._chunk[step:]
+            self._position += step
+        return target
 
     def _close_download(self) -> None:
         if self._download is not None:

@@ -75,6 +75,7 @@ CONSUMER_INACTIVE_THRESHOLD = timedelta(seconds=30)
 WATCH_EXPIRES = timedelta(seconds=30)
 WATCH_HEARTBEAT = timedelta(seconds=1)
 NANOSECONDS = 1_000_000_000
+LISTING_WINDOW = 1024  # metadata messages in flight when listing (a few hundred bytes each)
 
 _nuid = NUID()
 logger = logging.getLogger("natsstorage")
@@ -164,6 +165,13 @@ class ObjectInfo:
     def from_message(cls, data: bytes, *, seq: int, time: datetime) -> ObjectInfo:
         try:
             raw = json.loads(data)
+        except ValueError as error:
+            raise CorruptObject(f"unreadable object metadata at stream sequence {seq}: {error}") from None
+        return cls.from_raw(raw, seq=seq, time=time)
+
+    @classmethod
+    def from_raw(cls, raw: Any, *, seq: int, time: datetime) -> ObjectInfo:
+        try:
             headers = {
                 key: value if isinstance(value, list) else [str(value)]
                 for key, value in (raw.get("headers") or {}).items()
@@ -260,7 +268,7 @@ class Bucket:
         *,
         timeout: float,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
-        window: int = 32,
+        window: int = 64,
         create: BucketConfig | None = None,
     ) -> None:
         if not BUCKET_NAME.match(name):
@@ -377,19 +385,26 @@ class Bucket:
 
     # -- objects -----------------------------------------------------------------
 
-    async def latest(self, name: str) -> ObjectInfo | None:
-        """The name's latest metadata whatever its state (deleted, expired), or None."""
-        nc = await self._nc()
-        subject = META_SUBJECT.format(bucket=self.name, key=encode_key(name))
+    async def _get_message(self, nc: Client, request: Mapping[str, Any]) -> dict[str, Any] | None:
+        """One stored message (from the stream leader, so never stale), or None when there is none."""
         try:
-            response = await self._api(nc, f"STREAM.MSG.GET.{self.stream}", {"last_by_subj": subject})
+            response = await self._api(nc, f"STREAM.MSG.GET.{self.stream}", request)
         except NatsStorageError as error:
             if getattr(error, "err_code", None) == ERR_NO_MESSAGE:
                 return None
             raise
-        message = response["message"]
-        data = base64.b64decode(message.get("data", ""))
-        return ObjectInfo.from_message(data, seq=message["seq"], time=parse_time(message["time"]))
+        message: dict[str, Any] = response["message"]
+        message["data"] = base64.b64decode(message.get("data", ""))
+        return message
+
+    async def latest(self, name: str) -> ObjectInfo | None:
+        """The name's latest metadata whatever its state (deleted, expired), or None."""
+        nc = await self._nc()
+        subject = META_SUBJECT.format(bucket=self.name, key=encode_key(name))
+        message = await self._get_message(nc, {"last_by_subj": subject})
+        if message is None:
+            return None
+        return ObjectInfo.from_message(message["data"], seq=message["seq"], time=parse_time(message["time"]))
 
     async def info(self, name: str) -> ObjectInfo | None:
         """The object's metadata, or None when it is missing, deleted or expired."""
@@ -402,16 +417,35 @@ class Bucket:
         expires = info.mtime + timedelta(microseconds=max_age / 1000)
         return not info.deleted and (not max_age or expires > datetime.now(UTC))
 
-    async def objects(self, *, deleted: bool = False) -> AsyncIterator[ObjectInfo]:
-        """Every object's latest metadata, in stream order."""
+    async def _metadata_messages(self) -> AsyncIterator[Msg]:
+        """Every name's latest metadata message, in stream order."""
         nc = await self._nc()
         config = {"deliver_policy": "last_per_subject", "filter_subject": ALL_META.format(bucket=self.name)}
-        async with _Pull(self, nc, config, exact=False, window=256) as pull:
+        async with _Pull(self, nc, config, exact=False, window=LISTING_WINDOW) as pull:
             while (msg := await pull.next()) is not None:
-                meta = msg.metadata
-                info = ObjectInfo.from_message(msg.data, seq=meta.sequence.stream, time=meta.timestamp)
-                if self.live(info) or (deleted and info.deleted):
-                    yield info
+                yield msg
+
+    async def objects(self, *, deleted: bool = False) -> AsyncIterator[ObjectInfo]:
+        """Every object's latest metadata, in stream order."""
+        async for msg in self._metadata_messages():
+            meta = msg.metadata
+            info = ObjectInfo.from_message(msg.data, seq=meta.sequence.stream, time=meta.timestamp)
+            if self.live(info) or (deleted and info.deleted):
+                yield info
+
+    async def names(self) -> AsyncIterator[str]:
+        """Every live object's name: ``objects()`` without building what a listing does not need."""
+        if (self._config or {}).get("max_age"):  # expiry needs each message's time
+            async for info in self.objects():
+                yield info.name
+            return
+        async for msg in self._metadata_messages():
+            try:
+                raw = json.loads(msg.data)
+                if not raw.get("deleted"):
+                    yield raw["name"]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise CorruptObject(f"unreadable object metadata on {msg.subject}") from None
 
     async def upload(self) -> Upload:
         """Start writing a new object's chunks; give it a name with ``Upload.commit``."""
@@ -419,6 +453,30 @@ class Bucket:
 
     async def download(self, info: ObjectInfo) -> Download:
         return Download(self, await self._nc(), info)
+
+    async def download_from(self, info: ObjectInfo, chunk: int) -> Download | None:
+        """A download starting at chunk number ``chunk``, or None when that chunk cannot be found directly.
+
+        It can when every chunk but the last is ``max_chunk_size`` long (the
+        last chunk's length proves it) and the chunks sit side by side in the
+        stream (no other writer interleaved): then chunk k is at first + k.
+        """
+        nc = await self._nc()
+        if chunk == 0:
+            return Download(self, nc, info)
+        size = info.chunk_size
+        if not size or info.chunks != -(-info.size // size):
+            return None
+        subject = CHUNK_SUBJECT.format(bucket=self.name, nuid=info.nuid)
+        first = await self._get_message(nc, {"seq": 0, "next_by_subj": subject})
+        last = await self._get_message(nc, {"last_by_subj": subject})
+        if first is None or last is None:
+            return None
+        uniform = len(last["data"]) == info.size - (info.chunks - 1) * size
+        side_by_side = last["seq"] - first["seq"] == info.chunks - 1
+        if not (uniform and side_by_side):
+            return None
+        return Download(self, nc, info, first_chunk=chunk, first_seq=first["seq"] + chunk)
 
     async def update_meta(
         self, name: str, *, description: str | None = None, headers: Mapping[str, list[str]] | None = None
@@ -483,10 +541,18 @@ class Upload:
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
         self._inbox = nc.new_inbox()
         self._sub: Any = None
+        self._writing = asyncio.Lock()  # FIFO, so queued writes keep their order
         self._name = "a new object"  # until commit names it
 
     async def write(self, data: bytes) -> None:
-        """Add data; full chunks are published with at most ``window`` awaiting acknowledgement."""
+        """Add data; full chunks are published with at most ``window`` awaiting acknowledgement.
+
+        Writes may be started before the last one finished: they run in order.
+        """
+        async with self._writing:
+            await self._write(data)
+
+    async def _write(self, data: bytes) -> None:
         size = self.bucket.chunk_size
         view = memoryview(data)
         if self._buffer:
@@ -577,14 +643,12 @@ class Upload:
         for key in ("description", "headers"):
             if not raw[key]:
                 del raw[key]
-        await self.bucket._put_meta(self.nc, name, raw, expected_seq=previous.seq if previous else 0)
+        seq = await self.bucket._put_meta(self.nc, name, raw, expected_seq=previous.seq if previous else 0)
         await self._close()
         if previous is not None and not previous.deleted and previous.nuid != self.nuid:
             await self.bucket._purge(self.nc, CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=previous.nuid))
-        info = await self.bucket.info(name)
-        if info is None:  # deleted again in the instant since
-            raise ObjectChanged(f"{name!r} in bucket {self.bucket.name!r} was deleted while being written")
-        return info
+        # By this client's clock; reading the metadata back gives the server's.
+        return ObjectInfo.from_raw(raw, seq=seq, time=datetime.now(UTC))
 
     async def abort(self) -> None:
         """Remove the chunks published so far, once those in flight have landed or failed.
@@ -607,38 +671,68 @@ class Upload:
 class Download:
     """An object's data, chunk by chunk, checked against its size, chunk count and digest."""
 
-    def __init__(self, bucket: Bucket, nc: Client, info: ObjectInfo) -> None:
+    def __init__(
+        self, bucket: Bucket, nc: Client, info: ObjectInfo, *, first_chunk: int = 0, first_seq: int = 0
+    ) -> None:
         self.bucket = bucket
         self.nc = nc
         self.info = info
-        self.received = 0
-        self.chunks = 0
+        self.first_chunk = first_chunk
+        self.chunks = first_chunk
+        self.received = first_chunk * (info.chunk_size or 0)
+        self._first_seq = first_seq  # 0: from the object's first chunk, checking its digest
         self._sha256 = hashlib.sha256()
         self._pull: _Pull | None = None
+
+    async def read_many(self, limit: int) -> list[bytes]:
+        """The next chunk and any others already here, up to ``limit`` chunks: one hop for many."""
+        chunks = [await self.read()]
+        while chunks[-1] and len(chunks) < limit and self._pull is not None and self._pull.ready():
+            chunks.append(await self.read())
+        return chunks
 
     async def read(self) -> bytes:
         """The next chunk's bytes, or ``b""`` at the end."""
         if self.chunks >= self.info.chunks:
             return b""
+        if self.info.chunks == 1:
+            return await self._check(await self._only_chunk())
         if self._pull is None:
             subject = CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=self.info.nuid)
-            self._pull = _Pull(self.bucket, self.nc, {"deliver_policy": "all", "filter_subject": subject}, exact=True)
+            config: dict[str, Any] = {"deliver_policy": "all", "filter_subject": subject}
+            if self._first_seq:
+                config.update(deliver_policy="by_start_sequence", opt_start_seq=self._first_seq)
+            self._pull = _Pull(self.bucket, self.nc, config, exact=True)
             await self._pull.start()
-            if self._pull.pending < self.info.chunks:
+            expected = self.info.chunks - self.chunks
+            if self._pull.pending < expected:
                 found = self._pull.pending
                 await self.close()
-                raise self._corrupt(f"{found} of its {self.info.chunks} chunks are on the server")
+                raise self._corrupt(f"{found} of the {expected} chunks to read are on the server")
         msg = await self._pull.next()
         assert msg is not None  # an exact pull raises rather than end early
-        data = msg.data
+        return await self._check(msg.data)
+
+    async def _only_chunk(self) -> bytes:
+        """A one-chunk object in one request, without a consumer."""
+        subject = CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=self.info.nuid)
+        message = await self.bucket._get_message(self.nc, {"seq": 0, "next_by_subj": subject})
+        if message is None:
+            raise self._corrupt("0 of the 1 chunks to read are on the server")
+        data: bytes = message["data"]
+        return data
+
+    async def _check(self, data: bytes) -> bytes:
+        """Count and hash one chunk; at the last one, compare size and digest."""
         self.chunks += 1
         self.received += len(data)
-        self._sha256.update(data)
+        if not self._first_seq:
+            self._sha256.update(data)
         if self.chunks == self.info.chunks:
             await self.close()
             if self.received != self.info.size:
                 raise self._corrupt(f"read {self.received} bytes, expected {self.info.size}")
-            if self._sha256.digest() != self.info.sha256:
+            if not self._first_seq and self._sha256.digest() != self.info.sha256:
                 raise self._corrupt("its SHA-256 digest does not match the data")
         return data
 
@@ -720,6 +814,10 @@ class _Pull:
             body["no_wait"] = True  # end the request when nothing more is there
         subject = f"{API}CONSUMER.MSG.NEXT.{self.bucket.stream}.{self._consumer}"
         await self.nc.publish(subject, json.dumps(body).encode(), reply=self._inbox)
+
+    def ready(self) -> bool:
+        """Whether ``next`` can answer without waiting on the network."""
+        return not self._queue.empty()
 
     async def next(self) -> Msg | None:
         """The next message; None once a non-exact read has nothing more to deliver."""

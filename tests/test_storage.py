@@ -240,7 +240,7 @@ def test_missing_chunks_are_reported_not_waited_for(storage):
         )
 
     with_nats(storage, purge)
-    with storage.open("m.bin") as f, pytest.raises(CorruptObject, match="0 of its 3 chunks"):
+    with storage.open("m.bin") as f, pytest.raises(CorruptObject, match="0 of the 3 chunks to read"):
         f.read()
 
 
@@ -251,3 +251,33 @@ def test_saving_from_a_plain_file_object(storage, tmp_path):
     with path.open("rb") as handle:
         name = storage.save("from-disk.bin", File(handle))
     assert storage.open(name).read() == data
+
+
+def test_seeking_near_the_end_of_a_large_object_starts_at_its_chunk(storage):
+    data = random_bytes(5 * MiB)
+    storage.save("big.bin", ContentFile(data))
+    chunks = storage.info("big.bin").chunks
+    with storage.open("big.bin") as f:
+        f.seek(len(data) - 1000)
+        assert f.read() == data[-1000:]
+        assert f.file.raw._download.first_chunk == chunks - 1  # one chunk fetched, not 40
+        f.seek(1_000_000)
+        assert f.read(5) == data[1_000_000:1_000_005]
+        assert f.file.raw._download.first_chunk == 1_000_000 // (128 * 1024)
+
+
+def test_seeking_in_an_object_with_uneven_chunks_reads_through(storage):
+    data = random_bytes(400_000)
+    storage.save("placeholder", ContentFile(b""))
+
+    async def put_uneven(nc):
+        from nats.js.api import ObjectMeta, ObjectMetaOptions
+
+        store = await nc.jetstream().object_store(storage.config.bucket)
+        meta = ObjectMeta(name="uneven.bin", options=ObjectMetaOptions(max_chunk_size=150_000))
+        await store.put("uneven.bin", data, meta=meta)
+
+    with_nats(storage, put_uneven)
+    with storage.open("uneven.bin") as f:
+        f.seek(350_000)
+        assert f.read() == data[350_000:]
