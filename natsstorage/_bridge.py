@@ -26,11 +26,6 @@ from nats.aio.client import Client
 
 from natsstorage.exceptions import NatsUnavailable
 
-try:  # libuv's loop wakes across threads and moves bytes several times faster than asyncio's
-    from uvloop import new_event_loop
-except ImportError:  # pragma: no cover - uvloop is not built for every platform
-    from asyncio import new_event_loop
-
 T = TypeVar("T")
 logger = logging.getLogger("natsstorage")
 
@@ -70,10 +65,24 @@ class ConnectionSettings:
         return context
 
 
+def _describe(error: Exception) -> str:
+    """An error on one line; nats-py's own texts carry no credentials."""
+    return " ".join((str(error) or type(error).__name__).split())
+
+
 def _redact(url: str) -> str:
     scheme, sep, rest = url.rpartition("://")
     host = rest.rsplit("@", 1)[-1]
     return f"{scheme}{sep}{host}"
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is built: it wakes across threads and moves bytes much faster than asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is not built for every platform
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 class _Runtime:
@@ -118,7 +127,10 @@ class _Runtime:
 
 
 async def _connect(settings: ConnectionSettings) -> Client:
+    errors: list[Exception] = []  # why attempts failed, for the message if none succeeds
+
     async def on_error(error: Exception) -> None:
+        errors.append(error)
         logger.warning("NATS connection to %s: %s", settings.where, error)
 
     async def on_disconnect() -> None:
@@ -149,10 +161,11 @@ async def _connect(settings: ConnectionSettings) -> Client:
         await asyncio.wait_for(connecting, settings.connect_timeout)
     except (TimeoutError, OSError, nats.errors.Error) as error:
         await nc.close()
-        reason = str(error) or type(error).__name__
+        if not isinstance(error, TimeoutError):
+            errors.append(error)
+        reason = f": {_describe(errors[-1])}" if errors else ""
         raise NatsUnavailable(
-            f"cannot connect to NATS at {settings.where} within {settings.connect_timeout:g} s"
-            + ("" if isinstance(error, asyncio.TimeoutError) else f": {reason}")
+            f"cannot connect to NATS at {settings.where} within {settings.connect_timeout:g} s{reason}"
         ) from None
     return nc
 

@@ -49,6 +49,10 @@ class Options(TypedDict, total=False):
     storage: str
     replicas: int
     compression: bool
+    base_url: str | None
+    public: bool
+    url_expiry: int
+    staff_only: bool
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,9 @@ class Config:
     timeout: float = 10.0
     # Bytes per chunk message; 128 KiB is what every NATS client writes.
     chunk_size: int = DEFAULT_CHUNK_SIZE
-    # Chunks in flight per transfer: 32 x 128 KiB = 4 MiB keeps a link busy
+    # Chunks in flight per transfer: 64 x 128 KiB = 8 MiB keeps a link busy
     # while bounding what one upload or download holds in memory.
-    window: int = 32
+    window: int = 64
     # False: like FileSystemStorage, a taken name gets Django's alternative name.
     file_overwrite: bool = False
     # Create a missing bucket on first use, as the NATS clients' os("name") does.
@@ -84,6 +88,15 @@ class Config:
     storage: str = "file"
     replicas: int = 1
     compression: bool = False
+    # Where natsstorage.urls is reachable, e.g. "https://cdn.example.com/files/";
+    # None: reverse() it in this project's URLconf.
+    base_url: str | None = None
+    # False: url() signs each link and the view refuses unsigned or expired ones.
+    public: bool = False
+    # Seconds a signed link works; an hour, like S3's presigned URLs by default.
+    url_expiry: int = 3600
+    # True: the view also requires a logged-in, active staff user.
+    staff_only: bool = False
 
     @property
     def connection(self) -> ConnectionSettings:
@@ -160,6 +173,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "storage": (lambda v: v in ("file", "memory"), "'file' or 'memory'"),
     "replicas": (_int(1, 5), "a whole number from 1 to 5"),
     "compression": (lambda v: isinstance(v, bool), "True or False"),
+    "base_url": (lambda v: v is None or (isinstance(v, str) and v.endswith("/")), "None or a URL ending in '/'"),
+    "public": (lambda v: isinstance(v, bool), "True or False"),
+    "url_expiry": (_int(1), "a whole number of seconds above 0"),
+    "staff_only": (lambda v: isinstance(v, bool), "True or False"),
 }
 
 

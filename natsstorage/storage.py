@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import mimetypes
+from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import Future, wait
 from datetime import datetime
 from functools import cached_property, partial
 from typing import IO, Any, Unpack
+from urllib.parse import quote, urlencode
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 from django.core.signals import setting_changed
+from django.urls import NoReverseMatch, reverse
 from django.utils.deconstruct import deconstructible
 
-from natsstorage import _bridge, conf, objectstore
+from natsstorage import _bridge, conf, objectstore, signing
 from natsstorage._bridge import run
 from natsstorage.exceptions import ObjectChanged
 from natsstorage.files import AsyncNatsFile, NatsFile, ObjectStream
@@ -24,6 +28,9 @@ from natsstorage.objectstore import Bucket, ObjectInfo
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 MAX_COMMIT_ATTEMPTS = 100  # concurrent writers of one name each win within a few
+CHUNKS_PER_HOP = 8
+PIECES_IN_FLIGHT = 3  # pieces of CHUNKS_PER_HOP chunks handed to the NATS loop at once
+URL_SAFE = "/~:@!$&'()*+,;="  # what reverse() leaves unquoted in a path (RFC 3986 sub-delims)
 
 
 @deconstructible(path="natsstorage.NatsStorage")
@@ -80,9 +87,9 @@ class NatsStorage(Storage):
         prefix = clean_prefix(path)
         directories: set[str] = set()
         files: list[str] = []
-        async for info in self.bucket.objects():
-            if info.name.startswith(prefix):
-                head, slash, _ = info.name[len(prefix) :].partition("/")
+        async for name in self.bucket.names():
+            if name.startswith(prefix):
+                head, slash, _ = name[len(prefix) :].partition("/")
                 if slash:
                     directories.add(head)
                 elif head:
@@ -114,21 +121,32 @@ class NatsStorage(Storage):
         name = clean_name(name)
         content_type = getattr(content, "content_type", None) or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
         upload = run(self.bucket.upload())
+        writes: deque[Future[None]] = deque()
         try:
-            for chunk in content.chunks(self.config.chunk_size):  # type: ignore[attr-defined]
-                run(upload.write(chunk.encode() if isinstance(chunk, str) else chunk))
+            # Read the next piece while the NATS loop publishes the last ones: a few
+            # pieces of several chunks each in flight, in order (Upload.write queues them).
+            for piece in content.chunks(self.config.chunk_size * CHUNKS_PER_HOP):  # type: ignore[attr-defined]
+                writes.append(_bridge.submit(upload.write(piece.encode() if isinstance(piece, str) else piece)))
+                if len(writes) >= PIECES_IN_FLIGHT:
+                    writes.popleft().result()
+            while writes:
+                writes.popleft().result()
+            # Without overwriting, Django has just seen the name free: assume it still is
+            # (no extra round trip) and learn otherwise from the compare-and-set.
+            previous = run(self.bucket.latest(name)) if self.config.file_overwrite else None
             for _ in range(MAX_COMMIT_ATTEMPTS):
-                previous = run(self.bucket.latest(name))
                 if previous is not None and self.bucket.live(previous) and not self.config.file_overwrite:
-                    name = self.get_available_name(name)
+                    name, previous = self.get_available_name(name), None
                     continue
                 try:
                     run(upload.commit(name, previous=previous, headers={"Content-Type": [content_type]}))
                 except ObjectChanged:
+                    previous = run(self.bucket.latest(name))
                     continue
                 return name
             raise ObjectChanged(f"{name!r} in bucket {self.config.bucket!r} kept changing while being saved")
         except BaseException:
+            wait(writes)
             run(upload.abort())
             raise
 
@@ -156,6 +174,27 @@ class NatsStorage(Storage):
 
     # The Object Store keeps one version per name and no creation time.
     get_created_time = get_modified_time
+
+    def url(self, name: str | None) -> str:
+        """A link served by ``natsstorage.urls``: signed and expiring unless the storage is ``public``.
+
+        Built locally, without touching the network.
+        """
+        name = clean_name(name or "")
+        config = self.config
+        if config.base_url:
+            link = config.base_url + quote(f"{config.bucket}/{name}", safe=URL_SAFE)
+        else:
+            try:
+                link = reverse("natsstorage:serve", kwargs={"bucket": config.bucket, "name": name})
+            except NoReverseMatch:
+                raise ImproperlyConfigured(
+                    f"NatsStorage for bucket {config.bucket!r} has no URL: add "
+                    "path('files/', include('natsstorage.urls')) to your URLconf, or set the base_url option"
+                ) from None
+        if config.public:
+            return link
+        return link + "?" + urlencode(signing.sign(config.bucket, name, expiry=config.url_expiry))
 
     def info(self, name: str) -> ObjectInfo:
         """The object's metadata: size, digest, content type, description, headers."""

@@ -36,3 +36,5 @@ TEMPLATES = [
 ]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 NATSSTORAGE = {"timeout": 5.0}
+STATIC_URL = "static/"  # the live server (browser test) needs one
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]  # the real-server tests; the test client adds "testserver"

@@ -1,0 +1,90 @@
+"""``manage.py demo``: everything the demo needs, from a fresh clone, in one command."""
+
+import os
+import secrets
+import signal
+import struct
+import sys
+import zlib
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from natsstorage import _bridge
+from natsstorage.testing import NatsServer
+
+USERNAME = "admin"
+
+
+def sample_png(width: int = 120, height: int = 80) -> bytes:
+    """A small gradient, so the list shows a thumbnail without needing Pillow."""
+    rows = b"".join(
+        b"\x00" + bytes(value for x in range(width) for value in (x * 255 // width, y * 255 // height, 180))
+        for y in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the demo: start a nats-server with JetStream (unless NATS_URL is set), migrate, "
+        "create the admin login, and serve on 127.0.0.1."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000", help="where to serve (127.0.0.1:8000)")
+
+    def handle(self, *args, addrport: str, **options):
+        server = None
+        if not os.environ.get("NATS_URL"):
+            server = NatsServer(store_dir=settings.DATA_DIR / "nats").start()
+            os.environ["NATS_URL"] = server.url
+            self.stdout.write(f"Started nats-server {server.url} with JetStream in {server.store_dir}")
+        else:
+            self.stdout.write(f"Using NATS at NATS_URL={os.environ['NATS_URL']}")
+        # A plain `kill` must stop the nats-server too: make SIGTERM unwind like Ctrl-C.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            call_command("migrate", interactive=False, verbosity=0)
+            password = self.create_login()
+            self.add_sample()
+            host = addrport if ":" in addrport else f"127.0.0.1:{addrport}"
+            self.stdout.write(
+                self.style.SUCCESS(f"\nDemo: http://{host}/admin/   log in as {USERNAME} / {password}\n")
+                + "Bucket page: http://{host}/admin/natsstorage/bucket/   Stop with Ctrl-C.\n".replace("{host}", host)
+            )
+            call_command("runserver", addrport, use_reloader=False)
+        finally:
+            _bridge.close_connections()
+            if server is not None:
+                server.stop()
+                self.stdout.write("Stopped the nats-server.")
+
+    def create_login(self) -> str:
+        """A superuser with a fresh password each run, printed, as nothing else knows it."""
+        password = secrets.token_urlsafe(9)
+        user, _ = get_user_model().objects.get_or_create(
+            username=USERNAME, defaults={"is_staff": True, "is_superuser": True}
+        )
+        user.is_staff = user.is_superuser = user.is_active = True
+        user.set_password(password)
+        user.save()
+        return password
+
+    def add_sample(self) -> None:
+        from demo_site.documents.models import Document
+
+        if Document.objects.exists():
+            return
+        document = Document(title="Welcome", description="A sample made by manage.py demo")
+        document.file.save("welcome.txt", ContentFile(b"Hello from a NATS JetStream Object Store.\n"), save=False)
+        document.image.save("welcome.png", ContentFile(sample_png()), save=False)
+        document.save()

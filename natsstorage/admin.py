@@ -1,0 +1,183 @@
+"""The admin's "NATS object store" section: every bucket on the server, and each bucket's objects.
+
+The pages read the server that ``settings.NATSSTORAGE`` (or ``NATS_URL``)
+points to. They never create a bucket. Seeing them needs
+``natsstorage.view_bucket``; deleting an object needs ``natsstorage.delete_object``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+
+from natsstorage import conf
+from natsstorage._bridge import run
+from natsstorage.exceptions import BucketNotFound, NatsStorageError, NatsUnavailable
+from natsstorage.models import Bucket
+from natsstorage.objectstore import BUCKET_NAME, BucketStatus, ObjectInfo
+from natsstorage.storage import NatsStorage, bucket_names
+from natsstorage.views import configured_storages, object_response, unavailable
+
+SEARCH_PARAMETER = "q"  # a name prefix
+PAGE_PARAMETER = "p"
+
+if TYPE_CHECKING:
+    ModelAdmin = admin.ModelAdmin[Bucket]
+else:
+    ModelAdmin = admin.ModelAdmin  # not subscriptable at run time
+
+
+@dataclass
+class BucketRow:
+    name: str
+    status: BucketStatus | None  # None: a configured storage's bucket not created yet, or unreadable
+    used_by: list[str] = field(default_factory=list)
+    problem: str = ""
+
+    @property
+    def ttl(self) -> str:
+        return str(timedelta(seconds=self.status.ttl)) if self.status and self.status.ttl else ""
+
+
+def gather() -> tuple[str, list[BucketRow], str]:
+    """(the server, a row per bucket, why the server could not be read or "")."""
+    where = conf.resolve(None, {}).connection.where
+    used: dict[str, list[str]] = {}
+    for label, storage in configured_storages():
+        used.setdefault(storage.config.bucket, []).append(label)
+    try:
+        names = bucket_names()
+    except NatsStorageError as error:
+        return where, [], str(error)
+    rows = []
+    for name in sorted(set(names) | set(used)):
+        row = BucketRow(name, None, used.get(name, []))
+        try:
+            row.status = run(_storage(name).bucket.status())
+        except BucketNotFound:
+            row.problem = "not created yet: the first file saved creates it"
+        except NatsStorageError as error:
+            row.problem = str(error)
+        rows.append(row)
+    return where, rows, ""
+
+
+def _storage(bucket: str) -> NatsStorage:
+    if not BUCKET_NAME.match(bucket):
+        raise Http404("No such bucket.")
+    return NatsStorage(bucket, create_bucket=False)
+
+
+async def _objects(storage: NatsStorage, prefix: str) -> list[ObjectInfo]:
+    return sorted([info async for info in storage.bucket.objects() if info.name.startswith(prefix)], key=_by_name)
+
+
+def _by_name(info: ObjectInfo) -> str:
+    return info.name
+
+
+@admin.register(Bucket)
+class BucketAdmin(ModelAdmin):
+    list_per_page = 100
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("natsstorage.view_bucket")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("natsstorage.delete_object")
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("", wrap(self.changelist_view), name="natsstorage_bucket_changelist"),
+            path("<str:bucket>/", wrap(self.objects_view), name="natsstorage_bucket_objects"),
+            path("<str:bucket>/download/<path:name>", wrap(self.download_view), name="natsstorage_bucket_download"),
+            path("<str:bucket>/delete/<path:name>", wrap(self.delete_object_view), name="natsstorage_bucket_delete"),
+        ]
+
+    def _context(self, request: HttpRequest, title: str, **context: Any) -> dict[str, Any]:
+        return {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.model._meta,
+            "has_delete_permission": self.has_delete_permission(request),
+            **context,
+        }
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        where, rows, error = gather()
+        context = self._context(request, "NATS buckets", server=where, rows=rows, error=error)
+        return TemplateResponse(request, "natsstorage/admin/buckets.html", context)
+
+    def objects_view(self, request: HttpRequest, bucket: str) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        storage = _storage(bucket)
+        prefix = request.GET.get(SEARCH_PARAMETER, "")
+        error = ""
+        try:
+            infos = run(_objects(storage, prefix))
+        except BucketNotFound:
+            raise Http404(f"There is no bucket {bucket!r} on the NATS server.") from None
+        except NatsStorageError as problem:
+            infos, error = [], str(problem)
+        page = Paginator(infos, self.list_per_page).get_page(request.GET.get(PAGE_PARAMETER))
+        context = self._context(
+            request,
+            f"Objects in bucket {bucket}",
+            bucket=bucket,
+            page=page,
+            prefix=prefix,
+            search_parameter=SEARCH_PARAMETER,
+            page_parameter=PAGE_PARAMETER,
+            error=error,
+        )
+        return TemplateResponse(request, "natsstorage/admin/objects.html", context)
+
+    def download_view(self, request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        storage = _storage(bucket)
+        try:
+            info = storage.info(name)
+        except (FileNotFoundError, BucketNotFound):
+            raise Http404("No such object.") from None
+        except NatsUnavailable as error:
+            return unavailable(error)
+        return object_response(request, storage, info, public=False)
+
+    def delete_object_view(self, request: HttpRequest, bucket: str, name: str) -> HttpResponse:
+        """Django's convention: a confirmation page, and only its POST deletes."""
+        if not self.has_delete_permission(request):
+            raise PermissionDenied
+        storage = _storage(bucket)
+        try:
+            info = storage.info(name)
+        except (FileNotFoundError, BucketNotFound):
+            raise Http404("No such object.") from None
+        objects_url = reverse("admin:natsstorage_bucket_objects", kwargs={"bucket": bucket})
+        if request.method == "POST" and request.POST.get("post") == "yes":
+            storage.delete(name)
+            self.message_user(request, f"The object “{name}” was deleted from bucket “{bucket}”.", messages.SUCCESS)
+            return HttpResponseRedirect(objects_url)
+        context = self._context(request, "Are you sure?", bucket=bucket, info=info, objects_url=objects_url)
+        return TemplateResponse(request, "natsstorage/admin/delete_confirmation.html", context)

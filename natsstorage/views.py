@@ -1,0 +1,264 @@
+"""Serving objects over HTTP: the view behind ``NatsStorage.url()``.
+
+Only buckets that a configured storage uses are served: a ``settings.STORAGES``
+entry whose backend is a ``NatsStorage``, or the storage of a model's
+``FileField``. Any other bucket on the server is a 404, whatever its name, so
+links cannot be guessed into buckets the project never meant to publish.
+
+The response streams chunk by chunk: a sync iterator under WSGI, an async one
+under ASGI (so no thread is held per download).
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import posixpath
+import re
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import cast
+
+from asgiref.sync import sync_to_async
+from django.apps import apps
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.files.storage import storages
+from django.core.handlers.asgi import ASGIRequest
+from django.db.models import FileField
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseForbidden,
+    HttpResponseNotAllowed,
+    StreamingHttpResponse,
+)
+from django.urls import NoReverseMatch, reverse
+from django.utils.cache import get_conditional_response
+from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
+from django.utils.module_loading import import_string
+
+from natsstorage import _bridge, signing
+from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsUnavailable
+from natsstorage.files import AsyncNatsFile, ObjectStream
+from natsstorage.names import clean_name
+from natsstorage.objectstore import ObjectInfo
+from natsstorage.storage import DEFAULT_CONTENT_TYPE, NatsStorage
+
+logger = logging.getLogger("natsstorage")
+
+# Types a browser may show in place; anything else (HTML, SVG, scripts...) is
+# sent as an attachment so an uploaded file can never run in this site's origin.
+INLINE_TYPES = re.compile(r"^(image/(png|jpeg|gif|webp|avif|bmp|x-icon)|application/pdf|text/plain|audio/.+|video/.+)$")
+DOWNLOAD_PARAMETER = "download"  # ?download forces an attachment
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.IGNORECASE)  # one range; several are answered with the whole
+UNSATISFIABLE = (-1, -1)
+
+
+@dataclass(frozen=True)
+class Access:
+    """How a bucket may be read over HTTP, merged over every storage that uses it."""
+
+    public: bool  # only when every storage of the bucket says public
+    staff_only: bool  # when any storage of the bucket says so
+
+
+def configured_storages() -> list[tuple[str, NatsStorage]]:
+    """Every ``NatsStorage`` the project configures, each with where: ``STORAGES['x']`` or ``app.Model.field``."""
+    found: list[tuple[str, NatsStorage]] = []
+    for alias, entry in getattr(settings, "STORAGES", {}).items():
+        try:
+            backend = import_string(entry["BACKEND"])
+        except (ImportError, KeyError, TypeError):
+            continue  # Django reports a broken entry when it is used
+        if isinstance(backend, type) and issubclass(backend, NatsStorage):
+            found.append((f"STORAGES[{alias!r}]", cast(NatsStorage, storages[alias])))
+    for model in apps.get_models():
+        for field in model._meta.fields:
+            if isinstance(field, FileField) and isinstance(field.storage, NatsStorage):
+                found.append((f"{model._meta.label}.{field.name}", field.storage))
+    return found
+
+
+def served(bucket: str) -> tuple[NatsStorage, Access] | None:
+    """The storage that serves ``bucket`` and the access rules for it; None when it is not served."""
+    using = [storage for _, storage in configured_storages() if storage.config.bucket == bucket]
+    if not using:
+        return None
+    access = Access(
+        public=all(storage.config.public for storage in using),
+        staff_only=any(storage.config.staff_only for storage in using),
+    )
+    return using[0], access
+
+
+async def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
+    """``GET``/``HEAD`` one object of a served bucket, checking the link's signature unless it is public."""
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
+    name = clean_name(name)  # SuspiciousFileOperation: Django answers 400
+    found = served(bucket)
+    if found is None:
+        raise Http404("No such file.")
+    storage, access = found
+    if not access.public:
+        try:
+            signing.verify(bucket, name, request.GET.get(signing.EXPIRES), request.GET.get(signing.SIGNATURE))
+        except signing.LinkRefused as error:
+            return HttpResponseForbidden(str(error), content_type="text/plain; charset=utf-8")
+    if access.staff_only:
+        refusal = await sync_to_async(_refuse_non_staff)(request)
+        if refusal is not None:
+            return refusal
+    try:
+        info = await storage.ainfo(name)
+    except (FileNotFoundError, BucketNotFound):
+        raise Http404("No such file.") from None
+    except NatsUnavailable as error:
+        return unavailable(error)
+    return object_response(request, storage, info, public=access.public)
+
+
+def unavailable(error: NatsUnavailable) -> HttpResponse:
+    logger.warning("cannot serve a file: %s", error)
+    return HttpResponse(
+        "The file store is unavailable; try again shortly.",
+        status=503,
+        content_type="text/plain; charset=utf-8",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _refuse_non_staff(request: HttpRequest) -> HttpResponseBase | None:
+    user = request.user
+    if not user.is_authenticated:
+        try:
+            login_url = reverse("admin:login")
+        except NoReverseMatch:
+            login_url = str(settings.LOGIN_URL)
+        return redirect_to_login(request.get_full_path(), login_url)
+    if not (user.is_active and user.is_staff):
+        return HttpResponseForbidden("Staff only.", content_type="text/plain; charset=utf-8")
+    return None
+
+
+def object_response(request: HttpRequest, storage: NatsStorage, info: ObjectInfo, *, public: bool) -> HttpResponseBase:
+    """The response for one object: conditional (304), ranged (206/416), HEAD or the whole, streamed."""
+    size = info.size
+    etag = f'"{info.digest.partition("=")[2].rstrip("=") or info.nuid}"'
+    last_modified = int(info.mtime.timestamp())
+    content_type = info.content_type or mimetypes.guess_type(info.name)[0] or DEFAULT_CONTENT_TYPE
+    if "\n" in content_type or "\r" in content_type:
+        content_type = DEFAULT_CONTENT_TYPE
+    attachment = DOWNLOAD_PARAMETER in request.GET or not INLINE_TYPES.match(content_type.split(";")[0].lower())
+    headers = {
+        "Content-Type": content_type,
+        "Content-Disposition": content_disposition_header(attachment, posixpath.basename(info.name)),
+        "ETag": etag,
+        "Last-Modified": http_date(last_modified),
+        "Accept-Ranges": "bytes",
+        # Revalidation is one metadata lookup and a 304; objects can be replaced under the same name.
+        "Cache-Control": "public, no-cache" if public else "private, no-cache",
+        "X-Content-Type-Options": "nosniff",
+    }
+    base = HttpResponse(headers=headers)
+    conditional = get_conditional_response(request, etag=etag, last_modified=last_modified, response=base)
+    if conditional is not None and conditional is not base:
+        return conditional
+
+    start, length, status = 0, size, 200
+    header = request.headers.get("Range")
+    if header and _if_range_passes(request.headers.get("If-Range"), etag, last_modified):
+        chosen = _byte_range(header, size)
+        if chosen == UNSATISFIABLE:
+            return HttpResponse(status=416, headers={"Content-Range": f"bytes */{size}"})
+        if chosen is not None:
+            start, end = chosen
+            length, status = end - start + 1, 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(length)
+
+    if request.method == "HEAD":
+        return HttpResponse(status=status, headers=headers)
+    if isinstance(request, ASGIRequest):
+        body: Iterator[bytes] | AsyncIterator[bytes] = _achunks(storage, info, start, length)
+    else:
+        body = _chunks(storage, info, start, length)
+    return StreamingHttpResponse(body, status=status, headers=headers)
+
+
+def _if_range_passes(value: str | None, etag: str, last_modified: int) -> bool:
+    if not value:
+        return True
+    if value.startswith(('"', "W/")):
+        return value == etag  # a weak validator never matches (RFC 9110 13.1.5)
+    return parse_http_date_safe(value) == last_modified
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """(first, last) byte of a single satisfiable range, UNSATISFIABLE, or None to send the whole."""
+    match = RANGE.match(header.strip())
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first:
+        if not last:
+            return None
+        suffix = int(last)
+        return UNSATISFIABLE if suffix == 0 or size == 0 else (max(0, size - suffix), size - 1)
+    start = int(first)
+    if last and int(last) < start:
+        return None  # invalid: ignored, as RFC 9110 asks
+    if start >= size:
+        return UNSATISFIABLE
+    end = min(int(last), size - 1) if last else size - 1
+    return start, end
+
+
+def _failed(info: ObjectInfo) -> None:
+    # The status line is gone; all that is left is to cut the connection and say why here.
+    logger.exception("serving %r from bucket %r failed mid-stream; the connection is cut", info.name, info.bucket)
+
+
+def _chunks(storage: NatsStorage, info: ObjectInfo, start: int, length: int) -> Iterator[bytes]:
+    stream = ObjectStream(storage.bucket, info)
+    try:
+        stream.seek(start)
+        chunk_size = info.chunk_size or storage.config.chunk_size
+        while length > 0:
+            data = stream.read(min(length, chunk_size))
+            if not data:
+                raise CorruptObject(f"{info.name!r} in bucket {info.bucket!r} ended {length} bytes early")
+            length -= len(data)
+            yield data
+    except Exception:
+        _failed(info)
+        raise
+    finally:
+        stream.close()
+
+
+async def _achunks(storage: NatsStorage, info: ObjectInfo, start: int, length: int) -> AsyncIterator[bytes]:
+    end = start + length
+    position = 0
+    source: AsyncNatsFile | None = None
+    try:
+        if length:
+            source = AsyncNatsFile(info, await _bridge.arun(storage.bucket.download(info)))
+            async for chunk in source:
+                following = position + len(chunk)
+                if following > start:
+                    yield chunk[max(0, start - position) : end - position]
+                position = following
+                if position >= end:
+                    break
+            if position < end:
+                raise CorruptObject(f"{info.name!r} in bucket {info.bucket!r} ended {end - position} bytes early")
+    except Exception:
+        _failed(info)
+        raise
+    finally:
+        if source is not None:
+            await source.close()

@@ -1,0 +1,183 @@
+"""The admin: the "NATS object store" section, its bucket and object pages, and uploads through a FileField."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from natsstorage import NatsStorage
+from natsstorage.admin import BucketAdmin
+from natsstorage.testing import free_port
+
+from .helpers import MiB, random_bytes
+
+pytestmark = pytest.mark.django_db
+
+BUCKETS = "admin:natsstorage_bucket_changelist"
+
+
+def objects_url(bucket: str) -> str:
+    return reverse("admin:natsstorage_bucket_objects", kwargs={"bucket": bucket})
+
+
+def staff(django_user_model, *permissions: str):
+    user = django_user_model.objects.create_user("staff", password="x", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="natsstorage", codename__in=permissions)
+    )
+    return user
+
+
+def test_the_admin_index_shows_the_nats_object_store_section(admin_client):
+    response = admin_client.get(reverse("admin:index"))
+    assert "NATS object store" in response.text
+    assert reverse(BUCKETS) in response.text
+
+
+def test_the_bucket_page_lists_every_bucket_with_its_figures(admin_client, storage):
+    storage.save("a.txt", ContentFile(b"x" * 2000))
+    response = admin_client.get(reverse(BUCKETS))
+    assert response.status_code == 200
+    assert "is reachable" in response.text
+    row = next(row for row in response.context["rows"] if row.name == storage.config.bucket)
+    assert (row.status.objects, row.status.storage, row.status.replicas, row.status.sealed) == (1, "file", 1, False)
+    assert row.used_by == []
+    assert objects_url(storage.config.bucket) in response.text
+    for heading in ("Objects", "Bytes", "Storage", "Replicas", "TTL", "Max bytes", "Sealed", "Compression"):
+        assert f">{heading}</th>" in response.text
+
+
+def test_the_bucket_page_marks_buckets_that_configured_storages_use(admin_client):
+    response = admin_client.get(reverse(BUCKETS))
+    row = next(row for row in response.context["rows"] if row.name == "configs")
+    assert row.used_by == ["testapp.Document.upload"]
+    assert "testapp.Document.upload" in response.text
+
+
+def test_the_bucket_page_shows_bucket_options(admin_client, make_storage):
+    storage = make_storage(description="Configs of the fleet", ttl=3600.0, max_bytes=10 * MiB, compression=True)
+    storage.save("a.txt", ContentFile(b"a"))
+    text = admin_client.get(reverse(BUCKETS)).text
+    assert "Configs of the fleet" in text
+    assert "1:00:00" in text
+    assert "10.0\xa0MB" in text
+    assert "s2" in text
+
+
+def test_the_bucket_page_says_clearly_when_nats_is_down(admin_client, settings):
+    settings.NATSSTORAGE = {"servers": [f"nats://127.0.0.1:{free_port()}"], "connect_timeout": 0.2}
+    response = admin_client.get(reverse(BUCKETS))
+    assert response.status_code == 200
+    assert "is not reachable" in response.text
+    assert "cannot connect to NATS" in response.text
+
+
+def test_the_bucket_pages_are_for_staff_only(client, django_user_model, storage):
+    storage.save("a.txt", ContentFile(b"a"))
+    for url in (reverse(BUCKETS), objects_url(storage.config.bucket)):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("admin:login"))
+    client.force_login(staff(django_user_model))
+    assert client.get(reverse(BUCKETS)).status_code == 403
+    assert "NATS object store" not in client.get(reverse("admin:index")).text
+
+
+def test_staff_with_the_view_permission_see_the_pages_but_no_delete_links(client, django_user_model, storage):
+    storage.save("a.txt", ContentFile(b"a"))
+    client.force_login(staff(django_user_model, "view_bucket"))
+    assert "NATS object store" in client.get(reverse("admin:index")).text
+    assert client.get(reverse(BUCKETS)).status_code == 200
+    response = client.get(objects_url(storage.config.bucket))
+    assert "a.txt" in response.text
+    assert "deletelink" not in response.text
+    delete = reverse("admin:natsstorage_bucket_delete", kwargs={"bucket": storage.config.bucket, "name": "a.txt"})
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    assert storage.exists("a.txt")
+
+
+def test_the_object_page_lists_objects_with_their_metadata(admin_client, storage):
+    storage.save("docs/a.txt", ContentFile(b"hello", name="a.txt"))
+    storage.update_meta("docs/a.txt", description="the first one")
+    info = storage.info("docs/a.txt")
+    text = admin_client.get(objects_url(storage.config.bucket)).text
+    for shown in ("docs/a.txt", "5\xa0bytes", "text/plain", "the first one", info.digest[:20]):
+        assert shown in text
+
+
+def test_the_object_page_searches_by_name_prefix_and_paginates(admin_client, storage, monkeypatch):
+    for index in range(5):
+        storage.save(f"logs/{index}.txt", ContentFile(b"l"))
+    storage.save("other.txt", ContentFile(b"o"))
+    monkeypatch.setattr(BucketAdmin, "list_per_page", 2)
+    url = objects_url(storage.config.bucket)
+    response = admin_client.get(url, {"q": "logs/"})
+    assert [info.name for info in response.context["page"]] == ["logs/0.txt", "logs/1.txt"]
+    assert response.context["page"].paginator.count == 5
+    assert "other.txt" not in response.text
+    response = admin_client.get(url, {"q": "logs/", "p": 3})
+    assert [info.name for info in response.context["page"]] == ["logs/4.txt"]
+    assert "q=logs/&amp;p=2" in response.text
+
+
+def test_the_object_page_of_a_missing_bucket_is_404_and_creates_nothing(admin_client, bucket_name):
+    assert admin_client.get(objects_url(bucket_name)).status_code == 404
+    assert admin_client.get(objects_url("bad.name")).status_code == 404
+    assert bucket_name not in [row.name for row in admin_client.get(reverse(BUCKETS)).context["rows"]]
+
+
+def test_the_object_page_links_downloads(admin_client, storage):
+    data = random_bytes(300_000)
+    storage.save("d/data.bin", ContentFile(data))
+    download = reverse(
+        "admin:natsstorage_bucket_download", kwargs={"bucket": storage.config.bucket, "name": "d/data.bin"}
+    )
+    assert download in admin_client.get(objects_url(storage.config.bucket)).text
+    response = admin_client.get(download)
+    assert response["Content-Length"] == str(len(data))
+    assert b"".join(response.streaming_content) == data
+    missing = reverse("admin:natsstorage_bucket_download", kwargs={"bucket": storage.config.bucket, "name": "nope"})
+    assert admin_client.get(missing).status_code == 404
+
+
+def test_deleting_an_object_asks_for_confirmation_then_deletes_it(admin_client, storage):
+    storage.save("gone.txt", ContentFile(b"g"))
+    storage.save("kept.txt", ContentFile(b"k"))
+    delete = reverse("admin:natsstorage_bucket_delete", kwargs={"bucket": storage.config.bucket, "name": "gone.txt"})
+    assert delete in admin_client.get(objects_url(storage.config.bucket)).text
+    response = admin_client.get(delete)
+    assert "Are you sure" in response.text
+    assert storage.exists("gone.txt")
+    response = admin_client.post(delete, {"post": "yes"}, follow=True)
+    assert response.redirect_chain[-1][0] == objects_url(storage.config.bucket)
+    assert "was deleted" in response.text
+    assert not storage.exists("gone.txt")
+    assert storage.exists("kept.txt")
+
+
+# -- a FileField on NatsStorage in the admin -------------------------------------------------
+
+
+def test_uploading_through_the_admin_form_and_following_the_currently_link(admin_client):
+    data = random_bytes(3 * MiB)
+    upload = SimpleUploadedFile("notes.bin", data, content_type="application/octet-stream")
+    response = admin_client.post(reverse("admin:testapp_document_add"), {"title": "notes", "upload": upload})
+    assert response.status_code == 302
+    from tests.testapp.models import Document
+
+    document = Document.objects.get(title="notes")
+    try:
+        assert document.upload.name.startswith("docs/notes")
+        page = admin_client.get(reverse("admin:testapp_document_change", args=[document.pk])).text
+        assert "Currently:" in page
+        href = re.search(r'Currently: <a href="([^"]+)"', page).group(1).replace("&amp;", "&")
+        assert href.startswith(f"/files/configs/{document.upload.name}?expires=")
+        response = admin_client.get(href)
+        assert b"".join(response.streaming_content) == data
+    finally:
+        NatsStorage("configs").delete(document.upload.name)
