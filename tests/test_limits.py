@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.core.files.base import ContentFile
 
@@ -73,3 +75,14 @@ def test_a_destroyed_bucket_is_created_again_on_next_use(storage):
     assert not storage.exists("a")
     storage.save("b", ContentFile(b"b"))
     assert storage.listdir("") == ([], ["b"])
+
+
+def test_objects_past_the_bucket_ttl_are_gone(make_storage):
+    storage = make_storage(ttl=1.0)
+    storage.save("short-lived.txt", ContentFile(b"soon gone"))
+    assert storage.exists("short-lived.txt")
+    time.sleep(1.3)
+    assert not storage.exists("short-lived.txt")
+    with pytest.raises(FileNotFoundError):
+        storage.open("short-lived.txt")
+    assert storage.listdir("") == ([], [])
