@@ -109,32 +109,51 @@ class _Runtime:
 
     async def close(self) -> None:
         connections, self.connections = list(self.connections.values()), {}
-        for nc in connections:
-            if not nc.is_closed:
-                await nc.close()
+        await asyncio.gather(*(_close(nc) for nc in connections))
+
+    async def _finish(self) -> None:
+        """Close the connections, then end whatever tasks nats-py still runs (reconnect loops)."""
+        await self.close()
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
 
     def shutdown(self) -> None:
         if self.loop.is_closed():
             return
         try:
-            asyncio.run_coroutine_threadsafe(self.close(), self.loop).result(CLOSE_TIMEOUT)
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
-            logger.warning("natsstorage: could not close NATS connections cleanly")
+            asyncio.run_coroutine_threadsafe(self._finish(), self.loop).result(2 * CLOSE_TIMEOUT)
+        except Exception as error:  # noqa: BLE001 - best effort at interpreter exit
+            logger.debug("natsstorage: closing NATS connections at exit: %s", _describe(error))
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(CLOSE_TIMEOUT)
         if not self.thread.is_alive():
             self.loop.close()
 
 
+async def _close(nc: Client) -> None:
+    """Close one connection within CLOSE_TIMEOUT, even one still trying to reconnect."""
+    if nc.is_closed:
+        return
+    try:
+        await asyncio.wait_for(nc.close(), CLOSE_TIMEOUT)
+    except (TimeoutError, OSError, nats.errors.Error) as error:
+        logger.debug("natsstorage: closing a NATS connection: %s", _describe(error))
+
+
 async def _connect(settings: ConnectionSettings) -> Client:
     errors: list[Exception] = []  # why attempts failed, for the message if none succeeds
 
     async def on_error(error: Exception) -> None:
+        # Every failed (re)connect attempt lands here, twice a second in an outage: keep it quiet.
         errors.append(error)
-        logger.warning("NATS connection to %s: %s", settings.where, error)
+        del errors[:-1]
+        logger.debug("NATS connection to %s: %s", settings.where, _describe(error))
 
     async def on_disconnect() -> None:
-        logger.info("disconnected from NATS at %s", settings.where)
+        logger.warning("lost the connection to NATS at %s; reconnecting", settings.where)
 
     async def on_reconnect() -> None:
         logger.info("reconnected to NATS at %s", settings.where)

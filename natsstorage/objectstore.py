@@ -75,6 +75,7 @@ CONSUMER_INACTIVE_THRESHOLD = timedelta(seconds=30)
 WATCH_EXPIRES = timedelta(seconds=30)
 WATCH_HEARTBEAT = timedelta(seconds=1)
 NANOSECONDS = 1_000_000_000
+ACK_V1_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
 LISTING_WINDOW = 1024  # metadata messages in flight when listing (a few hundred bytes each)
 
 _nuid = NUID()
@@ -168,6 +169,15 @@ class ObjectInfo:
         except ValueError as error:
             raise CorruptObject(f"unreadable object metadata at stream sequence {seq}: {error}") from None
         return cls.from_raw(raw, seq=seq, time=time)
+
+    @classmethod
+    def from_delivery(cls, msg: Msg) -> ObjectInfo:
+        """From a metadata message a consumer delivered; its time to the microsecond, like ``parse_time``."""
+        tokens = msg.reply.split(".")
+        nanoseconds = int(tokens[7] if len(tokens) == ACK_V1_TOKENS else tokens[Msg.Ack.Timestamp])
+        time = datetime.fromtimestamp(nanoseconds // NANOSECONDS, UTC)
+        time += timedelta(microseconds=nanoseconds % NANOSECONDS // 1000)
+        return cls.from_message(msg.data, seq=msg.metadata.sequence.stream, time=time)
 
     @classmethod
     def from_raw(cls, raw: Any, *, seq: int, time: datetime) -> ObjectInfo:
@@ -428,8 +438,7 @@ class Bucket:
     async def objects(self, *, deleted: bool = False) -> AsyncIterator[ObjectInfo]:
         """Every object's latest metadata, in stream order."""
         async for msg in self._metadata_messages():
-            meta = msg.metadata
-            info = ObjectInfo.from_message(msg.data, seq=meta.sequence.stream, time=meta.timestamp)
+            info = ObjectInfo.from_delivery(msg)
             if self.live(info) or (deleted and info.deleted):
                 yield info
 
@@ -938,7 +947,7 @@ class Watch:
                 self._left -= 1
                 if self._left <= 0:
                     await self._request()
-                return ObjectInfo.from_message(msg.data, seq=meta.sequence.stream, time=meta.timestamp)
+                return ObjectInfo.from_delivery(msg)
             if status == "408":  # the pull request expired: ask again
                 await self._request()
             elif status != "100":  # 100 is a heartbeat; anything else ends this consumer

@@ -1,0 +1,120 @@
+"""``manage.py natsos_copy --from ALIAS --to ALIAS [PREFIX]``: copy a storage's files into another, resumably."""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections.abc import Iterator
+from typing import Any
+
+from django.core.files.storage import InvalidStorageError, Storage, storages
+from django.core.management.base import CommandError, CommandParser
+
+from natsstorage.exceptions import NatsStorageError
+from natsstorage.management.base import NatsCommand
+from natsstorage.progress import Progress, ProgressFile, format_bytes
+from natsstorage.storage import NatsStorage
+
+HASH_CHUNK_SIZE = 1024 * 1024  # bytes read at a time to hash a file that is not in NATS
+
+
+class Command(NatsCommand):
+    help = (
+        "Copy every file of one configured storage (settings.STORAGES alias) into another, e.g. FileSystemStorage "
+        "media into a NatsStorage bucket or back. Files already at the destination with the same size and SHA-256 "
+        "are skipped, so a second run resumes where the first stopped; a destination file that differs is replaced. "
+        "Nothing is ever deleted from the source."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--from", dest="source", required=True, metavar="ALIAS", help="The storage to copy from.")
+        parser.add_argument("--to", dest="target", required=True, metavar="ALIAS", help="The storage to copy into.")
+        parser.add_argument("prefix", nargs="?", default="", help="Only this directory of the source, e.g. 'docs'.")
+        parser.add_argument("--dry-run", action="store_true", help="List what would be copied, and copy nothing.")
+        self.add_progress_argument(parser)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["source"] == options["target"]:
+            raise CommandError("--from and --to name the same storage: there is nothing to copy")
+        source, target = _storage(options["source"]), _storage(options["target"])
+        dry_run, verbosity = options["dry_run"], options["verbosity"]
+        files = list(_walk(source, options["prefix"].replace("\\", "/").strip("/")))
+        progress = self.progress(options, sum(size for _, size in files))
+        copied = skipped = copied_bytes = 0
+        try:
+            for name, size in files:
+                try:
+                    if _same(source, target, name, size):
+                        skipped += 1
+                        progress.update(size)
+                        if verbosity >= 2:
+                            self.stdout.write(f"skipped {name} (already there)")
+                        continue
+                    if dry_run:
+                        self.stdout.write(f"would copy {name} ({format_bytes(size)})")
+                    else:
+                        _copy(source, target, name, progress)
+                        if verbosity >= 2:
+                            self.stdout.write(f"copied {name} ({format_bytes(size)})")
+                    copied += 1
+                    copied_bytes += size
+                except (OSError, NatsStorageError) as error:
+                    raise CommandError(
+                        f"copying {name!r} failed: {error}. Copied {copied} file(s) before it; "
+                        "run the command again to resume."
+                    ) from error
+        finally:
+            progress.close()
+        if verbosity >= 1:
+            verb, skip = ("Would copy", "would skip") if dry_run else ("Copied", "skipped")
+            files_word = "file" if copied == 1 else "files"
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"{verb} {copied} {files_word} ({format_bytes(copied_bytes)}, {copied_bytes} bytes) "
+                    f"from {options['source']!r} to {options['target']!r}; {skip} {skipped} already there."
+                )
+            )
+
+
+def _storage(alias: str) -> Storage:
+    try:
+        return storages[alias]
+    except InvalidStorageError:
+        known = ", ".join(repr(name) for name in storages.backends)
+        raise CommandError(f"no storage {alias!r} in settings.STORAGES; the aliases are {known}") from None
+
+
+def _walk(storage: Storage, directory: str) -> Iterator[tuple[str, int]]:
+    """(name, size) of every file under ``directory``, depth first, in name order."""
+    directories, files = storage.listdir(directory)
+    for filename in sorted(files):
+        name = posixpath.join(directory, filename)
+        yield name, storage.size(name)
+    for subdirectory in sorted(directories):
+        yield from _walk(storage, posixpath.join(directory, subdirectory))
+
+
+def _sha256(storage: Storage, name: str) -> bytes:
+    if isinstance(storage, NatsStorage):
+        return storage.info(name).sha256  # kept in the object's metadata: no need to read the data
+    digest = hashlib.sha256()
+    with storage.open(name, "rb") as file:
+        for chunk in file.chunks(HASH_CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.digest()
+
+
+def _same(source: Storage, target: Storage, name: str, size: int) -> bool:
+    if not target.exists(name) or target.size(name) != size:
+        return False
+    return _sha256(source, name) == _sha256(target, name)
+
+
+def _copy(source: Storage, target: Storage, name: str, progress: Progress) -> None:
+    if target.exists(name):
+        target.delete(name)  # it differs; the source is what counts
+    with source.open(name, "rb") as file:
+        content = ProgressFile(file, name, progress, content_type=getattr(file, "content_type", None))
+        saved = target.save(name, content)
+    if saved != name:
+        raise CommandError(f"{name!r} was saved as {saved!r}: the destination created {name!r} meanwhile")

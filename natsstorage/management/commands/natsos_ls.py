@@ -1,0 +1,66 @@
+"""``manage.py natsos_ls BUCKET [PREFIX]``: the objects in a bucket."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import CommandParser
+
+from natsstorage._bridge import run
+from natsstorage.management.base import NatsCommand
+from natsstorage.objectstore import Bucket, ObjectInfo
+from natsstorage.progress import format_bytes
+
+TITLES = ("SIZE", "MODIFIED (UTC)", "CONTENT TYPE", "NAME")
+
+
+async def _objects(bucket: Bucket, prefix: str) -> list[ObjectInfo]:
+    return sorted([info async for info in bucket.objects() if info.name.startswith(prefix)], key=lambda i: i.name)
+
+
+class Command(NatsCommand):
+    help = (
+        "List the objects in a NATS Object Store bucket, with size, modification time and content type. "
+        "PREFIX keeps only the names that start with it."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("bucket", help="The bucket's name.")
+        parser.add_argument("prefix", nargs="?", default="", help="Only names starting with this, e.g. 'docs/'.")
+        parser.add_argument("--json", action="store_true", help="One JSON object per line, sizes in bytes.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        storage = self.storage(options["bucket"])
+        objects = run(_objects(storage.bucket, options["prefix"]))
+        if options["json"]:
+            for info in objects:
+                self.stdout.write(json.dumps(object_json(info)))
+            return
+        rows = [
+            (format_bytes(info.size), info.mtime.strftime("%Y-%m-%d %H:%M:%S"), info.content_type or "-", info.name)
+            for info in objects
+        ]
+        widths = [max([len(row[i]) for row in rows] + [len(title)]) for i, title in enumerate(TITLES[:3])]
+        self.stdout.write(self.style.MIGRATE_HEADING(_line(TITLES, widths)))
+        for row in rows:
+            self.stdout.write(_line(row, widths))
+        if options["verbosity"] >= 1:
+            total = sum(info.size for info in objects)
+            self.stdout.write(f"{len(objects)} object{'' if len(objects) == 1 else 's'}, {format_bytes(total)}")
+
+
+def _line(row: tuple[str, ...], widths: list[int]) -> str:
+    size, mtime, content_type, name = row
+    return f"{size:>{widths[0]}}  {mtime:<{widths[1]}}  {content_type:<{widths[2]}}  {name}"
+
+
+def object_json(info: ObjectInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "size": info.size,
+        "mtime": info.mtime.isoformat(),
+        "content_type": info.content_type,
+        "digest": info.digest,
+        "description": info.description,
+    }

@@ -1,0 +1,99 @@
+"""``manage.py natsos_status [BUCKET]``: the buckets' figures, as the admin's bucket page shows them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from natsstorage.management.base import LIST_HINT, NatsCommand
+from natsstorage.objectstore import BUCKET_NAME
+from natsstorage.progress import format_bytes, format_duration
+from natsstorage.status import BucketRow, bucket_rows
+
+TITLES = ("BUCKET", "OBJECTS", "SIZE", "MAX SIZE", "TTL", "STORAGE", "REPLICAS", "SEALED", "USED BY")
+
+
+class Command(NatsCommand):
+    help = (
+        "Show every Object Store bucket on the NATS servers the project uses (or only BUCKET): objects, bytes, "
+        "limits, and which configured storages use it. Exits with status 1 when a server cannot be reached."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("bucket", nargs="?", help="Only this bucket.")
+        parser.add_argument("--json", action="store_true", help="A JSON list, with exact figures.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        bucket = options["bucket"]
+        if bucket is not None and not BUCKET_NAME.match(bucket):
+            raise CommandError(f"invalid bucket name {bucket!r}: use letters, digits, '-' and '_' only")
+        rows = bucket_rows(bucket)
+        if options["json"]:
+            self.stdout.write(json.dumps([row_json(row) for row in rows], indent=2))
+        else:
+            self.table(rows, options["verbosity"])
+        unreachable = [row for row in rows if not row.reachable]
+        if unreachable:
+            raise CommandError(unreachable[0].error)
+        if bucket is not None and not any(row.exists for row in rows):
+            raise CommandError(f"bucket {bucket!r} does not exist on the NATS server ({LIST_HINT})")
+
+    def table(self, rows: list[BucketRow], verbosity: int) -> None:
+        cells = [[*row_cells(row)] for row in rows]
+        widths = [max([len(cell[i]) for cell in cells] + [len(title)]) for i, title in enumerate(TITLES)]
+        servers = {row.server for row in rows}
+        for server in sorted(servers):
+            if len(servers) > 1 or verbosity >= 2:
+                self.stdout.write(f"NATS at {server}:")
+            self.stdout.write(self.style.MIGRATE_HEADING(_line(TITLES, widths)))
+            for row, cell in zip(rows, cells, strict=True):
+                if row.server == server:
+                    self.stdout.write(_line(cell, widths))
+
+
+def _line(cells: tuple[str, ...] | list[str], widths: list[int]) -> str:
+    left = {0, 5, 8}  # the text columns; figures are right-aligned
+    pairs = enumerate(zip(cells, widths, strict=True))
+    return "  ".join(cell.ljust(width) if i in left else cell.rjust(width) for i, (cell, width) in pairs).rstrip()
+
+
+def row_cells(row: BucketRow) -> tuple[str, ...]:
+    used_by = ", ".join(row.used_by) or "-"
+    status = row.status
+    if status is None:
+        why = f"unreachable: {row.error}" if row.error else "does not exist yet"
+        return (row.name, "-", "-", "-", "-", "-", "-", "-", f"{used_by} ({why})")
+    return (
+        row.name,
+        str(status.objects),
+        format_bytes(status.bytes),
+        "unlimited" if status.max_bytes < 0 else format_bytes(status.max_bytes),
+        format_duration(status.ttl) if status.ttl else "forever",
+        status.storage + (", s2" if status.compression else ""),
+        str(status.replicas),
+        "yes" if status.sealed else "no",
+        used_by,
+    )
+
+
+def row_json(row: BucketRow) -> dict[str, Any]:
+    status = row.status
+    return {
+        "bucket": row.name,
+        "server": row.server,
+        "exists": row.exists,
+        "reachable": row.reachable,
+        "error": row.error or None,
+        "used_by": list(row.used_by),
+        "description": status.description if status else None,
+        "objects": status.objects if status else None,
+        "bytes": status.bytes if status else None,
+        "max_bytes": status.max_bytes if status else None,
+        "ttl": status.ttl if status else None,
+        "storage": status.storage if status else None,
+        "replicas": status.replicas if status else None,
+        "sealed": status.sealed if status else None,
+        "compression": status.compression if status else None,
+    }

@@ -1,0 +1,140 @@
+"""``manage.py natsos_watch BUCKET``: a line per change to a bucket's objects, as it happens."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from natsstorage._bridge import run
+from natsstorage.exceptions import BucketNotFound, NatsUnavailable
+from natsstorage.management.base import NatsCommand
+from natsstorage.objectstore import Bucket, ObjectInfo, Watch
+
+RETRY_INTERVAL = 1.0  # seconds between attempts to resume after losing the server
+WAIT_INTERVAL = 1.0  # seconds between looks for the bucket with --wait
+
+
+class Command(NatsCommand):
+    help = (
+        "Print a line per change to the objects of a NATS Object Store bucket as it happens: "
+        "'BUCKET changed - NAME was updated' or '... was deleted'. Resumes after a server restart; "
+        "stops cleanly on Ctrl-C or SIGTERM."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("bucket", help="The bucket to watch.")
+        parser.add_argument("--history", action="store_true", help="First replay every current object.")
+        parser.add_argument("--ignore-deletes", action="store_true", help="Print no line for deletions.")
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="One JSON object per line: bucket, name, event, size, digest, mtime, description.",
+        )
+        parser.add_argument("--wait", action="store_true", help="Wait for a missing bucket to be created.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        bucket = self.storage(options["bucket"]).bucket
+        watch = bucket.watch(history=options["history"])
+        try:
+            with _stop_on_sigterm():
+                self.start(watch, options)
+                self.follow(watch, options)
+        except KeyboardInterrupt:
+            if options["verbosity"] >= 1:
+                self.note(f"stopped watching {bucket.name}")
+        finally:
+            run(watch.close())
+
+    def start(self, watch: Watch, options: dict[str, Any]) -> None:
+        if options["wait"]:
+            self.wait_for(watch.bucket)
+        run(watch.start())
+        if options["verbosity"] >= 1:
+            self.note(f"watching {watch.bucket.name} for changes (Ctrl-C to stop)")
+
+    def wait_for(self, bucket: Bucket) -> None:
+        try:
+            run(bucket.stream_info())
+        except BucketNotFound:
+            self.note(f"waiting for bucket {bucket.name} to be created...")
+        else:
+            return
+        while True:
+            time.sleep(WAIT_INTERVAL)
+            try:
+                run(bucket.stream_info())
+            except BucketNotFound:
+                continue
+            return
+
+    def follow(self, watch: Watch, options: dict[str, Any]) -> None:
+        name = watch.bucket.name
+        while True:
+            try:
+                info = run(watch.next())
+            except NatsUnavailable as error:
+                self.stderr.write(f"lost the watch on {name}: {error}; resuming...", style_func=self.style.WARNING)
+                self.resume(watch)
+                self.note(f"watching {name} again after a server restart")
+                continue
+            if info.deleted and options["ignore_deletes"]:
+                continue
+            self.stdout.write(json.dumps(event_json(name, info)) if options["json"] else event_line(name, info))
+            self.stdout.flush()
+
+    def resume(self, watch: Watch) -> None:
+        while True:
+            try:
+                run(watch.start())
+            except NatsUnavailable:
+                time.sleep(RETRY_INTERVAL)
+            except BucketNotFound:
+                raise CommandError(f"bucket {watch.bucket.name!r} was destroyed while being watched") from None
+            else:
+                return
+
+
+def event_name(info: ObjectInfo) -> str:
+    return "deleted" if info.deleted else "updated"
+
+
+def event_line(bucket: str, info: ObjectInfo) -> str:
+    """As the NATS examples say it: ``configs changed - a was updated``."""
+    return f"{bucket} changed - {info.name} was {event_name(info)}"
+
+
+def event_json(bucket: str, info: ObjectInfo) -> dict[str, Any]:
+    return {
+        "bucket": bucket,
+        "name": info.name,
+        "event": event_name(info),
+        "size": info.size,
+        "digest": info.digest or None,
+        "mtime": info.mtime.isoformat(),
+        "description": info.description,
+    }
+
+
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM stops the watch as Ctrl-C does: cleanly, with status 0."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

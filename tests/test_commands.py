@@ -1,0 +1,555 @@
+"""The natsos_* management commands, run as an operator runs them, against the real nats-server."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import io
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.management import call_command, get_commands, load_command_class
+from django.core.management.base import CommandError
+from django.test.utils import override_settings
+
+from natsstorage import NatsStorage, _bridge
+from natsstorage.exceptions import BucketNotFound
+from natsstorage.objectstore import CHUNK_SUBJECT
+from natsstorage.progress import Progress, format_bytes
+from natsstorage.status import bucket_rows
+from natsstorage.storage import bucket_names
+from natsstorage.testing import NatsServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMANDS = ("natsos_copy", "natsos_destroy", "natsos_get", "natsos_ls", "natsos_put", "natsos_status", "natsos_watch")
+LINE_TIMEOUT = 20.0  # seconds to wait for a subprocess's line (Django's start-up included)
+
+
+def command(*args: str, **options: object) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=io.StringIO(), **options)
+    return out.getvalue()
+
+
+def _close_to(iso: str, expected: datetime) -> bool:
+    """The same server time: a stream message's time reads 1 µs apart by nats-py and by the JSON API."""
+    return abs(datetime.fromisoformat(iso) - expected) < timedelta(milliseconds=1)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def bucket(storage: NatsStorage) -> str:
+    _bridge.run(storage.bucket.stream_info())  # the storage creates its bucket on first use
+    return storage.config.bucket
+
+
+@pytest.fixture
+def no_server() -> Iterator[None]:
+    with override_settings(
+        NATSSTORAGE={"servers": [f"nats://127.0.0.1:{free_port()}"], "connect_timeout": 0.5, "timeout": 1.0}
+    ):
+        yield
+
+
+# -- all commands ----------------------------------------------------------------
+
+
+def test_manage_help_lists_the_commands_with_help_texts():
+    assert {name for name, app in get_commands().items() if app == "natsstorage"} == set(COMMANDS)
+    for name in COMMANDS:
+        parser = load_command_class("natsstorage", name).create_parser("manage.py", name)
+        text = parser.format_help()
+        assert "NATS" in text or "storage" in text
+        assert "--verbosity" in text and "--no-color" in text
+
+
+@pytest.mark.parametrize("name", ["natsos_ls", "natsos_destroy", "natsos_watch", "natsos_status"])
+def test_an_unknown_bucket_is_a_clear_error_and_is_not_created(name, bucket_name):
+    with pytest.raises(CommandError, match=f"bucket '{bucket_name}' does not exist"):
+        command(name, bucket_name, "--noinput") if name == "natsos_destroy" else command(name, bucket_name)
+    assert bucket_name not in bucket_names()
+
+
+@pytest.mark.parametrize("name", ["natsos_ls", "natsos_destroy", "natsos_watch", "natsos_status"])
+def test_a_bad_bucket_name_is_a_clear_error(name):
+    with pytest.raises(CommandError, match="invalid bucket name 'no such'"):
+        command(name, "no such")
+
+
+@pytest.mark.parametrize(
+    "args", [("natsos_ls", "media"), ("natsos_status",), ("natsos_get", "media", "a", "-"), ("natsos_watch", "media")]
+)
+def test_a_server_down_is_a_clear_error(no_server, args):
+    with pytest.raises(CommandError, match=r"cannot connect to NATS at nats://127\.0\.0\.1:\d+ within 0\.5 s"):
+        command(*args)
+
+
+def test_errors_exit_non_zero_from_the_shell(bucket_name):
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "natsos_ls", bucket_name],
+        env=subprocess_env(_nats_url()),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert f"CommandError: bucket '{bucket_name}' does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- natsos_ls -------------------------------------------------------------------------
+
+
+def test_ls_lists_objects_with_size_mtime_and_content_type(storage, bucket):
+    storage.save("docs/a.txt", ContentFile(b"hello"))
+    storage.save("docs/b.json", ContentFile(b"{}" * 1000))
+    storage.save("logo.png", ContentFile(b"png"))
+    lines = command("natsos_ls", bucket).splitlines()
+    assert lines[0].split() == ["SIZE", "MODIFIED", "(UTC)", "CONTENT", "TYPE", "NAME"]
+    assert [line.split()[-1] for line in lines[1:4]] == ["docs/a.txt", "docs/b.json", "logo.png"]
+    assert lines[1].split()[:2] == ["5", "B"] and "text/plain" in lines[1]
+    assert "2.0 KiB" in lines[2] and "application/json" in lines[2]
+    assert lines[4] == "3 objects, 2.0 KiB"
+    assert "logo.png" not in command("natsos_ls", bucket, "docs/")
+
+
+def test_ls_json_gives_exact_figures(storage, bucket):
+    storage.save("a.txt", ContentFile(b"hello"))
+    (entry,) = [json.loads(line) for line in command("natsos_ls", bucket, "--json").splitlines()]
+    info = storage.info("a.txt")
+    assert _close_to(entry.pop("mtime"), info.mtime)
+    assert entry == {
+        "name": "a.txt",
+        "size": 5,
+        "content_type": "text/plain",
+        "digest": info.digest,
+        "description": "",
+    }
+
+
+# -- natsos_status -----------------------------------------------------------------------
+
+
+def test_status_of_one_bucket_as_a_table_and_as_json(storage, bucket):
+    storage.save("a", ContentFile(b"x" * 3000))
+    table = command("natsos_status", bucket).splitlines()
+    assert table[0].split()[:3] == ["BUCKET", "OBJECTS", "SIZE"]
+    assert table[1].split()[:2] == [bucket, "1"]
+    assert "KiB" in table[1] and "unlimited" in table[1] and "forever" in table[1]
+    (row,) = json.loads(command("natsos_status", bucket, "--json"))
+    status = _bridge.run(storage.bucket.status())
+    assert row["bucket"] == bucket and row["exists"] and row["reachable"] and row["error"] is None
+    assert (row["objects"], row["bytes"], row["max_bytes"], row["storage"]) == (1, status.bytes, -1, "file")
+
+
+def test_status_lists_every_bucket_and_what_uses_it(bucket):
+    rows = {row["bucket"]: row for row in json.loads(command("natsos_status", "--json"))}
+    assert rows[bucket]["exists"] and rows[bucket]["used_by"] == []
+    # tests.testapp.Document.upload stores into "configs", which no test creates.
+    assert rows["configs"]["used_by"] == ["testapp.Document.upload"]
+    assert "configs" in command("natsos_status")
+
+
+def test_status_marks_buckets_of_configured_storages(bucket):
+    storages = {"default": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket}}}
+    with override_settings(STORAGES=storages):
+        (row,) = [row for row in bucket_rows() if row.name == bucket]
+    assert row.used_by == ("STORAGES['default']",) and row.exists and row.reachable
+
+
+def test_status_with_the_server_down_shows_it_and_exits_non_zero(no_server):
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="cannot connect"):
+        call_command("natsos_status", "--json", stdout=out)
+    rows = json.loads(out.getvalue())
+    assert rows and not any(row["reachable"] for row in rows)
+
+
+# -- natsos_put and natsos_get -------------------------------------------------------
+
+
+def test_put_then_get_round_trips_a_file(storage, bucket, tmp_path):
+    data = os.urandom(300_000)  # several chunks
+    (tmp_path / "in.bin").write_bytes(data)
+    out = command("natsos_put", bucket, "dir/data.bin", str(tmp_path / "in.bin"))
+    assert out == f"Stored 'dir/data.bin' in bucket '{bucket}' ({format_bytes(len(data))})\n"
+    with storage.open("dir/data.bin") as f:
+        assert f.read() == data
+    command("natsos_get", bucket, "dir/data.bin", str(tmp_path / "out.bin"))
+    assert (tmp_path / "out.bin").read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.bin", "out.bin"]
+
+
+def test_get_to_stdout_writes_the_bytes_only(storage, bucket):
+    storage.save("a.bin", ContentFile(b"\x00\x01binary"))
+    out = io.BytesIO()
+    call_command("natsos_get", bucket, "a.bin", "-", stdout=out, stderr=io.StringIO())
+    assert out.getvalue() == b"\x00\x01binary"
+
+
+def test_get_without_path_writes_the_last_name_segment_in_the_current_directory(storage, bucket, tmp_path, monkeypatch):
+    storage.save("docs/report.txt", ContentFile(b"report"))
+    monkeypatch.chdir(tmp_path)
+    command("natsos_get", bucket, "docs/report.txt")
+    assert (tmp_path / "report.txt").read_bytes() == b"report"
+
+
+def test_put_refuses_an_existing_name_unless_overwrite(storage, bucket, tmp_path):
+    storage.save("a.txt", ContentFile(b"old"))
+    (tmp_path / "new.txt").write_bytes(b"new")
+    with pytest.raises(CommandError, match="'a.txt' already exists in bucket .*use --overwrite"):
+        command("natsos_put", bucket, "a.txt", str(tmp_path / "new.txt"))
+    command("natsos_put", bucket, "a.txt", str(tmp_path / "new.txt"), "--overwrite")
+    with storage.open("a.txt") as f:
+        assert f.read() == b"new"
+    assert storage.listdir("") == ([], ["a.txt"])
+
+
+def test_put_reads_stdin_and_takes_a_content_type(storage, bucket):
+    err = io.StringIO()
+    call_command(
+        "natsos_put", bucket, "piped", "-", "--content-type", "text/csv", stdin=io.BytesIO(b"a,b\n"), stdout=err
+    )
+    assert storage.info("piped").content_type == "text/csv"
+    assert storage.info("piped").size == 4
+
+
+def test_put_never_creates_a_bucket_unless_asked(bucket_name, tmp_path):
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.raises(CommandError, match="does not exist"):
+        command("natsos_put", bucket_name, "f", str(tmp_path / "f"))
+    assert bucket_name not in bucket_names()
+    command("natsos_put", bucket_name, "f", str(tmp_path / "f"), "--create-bucket")
+    try:
+        assert NatsStorage(bucket_name, create_bucket=False).exists("f")
+    finally:
+        _bridge.run(NatsStorage(bucket_name).bucket.destroy())
+
+
+def test_put_and_get_errors_say_what_to_fix(storage, bucket, tmp_path):
+    with pytest.raises(CommandError, match="No such file"):
+        command("natsos_put", bucket, "a", str(tmp_path / "missing"))
+    with pytest.raises(CommandError, match="'/etc/passwd' is absolute"):
+        command("natsos_put", bucket, "/etc/passwd", __file__)
+    with pytest.raises(CommandError, match="'missing' is not in the NATS bucket"):
+        command("natsos_get", bucket, "missing", str(tmp_path / "out"))
+    with pytest.raises(CommandError, match="'..' segment"):
+        command("natsos_get", bucket, "../up", str(tmp_path / "out"))
+    storage.save("a", ContentFile(b"a"))
+    (tmp_path / "taken").write_bytes(b"mine")
+    with pytest.raises(CommandError, match="already exists; use --overwrite"):
+        command("natsos_get", bucket, "a", str(tmp_path / "taken"))
+    assert (tmp_path / "taken").read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+def test_a_corrupt_download_leaves_nothing_behind(storage, bucket, tmp_path):
+    storage.save("a", ContentFile(b"x" * 1000))
+    info = storage.info("a")
+    subject = CHUNK_SUBJECT.format(bucket=bucket, nuid=info.nuid)
+    _bridge.run(storage.bucket._purge(_bridge.run(storage.bucket._nc()), subject))  # lose its data
+    (tmp_path / "out").write_bytes(b"previous")
+    with pytest.raises(CommandError, match="'a' in bucket .* is corrupt"):
+        command("natsos_get", bucket, "a", str(tmp_path / "out"), "--overwrite")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert (tmp_path / "out").read_bytes() == b"previous"
+
+
+def test_progress_bar_only_on_a_terminal(storage, bucket, tmp_path):
+    storage.save("a", ContentFile(b"x" * 200_000))
+    terminal, pipe = Terminal(), io.StringIO()
+    call_command("natsos_get", bucket, "a", str(tmp_path / "1"), stdout=io.StringIO(), stderr=terminal)
+    call_command("natsos_get", bucket, "a", str(tmp_path / "2"), stdout=io.StringIO(), stderr=pipe)
+    assert (
+        "\r" in terminal.getvalue() and "100%" in terminal.getvalue() and "195.3 KiB / 195.3 KiB" in terminal.getvalue()
+    )
+    assert pipe.getvalue() == ""
+    quiet = Terminal()
+    call_command("natsos_get", bucket, "a", str(tmp_path / "3"), "--no-progress", stdout=io.StringIO(), stderr=quiet)
+    assert quiet.getvalue() == ""
+
+
+def test_progress_line_shows_bytes_rate_and_eta():
+    progress = Progress(None, 4 * 1024 * 1024, enabled=False, label="f")  # type: ignore[arg-type]
+    progress.update(1024 * 1024)
+    line = progress.line(progress._started + 1.0)
+    assert line.startswith("f  [######..................]  25%  1.0 MiB / 4.0 MiB  1.0 MiB/s  ETA 0:03")
+    assert format_bytes(0) == "0 B" and format_bytes(1536) == "1.5 KiB" and format_bytes(3 * 1024**4) == "3.0 TiB"
+
+
+# -- natsos_destroy ----------------------------------------------------------------------
+
+
+def test_destroy_shows_the_loss_and_needs_the_name_typed_back(storage, bucket, monkeypatch):
+    storage.save("a", ContentFile(b"12345"))
+    storage.save("b", ContentFile(b"67890"))
+    prompts: list[str] = []
+    monkeypatch.setattr(builtins, "input", lambda prompt: prompts.append(prompt) or "wrong")
+    out = io.StringIO()
+    with pytest.raises(CommandError, match=f"'wrong' is not '{bucket}': bucket '{bucket}' was not destroyed"):
+        call_command("natsos_destroy", bucket, stdout=out)
+    assert f"bucket '{bucket}' and its 2 objects" in out.getvalue()
+    assert prompts == [f"Type the bucket's name ({bucket}) to destroy it: "]
+    assert storage.exists("a")
+    monkeypatch.setattr(builtins, "input", lambda prompt: bucket)
+    assert "Destroyed the bucket" in command("natsos_destroy", bucket)
+    assert bucket not in bucket_names()
+
+
+def test_destroy_noinput_touches_nothing_else(storage, bucket):
+    other = NatsStorage(f"{bucket}x")
+    other.save("keep", ContentFile(b"keep"))
+    try:
+        command("natsos_destroy", bucket, "--noinput")
+        assert bucket not in bucket_names()
+        assert other.exists("keep")
+    finally:
+        _bridge.run(other.bucket.destroy())
+
+
+def test_destroy_with_input_closed_destroys_nothing(bucket, monkeypatch):
+    def closed(prompt: str) -> str:
+        raise EOFError
+
+    monkeypatch.setattr(builtins, "input", closed)
+    with pytest.raises(CommandError, match="was not destroyed"):
+        command("natsos_destroy", bucket)
+    assert bucket in bucket_names()
+
+
+# -- natsos_copy ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def media(tmp_path, bucket) -> Iterator[Path]:
+    root = tmp_path / "media"
+    (root / "docs" / "old").mkdir(parents=True)
+    (root / "a.txt").write_bytes(b"a")
+    (root / "docs" / "b.pdf").write_bytes(b"%PDF" + os.urandom(200_000))
+    (root / "docs" / "old" / "c.txt").write_bytes(b"c" * 10)
+    storages = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(root)}},
+        "nats": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket}},
+        "back": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "b")},
+        },
+    }
+    with override_settings(STORAGES=storages):
+        yield root
+
+
+def test_copy_moves_a_file_system_into_a_bucket_and_back(storage, media, tmp_path):
+    out = command("natsos_copy", "--from", "default", "--to", "nats")
+    assert out.startswith("Copied 3 files (")
+    assert out.endswith("from 'default' to 'nats'; skipped 0 already there.\n")
+    assert storage.listdir("docs") == (["old"], ["b.pdf"])
+    for name in ("a.txt", "docs/b.pdf", "docs/old/c.txt"):
+        with storage.open(name) as f:
+            assert f.read() == (media / name).read_bytes()
+    assert storage.info("docs/b.pdf").content_type == "application/pdf"
+    assert command("natsos_copy", "--from", "nats", "--to", "back").startswith("Copied 3 files")
+    assert (tmp_path / "b" / "docs" / "old" / "c.txt").read_bytes() == b"c" * 10
+    assert sorted(str(p.relative_to(media)) for p in media.rglob("*.*")) == ["a.txt", "docs/b.pdf", "docs/old/c.txt"]
+
+
+def test_copy_again_skips_what_matches_and_replaces_what_changed(storage, media):
+    command("natsos_copy", "--from", "default", "--to", "nats")
+    assert "Copied 0 files (0 B, 0 bytes)" in command("natsos_copy", "--from", "default", "--to", "nats")
+    (media / "a.txt").write_bytes(b"b")  # same size, other digest
+    out = command("natsos_copy", "--from", "default", "--to", "nats", "--verbosity", "2")
+    assert "copied a.txt (1 B)" in out and "skipped docs/b.pdf (already there)" in out
+    assert "Copied 1 file (1 B, 1 bytes)" in out and "skipped 2 already there" in out
+    with storage.open("a.txt") as f:
+        assert f.read() == b"b"
+    assert storage.listdir("") == (["docs"], ["a.txt"])
+
+
+def test_copy_dry_run_lists_and_copies_nothing(storage, media):
+    storage.save("a.txt", ContentFile(b"a"))
+    out = command("natsos_copy", "--from", "default", "--to", "nats", "--dry-run")
+    assert "would copy docs/b.pdf (195.3 KiB)" in out and "would copy docs/old/c.txt (10 B)" in out
+    assert "would copy a.txt" not in out
+    assert "Would copy 2 files" in out and "would skip 1 already there" in out
+    assert storage.listdir("") == ([], ["a.txt"])
+
+
+def test_copy_a_prefix_only(storage, media):
+    assert command("natsos_copy", "--from", "default", "--to", "nats", "docs/old").startswith("Copied 1 file ")
+    assert storage.listdir("docs/old") == ([], ["c.txt"]) and not storage.exists("a.txt")
+
+
+def test_copy_errors(media):
+    with pytest.raises(CommandError, match="no storage 'nope' in settings.STORAGES; the aliases are 'default'"):
+        command("natsos_copy", "--from", "nope", "--to", "nats")
+    with pytest.raises(CommandError, match="the same storage"):
+        command("natsos_copy", "--from", "nats", "--to", "nats")
+
+
+# -- natsos_watch -------------------------------------------------------------------------
+
+
+def _nats_url() -> str:
+    from django.conf import settings
+
+    return settings.NATSSTORAGE["servers"][0]
+
+
+def subprocess_env(url: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NATS")}
+    return {**env, "DJANGO_SETTINGS_MODULE": "tests.settings", "NATS_URL": url, "PYTHONPATH": str(ROOT)}
+
+
+class Process:
+    """A command running in its own Python, read line by line with timeouts."""
+
+    def __init__(self, args: list[str], url: str) -> None:
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "django", *args],
+            env=subprocess_env(url),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.stdout: queue.Queue[str] = queue.Queue()
+        self.stderr: queue.Queue[str] = queue.Queue()
+        self.all_stderr: list[str] = []
+        self.readers = [
+            threading.Thread(target=self._read, args=(self.popen.stdout, self.stdout, None), daemon=True),
+            threading.Thread(target=self._read, args=(self.popen.stderr, self.stderr, self.all_stderr), daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: io.TextIOBase, lines: queue.Queue[str], everything: list[str] | None) -> None:
+        for line in stream:
+            if everything is not None:
+                everything.append(line)
+            lines.put(line.rstrip("\n"))
+
+    def line(self, timeout: float = LINE_TIMEOUT) -> str:
+        try:
+            return self.stdout.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no output within {timeout} s; stderr: {''.join(self.all_stderr)}") from None
+
+    def wait_stderr(self, text: str, timeout: float = LINE_TIMEOUT) -> str:
+        while True:
+            try:
+                line = self.stderr.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no {text!r} within {timeout} s; stderr: {''.join(self.all_stderr)}") from None
+            if text in line:
+                return line
+
+    def stop(self, signum: int) -> int:
+        self.popen.send_signal(signum)
+        return self.popen.wait(LINE_TIMEOUT)
+
+    def close(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+        for reader in self.readers:
+            reader.join(5)
+        assert self.popen.stdout is not None and self.popen.stderr is not None
+        self.popen.stdout.close()
+        self.popen.stderr.close()
+
+
+@contextmanager
+def watching(*args: str, url: str | None = None) -> Iterator[Process]:
+    process = Process(["natsos_watch", *args], url or _nats_url())
+    try:
+        yield process
+    finally:
+        process.close()
+
+
+def test_watch_prints_each_change_and_stops_on_sigint(storage, bucket):
+    storage.save("a", ContentFile(b"1"))
+    with watching(bucket) as watch:
+        watch.wait_stderr(f"watching {bucket} for changes")
+        storage.save("b", ContentFile(b"2"))
+        assert watch.line() == f"{bucket} changed - b was updated"
+        storage.delete("a")
+        assert watch.line() == f"{bucket} changed - a was deleted"
+        assert watch.stop(signal.SIGINT) == 0
+        assert "Traceback" not in "".join(watch.all_stderr)
+        assert watch.stdout.empty()
+
+
+def test_watch_history_json_and_ignore_deletes_stops_on_sigterm(storage, bucket):
+    storage.save("old.txt", ContentFile(b"old"))
+    with watching(bucket, "--history", "--json", "--ignore-deletes") as watch:
+        first = json.loads(watch.line())
+        info = storage.info("old.txt")
+        assert _close_to(first.pop("mtime"), info.mtime)
+        assert first == {
+            "bucket": bucket,
+            "name": "old.txt",
+            "event": "updated",
+            "size": 3,
+            "digest": info.digest,
+            "description": "",
+        }
+        watch.wait_stderr("watching")
+        storage.delete("old.txt")
+        storage.save("new.txt", ContentFile(b"new"))
+        assert json.loads(watch.line())["name"] == "new.txt"  # the deletion printed nothing
+        assert watch.stop(signal.SIGTERM) == 0
+        assert "Traceback" not in "".join(watch.all_stderr)
+
+
+def test_watch_waits_for_a_missing_bucket_when_asked(bucket_name):
+    storage = NatsStorage(bucket_name)
+    with watching(bucket_name, "--wait") as watch:
+        try:
+            watch.wait_stderr(f"waiting for bucket {bucket_name} to be created")
+            storage.save("first", ContentFile(b"1"))
+            watch.wait_stderr(f"watching {bucket_name}")
+            storage.save("second", ContentFile(b"2"))
+            assert watch.line() == f"{bucket_name} changed - second was updated"
+            assert watch.stop(signal.SIGINT) == 0
+        finally:
+            with contextlib.suppress(BucketNotFound):
+                _bridge.run(storage.bucket.destroy())
+
+
+def test_watch_resumes_after_a_server_restart():
+    with NatsServer() as server, override_settings(NATSSTORAGE={"servers": [server.url], "timeout": 5.0}):
+        storage = NatsStorage("configs")
+        try:
+            storage.save("a", ContentFile(b"1"))
+            with watching("configs", url=server.url) as watch:
+                watch.wait_stderr("watching configs for changes")
+                storage.save("b", ContentFile(b"2"))
+                assert watch.line() == "configs changed - b was updated"
+                server.restart()
+                storage.save("c", ContentFile(b"3"))  # possibly before the watch resumed: it must not be missed
+                watch.wait_stderr("watching configs again after a server restart", timeout=60)
+                assert watch.line() == "configs changed - c was updated"
+                storage.delete("a")
+                assert watch.line() == "configs changed - a was deleted"
+                assert watch.stop(signal.SIGINT) == 0
+                assert "Traceback" not in "".join(watch.all_stderr)
+        finally:
+            _bridge.close_connections()
