@@ -7,8 +7,6 @@ points to. They never create a bucket. Seeing them needs
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
@@ -18,13 +16,13 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, Ht
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from natsstorage import conf
 from natsstorage._bridge import run
 from natsstorage.exceptions import BucketNotFound, NatsStorageError, NatsUnavailable
 from natsstorage.models import Bucket
-from natsstorage.objectstore import BUCKET_NAME, BucketStatus, ObjectInfo
-from natsstorage.storage import NatsStorage, bucket_names
-from natsstorage.views import configured_storages, object_response, unavailable
+from natsstorage.objectstore import BUCKET_NAME, ObjectInfo
+from natsstorage.status import server_reports
+from natsstorage.storage import NatsStorage
+from natsstorage.views import object_response, unavailable
 
 SEARCH_PARAMETER = "q"  # a name prefix
 PAGE_PARAMETER = "p"
@@ -33,41 +31,6 @@ if TYPE_CHECKING:
     ModelAdmin = admin.ModelAdmin[Bucket]
 else:
     ModelAdmin = admin.ModelAdmin  # not subscriptable at run time
-
-
-@dataclass
-class BucketRow:
-    name: str
-    status: BucketStatus | None  # None: a configured storage's bucket not created yet, or unreadable
-    used_by: list[str] = field(default_factory=list)
-    problem: str = ""
-
-    @property
-    def ttl(self) -> str:
-        return str(timedelta(seconds=self.status.ttl)) if self.status and self.status.ttl else ""
-
-
-def gather() -> tuple[str, list[BucketRow], str]:
-    """(the server, a row per bucket, why the server could not be read or "")."""
-    where = conf.resolve(None, {}).connection.where
-    used: dict[str, list[str]] = {}
-    for label, storage in configured_storages():
-        used.setdefault(storage.config.bucket, []).append(label)
-    try:
-        names = bucket_names()
-    except NatsStorageError as error:
-        return where, [], str(error)
-    rows = []
-    for name in sorted(set(names) | set(used)):
-        row = BucketRow(name, None, used.get(name, []))
-        try:
-            row.status = run(_storage(name).bucket.status())
-        except BucketNotFound:
-            row.problem = "not created yet: the first file saved creates it"
-        except NatsStorageError as error:
-            row.problem = str(error)
-        rows.append(row)
-    return where, rows, ""
 
 
 def _storage(bucket: str) -> NatsStorage:
@@ -124,8 +87,7 @@ class BucketAdmin(ModelAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        where, rows, error = gather()
-        context = self._context(request, "NATS buckets", server=where, rows=rows, error=error)
+        context = self._context(request, "NATS buckets", reports=server_reports())
         return TemplateResponse(request, "natsstorage/admin/buckets.html", context)
 
     def objects_view(self, request: HttpRequest, bucket: str) -> HttpResponse:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 
 from django.apps import apps
@@ -44,6 +45,11 @@ class BucketRow:
     def exists(self) -> bool:
         return self.status is not None
 
+    @property
+    def ttl(self) -> str:
+        """The bucket's TTL as ``H:MM:SS`` (days first when longer); empty when objects never expire."""
+        return str(timedelta(seconds=self.status.ttl)) if self.status and self.status.ttl else ""
+
 
 @dataclass
 class _Server:
@@ -68,8 +74,21 @@ def configured_storages() -> Iterator[tuple[str, NatsStorage]]:
                 yield f"{model._meta.label}.{model_field.name}", model_field.storage
 
 
-def bucket_rows(bucket: str | None = None) -> list[BucketRow]:
-    """A row per bucket (only ``bucket`` when given) on every server the project uses, sorted by server and name."""
+@dataclass(frozen=True)
+class ServerReport:
+    """One server: whether it answered, and its bucket rows."""
+
+    server: str  # the server URLs, without user info
+    rows: list[BucketRow]
+    error: str = ""  # why it could not be read; empty when it answered
+
+    @property
+    def reachable(self) -> bool:
+        return not self.error
+
+
+def server_reports(bucket: str | None = None) -> list[ServerReport]:
+    """A report per server the project uses, each with a row per bucket (only ``bucket`` when given)."""
     servers: dict[ConnectionSettings, _Server] = {}
     project = conf.resolve(None, {})
     servers[project.connection] = _Server(project)
@@ -77,13 +96,15 @@ def bucket_rows(bucket: str | None = None) -> list[BucketRow]:
         config = storage.config
         server = servers.setdefault(config.connection, _Server(config))
         server.used_by.setdefault(config.bucket, []).append(label)
-    rows: list[BucketRow] = []
-    for server in servers.values():
-        rows.extend(_bridge.run(_server_rows(server, bucket)))
-    return rows
+    return [_bridge.run(_server_report(server, bucket)) for server in servers.values()]
 
 
-async def _server_rows(server: _Server, only: str | None) -> list[BucketRow]:
+def bucket_rows(bucket: str | None = None) -> list[BucketRow]:
+    """Every server's bucket rows, sorted by server and name."""
+    return [row for report in server_reports(bucket) for row in report.rows]
+
+
+async def _server_report(server: _Server, only: str | None) -> ServerReport:
     config = server.config
     where = config.connection.where
     try:
@@ -91,7 +112,8 @@ async def _server_rows(server: _Server, only: str | None) -> list[BucketRow]:
         names = set(await objectstore.bucket_names(nc, timeout=config.timeout))
     except NatsStorageError as error:
         wanted = [only] if only else sorted(server.used_by)
-        return [BucketRow(name, where, None, tuple(server.used_by.get(name, ())), str(error)) for name in wanted]
+        rows = [BucketRow(name, where, None, tuple(server.used_by.get(name, ())), str(error)) for name in wanted]
+        return ServerReport(where, rows, str(error))
     rows = []
     for name in sorted(names | set(server.used_by)):
         if only and name != only:
@@ -106,4 +128,4 @@ async def _server_rows(server: _Server, only: str | None) -> list[BucketRow]:
             rows.append(BucketRow(name, where, None, used_by, str(error)))
     if only and not rows:
         rows.append(BucketRow(only, where, None))
-    return rows
+    return ServerReport(where, rows)

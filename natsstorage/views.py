@@ -17,15 +17,11 @@ import posixpath
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import cast
 
 from asgiref.sync import sync_to_async
-from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.core.files.storage import storages
 from django.core.handlers.asgi import ASGIRequest
-from django.db.models import FileField
 from django.http import (
     Http404,
     HttpRequest,
@@ -38,13 +34,13 @@ from django.http import (
 from django.urls import NoReverseMatch, reverse
 from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
-from django.utils.module_loading import import_string
 
 from natsstorage import _bridge, signing
 from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsUnavailable
 from natsstorage.files import AsyncNatsFile, ObjectStream
 from natsstorage.names import clean_name
 from natsstorage.objectstore import ObjectInfo
+from natsstorage.status import configured_storages
 from natsstorage.storage import DEFAULT_CONTENT_TYPE, NatsStorage
 
 logger = logging.getLogger("natsstorage")
@@ -63,23 +59,6 @@ class Access:
 
     public: bool  # only when every storage of the bucket says public
     staff_only: bool  # when any storage of the bucket says so
-
-
-def configured_storages() -> list[tuple[str, NatsStorage]]:
-    """Every ``NatsStorage`` the project configures, each with where: ``STORAGES['x']`` or ``app.Model.field``."""
-    found: list[tuple[str, NatsStorage]] = []
-    for alias, entry in getattr(settings, "STORAGES", {}).items():
-        try:
-            backend = import_string(entry["BACKEND"])
-        except (ImportError, KeyError, TypeError):
-            continue  # Django reports a broken entry when it is used
-        if isinstance(backend, type) and issubclass(backend, NatsStorage):
-            found.append((f"STORAGES[{alias!r}]", cast(NatsStorage, storages[alias])))
-    for model in apps.get_models():
-        for field in model._meta.fields:
-            if isinstance(field, FileField) and isinstance(field.storage, NatsStorage):
-                found.append((f"{model._meta.label}.{field.name}", field.storage))
-    return found
 
 
 def served(bucket: str) -> tuple[NatsStorage, Access] | None:

@@ -10,7 +10,7 @@ from django.core.management.base import CommandError, CommandParser
 from natsstorage.management.base import LIST_HINT, NatsCommand
 from natsstorage.objectstore import BUCKET_NAME
 from natsstorage.progress import format_bytes, format_duration
-from natsstorage.status import BucketRow, bucket_rows
+from natsstorage.status import BucketRow, server_reports
 
 TITLES = ("BUCKET", "OBJECTS", "SIZE", "MAX SIZE", "TTL", "STORAGE", "REPLICAS", "SEALED", "USED BY")
 
@@ -29,12 +29,13 @@ class Command(NatsCommand):
         bucket = options["bucket"]
         if bucket is not None and not BUCKET_NAME.match(bucket):
             raise CommandError(f"invalid bucket name {bucket!r}: use letters, digits, '-' and '_' only")
-        rows = bucket_rows(bucket)
+        reports = server_reports(bucket)
+        rows = [row for report in reports for row in report.rows]
         if options["json"]:
             self.stdout.write(json.dumps([row_json(row) for row in rows], indent=2))
         else:
             self.table(rows, options["verbosity"])
-        unreachable = [row for row in rows if not row.reachable]
+        unreachable = [report for report in reports if not report.reachable]
         if unreachable:
             raise CommandError(unreachable[0].error)
         if bucket is not None and not any(row.exists for row in rows):
