@@ -49,7 +49,12 @@ CHUNK_SUBJECT = "$O.{bucket}.C.{nuid}"
 META_SUBJECT = "$O.{bucket}.M.{key}"
 API = "$JS.API."
 DIGEST_PREFIX = "SHA-256="
-DEFAULT_CHUNK_SIZE = 128 * 1024  # what every NATS client writes by default
+DEFAULT_CHUNK_SIZE = 128 * 1024  # what the NATS clients write by default
+# What this module writes by default: every client reads any chunk size up to the
+# server's max_payload, and at 128 KiB per-message costs (client and server) halve
+# the throughput on a 2-core machine (see bench/run.py).
+CHUNK_SIZE = 512 * 1024
+WINDOW_BYTES = 8 * 1024 * 1024  # in flight per transfer: keeps a link busy, bounds memory
 BUCKET_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 ROLLUP_HEADER = "Nats-Rollup"
@@ -277,8 +282,8 @@ class Bucket:
         connect: Callable[[], Awaitable[Client]],
         *,
         timeout: float,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        window: int = 64,
+        chunk_size: int = CHUNK_SIZE,
+        window: int | None = None,
         create: BucketConfig | None = None,
     ) -> None:
         if not BUCKET_NAME.match(name):
@@ -287,11 +292,15 @@ class Bucket:
         self.stream = STREAM.format(bucket=name)
         self.timeout = timeout
         self.chunk_size = chunk_size
-        self.window = window
+        self.window = window  # None: as many chunks as fit in WINDOW_BYTES
         self._connect = connect
         self._create = create
         self._config: dict[str, Any] | None = None
         self._ready = asyncio.Lock()
+
+    def window_for(self, chunk_size: int) -> int:
+        """How many chunks of ``chunk_size`` a transfer keeps in flight."""
+        return self.window or max(2, WINDOW_BYTES // chunk_size)
 
     # -- connection, bucket and JetStream API ------------------------------------
 
@@ -456,9 +465,13 @@ class Bucket:
             except (ValueError, KeyError, TypeError, AttributeError):
                 raise CorruptObject(f"unreadable object metadata on {msg.subject}") from None
 
-    async def upload(self) -> Upload:
-        """Start writing a new object's chunks; give it a name with ``Upload.commit``."""
-        return Upload(self, await self._nc())
+    async def upload(self, *, caller_hashes: bool = False) -> Upload:
+        """Start writing a new object's chunks; give it a name with ``Upload.commit``.
+
+        ``caller_hashes``: the writer feeds every byte to ``Upload.hash`` itself, in
+        its own thread, so hashing runs beside the NATS loop instead of on it.
+        """
+        return Upload(self, await self._nc(), caller_hashes=caller_hashes)
 
     async def download(self, info: ObjectInfo) -> Download:
         return Download(self, await self._nc(), info)
@@ -537,9 +550,12 @@ class Bucket:
 class Upload:
     """An object being written: chunks first, metadata last, so readers never see half of it."""
 
-    def __init__(self, bucket: Bucket, nc: Client) -> None:
+    def __init__(self, bucket: Bucket, nc: Client, *, caller_hashes: bool = False) -> None:
         self.bucket = bucket
         self.nc = nc
+        self.caller_hashes = caller_hashes
+        self.chunk_size = min(bucket.chunk_size, nc.max_payload)  # a server may allow less than asked
+        self.window = bucket.window_for(self.chunk_size)
         self.nuid = _nuid.next().decode()
         self.subject = CHUNK_SUBJECT.format(bucket=bucket.name, nuid=self.nuid)
         self.size = 0
@@ -562,7 +578,7 @@ class Upload:
             await self._write(data)
 
     async def _write(self, data: bytes) -> None:
-        size = self.bucket.chunk_size
+        size = self.chunk_size
         view = memoryview(data)
         if self._buffer:
             taken = size - len(self._buffer)
@@ -582,10 +598,11 @@ class Upload:
             # nats-py's publish_async never settles a future whose acknowledgement
             # is an error (a full or sealed bucket), so acknowledgements come here.
             self._sub = await self.nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
-        self._sha256.update(chunk)
+        if not self.caller_hashes:
+            self._sha256.update(chunk)
         self.size += len(chunk)
         self.chunks += 1
-        if len(self._acks) >= self.bucket.window:
+        if len(self._acks) >= self.window:
             await self._settle(self._acks.popleft())
         ack: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
         self._waiting[str(self.chunks)] = ack
@@ -594,6 +611,10 @@ class Upload:
             await self.nc.publish(self.subject, chunk, reply=f"{self._inbox}.{self.chunks}")  # type: ignore[arg-type]
         except nats.errors.Error as error:
             raise self.bucket._unavailable(f"could not send {self._name}", error) from None
+
+    def hash(self, data: bytes) -> None:
+        """Add ``data`` to the digest (``caller_hashes`` uploads): every byte written, in order, once."""
+        self._sha256.update(data)
 
     async def _on_ack(self, msg: Msg) -> None:
         ack = self._waiting.pop(msg.subject.rpartition(".")[2], None)
@@ -641,7 +662,7 @@ class Upload:
             "name": name,
             "description": description,
             "headers": {key: list(values) for key, values in (headers or {}).items()},
-            "options": {"max_chunk_size": self.bucket.chunk_size},
+            "options": {"max_chunk_size": self.chunk_size},
             "bucket": self.bucket.name,
             "nuid": self.nuid,
             "size": self.size,
@@ -711,7 +732,8 @@ class Download:
             config: dict[str, Any] = {"deliver_policy": "all", "filter_subject": subject}
             if self._first_seq:
                 config.update(deliver_policy="by_start_sequence", opt_start_seq=self._first_seq)
-            self._pull = _Pull(self.bucket, self.nc, config, exact=True)
+            window = self.bucket.window_for(self.info.chunk_size or DEFAULT_CHUNK_SIZE)
+            self._pull = _Pull(self.bucket, self.nc, config, exact=True, window=window)
             await self._pull.start()
             expected = self.info.chunks - self.chunks
             if self._pull.pending < expected:
@@ -762,9 +784,7 @@ class _Pull:
     others write) it reads until the consumer has nothing more to deliver.
     """
 
-    def __init__(
-        self, bucket: Bucket, nc: Client, config: Mapping[str, Any], *, exact: bool, window: int | None = None
-    ) -> None:
+    def __init__(self, bucket: Bucket, nc: Client, config: Mapping[str, Any], *, exact: bool, window: int) -> None:
         self.bucket = bucket
         self.nc = nc
         self.config = {
@@ -775,7 +795,7 @@ class _Pull:
             "inactive_threshold": int(CONSUMER_INACTIVE_THRESHOLD.total_seconds() * NANOSECONDS),
         }
         self.exact = exact
-        self.window = window or bucket.window
+        self.window = window
         self.pending = 0  # messages the consumer had to deliver when created
         self._queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._requested = 0
@@ -923,7 +943,7 @@ class Watch:
 
     async def _request(self, inbox: str | None = None) -> None:
         assert self._nc is not None and self._sub is not None
-        self._left = self.bucket.window
+        self._left = LISTING_WINDOW
         body = {
             "batch": self._left,
             "expires": int(WATCH_EXPIRES.total_seconds() * NANOSECONDS),

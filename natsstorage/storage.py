@@ -28,8 +28,8 @@ from natsstorage.objectstore import Bucket, ObjectInfo
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 MAX_COMMIT_ATTEMPTS = 100  # concurrent writers of one name each win within a few
-CHUNKS_PER_HOP = 8
-PIECES_IN_FLIGHT = 3  # pieces of CHUNKS_PER_HOP chunks handed to the NATS loop at once
+PIECE_BYTES = 1024 * 1024  # read from the content and handed to the NATS loop at once
+PIECES_IN_FLIGHT = 3
 URL_SAFE = "/~:@!$&'()*+,;="  # what reverse() leaves unquoted in a path (RFC 3986 sub-delims)
 
 
@@ -120,13 +120,15 @@ class NatsStorage(Storage):
     def _save(self, name: str, content: IO[Any]) -> str:
         name = clean_name(name)
         content_type = getattr(content, "content_type", None) or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
-        upload = run(self.bucket.upload())
+        upload = run(self.bucket.upload(caller_hashes=True))
         writes: deque[Future[None]] = deque()
         try:
-            # Read the next piece while the NATS loop publishes the last ones: a few
-            # pieces of several chunks each in flight, in order (Upload.write queues them).
-            for piece in content.chunks(self.config.chunk_size * CHUNKS_PER_HOP):  # type: ignore[attr-defined]
-                writes.append(_bridge.submit(upload.write(piece.encode() if isinstance(piece, str) else piece)))
+            # Read and hash the next piece here while the NATS loop publishes the last ones:
+            # a few pieces of several chunks each in flight, in order (Upload.write queues them).
+            for piece in content.chunks(max(self.config.chunk_size, PIECE_BYTES)):  # type: ignore[attr-defined]
+                data = piece.encode() if isinstance(piece, str) else piece
+                upload.hash(data)
+                writes.append(_bridge.submit(upload.write(data)))
                 if len(writes) >= PIECES_IN_FLIGHT:
                     writes.popleft().result()
             while writes:

@@ -29,3 +29,20 @@ def stream_state(storage: NatsStorage) -> dict[str, Any]:
 
 def random_bytes(size: int) -> bytes:
     return os.urandom(size)
+
+
+def corrupt_last_byte(storage: NatsStorage, name: str) -> None:
+    """Rewrite the object's chunks with its last byte flipped: same sizes, so only the digest can tell."""
+    info = storage.info(name)
+    with storage.open(name) as f:
+        data = bytearray(f.read())
+    data[-1] ^= 0xFF
+    subject = f"$O.{storage.config.bucket}.C.{info.nuid}"
+    purge = f'{{"filter": "{subject}"}}'.encode()
+
+    async def rewrite(nc: Client) -> None:
+        await nc.request(f"$JS.API.STREAM.PURGE.OBJ_{storage.config.bucket}", purge, timeout=5)
+        for start in range(0, len(data), info.chunk_size or len(data)):
+            await nc.request(subject, bytes(data[start : start + (info.chunk_size or len(data))]), timeout=5)
+
+    with_nats(storage, rewrite)

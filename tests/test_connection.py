@@ -59,7 +59,7 @@ def test_many_threads_saving_the_same_name_each_get_a_distinct_name(storage):
 
 def test_many_threads_overwriting_one_name_leave_one_complete_object(make_storage):
     storage = make_storage(file_overwrite=True)
-    payloads = [bytes([i]) * 200_000 for i in range(8)]
+    payloads = [bytes([i]) * (storage.config.chunk_size + 1000) for i in range(8)]
     start = threading.Barrier(8)
 
     def write(data: bytes) -> str:

@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from natsstorage.exceptions import CorruptObject
 
-from .helpers import MiB, random_bytes, stream_state, with_nats
+from .helpers import MiB, corrupt_last_byte, random_bytes, stream_state, with_nats
 
 
 def test_save_returns_the_name_and_open_reads_it_back(storage):
@@ -37,7 +37,7 @@ def test_a_ten_mib_file_round_trips_through_read_chunks_and_read_n(storage):
 
 
 def test_an_object_larger_than_a_chunk_is_stored_as_many_chunk_messages(storage):
-    storage.save("two-and-a-bit.bin", ContentFile(random_bytes(2 * 128 * 1024 + 1)))
+    storage.save("two-and-a-bit.bin", ContentFile(random_bytes(2 * storage.config.chunk_size + 1)))
     assert stream_state(storage)["messages"] == 3 + 1  # three chunks and one metadata message
 
 
@@ -161,12 +161,12 @@ def test_content_type_comes_from_the_upload_then_from_the_name(storage):
 
 
 def test_info_carries_the_sha256_digest_of_the_data(storage):
-    data = random_bytes(200_000)
+    data = random_bytes(storage.config.chunk_size + 1000)
     storage.save("d.bin", ContentFile(data))
     info = storage.info("d.bin")
     assert info.sha256 == hashlib.sha256(data).digest()
     assert info.digest.startswith("SHA-256=")
-    assert (info.size, info.chunks) == (200_000, 2)
+    assert (info.size, info.chunks, info.chunk_size) == (len(data), 2, storage.config.chunk_size)
 
 
 def test_update_meta_changes_description_and_headers_without_rewriting_data(storage):
@@ -209,28 +209,22 @@ def test_a_closed_file_can_be_reopened(storage):
 
 
 def test_a_corrupted_chunk_is_detected_by_its_digest(storage):
-    data = random_bytes(300_000)
-    storage.save("c.bin", ContentFile(data))
-    info = storage.info("c.bin")
-    subject = f"$O.{storage.config.bucket}.C.{info.nuid}"
-    corrupted = bytearray(data)
-    corrupted[-1] ^= 0xFF
-
-    async def rewrite_chunks(nc):
-        # Same sizes, one byte flipped: only the digest can tell.
-        await nc.request(
-            f"$JS.API.STREAM.PURGE.OBJ_{storage.config.bucket}", f'{{"filter": "{subject}"}}'.encode(), timeout=5
-        )
-        for start in range(0, len(corrupted), 128 * 1024):
-            await nc.request(subject, bytes(corrupted[start : start + 128 * 1024]), timeout=5)
-
-    with_nats(storage, rewrite_chunks)
+    storage.save("c.bin", ContentFile(random_bytes(2 * storage.config.chunk_size + 1000)))
+    corrupt_last_byte(storage, "c.bin")
     with storage.open("c.bin") as f, pytest.raises(CorruptObject, match="SHA-256 digest does not match"):
         f.read()
 
 
-def test_missing_chunks_are_reported_not_waited_for(storage):
-    storage.save("m.bin", ContentFile(random_bytes(300_000)))
+def test_a_corrupted_one_chunk_object_is_detected_too(storage):
+    storage.save("small.bin", ContentFile(random_bytes(1000)))
+    corrupt_last_byte(storage, "small.bin")
+    with storage.open("small.bin") as f, pytest.raises(CorruptObject, match="SHA-256 digest does not match"):
+        f.read()
+
+
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_missing_chunks_are_reported_not_waited_for(storage, chunks):
+    storage.save("m.bin", ContentFile(random_bytes((chunks - 1) * storage.config.chunk_size + 1000)))
     info = storage.info("m.bin")
     subject = f"$O.{storage.config.bucket}.C.{info.nuid}"
 
@@ -240,7 +234,7 @@ def test_missing_chunks_are_reported_not_waited_for(storage):
         )
 
     with_nats(storage, purge)
-    with storage.open("m.bin") as f, pytest.raises(CorruptObject, match="0 of the 3 chunks to read"):
+    with storage.open("m.bin") as f, pytest.raises(CorruptObject, match=f"0 of the {chunks} chunks to read"):
         f.read()
 
 
@@ -263,7 +257,7 @@ def test_seeking_near_the_end_of_a_large_object_starts_at_its_chunk(storage):
         assert f.file.raw._download.first_chunk == chunks - 1  # one chunk fetched, not 40
         f.seek(1_000_000)
         assert f.read(5) == data[1_000_000:1_000_005]
-        assert f.file.raw._download.first_chunk == 1_000_000 // (128 * 1024)
+        assert f.file.raw._download.first_chunk == 1_000_000 // storage.config.chunk_size
 
 
 def test_seeking_in_an_object_with_uneven_chunks_reads_through(storage):

@@ -28,7 +28,7 @@ from natsstorage import NatsStorage, _bridge, signing
 from natsstorage.exceptions import BucketNotFound, CorruptObject
 from natsstorage.testing import free_port
 
-from .helpers import MiB, random_bytes, with_nats
+from .helpers import MiB, corrupt_last_byte, random_bytes
 
 
 @pytest.fixture
@@ -287,21 +287,9 @@ def test_an_unreachable_server_is_503(serve, client):
 
 
 def test_a_digest_mismatch_mid_stream_is_logged_and_cuts_the_response(files, client, caplog):
-    data = random_bytes(300_000)
+    data = random_bytes(2 * files.config.chunk_size + 1000)
     name = files.save("c.bin", ContentFile(data))
-    info = files.info(name)
-    subject = f"$O.{files.config.bucket}.C.{info.nuid}"
-    corrupted = bytearray(data)
-    corrupted[-1] ^= 0xFF
-
-    async def rewrite_chunks(nc):
-        await nc.request(
-            f"$JS.API.STREAM.PURGE.OBJ_{files.config.bucket}", f'{{"filter": "{subject}"}}'.encode(), timeout=5
-        )
-        for start in range(0, len(corrupted), 128 * 1024):
-            await nc.request(subject, bytes(corrupted[start : start + 128 * 1024]), timeout=5)
-
-    with_nats(files, rewrite_chunks)
+    corrupt_last_byte(files, name)
     response = client.get(files.url(name))
     assert response.status_code == 200
     with caplog.at_level(logging.ERROR, "natsstorage"), pytest.raises(CorruptObject, match="SHA-256"):
