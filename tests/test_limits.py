@@ -86,3 +86,18 @@ def test_objects_past_the_bucket_ttl_are_gone(make_storage):
     with pytest.raises(FileNotFoundError):
         storage.open("short-lived.txt")
     assert storage.listdir("") == ([], [])
+
+
+def test_chunks_shrink_to_a_server_with_a_small_max_payload(tmp_path, bucket_name):
+    from natsstorage.testing import NatsServer
+
+    data = random_bytes(300_000)
+    with NatsServer(store_dir=tmp_path, config="max_payload: 65536") as server:
+        try:
+            storage = NatsStorage(bucket_name, servers=server.url)
+            storage.save("a.bin", ContentFile(data))
+            info = storage.info("a.bin")
+            assert (info.chunk_size, info.chunks) == (65536, 5)
+            assert storage.open("a.bin").read() == data
+        finally:
+            _bridge.close_connections()
