@@ -90,12 +90,8 @@ class ObjectStream(io.RawIOBase):
         if target >= self.info.size:
             self._position = target
             return target
-        # Start at the chunk that holds the target when the object allows it, else read through.
-        size = self.info.chunk_size
-        if size and target >= size:
-            self._download = _bridge.run(self.bucket.download_from(self.info, target // size))
-            if self._download is not None:
-                self._position = target // size * size
+        # Start at the chunk that holds the target, then skip into it.
+        self._download, self._position = _bridge.run(self.bucket.download_from(self.info, target))
         while self._position < target:
             if not self._chunk:
                 self._chunk = self._next_chunk()

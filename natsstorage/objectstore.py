@@ -61,6 +61,7 @@ ROLLUP_HEADER = "Nats-Rollup"
 ROLLUP_SUBJECT = "sub"
 EXPECTED_SUBJECT_SEQ_HEADER = "Nats-Expected-Last-Subject-Sequence"
 STATUS_HEADER = "Status"
+MESSAGE_SIZE_HEADER = "Nats-Msg-Size"  # what a headers-only consumer sends instead of the data
 NO_RESPONDERS = "503"
 
 # JetStream API error codes this module acts on.
@@ -255,6 +256,17 @@ class BucketStatus:
             sealed=bool(config.get("sealed")),
             compression=config.get("compression", "none") != "none",
         )
+
+
+@dataclass(frozen=True)
+class OrphanChunks:
+    """The chunks of one upload that no live object's metadata points to (see ``Bucket.orphans``)."""
+
+    subject: str
+    nuid: str
+    chunks: int
+    bytes: int  # chunk data, counted as every client writes it: equal chunks but the last
+    newest: datetime  # when its newest chunk was stored, by the server's clock
 
 
 async def bucket_names(nc: Client, *, timeout: float) -> list[str]:
@@ -476,29 +488,29 @@ class Bucket:
     async def download(self, info: ObjectInfo) -> Download:
         return Download(self, await self._nc(), info)
 
-    async def download_from(self, info: ObjectInfo, chunk: int) -> Download | None:
-        """A download starting at chunk number ``chunk``, or None when that chunk cannot be found directly.
+    async def download_from(self, info: ObjectInfo, offset: int) -> tuple[Download, int]:
+        """A download from the chunk that holds byte ``offset``, and where that chunk starts.
 
-        It can when every chunk but the last is ``max_chunk_size`` long (the
-        last chunk's length proves it) and the chunks sit side by side in the
-        stream (no other writer interleaved): then chunk k is at first + k.
+        A headers-only consumer lists every chunk's stream sequence and size
+        (a few bytes per chunk, no data), so this works for any writer's
+        chunks, even uneven ones or ones interleaved with other uploads.
         """
         nc = await self._nc()
-        if chunk == 0:
-            return Download(self, nc, info)
-        size = info.chunk_size
-        if not size or info.chunks != -(-info.size // size):
-            return None
+        if offset <= 0 or info.chunks <= 1:
+            return Download(self, nc, info), 0
         subject = CHUNK_SUBJECT.format(bucket=self.name, nuid=info.nuid)
-        first = await self._get_message(nc, {"seq": 0, "next_by_subj": subject})
-        last = await self._get_message(nc, {"last_by_subj": subject})
-        if first is None or last is None:
-            return None
-        uniform = len(last["data"]) == info.size - (info.chunks - 1) * size
-        side_by_side = last["seq"] - first["seq"] == info.chunks - 1
-        if not (uniform and side_by_side):
-            return None
-        return Download(self, nc, info, first_chunk=chunk, first_seq=first["seq"] + chunk)
+        config = {"deliver_policy": "all", "filter_subject": subject, "headers_only": True}
+        start = 0
+        async with _Pull(self, nc, config, exact=True, window=LISTING_WINDOW) as pull:
+            for chunk in range(min(pull.pending, info.chunks)):
+                msg = await pull.next()
+                assert msg is not None  # an exact pull raises rather than end early
+                size = int((msg.headers or {}).get(MESSAGE_SIZE_HEADER, 0))
+                if start + size > offset:
+                    seq = msg.metadata.sequence.stream
+                    return Download(self, nc, info, first_chunk=chunk, first_seq=seq, first_byte=start), start
+                start += size
+        return Download(self, nc, info), 0  # past the end, or chunks missing: read through, which reports it
 
     async def update_meta(
         self, name: str, *, description: str | None = None, headers: Mapping[str, list[str]] | None = None
@@ -545,6 +557,56 @@ class Bucket:
     def watch(self, *, history: bool = False, start_seq: int | None = None) -> Watch:
         """Changes to the bucket's objects as they happen; see ``Watch``."""
         return Watch(self, history=history, start_seq=start_seq)
+
+    # -- garbage: chunks without metadata --------------------------------------------
+
+    async def orphans(self, *, min_age: timedelta) -> list[OrphanChunks]:
+        """Chunk subjects no live object points to, whose newest chunk is at least ``min_age`` old.
+
+        Left by writers killed (or cut off from the server) between their first
+        chunk and their metadata, and by deletions and replacements whose purge
+        failed. Chunk subjects are listed before the metadata is read, so an
+        object committed meanwhile is seen as live; ``min_age`` spares uploads
+        still in progress, whose newest chunk is always recent.
+        """
+        nc = await self._nc()
+        counts: dict[str, int] = {}
+        request = {"subjects_filter": ALL_CHUNKS.format(bucket=self.name)}
+        while True:  # the server pages the subjects of a large stream
+            info = await self._api(nc, f"STREAM.INFO.{self.stream}", {**request, "offset": len(counts)})
+            page = info["state"].get("subjects") or {}
+            counts.update(page)
+            if not page or len(counts) >= info.get("total", 0):
+                break
+        live = {info.nuid async for info in self.objects()}
+        prefix = CHUNK_SUBJECT.format(bucket=self.name, nuid="")
+        now = datetime.now(UTC)
+        found = []
+        for subject, chunks in sorted(counts.items()):
+            nuid = subject.removeprefix(prefix)
+            if nuid in live:
+                continue
+            last = await self._get_message(nc, {"last_by_subj": subject})
+            if last is None:  # purged meanwhile
+                continue
+            newest = parse_time(last["time"])
+            if now - newest < min_age:
+                continue
+            size = len(last["data"])
+            if chunks > 1:
+                first = await self._get_message(nc, {"seq": 0, "next_by_subj": subject})
+                size += (chunks - 1) * len(first["data"]) if first is not None else 0
+            found.append(OrphanChunks(subject=subject, nuid=nuid, chunks=chunks, bytes=size, newest=newest))
+        return found
+
+    async def purge_orphans(self, orphans: list[OrphanChunks]) -> int:
+        """Purge what ``orphans`` found; the number of chunk messages removed."""
+        nc = await self._nc()
+        purged = 0
+        for orphan in orphans:
+            response = await self._api(nc, f"STREAM.PURGE.{self.stream}", {"filter": orphan.subject})
+            purged += int(response.get("purged", 0))
+        return purged
 
 
 class Upload:
@@ -702,14 +764,21 @@ class Download:
     """An object's data, chunk by chunk, checked against its size, chunk count and digest."""
 
     def __init__(
-        self, bucket: Bucket, nc: Client, info: ObjectInfo, *, first_chunk: int = 0, first_seq: int = 0
+        self,
+        bucket: Bucket,
+        nc: Client,
+        info: ObjectInfo,
+        *,
+        first_chunk: int = 0,
+        first_seq: int = 0,
+        first_byte: int = 0,
     ) -> None:
         self.bucket = bucket
         self.nc = nc
         self.info = info
         self.first_chunk = first_chunk
         self.chunks = first_chunk
-        self.received = first_chunk * (info.chunk_size or 0)
+        self.received = first_byte
         self._first_seq = first_seq  # 0: from the object's first chunk, checking its digest
         self._sha256 = hashlib.sha256()
         self._pull: _Pull | None = None

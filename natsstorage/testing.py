@@ -121,3 +121,83 @@ class NatsServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
+
+
+CLUSTER_NAME = "c1"
+META_LEADER_TIMEOUT = 30.0  # seconds for a fresh cluster to elect its JetStream meta leader
+
+
+class NatsCluster:
+    """A JetStream cluster of ``size`` ``NatsServer``\\ s on loopback, each with its own ports and store dir.
+
+    Node ``i`` is ``server_name: n<i+1>`` and routes to every other node; the
+    ports stay the same across ``nodes[i].stop()``/``start()``, so a node
+    comes back where the others (and the clients) expect it.
+    """
+
+    def __init__(self, size: int = 3, *, base_dir: str | Path | None = None) -> None:
+        self._own_dir = tempfile.TemporaryDirectory(prefix="natsstorage-cluster-") if base_dir is None else None
+        base = Path(base_dir or self._own_dir.name)  # type: ignore[union-attr]
+        route_ports = [free_port() for _ in range(size)]
+        routes = [f"nats-route://{LOOPBACK}:{port}" for port in route_ports]
+        self.nodes = [
+            NatsServer(
+                store_dir=base / f"n{i + 1}",
+                config=(
+                    f"server_name: n{i + 1}\n"
+                    f"cluster {{\n  name: {CLUSTER_NAME}\n  listen: {LOOPBACK}:{route_ports[i]}\n"
+                    f"  routes: [{', '.join(route for j, route in enumerate(routes) if j != i)}]\n}}"
+                ),
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def node(self, server_name: str) -> NatsServer:
+        return self.nodes[int(server_name.removeprefix("n")) - 1]
+
+    def start(self) -> NatsCluster:
+        try:
+            for node in self.nodes:
+                node.start()  # healthy means JetStream is enabled, not yet clustered
+            self.wait_for_meta_leader()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def meta_leader(self) -> str | None:
+        """The ``server_name`` of the JetStream meta leader, once every running node agrees on it."""
+        leaders = set()
+        for node in self.nodes:
+            if node.process is not None:
+                try:
+                    leaders.add((node.monitor("jsz").get("meta_cluster") or {}).get("leader"))
+                except OSError:
+                    return None
+        return str(leaders.pop()) if len(leaders) == 1 and None not in leaders else None
+
+    def wait_for_meta_leader(self, timeout: float = META_LEADER_TIMEOUT) -> str:
+        deadline = time.monotonic() + timeout
+        while (leader := self.meta_leader()) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no JetStream meta leader in the cluster within {timeout:g} s")
+            time.sleep(0.1)
+        return leader
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+        if self._own_dir is not None:
+            self._own_dir.cleanup()
+
+    def __enter__(self) -> NatsCluster:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()

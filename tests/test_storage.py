@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -260,18 +262,36 @@ def test_seeking_near_the_end_of_a_large_object_starts_at_its_chunk(storage):
         assert f.file.raw._download.first_chunk == 1_000_000 // storage.config.chunk_size
 
 
-def test_seeking_in_an_object_with_uneven_chunks_reads_through(storage):
+def test_seeking_in_an_object_with_uneven_chunks_starts_at_the_right_chunk(storage):
     data = random_bytes(400_000)
     storage.save("placeholder", ContentFile(b""))
 
     async def put_uneven(nc):
-        from nats.js.api import ObjectMeta, ObjectMetaOptions
-
-        store = await nc.jetstream().object_store(storage.config.bucket)
-        meta = ObjectMeta(name="uneven.bin", options=ObjectMetaOptions(max_chunk_size=150_000))
-        await store.put("uneven.bin", data, meta=meta)
+        # Chunks of 100, 150 and 150 kB, interleaved with another subject's messages.
+        subject = f"$O.{storage.config.bucket}.C.uneven"
+        for start, end in [(0, 100_000), (100_000, 250_000), (250_000, 400_000)]:
+            await nc.request(subject, data[start:end], timeout=5)
+            await nc.request(f"$O.{storage.config.bucket}.C.other", b"noise", timeout=5)
+        meta = {
+            "name": "uneven.bin",
+            "bucket": storage.config.bucket,
+            "nuid": "uneven",
+            "size": len(data),
+            "chunks": 3,
+            "mtime": "2026-01-01T00:00:00Z",
+            "digest": "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode(),
+        }
+        key = base64.urlsafe_b64encode(b"uneven.bin").decode()
+        await nc.request(
+            f"$O.{storage.config.bucket}.M.{key}", json.dumps(meta).encode(), headers={"Nats-Rollup": "sub"}, timeout=5
+        )
 
     with_nats(storage, put_uneven)
+    assert storage.open("uneven.bin").read() == data
     with storage.open("uneven.bin") as f:
-        f.seek(350_000)
-        assert f.read() == data[350_000:]
+        f.seek(260_000)
+        assert f.read(1000) == data[260_000:261_000]
+        assert f.file.raw._download.first_chunk == 2
+        f.seek(120_000)
+        assert f.read() == data[120_000:]
+        assert f.file.raw._download.first_chunk == 1
