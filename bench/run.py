@@ -11,6 +11,7 @@ the same server, so the ratios compare like with like.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import os
 import platform
@@ -25,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import nats
 
 MiB = 1024 * 1024
 
@@ -92,21 +95,34 @@ class Bench:
         self.ours = NatsStorage("bench", file_overwrite=True)
         self.disk = FileSystemStorage(location=workdir / "fs", allow_overwrite=True)
         self.bridge = _bridge
+        self._nats_py_loop = asyncio.new_event_loop()
+        self._nats_py: tuple[Any, Any] | None = None
         self.rows: list[Row] = []
 
     def nats_py(self, work: Callable[[Any], Any]) -> Any:
-        """Run ``work(object_store)`` with nats-py's own ObjectStore on an open connection."""
+        """Run ``work(object_store)`` with nats-py's own ObjectStore, as its users run it.
+
+        Its own connection, opened once, on a standard asyncio loop (natsstorage
+        runs uvloop on its loop thread; nats-py's default is asyncio's loop).
+        """
 
         async def go() -> Any:
-            nc = await self.bridge.connection(self.ours.config.connection)
-            js = nc.jetstream(timeout=30)
-            try:
-                store = await js.object_store("bench_nats_py")
-            except Exception:  # noqa: BLE001 - nats-py raises its own NotFoundError
-                store = await js.create_object_store("bench_nats_py")
-            return await work(store)
+            if self._nats_py is None:
+                nc = await nats.connect(self.url)
+                js = nc.jetstream(timeout=30)
+                try:
+                    self._nats_py = (nc, await js.object_store("bench_nats_py"))
+                except Exception:  # noqa: BLE001 - nats-py raises its own NotFoundError
+                    self._nats_py = (nc, await js.create_object_store("bench_nats_py"))
+            return await work(self._nats_py[1])
 
-        return self.bridge.run(go())
+        return self._nats_py_loop.run_until_complete(go())
+
+    def close(self) -> None:
+        if self._nats_py is not None:
+            self._nats_py_loop.run_until_complete(self._nats_py[0].close())
+        self._nats_py_loop.close()
+        self.bridge.close_connections()
 
     def file_of(self, size: int) -> Path:
         path = self.workdir / f"data-{size}.bin"
@@ -364,7 +380,7 @@ def main() -> int:
         for step in (bench.throughput, bench.memory, bench.small_ops, bench.listing, bench.seeking):
             print(f"bench: {step.__name__} ...", file=sys.stderr, flush=True)
             step()
-        bench.bridge.close_connections()
+        bench.close()
     print(f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
           f"nats-server on loopback; medians of {sizes.reps} runs.\n")  # fmt: skip
     print(bench.table())
