@@ -221,11 +221,12 @@ def _chunks(storage: NatsStorage, info: ObjectInfo, start: int, length: int) -> 
 
 async def _achunks(storage: NatsStorage, info: ObjectInfo, start: int, length: int) -> AsyncIterator[bytes]:
     end = start + length
-    position = 0
     source: AsyncNatsFile | None = None
     try:
         if length:
-            source = AsyncNatsFile(info, await _bridge.arun(storage.bucket.download(info)))
+            # From the chunk that holds ``start``: a range near the end costs about one chunk.
+            download, position = await _bridge.arun(storage.bucket.download_from(info, start))
+            source = AsyncNatsFile(info, download)
             async for chunk in source:
                 following = position + len(chunk)
                 if following > start:
