@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ ROLLUP_HEADER = "Nats-Rollup"
 ROLLUP_SUBJECT = "sub"
 EXPECTED_SUBJECT_SEQ_HEADER = "Nats-Expected-Last-Subject-Sequence"
 STATUS_HEADER = "Status"
+REPLICA_RETRY_WAIT = 0.2  # seconds between reads of a replicated bucket that saw chunks missing
 MESSAGE_SIZE_HEADER = "Nats-Msg-Size"  # what a headers-only consumer sends instead of the data
 NO_RESPONDERS = "503"
 
@@ -83,6 +85,9 @@ WATCH_HEARTBEAT = timedelta(seconds=1)
 NANOSECONDS = 1_000_000_000
 ACK_V1_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
 LISTING_WINDOW = 1024  # metadata messages in flight when listing (a few hundred bytes each)
+# In a cluster a new consumer's pull requests may reach a server that has not yet
+# heard of it (no responders, 503) for a moment: ask again this often, within the timeout.
+PULL_RETRY_WAIT = 0.05
 
 _nuid = NUID()
 logger = logging.getLogger("natsstorage")
@@ -310,6 +315,10 @@ class Bucket:
         self._config: dict[str, Any] | None = None
         self._ready = asyncio.Lock()
 
+    @property
+    def replicated(self) -> bool:
+        return int((self._config or {}).get("num_replicas", 1)) > 1
+
     def window_for(self, chunk_size: int) -> int:
         """How many chunks of ``chunk_size`` a transfer keeps in flight."""
         return self.window or max(2, WINDOW_BYTES // chunk_size)
@@ -477,13 +486,13 @@ class Bucket:
             except (ValueError, KeyError, TypeError, AttributeError):
                 raise CorruptObject(f"unreadable object metadata on {msg.subject}") from None
 
-    async def upload(self, *, caller_hashes: bool = False) -> Upload:
+    async def upload(self, *, caller_hashes: bool = False, name: str = "") -> Upload:
         """Start writing a new object's chunks; give it a name with ``Upload.commit``.
 
         ``caller_hashes``: the writer feeds every byte to ``Upload.hash`` itself, in
         its own thread, so hashing runs beside the NATS loop instead of on it.
         """
-        return Upload(self, await self._nc(), caller_hashes=caller_hashes)
+        return Upload(self, await self._nc(), caller_hashes=caller_hashes, name=name)
 
     async def download(self, info: ObjectInfo) -> Download:
         return Download(self, await self._nc(), info)
@@ -612,7 +621,7 @@ class Bucket:
 class Upload:
     """An object being written: chunks first, metadata last, so readers never see half of it."""
 
-    def __init__(self, bucket: Bucket, nc: Client, *, caller_hashes: bool = False) -> None:
+    def __init__(self, bucket: Bucket, nc: Client, *, caller_hashes: bool = False, name: str = "") -> None:
         self.bucket = bucket
         self.nc = nc
         self.caller_hashes = caller_hashes
@@ -629,7 +638,8 @@ class Upload:
         self._inbox = nc.new_inbox()
         self._sub: Any = None
         self._writing = asyncio.Lock()  # FIFO, so queued writes keep their order
-        self._name = "a new object"  # until commit names it
+        self._name = repr(name) if name else "a new object"  # for messages; commit gives the final name
+        self._meta_sent = False  # metadata published without a known outcome: abort() keeps the chunks
 
     async def write(self, data: bytes) -> None:
         """Add data; full chunks are published with at most ``window`` awaiting acknowledgement.
@@ -735,7 +745,11 @@ class Upload:
         for key in ("description", "headers"):
             if not raw[key]:
                 del raw[key]
-        seq = await self.bucket._put_meta(self.nc, name, raw, expected_seq=previous.seq if previous else 0)
+        try:
+            seq = await self.bucket._put_meta(self.nc, name, raw, expected_seq=previous.seq if previous else 0)
+        except NatsUnavailable:
+            self._meta_sent = True  # a stream leader that died may have passed it on: it may yet be stored
+            raise
         await self._close()
         if previous is not None and not previous.deleted and previous.nuid != self.nuid:
             await self.bucket._purge(self.nc, CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=previous.nuid))
@@ -753,6 +767,9 @@ class Upload:
             await asyncio.wait(acks, timeout=self.bucket.timeout)
         await self._close()
         if not self.chunks:
+            return
+        if self._meta_sent:
+            logger.warning("kept the chunks at %s: their metadata may yet land (else natsos_gc)", self.subject)
             return
         try:
             await self.bucket._purge(self.nc, self.subject)
@@ -802,13 +819,20 @@ class Download:
             if self._first_seq:
                 config.update(deliver_policy="by_start_sequence", opt_start_seq=self._first_seq)
             window = self.bucket.window_for(self.info.chunk_size or DEFAULT_CHUNK_SIZE)
-            self._pull = _Pull(self.bucket, self.nc, config, exact=True, window=window)
-            await self._pull.start()
             expected = self.info.chunks - self.chunks
-            if self._pull.pending < expected:
+            # A replica that is still catching up (a node just back) may host the consumer
+            # and see fewer chunks for a moment; on one server, missing chunks are missing.
+            deadline = time.monotonic() + (self.bucket.timeout if self.bucket.replicated else 0)
+            while True:
+                self._pull = _Pull(self.bucket, self.nc, config, exact=True, window=window)
+                await self._pull.start()
+                if self._pull.pending >= expected:
+                    break
                 found = self._pull.pending
                 await self.close()
-                raise self._corrupt(f"{found} of the {expected} chunks to read are on the server")
+                if time.monotonic() >= deadline:
+                    raise self._corrupt(f"{found} of the {expected} chunks to read are on the server")
+                await asyncio.sleep(REPLICA_RETRY_WAIT)
         msg = await self._pull.next()
         assert msg is not None  # an exact pull raises rather than end early
         return await self._check(msg.data)
@@ -873,6 +897,7 @@ class _Pull:
         self._inbox = ""
         self._consumer = ""
         self._sub: Any = None
+        self._retry_until = 0.0  # set by the first 503
 
     async def __aenter__(self) -> _Pull:
         await self.start()
@@ -937,6 +962,9 @@ class _Pull:
                 return msg
             if status == "100":  # a heartbeat
                 continue
+            if status == NO_RESPONDERS:
+                await self._ask_again()
+                continue
             if not self.exact:  # 404/408: the consumer has nothing more
                 self._done = True
                 break
@@ -945,6 +973,16 @@ class _Pull:
                 f"bucket {self.bucket.name!r}: the server ended the read early: {status} {description}".strip()
             )
         return None
+
+    async def _ask_again(self) -> None:
+        """After a 503 nothing asked for is coming (only a first request, before any message, meets one)."""
+        now = asyncio.get_running_loop().time()
+        self._retry_until = self._retry_until or now + self.bucket.timeout
+        if now > self._retry_until:
+            raise self.bucket._unavailable("no server answered for the read's consumer", TimeoutError())
+        await asyncio.sleep(PULL_RETRY_WAIT)
+        self._requested = self._received
+        await self._ask()
 
     async def close(self) -> None:
         if self._sub is not None:

@@ -120,7 +120,7 @@ class NatsStorage(Storage):
     def _save(self, name: str, content: IO[Any]) -> str:
         name = clean_name(name)
         content_type = getattr(content, "content_type", None) or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
-        upload = run(self.bucket.upload(caller_hashes=True))
+        upload = run(self.bucket.upload(caller_hashes=True, name=name))
         writes: deque[Future[None]] = deque()
         try:
             # Read and hash the next piece here while the NATS loop publishes the last ones:

@@ -32,7 +32,16 @@ from natsstorage.storage import bucket_names
 from natsstorage.testing import NatsServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = ("natsos_copy", "natsos_destroy", "natsos_get", "natsos_ls", "natsos_put", "natsos_status", "natsos_watch")
+COMMANDS = (
+    "natsos_copy",
+    "natsos_destroy",
+    "natsos_gc",
+    "natsos_get",
+    "natsos_ls",
+    "natsos_put",
+    "natsos_status",
+    "natsos_watch",
+)
 LINE_TIMEOUT = 20.0  # seconds to wait for a subprocess's line (Django's start-up included)
 
 

@@ -1,0 +1,177 @@
+"""Faults on one server: stopped mid-save, a writer killed mid-save, restarts between operations."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.management import call_command
+from django.test.utils import override_settings
+
+from natsstorage import NatsStorage, _bridge
+from natsstorage.exceptions import NatsUnavailable
+from natsstorage.testing import NatsServer
+
+from .helpers import MiB, random_bytes, stream_state
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 2.0  # the storages' timeout here: how long a dead server may keep a save waiting, per wait
+LINE_TIMEOUT = 20.0  # seconds for the writer subprocess to start Django and get halfway
+
+
+class GeneratedFile:
+    """A large file made on the fly, as Django's ``File.chunks`` would read it; it can pause halfway."""
+
+    def __init__(self, size: int, *, pause_after: int | None = None) -> None:
+        self.name = "generated.bin"
+        self.size = size
+        self.pause_after = pause_after
+        self.paused = threading.Event()
+        self.resume = threading.Event()
+
+    def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        piece = random_bytes(MiB)
+        for start in range(0, self.size, MiB):
+            if start == self.pause_after:
+                self.paused.set()
+                self.resume.wait(LINE_TIMEOUT)
+            yield piece[: min(MiB, self.size - start)]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A server of this test's own, to stop and kill; no connection to it outlives the test."""
+    with NatsServer(store_dir=tmp_path / "nats") as server:
+        try:
+            yield server
+        finally:
+            _bridge.close_connections()
+
+
+def gc(server: NatsServer, bucket: str, *args: str) -> str:
+    out = io.StringIO()
+    with override_settings(NATSSTORAGE={"servers": [server.url], "timeout": TIMEOUT}):
+        call_command("natsos_gc", bucket, "--min-age", "0", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_a_server_stopped_mid_save_fails_the_save_and_keeps_the_previous_version(server, bucket_name):
+    storage = NatsStorage(bucket_name, servers=server.url, timeout=TIMEOUT, file_overwrite=True)
+    storage.save("big.bin", ContentFile(b"previous version"))
+    content = GeneratedFile(48 * MiB, pause_after=16 * MiB)
+    outcome: list[BaseException | str] = []
+    saving = threading.Thread(target=lambda: outcome.append(_save(storage, "big.bin", content)))
+    saving.start()
+    assert content.paused.wait(LINE_TIMEOUT)
+    assert stream_state(storage)["messages"] > 1  # chunks of the new version have landed
+    server.stop()
+    stopped = time.monotonic()
+    content.resume.set()
+    saving.join(LINE_TIMEOUT)
+    failed_within = time.monotonic() - stopped
+
+    [error] = outcome
+    assert isinstance(error, NatsUnavailable), error
+    assert f"NATS bucket {bucket_name!r}" in str(error) and f"within {TIMEOUT:g} s" in str(error)
+    assert failed_within < 3 * TIMEOUT + 2  # a write, the wait for acks in flight, the purge that cannot land
+
+    server.start()
+    assert storage.open("big.bin").read() == b"previous version"  # the first operation after the restart
+    leftover = stream_state(storage)["messages"] - 2  # beside the previous version's chunk and metadata
+    if leftover:  # the purge could not reach the stopped server: the chunks are garbage to collect
+        assert f"Found 1 orphaned upload in bucket {bucket_name!r}: {leftover} chunks" in gc(server, bucket_name)
+        assert f"{leftover} messages removed" in gc(server, bucket_name, "--purge")
+    assert stream_state(storage)["messages"] == 2
+    assert storage.open("big.bin").read() == b"previous version"
+
+
+def _save(storage: NatsStorage, name: str, content: GeneratedFile) -> BaseException | str:
+    try:
+        return storage.save(name, content)
+    except Exception as error:  # noqa: BLE001 - the test inspects it
+        return error
+
+
+WRITER = """
+import os, sys, time
+import django
+django.setup()
+from natsstorage import NatsStorage
+
+class Big:
+    name = "big.bin"
+    def chunks(self, chunk_size=None):
+        piece = os.urandom(1024 * 1024)
+        for i in range(64):
+            if i == 8:
+                print("halfway", flush=True)
+                time.sleep(60)  # SIGKILLed here
+            yield piece
+
+NatsStorage(sys.argv[1], servers=sys.argv[2]).save("big.bin", Big())
+"""
+
+
+def test_a_writer_killed_mid_save_leaves_chunks_that_gc_collects(server, bucket_name):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, bucket_name, server.url], cwd=ROOT, env=env, stdout=subprocess.PIPE
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == b"halfway\n"
+        storage = NatsStorage(bucket_name, servers=server.url, timeout=TIMEOUT)
+        deadline = time.monotonic() + LINE_TIMEOUT
+        while stream_state(storage)["messages"] < 8:  # the first pieces' chunks have landed
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        if writer.stdout is not None:
+            writer.stdout.close()
+    landed = stream_state(storage)["messages"]
+    assert not storage.exists("big.bin")
+
+    # Too young for the default age: it could be an upload in progress.
+    assert "Found 0 orphaned uploads" in gc(server, bucket_name, "--min-age", "1h")
+    found = gc(server, bucket_name)
+    assert f"Found 1 orphaned upload in bucket {bucket_name!r}: {landed} chunks" in found
+    assert f"({landed * storage.config.chunk_size} bytes)" in found
+    assert stream_state(storage)["messages"] == landed  # a dry run
+
+    assert f"{landed} messages removed" in gc(server, bucket_name, "--purge")
+    assert stream_state(storage)["messages"] == 0
+    orphans = _bridge.run(storage.bucket.orphans(min_age=timedelta(0)))
+    assert orphans == []
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["stop", "sigkill"])
+def test_every_operation_works_right_after_a_restart(server, bucket_name, kill):
+    storage = NatsStorage(bucket_name, servers=server.url, timeout=5.0)
+    data = random_bytes(3 * storage.config.chunk_size)
+    storage.save("docs/before.bin", ContentFile(data))
+
+    server.stop(kill=kill)
+    server.start()
+    # No retries and no new storage: the client reconnects while the first request waits.
+    assert storage.exists("docs/before.bin")
+    assert storage.open("docs/before.bin").read() == data
+    assert storage.save("docs/after.txt", ContentFile(b"after")) == "docs/after.txt"
+    assert storage.listdir("docs") == ([], ["after.txt", "before.bin"])
+    assert storage.size("docs/after.txt") == 5
+    assert asyncio.run(storage.aexists("docs/after.txt"))
+    storage.delete("docs/before.bin")
+    assert not storage.exists("docs/before.bin")
+    assert stream_state(storage)["messages"] == 3  # after.txt's chunk and metadata, before.bin's deletion marker
