@@ -7,6 +7,8 @@ points to. They never create a bucket. Seeing them needs
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
@@ -39,6 +41,14 @@ def _storage(bucket: str) -> NatsStorage:
     return NatsStorage(bucket, create_bucket=False)
 
 
+def _object(bucket: str, name: str) -> tuple[NatsStorage, ObjectInfo]:
+    storage = _storage(bucket)
+    try:
+        return storage, storage.info(name)
+    except (FileNotFoundError, BucketNotFound):
+        raise Http404("No such object.") from None
+
+
 async def _objects(storage: NatsStorage, prefix: str) -> list[ObjectInfo]:
     return sorted([info async for info in storage.bucket.objects() if info.name.startswith(prefix)], key=_by_name)
 
@@ -67,7 +77,16 @@ class BucketAdmin(ModelAdmin):
         return request.user.has_perm("natsstorage.delete_object")
 
     def get_urls(self) -> list[URLPattern]:
-        wrap = self.admin_site.admin_view
+        def wrap(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+            @wraps(view)
+            def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+                try:
+                    return view(request, *args, **kwargs)
+                except NatsUnavailable as error:  # a clear 503, never a 500, when NATS is away
+                    return unavailable(error)
+
+            return self.admin_site.admin_view(answer)
+
         return [
             path("", wrap(self.changelist_view), name="natsstorage_bucket_changelist"),
             path("<str:bucket>/", wrap(self.objects_view), name="natsstorage_bucket_objects"),
@@ -118,24 +137,14 @@ class BucketAdmin(ModelAdmin):
     def download_view(self, request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        storage = _storage(bucket)
-        try:
-            info = storage.info(name)
-        except (FileNotFoundError, BucketNotFound):
-            raise Http404("No such object.") from None
-        except NatsUnavailable as error:
-            return unavailable(error)
+        storage, info = _object(bucket, name)
         return object_response(request, storage, info, public=False)
 
     def delete_object_view(self, request: HttpRequest, bucket: str, name: str) -> HttpResponse:
         """Django's convention: a confirmation page, and only its POST deletes."""
         if not self.has_delete_permission(request):
             raise PermissionDenied
-        storage = _storage(bucket)
-        try:
-            info = storage.info(name)
-        except (FileNotFoundError, BucketNotFound):
-            raise Http404("No such object.") from None
+        storage, info = _object(bucket, name)
         objects_url = reverse("admin:natsstorage_bucket_objects", kwargs={"bucket": bucket})
         if request.method == "POST" and request.POST.get("post") == "yes":
             storage.delete(name)

@@ -81,6 +81,13 @@ def test_the_bucket_page_says_clearly_when_nats_is_down(admin_client, settings):
     assert "cannot connect to NATS" in response.text
 
 
+@pytest.mark.parametrize("page", ["natsstorage_bucket_download", "natsstorage_bucket_delete"])
+def test_object_pages_answer_503_not_500_when_nats_is_down(admin_client, settings, page):
+    settings.NATSSTORAGE = {"servers": [f"nats://127.0.0.1:{free_port()}"], "connect_timeout": 0.2}
+    response = admin_client.get(reverse(f"admin:{page}", kwargs={"bucket": "configs", "name": "a.txt"}))
+    assert response.status_code == 503
+
+
 def test_the_bucket_pages_are_for_staff_only(client, django_user_model, storage):
     storage.save("a.txt", ContentFile(b"a"))
     for url in (reverse(BUCKETS), objects_url(storage.config.bucket)):
