@@ -62,7 +62,9 @@ ROLLUP_HEADER = "Nats-Rollup"
 ROLLUP_SUBJECT = "sub"
 EXPECTED_SUBJECT_SEQ_HEADER = "Nats-Expected-Last-Subject-Sequence"
 STATUS_HEADER = "Status"
+SLOW_START = 4  # chunks a read asks for first; it doubles up to the window
 REPLICA_RETRY_WAIT = 0.2  # seconds between reads of a replicated bucket that saw chunks missing
+SEQUENCE_HEADER = "Nats-Sequence"  # on a direct get's answer
 MESSAGE_SIZE_HEADER = "Nats-Msg-Size"  # what a headers-only consumer sends instead of the data
 NO_RESPONDERS = "503"
 
@@ -437,6 +439,25 @@ class Bucket:
         message["data"] = base64.b64decode(message.get("data", ""))
         return message
 
+    async def _get_chunk(self, nc: Client, request: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Like ``_get_message`` for chunk data, but raw (no base64) through a direct get when it can.
+
+        A direct get may be answered by a replica that has not caught up yet, so
+        "not found" there is asked again of the stream leader.
+        """
+        try:
+            reply = await nc.request(
+                f"{API}DIRECT.GET.{self.stream}", json.dumps(request).encode(), timeout=self.timeout
+            )
+        except nats.errors.NoRespondersError:  # allow_direct is off on this stream
+            return await self._get_message(nc, request)
+        except nats.errors.Error as error:
+            raise self._unavailable("no answer to a direct get", error) from None
+        headers = reply.headers or {}
+        if STATUS_HEADER in headers or SEQUENCE_HEADER not in headers:
+            return await self._get_message(nc, request)
+        return {"data": reply.data, "seq": int(headers[SEQUENCE_HEADER])}
+
     async def latest(self, name: str) -> ObjectInfo | None:
         """The name's latest metadata whatever its state (deleted, expired), or None."""
         nc = await self._nc()
@@ -500,26 +521,50 @@ class Bucket:
     async def download_from(self, info: ObjectInfo, offset: int) -> tuple[Download, int]:
         """A download from the chunk that holds byte ``offset``, and where that chunk starts.
 
-        A headers-only consumer lists every chunk's stream sequence and size
-        (a few bytes per chunk, no data), so this works for any writer's
-        chunks, even uneven ones or ones interleaved with other uploads.
+        Chunks of one writer are usually even (all but the last ``max_chunk_size``,
+        which the last chunk's length proves) and side by side in the stream: then
+        chunk k is at a known sequence, and a consumer started there that sees
+        exactly the chunks after k proves it, whatever else the stream holds.
+        Otherwise a headers-only consumer maps every chunk's sequence and size.
         """
         nc = await self._nc()
-        if offset <= 0 or info.chunks <= 1:
+        if offset <= 0 or info.chunks <= 1 or offset >= info.size:
             return Download(self, nc, info), 0
         subject = CHUNK_SUBJECT.format(bucket=self.name, nuid=info.nuid)
-        config = {"deliver_policy": "all", "filter_subject": subject, "headers_only": True}
+        window = self.window_for(info.chunk_size or DEFAULT_CHUNK_SIZE)
+        size = info.chunk_size
+        if size and info.chunks == -(-info.size // size):
+            last = await self._get_chunk(nc, {"last_by_subj": subject})
+            if last is not None and len(last["data"]) == info.size - (info.chunks - 1) * size:
+                chunk = offset // size
+                config = {
+                    "deliver_policy": "by_start_sequence",
+                    "opt_start_seq": last["seq"] - (info.chunks - 1) + chunk,
+                    "filter_subject": subject,
+                }
+                pull = _Pull(self, nc, config, exact=True, window=window)
+                await pull.start()
+                if pull.pending == info.chunks - chunk:
+                    return Download(self, nc, info, first_chunk=chunk, first_byte=chunk * size, pull=pull), chunk * size
+                await pull.close()
         start = 0
-        async with _Pull(self, nc, config, exact=True, window=LISTING_WINDOW) as pull:
-            for chunk in range(min(pull.pending, info.chunks)):
-                msg = await pull.next()
+        config = {"deliver_policy": "all", "filter_subject": subject, "headers_only": True}
+        async with _Pull(self, nc, config, exact=True, window=LISTING_WINDOW) as chunks:
+            for chunk in range(min(chunks.pending, info.chunks)):
+                msg = await chunks.next()
                 assert msg is not None  # an exact pull raises rather than end early
-                size = int((msg.headers or {}).get(MESSAGE_SIZE_HEADER, 0))
-                if start + size > offset:
-                    seq = msg.metadata.sequence.stream
-                    return Download(self, nc, info, first_chunk=chunk, first_seq=seq, first_byte=start), start
-                start += size
-        return Download(self, nc, info), 0  # past the end, or chunks missing: read through, which reports it
+                length = int((msg.headers or {}).get(MESSAGE_SIZE_HEADER, 0))
+                if start + length > offset:
+                    config = {
+                        "deliver_policy": "by_start_sequence",
+                        "opt_start_seq": msg.metadata.sequence.stream,
+                        "filter_subject": subject,
+                    }
+                    pull = _Pull(self, nc, config, exact=True, window=window)
+                    await pull.start()
+                    return Download(self, nc, info, first_chunk=chunk, first_byte=start, pull=pull), start
+                start += length
+        return Download(self, nc, info), 0  # chunks missing: reading through reports it
 
     async def update_meta(
         self, name: str, *, description: str | None = None, headers: Mapping[str, list[str]] | None = None
@@ -595,7 +640,7 @@ class Bucket:
             nuid = subject.removeprefix(prefix)
             if nuid in live:
                 continue
-            last = await self._get_message(nc, {"last_by_subj": subject})
+            last = await self._get_chunk(nc, {"last_by_subj": subject})
             if last is None:  # purged meanwhile
                 continue
             newest = parse_time(last["time"])
@@ -787,8 +832,8 @@ class Download:
         info: ObjectInfo,
         *,
         first_chunk: int = 0,
-        first_seq: int = 0,
         first_byte: int = 0,
+        pull: _Pull | None = None,
     ) -> None:
         self.bucket = bucket
         self.nc = nc
@@ -796,9 +841,9 @@ class Download:
         self.first_chunk = first_chunk
         self.chunks = first_chunk
         self.received = first_byte
-        self._first_seq = first_seq  # 0: from the object's first chunk, checking its digest
+        self._partial = first_chunk > 0  # a read that skipped chunks cannot check the digest
         self._sha256 = hashlib.sha256()
-        self._pull: _Pull | None = None
+        self._pull = pull  # started at first_chunk; None: made at the first read
 
     async def read_many(self, limit: int) -> list[bytes]:
         """The next chunk and any others already here, up to ``limit`` chunks: one hop for many."""
@@ -816,8 +861,6 @@ class Download:
         if self._pull is None:
             subject = CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=self.info.nuid)
             config: dict[str, Any] = {"deliver_policy": "all", "filter_subject": subject}
-            if self._first_seq:
-                config.update(deliver_policy="by_start_sequence", opt_start_seq=self._first_seq)
             window = self.bucket.window_for(self.info.chunk_size or DEFAULT_CHUNK_SIZE)
             expected = self.info.chunks - self.chunks
             # A replica that is still catching up (a node just back) may host the consumer
@@ -840,7 +883,7 @@ class Download:
     async def _only_chunk(self) -> bytes:
         """A one-chunk object in one request, without a consumer."""
         subject = CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=self.info.nuid)
-        message = await self.bucket._get_message(self.nc, {"seq": 0, "next_by_subj": subject})
+        message = await self.bucket._get_chunk(self.nc, {"seq": 0, "next_by_subj": subject})
         if message is None:
             raise self._corrupt("0 of the 1 chunks to read are on the server")
         data: bytes = message["data"]
@@ -850,13 +893,13 @@ class Download:
         """Count and hash one chunk; at the last one, compare size and digest."""
         self.chunks += 1
         self.received += len(data)
-        if not self._first_seq:
+        if not self._partial:
             self._sha256.update(data)
         if self.chunks == self.info.chunks:
             await self.close()
             if self.received != self.info.size:
                 raise self._corrupt(f"read {self.received} bytes, expected {self.info.size}")
-            if not self._first_seq and self._sha256.digest() != self.info.sha256:
+            if not self._partial and self._sha256.digest() != self.info.sha256:
                 raise self._corrupt("its SHA-256 digest does not match the data")
         return data
 
@@ -889,6 +932,7 @@ class _Pull:
         }
         self.exact = exact
         self.window = window
+        self._limit = min(window, SLOW_START) if exact else window
         self.pending = 0  # messages the consumer had to deliver when created
         self._queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._requested = 0
@@ -924,14 +968,19 @@ class _Pull:
         await self._ask()
 
     async def _ask(self) -> None:
-        """Keep up to ``window`` messages requested, topping up once half have arrived."""
+        """Keep up to ``window`` messages requested, topping up once half have arrived.
+
+        Chunk reads start with a few chunks and double up to the window: a read
+        of a few bytes after a seek fetches about one chunk, not a window's worth.
+        """
         in_flight = self._requested - self._received
-        wanted = self.window - in_flight
+        wanted = self._limit - in_flight
         if self.exact:
             wanted = min(wanted, self.pending - self._requested)
-        if self._done or wanted <= 0 or in_flight > self.window // 2:
+        if self._done or wanted <= 0 or in_flight > self._limit // 2:
             return
         self._requested += wanted
+        self._limit = min(self.window, 2 * self._limit)
         body: dict[str, Any] = {"batch": wanted, "expires": int(self.bucket.timeout * NANOSECONDS)}
         if not self.exact:
             body["no_wait"] = True  # end the request when nothing more is there
