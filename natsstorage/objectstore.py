@@ -64,7 +64,8 @@ EXPECTED_SUBJECT_SEQ_HEADER = "Nats-Expected-Last-Subject-Sequence"
 STATUS_HEADER = "Status"
 SLOW_START = 4  # chunks a read asks for first; it doubles up to the window
 REPLICA_RETRY_WAIT = 0.2  # seconds between reads of a replicated bucket that saw chunks missing
-SEQUENCE_HEADER = "Nats-Sequence"  # on a direct get's answer
+SEQUENCE_HEADER = "Nats-Sequence"  # on a direct get's answer, with:
+TIME_HEADER = "Nats-Time-Stamp"
 MESSAGE_SIZE_HEADER = "Nats-Msg-Size"  # what a headers-only consumer sends instead of the data
 NO_RESPONDERS = "503"
 
@@ -456,7 +457,7 @@ class Bucket:
         headers = reply.headers or {}
         if STATUS_HEADER in headers or SEQUENCE_HEADER not in headers:
             return await self._get_message(nc, request)
-        return {"data": reply.data, "seq": int(headers[SEQUENCE_HEADER])}
+        return {"data": reply.data, "seq": int(headers[SEQUENCE_HEADER]), "time": headers.get(TIME_HEADER, "")}
 
     async def latest(self, name: str) -> ObjectInfo | None:
         """The name's latest metadata whatever its state (deleted, expired), or None."""
