@@ -34,7 +34,7 @@ logger = logging.getLogger("natsstorage")
 # their own timeouts.
 RECONNECT_FOREVER = -1
 RECONNECT_WAIT = 0.5  # seconds between reconnect attempts to one server
-CLOSE_TIMEOUT = 5.0  # seconds to flush and close connections at exit
+CLOSE_TIMEOUT = 2.0  # seconds to flush and close connections at exit
 
 
 @dataclass(frozen=True)

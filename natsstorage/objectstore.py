@@ -918,7 +918,8 @@ class _Pull:
 
     ``exact``: exactly the messages pending at creation must arrive (an
     object's chunks), and fewer is an error. Otherwise (listing metadata while
-    others write) it reads until the consumer has nothing more to deliver.
+    others write) it reads at most those, ending early when the consumer has
+    nothing more to deliver.
     """
 
     def __init__(self, bucket: Bucket, nc: Client, config: Mapping[str, Any], *, exact: bool, window: int) -> None:
@@ -975,9 +976,7 @@ class _Pull:
         of a few bytes after a seek fetches about one chunk, not a window's worth.
         """
         in_flight = self._requested - self._received
-        wanted = self._limit - in_flight
-        if self.exact:
-            wanted = min(wanted, self.pending - self._requested)
+        wanted = min(self._limit - in_flight, self.pending - self._requested)
         if self._done or wanted <= 0 or in_flight > self._limit // 2:
             return
         self._requested += wanted
@@ -1005,9 +1004,9 @@ class _Pull:
             status = msg.headers.get(STATUS_HEADER) if msg.headers else None
             if status is None:
                 self._received += 1
-                self._done = (self.exact and self._received == self.pending) or (
-                    not self.exact and msg.metadata.num_pending == 0
-                )
+                # Past what was pending at creation, a listing is a snapshot; fewer (a name
+                # rolled up meanwhile) end with the no-wait request's 404/408 below.
+                self._done = self._received >= self.pending
                 await self._ask()
                 return msg
             if status == "100":  # a heartbeat
