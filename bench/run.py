@@ -36,13 +36,13 @@ class Sizes:
     transfers: tuple[int, ...]  # bytes per object for save/read
     nats_py_get_max: int  # nats-py's get is quadratic: only up to this size
     memory: int  # bytes saved then read to measure peak RSS
-    small_ops: int  # operations per small-op measurement
+    small_ops: int  # operations per small-op measurement (nats-py leaves a consumer behind per get)
     listing: tuple[int, ...]  # objects in the listed bucket
     seek: int  # object size for the seek measurement
     reps: int
 
 
-FULL = Sizes((10 * MiB, 100 * MiB), 10 * MiB, 1024 * MiB, 1000, (1_000, 10_000), 100 * MiB, 5)
+FULL = Sizes((10 * MiB, 100 * MiB), 10 * MiB, 1024 * MiB, 400, (1_000, 10_000), 100 * MiB, 9)
 QUICK = Sizes((1 * MiB,), 1 * MiB, 8 * MiB, 20, (50,), 2 * MiB, 1)
 
 
