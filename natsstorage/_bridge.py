@@ -144,12 +144,13 @@ async def _close(nc: Client) -> None:
 
 
 async def _connect(settings: ConnectionSettings) -> Client:
-    errors: list[Exception] = []  # why attempts failed, for the message if none succeeds
+    errors: list[Exception] = []  # why the first attempt failed, for the message if none succeeds
 
     async def on_error(error: Exception) -> None:
         # Every failed (re)connect attempt lands here, twice a second in an outage: keep it quiet.
-        errors.append(error)
-        del errors[:-1]
+        # The first failure says most ("Authorization Violation"); later ones are often only EOFs.
+        if not errors:
+            errors.append(error)
         logger.debug("NATS connection to %s: %s", settings.where, _describe(error))
 
     async def on_disconnect() -> None:
@@ -180,9 +181,9 @@ async def _connect(settings: ConnectionSettings) -> Client:
         await asyncio.wait_for(connecting, settings.connect_timeout)
     except (TimeoutError, OSError, nats.errors.Error) as error:
         await nc.close()
-        if not isinstance(error, TimeoutError):
+        if not errors and not isinstance(error, TimeoutError):
             errors.append(error)
-        reason = f": {_describe(errors[-1])}" if errors else ""
+        reason = f": {_describe(errors[0])}" if errors else ""
         raise NatsUnavailable(
             f"cannot connect to NATS at {settings.where} within {settings.connect_timeout:g} s{reason}"
         ) from None

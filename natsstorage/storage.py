@@ -120,6 +120,10 @@ class NatsStorage(Storage):
     def _save(self, name: str, content: IO[Any]) -> str:
         name = clean_name(name)
         content_type = getattr(content, "content_type", None) or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
+        # Without overwriting, Django has just seen the name free: assume it still is (no
+        # round trip) and learn otherwise from the compare-and-set. To overwrite, look up
+        # the version to replace now, before the chunks queue up ahead of the question.
+        previous = run(self.bucket.latest(name)) if self.config.file_overwrite else None
         upload = run(self.bucket.upload(caller_hashes=True, name=name))
         writes: deque[Future[None]] = deque()
         try:
@@ -133,9 +137,6 @@ class NatsStorage(Storage):
                     writes.popleft().result()
             while writes:
                 writes.popleft().result()
-            # Without overwriting, Django has just seen the name free: assume it still is
-            # (no extra round trip) and learn otherwise from the compare-and-set.
-            previous = run(self.bucket.latest(name)) if self.config.file_overwrite else None
             for _ in range(MAX_COMMIT_ATTEMPTS):
                 if previous is not None and self.bucket.live(previous) and not self.config.file_overwrite:
                     name, previous = self.get_available_name(name), None
