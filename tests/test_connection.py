@@ -81,7 +81,7 @@ def test_an_unreachable_server_fails_fast_with_a_clear_error(bucket_name):
         NatsUnavailable, match=rf"cannot connect to NATS at nats://127.0.0.1:{port} within 1 s"
     ) as error:
         storage.exists("a.txt")
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 5  # the 1 s connect timeout, with slack for a loaded machine
     assert "s3cret" not in str(error.value) and "alice" not in str(error.value)
 
 

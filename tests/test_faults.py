@@ -78,19 +78,23 @@ def test_a_server_stopped_mid_save_fails_the_save_and_keeps_the_previous_version
     server.stop()
     stopped = time.monotonic()
     content.resume.set()
-    saving.join(LINE_TIMEOUT)
+    saving.join(3 * LINE_TIMEOUT)
     failed_within = time.monotonic() - stopped
+    assert not saving.is_alive(), "the save hung on a stopped server"
 
     [error] = outcome
     assert isinstance(error, NatsUnavailable), error
     assert f"NATS bucket {bucket_name!r}" in str(error) and f"within {TIMEOUT:g} s" in str(error)
-    assert failed_within < 3 * TIMEOUT + 2  # a write, the wait for acks in flight, the purge that cannot land
+    # Bounded by the storage's timeout per wait (a write, the acks in flight, the purge that cannot land),
+    # with slack for a loaded machine: this proves "no hang", not a speed.
+    assert failed_within < 3 * TIMEOUT + LINE_TIMEOUT
 
     server.start()
     assert storage.open("big.bin").read() == b"previous version"  # the first operation after the restart
     leftover = stream_state(storage)["messages"] - 2  # beside the previous version's chunk and metadata
     if leftover:  # the purge could not reach the stopped server: the chunks are garbage to collect
-        assert f"Found 1 orphaned upload in bucket {bucket_name!r}: {leftover} chunks" in gc(server, bucket_name)
+        chunks = f"{leftover} chunk{'' if leftover == 1 else 's'}"
+        assert f"Found 1 orphaned upload in bucket {bucket_name!r}: {chunks}" in gc(server, bucket_name)
         assert f"{leftover} messages removed" in gc(server, bucket_name, "--purge")
     assert stream_state(storage)["messages"] == 2
     assert storage.open("big.bin").read() == b"previous version"
