@@ -75,3 +75,22 @@ def test_passwords_do_not_show_in_repr(settings):
     storage = NatsStorage("b", password="hunter2", token="t0ken")
     assert "hunter2" not in repr(storage.config.connection)
     assert "t0ken" not in repr(storage.config.connection)
+
+
+def test_a_storage_from_the_storages_setting_reads_and_writes(settings, bucket_name, nats_server):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import storages
+
+    from natsstorage import _bridge
+
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "nats": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name, "file_overwrite": True}},
+    }
+    storage = storages["nats"]
+    try:
+        assert isinstance(storage, NatsStorage) and storage.config.bucket == bucket_name
+        assert storage.save("hello.txt", ContentFile(b"hi")) == "hello.txt"
+        assert storage.open("hello.txt").read() == b"hi"
+    finally:
+        _bridge.run(storage.bucket.destroy())
