@@ -29,6 +29,8 @@ from typing import Any
 import nats
 
 MiB = 1024 * 1024
+NATS_PY_BUCKET = "bench_nats_py"
+NATS_PY_STREAM = f"OBJ_{NATS_PY_BUCKET}"
 
 
 @dataclass(frozen=True)
@@ -119,10 +121,16 @@ class Bench:
                 nc = await nats.connect(self.url)
                 js = nc.jetstream(timeout=30)
                 try:
-                    self._nats_py = (nc, await js.object_store("bench_nats_py"))
+                    self._nats_py = (nc, await js.object_store(NATS_PY_BUCKET))
                 except Exception:  # noqa: BLE001 - nats-py raises its own NotFoundError
-                    self._nats_py = (nc, await js.create_object_store("bench_nats_py"))
-            return await work(self._nats_py[1])
+                    self._nats_py = (nc, await js.create_object_store(NATS_PY_BUCKET))
+            result = await work(self._nats_py[1])
+            # nats-py's get leaves its ordered consumers behind; drop them (untimed) before they
+            # reach the server's consumer limit.
+            jsm = self._nats_py[0].jsm()
+            for consumer in await jsm.consumers_info(NATS_PY_STREAM):
+                await jsm.delete_consumer(NATS_PY_STREAM, consumer.name)
+            return result
 
         return self._nats_py_loop.run_until_complete(go())
 
