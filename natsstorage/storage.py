@@ -21,7 +21,7 @@ from django.utils.deconstruct import deconstructible
 
 from natsstorage import _bridge, conf, objectstore, signing
 from natsstorage._bridge import run
-from natsstorage.exceptions import ObjectChanged
+from natsstorage.exceptions import NatsStorageError, ObjectChanged
 from natsstorage.files import AsyncNatsFile, NatsFile, ObjectStream
 from natsstorage.names import clean_name, clean_prefix
 from natsstorage.objectstore import Bucket, ObjectInfo
@@ -115,6 +115,10 @@ class NatsStorage(Storage):
                 f"NatsStorage opens files for reading only ('rb'), not {mode!r}; write with storage.save()"
             )
         info = run(self._info(name))
+        if info.is_link:
+            raise NatsStorageError(
+                f"{name!r} in bucket {self.config.bucket!r} is an Object Store link; natsstorage does not follow links"
+            )
         return NatsFile(info, partial(ObjectStream, self.bucket, info))
 
     def _save(self, name: str, content: IO[Any]) -> str:

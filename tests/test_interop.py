@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 
+import pytest
 from django.core.files.base import ContentFile
 from nats.js.api import ObjectMeta
+
+from natsstorage.exceptions import NatsStorageError
 
 from .helpers import random_bytes, with_nats
 
@@ -77,3 +82,28 @@ def test_the_bucket_we_create_has_the_object_store_stream_layout(make_storage):
     assert config.allow_rollup_hdrs and config.allow_direct and config.discard == "new"
     assert (config.description, config.max_bytes, config.max_age) == ("media files", 10_000_000, 3600.0)
     assert config.compression == "s2"
+
+
+def test_links_made_by_other_clients_are_refused_clearly_not_read_as_empty(storage):
+    storage.save("target.txt", ContentFile(b"data"))
+
+    async def link(nc):
+        store = await nc.jetstream().object_store(storage.config.bucket)
+        info = await store.get_info("target.txt")
+        meta = {
+            "name": "alias.txt",
+            "bucket": storage.config.bucket,
+            "nuid": "linknuid",
+            "size": 0,
+            "chunks": 0,
+            "mtime": "2026-01-01T00:00:00Z",
+            "options": {"link": {"bucket": info.bucket, "name": info.name}},
+        }
+        key = base64.urlsafe_b64encode(b"alias.txt").decode()
+        subject = f"$O.{storage.config.bucket}.M.{key}"
+        await nc.request(subject, json.dumps(meta).encode(), headers={"Nats-Rollup": "sub"}, timeout=5)
+
+    with_nats(storage, link)
+    assert storage.exists("alias.txt")
+    with pytest.raises(NatsStorageError, match="is an Object Store link"):
+        storage.open("alias.txt")
