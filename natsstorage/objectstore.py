@@ -913,6 +913,17 @@ class Download:
             await pull.close()
 
 
+def ephemeral_consumer(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` for a reader's own consumer: no acks, in memory, gone when left idle."""
+    return {
+        **config,
+        "ack_policy": "none",
+        "mem_storage": True,
+        "num_replicas": 1,
+        "inactive_threshold": int(CONSUMER_INACTIVE_THRESHOLD.total_seconds() * NANOSECONDS),
+    }
+
+
 class _Pull:
     """An ephemeral pull consumer read with explicit flow: at most ``window`` messages in flight.
 
@@ -925,13 +936,7 @@ class _Pull:
     def __init__(self, bucket: Bucket, nc: Client, config: Mapping[str, Any], *, exact: bool, window: int) -> None:
         self.bucket = bucket
         self.nc = nc
-        self.config = {
-            **config,
-            "ack_policy": "none",
-            "mem_storage": True,
-            "num_replicas": 1,
-            "inactive_threshold": int(CONSUMER_INACTIVE_THRESHOLD.total_seconds() * NANOSECONDS),
-        }
+        self.config = ephemeral_consumer(config)
         self.exact = exact
         self.window = window
         self._limit = min(window, SLOW_START) if exact else window
@@ -1073,13 +1078,7 @@ class Watch:
         self._queue = asyncio.Queue()
         inbox = nc.new_inbox()
         self._sub = await nc.subscribe(inbox, cb=self._queue.put)
-        config: dict[str, Any] = {
-            "filter_subject": ALL_META.format(bucket=self.bucket.name),
-            "ack_policy": "none",
-            "mem_storage": True,
-            "num_replicas": 1,
-            "inactive_threshold": int(CONSUMER_INACTIVE_THRESHOLD.total_seconds() * NANOSECONDS),
-        }
+        config = ephemeral_consumer({"filter_subject": ALL_META.format(bucket=self.bucket.name)})
         if self.next_seq is not None:
             # Metadata subjects keep one message each (rollup), so this is also a replay of the latest.
             config.update(deliver_policy="by_start_sequence", opt_start_seq=max(self.next_seq, 1))
