@@ -15,6 +15,7 @@ import atexit
 import concurrent.futures
 import logging
 import os
+import signal
 import ssl
 import threading
 from collections.abc import Coroutine
@@ -35,6 +36,13 @@ logger = logging.getLogger("natsstorage")
 RECONNECT_FOREVER = -1
 RECONNECT_WAIT = 0.5  # seconds between reconnect attempts to one server
 CLOSE_TIMEOUT = 2.0  # seconds to flush and close connections at exit
+# A signal that arrives just before a thread goes to sleep on a lock does not wake it: waits
+# are sliced so that Ctrl-C is handled within this many seconds whatever the timing.
+SIGNAL_CHECK_INTERVAL = 0.25
+# Signals raised by a fault in the thread itself; every other one belongs to the main thread.
+FAULT_SIGNALS = {
+    getattr(signal, name) for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT") if hasattr(signal, name)
+}
 
 
 @dataclass(frozen=True)
@@ -92,8 +100,16 @@ class _Runtime:
         self.loop = new_event_loop()
         self.connections: dict[ConnectionSettings, Client] = {}
         self.locks: dict[ConnectionSettings, asyncio.Lock] = {}
-        self.thread = threading.Thread(target=self.loop.run_forever, name="natsstorage", daemon=True)
+        self.thread = threading.Thread(target=self._serve, name="natsstorage", daemon=True)
         self.thread.start()
+
+    def _serve(self) -> None:
+        # Linux hands a signal sent to the process to any thread not blocking it. Python runs
+        # handlers only in the main thread, which, asleep in run(), would not wake for one caught
+        # here. Threads started from here (libuv's, an executor's) inherit the mask.
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals() - FAULT_SIGNALS)
+        self.loop.run_forever()
 
     async def connection(self, settings: ConnectionSettings) -> Client:
         nc = self.connections.get(settings)
@@ -233,7 +249,12 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise RuntimeError("a blocking natsstorage call was made from its own event loop")
     future = asyncio.run_coroutine_threadsafe(coro, _get_runtime().loop)
     try:
-        return future.result()
+        while True:
+            try:
+                return future.result(SIGNAL_CHECK_INTERVAL)
+            except TimeoutError:
+                if future.done():  # the coroutine's own TimeoutError
+                    raise
     except BaseException:
         future.cancel()
         raise

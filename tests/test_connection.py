@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -102,3 +105,34 @@ def test_operations_work_again_after_a_server_restart(tmp_path, bucket_name):
         assert storage.open("before.txt").read() == b"before"
         assert storage.open("after.txt").read() == b"after"
         assert natsstorage_connections(server) == 1
+
+
+async def _blocked_signals() -> set[signal.Signals]:
+    return signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+def test_signals_to_the_process_reach_the_main_thread_not_the_loop_thread():
+    # Else Ctrl-C could land on the loop thread while the main thread sleeps in run(), and be lost.
+    blocked = _bridge.run(_blocked_signals())
+    assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1} <= blocked
+    assert signal.SIGSEGV not in blocked
+
+
+SLEEP_THROUGH_CTRL_C = """
+import asyncio, signal, threading, time
+from natsstorage import _bridge
+
+def press_ctrl_c():
+    time.sleep(0.5)
+    # Caught by this thread while the main one sleeps in run(): the race a real Ctrl-C can hit.
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+threading.Thread(target=press_ctrl_c).start()
+_bridge.run(asyncio.sleep(60))
+"""
+
+
+def test_ctrl_c_interrupts_a_blocking_call_even_when_caught_by_another_thread():
+    done = subprocess.run([sys.executable, "-c", SLEEP_THROUGH_CTRL_C], capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert "KeyboardInterrupt" in done.stderr
