@@ -44,7 +44,7 @@ class Sizes:
     reps: int
 
 
-FULL = Sizes((10 * MiB, 100 * MiB), 10 * MiB, 1024 * MiB, 400, (1_000, 10_000), 100 * MiB, 9)
+FULL = Sizes((10 * MiB, 100 * MiB), 10 * MiB, 1024 * MiB, 400, (1_000, 10_000), 100 * MiB, 15)
 QUICK = Sizes((1 * MiB,), 1 * MiB, 8 * MiB, 20, (50,), 2 * MiB, 1)
 
 
@@ -70,7 +70,12 @@ def median_of(reps: int, measure: Callable[[], float]) -> float:
 
 
 def interleaved_medians(reps: int, *measures: Callable[[], float]) -> list[float]:
-    """Each measure's median, taking turns run after run so that drift on the machine hits all alike."""
+    """Each measure's median, taking turns run after run so that drift on the machine hits all alike.
+
+    A first untimed turn warms up connections, buckets and caches.
+    """
+    for measure in measures:
+        measure()
     results: list[list[float]] = [[] for _ in measures]
     for _ in range(reps):
         for values, measure in zip(results, measures, strict=True):
@@ -134,6 +139,10 @@ class Bench:
 
         return self._nats_py_loop.run_until_complete(go())
 
+    def settle(self) -> None:
+        """Let our save's background purge of the version it replaced finish, untimed, before the next measurement."""
+        self.bridge.run(self.ours.bucket.settled())
+
     def close(self) -> None:
         if self._nats_py is not None:
             self._nats_py_loop.run_until_complete(self._nats_py[0].close())
@@ -165,7 +174,9 @@ class Bench:
             started = time.perf_counter()
             with path.open("rb") as handle:
                 storage.save("object.bin", File(handle))
-            return mb / (time.perf_counter() - started)
+            rate = mb / (time.perf_counter() - started)
+            self.settle()
+            return rate
 
         def read(storage: Any) -> float:
             started = time.perf_counter()
@@ -230,7 +241,9 @@ class Bench:
             started = time.perf_counter()
             for _ in range(n):
                 operation()
-            return n / (time.perf_counter() - started)
+            rate = n / (time.perf_counter() - started)
+            self.settle()
+            return rate
 
         def theirs_rate(operation: Callable[[Any], Any]) -> float:
             async def loop(store: Any) -> float:

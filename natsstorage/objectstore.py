@@ -317,6 +317,7 @@ class Bucket:
         self._create = create
         self._config: dict[str, Any] | None = None
         self._ready = asyncio.Lock()
+        self._purging: set[asyncio.Task[None]] = set()  # replaced versions' chunks, going
 
     @property
     def replicated(self) -> bool:
@@ -405,11 +406,29 @@ class Bucket:
     async def _purge(self, nc: Client, subject: str) -> None:
         await self._api(nc, f"STREAM.PURGE.{self.stream}", {"filter": subject})
 
+    async def _purge_or_warn(self, nc: Client, subject: str, what: str) -> None:
+        try:
+            await self._purge(nc, subject)
+        except NatsStorageError as error:
+            logger.warning("could not remove the chunks of %s at %s (natsos_gc will): %s", what, subject, error)
+
+    def _purge_soon(self, nc: Client, subject: str, what: str) -> None:
+        """Purge garbage without keeping the caller waiting; ``settled`` waits for it."""
+        task = asyncio.get_running_loop().create_task(self._purge_or_warn(nc, subject, what))
+        self._purging.add(task)
+        task.add_done_callback(self._purging.discard)
+
+    async def settled(self) -> None:
+        """Wait for purges under way, so the bucket's figures and its max_bytes count them."""
+        if self._purging:
+            await asyncio.wait(self._purging)
+
     # -- bucket ------------------------------------------------------------------
 
     async def stream_info(self) -> dict[str, Any]:
         """The stream's raw info: ``config`` and ``state``."""
         nc = await self._nc()
+        await self.settled()
         return await self._api(nc, f"STREAM.INFO.{self.stream}")
 
     async def status(self) -> BucketStatus:
@@ -423,6 +442,7 @@ class Bucket:
     async def destroy(self) -> None:
         """Delete the bucket and every object in it, for good."""
         nc = await self._connect()
+        await self.settled()
         await self._api(nc, f"STREAM.DELETE.{self.stream}")
         self._config = None
 
@@ -514,7 +534,10 @@ class Bucket:
         ``caller_hashes``: the writer feeds every byte to ``Upload.hash`` itself, in
         its own thread, so hashing runs beside the NATS loop instead of on it.
         """
-        return Upload(self, await self._nc(), caller_hashes=caller_hashes, name=name)
+        nc = await self._nc()
+        if (self._config or {}).get("max_bytes", -1) > 0:
+            await self.settled()  # else the replaced versions' chunks still count against the limit
+        return Upload(self, nc, caller_hashes=caller_hashes, name=name)
 
     async def download(self, info: ObjectInfo) -> Download:
         return Download(self, await self._nc(), info)
@@ -625,6 +648,7 @@ class Bucket:
         still in progress, whose newest chunk is always recent.
         """
         nc = await self._nc()
+        await self.settled()
         counts: dict[str, int] = {}
         request = {"subjects_filter": ALL_CHUNKS.format(bucket=self.name)}
         while True:  # the server pages the subjects of a large stream
@@ -768,7 +792,7 @@ class Upload:
 
         Raises ``ObjectChanged`` when another writer got there first; the
         chunks stay, so the caller may retry under the same or another name.
-        After a replacement the old object's chunks are purged.
+        After a replacement the old object's chunks are purged in the background.
         """
         self._name = repr(name)
         if self._buffer:
@@ -798,7 +822,8 @@ class Upload:
             raise
         await self._close()
         if previous is not None and not previous.deleted and previous.nuid != self.nuid:
-            await self.bucket._purge(self.nc, CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=previous.nuid))
+            old = CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=previous.nuid)
+            self.bucket._purge_soon(self.nc, old, f"the replaced version of {self._name}")
         # By this client's clock; reading the metadata back gives the server's.
         return ObjectInfo.from_raw(raw, seq=seq, time=datetime.now(UTC))
 
@@ -817,10 +842,7 @@ class Upload:
         if self._meta_sent:
             logger.warning("kept the chunks at %s: their metadata may yet land (else natsos_gc)", self.subject)
             return
-        try:
-            await self.bucket._purge(self.nc, self.subject)
-        except NatsStorageError as error:
-            logger.warning("could not remove the chunks of an aborted upload to %s: %s", self.subject, error)
+        await self.bucket._purge_or_warn(self.nc, self.subject, f"an aborted upload of {self._name}")
 
 
 class Download:

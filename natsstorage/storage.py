@@ -125,9 +125,10 @@ class NatsStorage(Storage):
         name = clean_name(name)
         content_type = getattr(content, "content_type", None) or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
         # Without overwriting, Django has just seen the name free: assume it still is (no
-        # round trip) and learn otherwise from the compare-and-set. To overwrite, look up
-        # the version to replace now, before the chunks queue up ahead of the question.
-        previous = run(self.bucket.latest(name)) if self.config.file_overwrite else None
+        # round trip) and learn otherwise from the compare-and-set. To overwrite, ask for
+        # the version to replace first, before the chunks queue up ahead of the question,
+        # and take the answer at the end.
+        asked = _bridge.submit(self.bucket.latest(name)) if self.config.file_overwrite else None
         upload = run(self.bucket.upload(caller_hashes=True, name=name))
         writes: deque[Future[None]] = deque()
         try:
@@ -135,12 +136,13 @@ class NatsStorage(Storage):
             # a few pieces of several chunks each in flight, in order (Upload.write queues them).
             for piece in content.chunks(max(self.config.chunk_size, PIECE_BYTES)):  # type: ignore[attr-defined]
                 data = piece.encode() if isinstance(piece, str) else piece
-                upload.hash(data)
                 writes.append(_bridge.submit(upload.write(data)))
+                upload.hash(data)
                 if len(writes) >= PIECES_IN_FLIGHT:
                     writes.popleft().result()
             while writes:
                 writes.popleft().result()
+            previous = asked.result() if asked is not None else None
             for _ in range(MAX_COMMIT_ATTEMPTS):
                 if previous is not None and self.bucket.live(previous) and not self.config.file_overwrite:
                     name, previous = self.get_available_name(name), None

@@ -31,6 +31,8 @@ from natsstorage.status import bucket_rows
 from natsstorage.storage import bucket_names
 from natsstorage.testing import NatsServer, free_port
 
+from .helpers import stream_state
+
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = (
     "natsos_copy",
@@ -228,6 +230,14 @@ def test_put_refuses_an_existing_name_unless_overwrite(storage, bucket, tmp_path
     with storage.open("a.txt") as f:
         assert f.read() == b"new"
     assert storage.listdir("") == ([], ["a.txt"])
+
+
+def test_put_overwrite_in_its_own_process_purges_the_replaced_version_before_exiting(storage, bucket, tmp_path):
+    storage.save("a.bin", ContentFile(os.urandom(300_000)))
+    (tmp_path / "new.bin").write_bytes(os.urandom(300_000))
+    args = [sys.executable, "-m", "django", "natsos_put", bucket, "a.bin", str(tmp_path / "new.bin"), "--overwrite"]
+    subprocess.run(args, env=subprocess_env(_nats_url()), cwd=ROOT, check=True, capture_output=True, timeout=60)
+    assert stream_state(storage)["messages"] == storage.info("a.bin").chunks + 1  # no chunk of the old version
 
 
 def test_put_reads_stdin_and_takes_a_content_type(storage, bucket):

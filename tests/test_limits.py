@@ -32,6 +32,14 @@ def test_a_save_that_would_overflow_max_bytes_fails_clearly_and_leaves_nothing(m
     assert storage.open("small.bin").read()  # the bucket still works
 
 
+def test_overwrites_back_to_back_never_count_the_versions_they_replaced(make_storage):
+    # Room for two versions, not three: each save must wait for the purge before the last one.
+    storage = make_storage(max_bytes=2_500_000, file_overwrite=True)
+    for _ in range(10):
+        storage.save("big.bin", ContentFile(random_bytes(1_000_000)))
+    assert stream_state(storage)["bytes"] < 1_100_000
+
+
 def test_a_sealed_bucket_reads_but_refuses_writes_and_deletes(storage):
     storage.save("kept.txt", ContentFile(b"kept"))
     seal(storage)
