@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
 import platform
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.js.errors
 
 MiB = 1024 * 1024
 NATS_PY_BUCKET = "bench_nats_py"
@@ -134,7 +136,8 @@ class Bench:
             # reach the server's consumer limit.
             jsm = self._nats_py[0].jsm()
             for consumer in await jsm.consumers_info(NATS_PY_STREAM):
-                await jsm.delete_consumer(NATS_PY_STREAM, consumer.name)
+                with contextlib.suppress(nats.js.errors.NotFoundError):  # gone meanwhile, by its inactivity
+                    await jsm.delete_consumer(NATS_PY_STREAM, consumer.name)
             return result
 
         return self._nats_py_loop.run_until_complete(go())
