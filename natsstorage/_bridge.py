@@ -247,7 +247,14 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     if in_loop_thread():
         coro.close()
         raise RuntimeError("a blocking natsstorage call was made from its own event loop")
-    future = asyncio.run_coroutine_threadsafe(coro, _get_runtime().loop)
+    return wait(submit(coro))
+
+
+def wait(future: concurrent.futures.Future[T]) -> T:
+    """The result of work started with ``submit``, waited for in slices so that Ctrl-C is never missed.
+
+    Cancels the work when the wait is interrupted.
+    """
     try:
         while True:
             try:
@@ -268,7 +275,7 @@ async def arun(coro: Coroutine[Any, Any, T]) -> T:
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, runtime.loop))
 
 
-def submit(coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
     """Start ``coro`` on the loop thread without waiting; safe from any thread."""
     return asyncio.run_coroutine_threadsafe(coro, _get_runtime().loop)
 

@@ -139,10 +139,10 @@ class NatsStorage(Storage):
                 writes.append(_bridge.submit(upload.write(data)))
                 upload.hash(data)
                 if len(writes) >= PIECES_IN_FLIGHT:
-                    writes.popleft().result()
+                    _bridge.wait(writes.popleft())
             while writes:
-                writes.popleft().result()
-            previous = asked.result() if asked is not None else None
+                _bridge.wait(writes.popleft())
+            previous = _bridge.wait(asked) if asked is not None else None
             for _ in range(MAX_COMMIT_ATTEMPTS):
                 if previous is not None and self.bucket.live(previous) and not self.config.file_overwrite:
                     name, previous = self.get_available_name(name), None
