@@ -9,6 +9,7 @@ is used, as the NATS tools do, then ``nats://localhost:4222``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -192,6 +193,10 @@ def problems(options: Any, where: str) -> list[tuple[str, str]]:
             found.append((f"{where} has an unknown key {key!r}.", f"Valid keys: {', '.join(sorted(KEYS))}."))
         elif not RULES[key][0](value):
             found.append((f"{where}[{key!r}] = {value!r} is not valid.", f"Use {RULES[key][1]}."))
+    if options.get("credentials") and importlib.util.find_spec("nkeys") is None:
+        found.append(
+            (f"{where}['credentials'] needs the nkeys package to sign in.", "pip install 'natsstorage[nkeys]'.")
+        )
     return found
 
 

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import ipaddress
+import json
 import logging
+import os
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nkeys
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
+from django.test.utils import override_settings
 
 from natsstorage import NatsStorage, _bridge
 from natsstorage.exceptions import NatsUnavailable
@@ -74,6 +82,77 @@ def test_token(tmp_path, bucket_name, caplog):
             NatsStorage(bucket_name, servers=nats.url, token="wrong", connect_timeout=1.0).exists("a")
     assert_no_secret(str(error.value))
     assert_no_secret(caplog.text)
+
+
+# -- credentials files: a server in operator mode, with the JWTs nsc would make -----------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _new_key(prefix: int) -> nkeys.KeyPair:
+    return nkeys.from_seed(nkeys.encode_seed(os.urandom(32), prefix))
+
+
+def _jwt(issuer: nkeys.KeyPair, subject: nkeys.KeyPair, kind: str, **claims: object) -> str:
+    header = _b64(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
+    body = {"jti": _b64(os.urandom(16)), "iat": int(time.time()), "iss": issuer.public_key.decode()}
+    body.update(sub=subject.public_key.decode(), name=kind, nats={"type": kind, "version": 2, **claims})
+    signed = f"{header}.{_b64(json.dumps(body).encode())}"
+    return f"{signed}.{_b64(issuer.sign(signed.encode()))}"
+
+
+def _creds(account: nkeys.KeyPair, path: Path) -> Path:
+    user = _new_key(nkeys.PREFIX_BYTE_USER)
+    path.write_text(
+        "-----BEGIN NATS USER JWT-----\n"
+        f"{_jwt(account, user, 'user', subs=-1, data=-1, payload=-1)}\n"
+        "------END NATS USER JWT------\n\n"
+        "-----BEGIN USER NKEY SEED-----\n"
+        f"{user.seed.decode()}\n"
+        "------END USER NKEY SEED------\n"
+    )
+    return path
+
+
+def operator_mode(directory: Path) -> tuple[str, Path, Path]:
+    """A server config trusting one operator, whose account may use JetStream; a .creds file of a user
+    of that account, and one of a user of an account the operator never signed."""
+    operator = _new_key(nkeys.PREFIX_BYTE_OPERATOR)
+    system, account, stranger = (_new_key(nkeys.PREFIX_BYTE_ACCOUNT) for _ in range(3))
+    limits = {"subs": -1, "conn": -1, "data": -1, "payload": -1, "mem_storage": -1, "disk_storage": -1}
+    accounts = {
+        system.public_key.decode(): _jwt(operator, system, "account"),
+        account.public_key.decode(): _jwt(operator, account, "account", limits={**limits, "streams": -1}),
+    }
+    config = (
+        f"operator: {_jwt(operator, operator, 'operator')}\n"
+        f"system_account: {system.public_key.decode()}\n"
+        f"resolver: MEMORY\nresolver_preload: {json.dumps(accounts)}\n"
+    )
+    return config, _creds(account, directory / "app.creds"), _creds(stranger, directory / "stranger.creds")
+
+
+def test_credentials_file(tmp_path, bucket_name, caplog):
+    config, creds, stranger = operator_mode(tmp_path)
+    with server(tmp_path, config) as nats:
+        assert round_trip(NatsStorage(bucket_name, servers=nats.url, credentials=str(creds))) == b"classified"
+        untrusted = NatsStorage(bucket_name, servers=nats.url, credentials=str(stranger), connect_timeout=1.0)
+        with caplog.at_level(logging.DEBUG), pytest.raises(NatsUnavailable, match="[Aa]uthorization") as error:
+            untrusted.exists("secret.txt")
+    seed = stranger.read_text().split("-----BEGIN USER NKEY SEED-----\n")[1].split()[0]
+    assert seed not in str(error.value) and seed not in caplog.text
+
+
+def test_credentials_without_nkeys_installed_say_what_to_install(tmp_path, monkeypatch):
+    from natsstorage.checks import check_settings
+
+    monkeypatch.setitem(sys.modules, "nkeys", None)  # as if not installed: import fails, find_spec finds none
+    with pytest.raises(ImproperlyConfigured, match=r"needs the nkeys package.*pip install 'natsstorage\[nkeys\]'"):
+        NatsStorage("media", credentials=str(tmp_path / "app.creds"))
+    with override_settings(NATSSTORAGE={"credentials": str(tmp_path / "app.creds")}):
+        assert [error.id for error in check_settings()] == ["natsstorage.E001"]
 
 
 def make_certificates(directory: Path) -> tuple[Path, Path, Path, Path]:
