@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -169,6 +170,13 @@ def test_deleting_an_object_asks_for_confirmation_then_deletes_it(admin_client, 
     assert "was deleted" in response.text
     assert not storage.exists("gone.txt")
     assert storage.exists("kept.txt")
+    (entry,) = LogEntry.objects.all()  # in "Recent actions", as the admin's own deletions are
+    assert (entry.action_flag, entry.object_repr, entry.user.username) == (
+        DELETION,
+        f"{storage.config.bucket}/gone.txt",
+        "admin",
+    )
+    assert "gone.txt" in admin_client.get(reverse("admin:index")).text
 
 
 # -- a FileField on NatsStorage in the admin -------------------------------------------------
