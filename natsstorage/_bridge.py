@@ -124,6 +124,9 @@ class _Runtime:
             return nc
 
     async def close(self) -> None:
+        """Close every connection, once the background work sent on them has its answers."""
+        if pending := _under_way():
+            await asyncio.wait(pending, timeout=CLOSE_TIMEOUT)
         connections, self.connections = list(self.connections.values()), {}
         await asyncio.gather(*(_close(nc) for nc in connections))
 
@@ -223,6 +226,7 @@ def _forget_runtime() -> None:
     """In a forked child the loop thread does not exist: start afresh."""
     global _runtime, _runtime_lock
     _runtime, _runtime_lock = None, threading.Lock()
+    _background.clear()
 
 
 def _shutdown() -> None:
@@ -256,12 +260,12 @@ def wait(future: concurrent.futures.Future[T]) -> T:
     Cancels the work when the wait is interrupted.
     """
     try:
-        while True:
+        while not future.done():
             try:
                 return future.result(SIGNAL_CHECK_INTERVAL)
             except TimeoutError:
-                if future.done():  # the coroutine's own TimeoutError
-                    raise
+                continue  # this slice ran out, or the work failed with its own TimeoutError: done() tells
+        return future.result()
     except BaseException:
         future.cancel()
         raise
@@ -278,6 +282,32 @@ async def arun(coro: Coroutine[Any, Any, T]) -> T:
 def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
     """Start ``coro`` on the loop thread without waiting; safe from any thread."""
     return asyncio.run_coroutine_threadsafe(coro, _get_runtime().loop)
+
+
+# Work started on the loop that no caller waits for (purging a replaced version's chunks), by what
+# it concerns (a stream). Only the loop thread touches it.
+_background: dict[str, set[asyncio.Task[Any]]] = {}
+
+
+def background(about: str, coro: Coroutine[Any, Any, Any]) -> None:
+    """Start ``coro`` on the running loop without waiting; ``settled(about)`` waits for it, and so
+    does closing the connections, so that work sent is work done. Call on the loop thread."""
+    task = asyncio.get_running_loop().create_task(coro)
+    tasks = _background.setdefault(about, set())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def settled(about: str) -> None:
+    """Wait for the background work about ``about``, started by any caller in this process."""
+    if pending := _under_way(about):
+        await asyncio.wait(pending)
+
+
+def _under_way(about: str | None = None) -> list[asyncio.Task[Any]]:
+    loop = asyncio.get_running_loop()
+    groups = _background.values() if about is None else [_background.get(about, set())]
+    return [task for tasks in groups for task in tasks if task.get_loop() is loop]
 
 
 async def connection(settings: ConnectionSettings) -> Client:

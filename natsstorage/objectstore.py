@@ -33,6 +33,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.nuid import NUID
 
+from natsstorage import _bridge
 from natsstorage.exceptions import (
     BucketFull,
     BucketNotFound,
@@ -317,7 +318,6 @@ class Bucket:
         self._create = create
         self._config: dict[str, Any] | None = None
         self._ready = asyncio.Lock()
-        self._purging: set[asyncio.Task[None]] = set()  # replaced versions' chunks, going
 
     @property
     def replicated(self) -> bool:
@@ -414,14 +414,11 @@ class Bucket:
 
     def _purge_soon(self, nc: Client, subject: str, what: str) -> None:
         """Purge garbage without keeping the caller waiting; ``settled`` waits for it."""
-        task = asyncio.get_running_loop().create_task(self._purge_or_warn(nc, subject, what))
-        self._purging.add(task)
-        task.add_done_callback(self._purging.discard)
+        _bridge.background(self.stream, self._purge_or_warn(nc, subject, what))
 
     async def settled(self) -> None:
-        """Wait for purges under way, so the bucket's figures and its max_bytes count them."""
-        if self._purging:
-            await asyncio.wait(self._purging)
+        """Wait for this process's purges under way in the bucket, so its figures and max_bytes count them."""
+        await _bridge.settled(self.stream)
 
     # -- bucket ------------------------------------------------------------------
 
@@ -815,10 +812,15 @@ class Upload:
         for key in ("description", "headers"):
             if not raw[key]:
                 del raw[key]
+        # From here the metadata may land whatever happens to this call (a stream leader that dies may
+        # have passed it on, a cancelled wait may have sent it): abort() must keep the chunks.
+        self._meta_sent = True
         try:
             seq = await self.bucket._put_meta(self.nc, name, raw, expected_seq=previous.seq if previous else 0)
         except NatsUnavailable:
-            self._meta_sent = True  # a stream leader that died may have passed it on: it may yet be stored
+            raise
+        except NatsStorageError:  # the server refused it (changed, full, sealed): it did not land
+            self._meta_sent = False
             raise
         await self._close()
         if previous is not None and not previous.deleted and previous.nuid != self.nuid:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mimetypes
 from collections import deque
 from collections.abc import Mapping
-from concurrent.futures import Future, wait
+from concurrent.futures import Future
 from datetime import datetime
 from functools import cached_property, partial
 from typing import IO, Any, Unpack
@@ -124,12 +124,12 @@ class NatsStorage(Storage):
     def _save(self, name: str, content: IO[Any]) -> str:
         name = clean_name(name)
         content_type = getattr(content, "content_type", None) or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
+        upload = run(self.bucket.upload(caller_hashes=True, name=name))
         # Without overwriting, Django has just seen the name free: assume it still is (no
         # round trip) and learn otherwise from the compare-and-set. To overwrite, ask for
-        # the version to replace first, before the chunks queue up ahead of the question,
+        # the version to replace now, before the chunks queue up ahead of the question,
         # and take the answer at the end.
         asked = _bridge.submit(self.bucket.latest(name)) if self.config.file_overwrite else None
-        upload = run(self.bucket.upload(caller_hashes=True, name=name))
         writes: deque[Future[None]] = deque()
         try:
             # Read and hash the next piece here while the NATS loop publishes the last ones:
@@ -155,7 +155,9 @@ class NatsStorage(Storage):
                 return name
             raise ObjectChanged(f"{name!r} in bucket {self.config.bucket!r} kept changing while being saved")
         except BaseException:
-            wait(writes)
+            for started in (*writes, asked):
+                if started is not None:
+                    started.cancel()  # send no more; abort() waits for what went out, then purges it
             run(upload.abort())
             raise
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import signal
 import subprocess
@@ -136,3 +137,23 @@ def test_ctrl_c_interrupts_a_blocking_call_even_when_caught_by_another_thread():
     done = subprocess.run([sys.executable, "-c", SLEEP_THROUGH_CTRL_C], capture_output=True, text=True, timeout=30)
     assert done.returncode != 0
     assert "KeyboardInterrupt" in done.stderr
+
+
+class _DoneAsTheSliceRunsOut(concurrent.futures.Future[str]):
+    """Work that finishes between a wait slice running out and the waiter's next look."""
+
+    def result(self, timeout: float | None = None) -> str:
+        if timeout is not None and not self.done():
+            self.set_result("stored")
+            raise TimeoutError
+        return super().result(timeout)
+
+
+def test_work_that_ends_as_a_wait_slice_runs_out_gives_its_result_not_a_timeout():
+    assert _bridge.wait(_DoneAsTheSliceRunsOut()) == "stored"
+
+    async def times_out() -> None:
+        raise TimeoutError("its own")
+
+    with pytest.raises(TimeoutError, match="its own"):
+        _bridge.run(times_out())

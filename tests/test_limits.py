@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile
 
 from natsstorage import NatsStorage, _bridge
 from natsstorage.exceptions import BucketFull, BucketNotFound, BucketSealed
+from natsstorage.objectstore import Bucket
 
 from .helpers import random_bytes, stream_state, with_nats
 
@@ -32,12 +35,20 @@ def test_a_save_that_would_overflow_max_bytes_fails_clearly_and_leaves_nothing(m
     assert storage.open("small.bin").read()  # the bucket still works
 
 
-def test_overwrites_back_to_back_never_count_the_versions_they_replaced(make_storage):
-    # Room for two versions, not three: each save must wait for the purge before the last one.
-    storage = make_storage(max_bytes=2_500_000, file_overwrite=True)
-    for _ in range(10):
-        storage.save("big.bin", ContentFile(random_bytes(1_000_000)))
-    assert stream_state(storage)["bytes"] < 1_100_000
+def test_overwrites_back_to_back_never_count_the_versions_they_replaced(make_storage, monkeypatch):
+    # Room for two versions, not three. Replaced versions are purged in the background, slowly
+    # here, and two storages take turns: each save must wait for the purge either one started.
+    purge = Bucket._purge
+
+    async def slow_purge(self: Bucket, nc: Any, subject: str) -> None:
+        await asyncio.sleep(0.2)
+        await purge(self, nc, subject)
+
+    monkeypatch.setattr(Bucket, "_purge", slow_purge)
+    storages = [make_storage(max_bytes=2_500_000, file_overwrite=True) for _ in range(2)]
+    for turn in range(6):
+        storages[turn % 2].save("big.bin", ContentFile(random_bytes(1_000_000)))
+    assert stream_state(storages[0])["bytes"] < 1_100_000
 
 
 def test_a_sealed_bucket_reads_but_refuses_writes_and_deletes(storage):
