@@ -161,8 +161,8 @@ class BucketAdmin(ModelAdmin):
         storage, info = _object(bucket, name)
         objects_url = reverse("admin:natsstorage_bucket_objects", kwargs={"bucket": bucket})
         if request.method == "POST" and request.POST.get("post") == "yes":
-            storage.delete(name)
-            self._log_deletion(request, bucket, name)
+            if run(storage.bucket.delete(info.name)):  # False: another hand got there first
+                self._log_deletion(request, bucket, info.name)
             self.message_user(request, f"The object “{name}” was deleted from bucket “{bucket}”.", messages.SUCCESS)
             return HttpResponseRedirect(objects_url)
         context = self._context(request, "Are you sure?", bucket=bucket, info=info, objects_url=objects_url)
