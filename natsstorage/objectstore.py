@@ -69,6 +69,7 @@ SEQUENCE_HEADER = "Nats-Sequence"  # on a direct get's answer, with:
 TIME_HEADER = "Nats-Time-Stamp"
 MESSAGE_SIZE_HEADER = "Nats-Msg-Size"  # what a headers-only consumer sends instead of the data
 NO_RESPONDERS = "503"
+NOT_FOUND = "404"  # a direct get's "no such message"
 
 # JetStream API error codes this module acts on.
 ERR_NO_MESSAGE = 10037
@@ -457,11 +458,11 @@ class Bucket:
         message["data"] = base64.b64decode(message.get("data", ""))
         return message
 
-    async def _get_chunk(self, nc: Client, request: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Like ``_get_message`` for chunk data, but raw (no base64) through a direct get when it can.
+    async def _direct_get(self, nc: Client, request: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Like ``_get_message``, but raw (no JSON, no base64) through a direct get when it can.
 
         A direct get may be answered by a replica that has not caught up yet, so
-        "not found" there is asked again of the stream leader.
+        "not found" there is asked again of the stream leader, unless there are no replicas.
         """
         try:
             reply = await nc.request(
@@ -472,6 +473,8 @@ class Bucket:
         except nats.errors.Error as error:
             raise self._unavailable("no answer to a direct get", error) from None
         headers = reply.headers or {}
+        if headers.get(STATUS_HEADER) == NOT_FOUND and not self.replicated:
+            return None
         if STATUS_HEADER in headers or SEQUENCE_HEADER not in headers:
             return await self._get_message(nc, request)
         return {"data": reply.data, "seq": int(headers[SEQUENCE_HEADER]), "time": headers.get(TIME_HEADER, "")}
@@ -480,7 +483,9 @@ class Bucket:
         """The name's latest metadata whatever its state (deleted, expired), or None."""
         nc = await self._nc()
         subject = META_SUBJECT.format(bucket=self.name, key=encode_key(name))
-        message = await self._get_message(nc, {"last_by_subj": subject})
+        # A replicated bucket's replicas may lag behind a write just acknowledged: ask the leader.
+        get = self._get_message if self.replicated else self._direct_get
+        message = await get(nc, {"last_by_subj": subject})
         if message is None:
             return None
         return ObjectInfo.from_message(message["data"], seq=message["seq"], time=parse_time(message["time"]))
@@ -555,7 +560,7 @@ class Bucket:
         window = self.window_for(info.chunk_size or DEFAULT_CHUNK_SIZE)
         size = info.chunk_size
         if size and info.chunks == -(-info.size // size):
-            last = await self._get_chunk(nc, {"last_by_subj": subject})
+            last = await self._direct_get(nc, {"last_by_subj": subject})
             if last is not None and len(last["data"]) == info.size - (info.chunks - 1) * size:
                 chunk = offset // size
                 config = {
@@ -662,7 +667,7 @@ class Bucket:
             nuid = subject.removeprefix(prefix)
             if nuid in live:
                 continue
-            last = await self._get_chunk(nc, {"last_by_subj": subject})
+            last = await self._direct_get(nc, {"last_by_subj": subject})
             if last is None:  # purged meanwhile
                 continue
             newest = parse_time(last["time"])
@@ -908,7 +913,7 @@ class Download:
     async def _only_chunk(self) -> bytes:
         """A one-chunk object in one request, without a consumer."""
         subject = CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=self.info.nuid)
-        message = await self.bucket._get_chunk(self.nc, {"seq": 0, "next_by_subj": subject})
+        message = await self.bucket._direct_get(self.nc, {"seq": 0, "next_by_subj": subject})
         if message is None:
             raise self._corrupt("0 of the 1 chunks to read are on the server")
         data: bytes = message["data"]
