@@ -1,4 +1,9 @@
-"""Settings, read in one place.
+"""Settings, declared and read in one place.
+
+Each option is declared once, as a field of ``Config``: its type, default,
+validation, one-line doc and whether it is secret. The checks, the
+migration filter (``NatsStorage.deconstruct``) and the README's options
+table all read that declaration.
 
 Precedence, lowest first: the defaults below, ``settings.NATSSTORAGE`` (a
 dict with the same keys, for the whole project), then a storage's own
@@ -11,15 +16,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any, TypedDict
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
+from django.utils.functional import Promise
 
 from natsstorage._bridge import ConnectionSettings
-from natsstorage.objectstore import BUCKET_NAME, CHUNK_SIZE, BucketConfig
+from natsstorage.names import clean_location, valid_bucket_name
+from natsstorage.objectstore import CHUNK_SIZE, BucketConfig
 
 SETTING = "NATSSTORAGE"
 SERVERS_ENVIRONMENT_VARIABLE = "NATS_URL"
@@ -27,79 +34,150 @@ DEFAULT_SERVERS = ("nats://localhost:4222",)
 MAX_CHUNK_SIZE = 1024 * 1024  # the server's default max_payload
 
 
-class Options(TypedDict, total=False):
-    """The keyword options of ``NatsStorage``; ``settings.NATSSTORAGE`` takes these and ``bucket``."""
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
-    servers: str | Sequence[str]
-    user: str
-    password: str
-    token: str
-    credentials: str
-    tls_ca_file: str
-    tls_cert_file: str
-    tls_key_file: str
-    connect_timeout: float
-    timeout: float
-    chunk_size: int
-    window: int | None
-    file_overwrite: bool
-    create_bucket: bool
-    description: str
-    ttl: float | None
-    max_bytes: int
-    storage: str
-    replicas: int
-    compression: bool
-    base_url: str | None
-    public: bool
-    url_expiry: int
-    staff_only: bool
+
+def _int(low: int, high: int | None = None) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        return (
+            isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+        )
+
+    return check
+
+
+def _bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _optional_str(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _servers(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip())
+    return isinstance(value, list | tuple) and bool(value) and all(isinstance(url, str) and url for url in value)
+
+
+def _location(value: Any) -> bool:
+    try:
+        clean_location(value)
+    except (SuspiciousFileOperation, TypeError):
+        return False
+    return True
+
+
+def _headers(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(key, str) and key and isinstance(text, str) and "\n" not in text and "\r" not in text
+        for key, text in value.items()
+    )
+
+
+def option(
+    default: Any, valid: Callable[[Any], bool], expects: str, doc: str, *, secret: bool = False, shown: str = ""
+) -> Any:
+    """Declare one option: ``expects`` says what a valid value looks like; ``secret`` keeps it out of migrations;
+    ``shown`` is the default as the options table writes it, when ``repr`` does not say it well."""
+    metadata = {"valid": valid, "expects": expects, "doc": doc, "secret": secret, "shown": shown}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+PATH = "the path of a PEM file"
+SECONDS = "a number of seconds above 0"
 
 
 @dataclass(frozen=True)
 class Config:
-    """One storage's resolved settings."""
+    """One storage's resolved settings; every option of ``NatsStorage`` is a field here."""
 
-    bucket: str = "media"
-    servers: tuple[str, ...] = DEFAULT_SERVERS
-    user: str | None = None
-    password: str | None = None
-    token: str | None = None
-    credentials: str | None = None  # path of a .creds file (JWT + NKey)
-    tls_ca_file: str | None = None
-    tls_cert_file: str | None = None
-    tls_key_file: str | None = None
-    # Seconds to reach a server before an operation fails with NatsUnavailable.
-    connect_timeout: float = 2.0
-    # Seconds any one network wait (a reply, an acknowledgement, a chunk) may take.
-    timeout: float = 10.0
-    # Bytes per chunk message. The NATS clients write 128 KiB; every client reads
-    # any size up to the server's max_payload (which caps this), and 512 KiB
-    # needs a quarter of the per-message work: 1.5x the throughput (bench/run.py).
-    chunk_size: int = CHUNK_SIZE
-    # Chunks in flight per transfer; None: as many as fit in 8 MiB, which keeps
-    # a link busy while bounding what one upload or download holds in memory.
-    window: int | None = None
-    # False: like FileSystemStorage, a taken name gets Django's alternative name.
-    file_overwrite: bool = False
-    # Create a missing bucket on first use, as the NATS clients' os("name") does.
-    create_bucket: bool = True
-    # Used only when this storage creates a missing bucket.
-    description: str = ""
-    ttl: float | None = None
-    max_bytes: int = -1
-    storage: str = "file"
-    replicas: int = 1
-    compression: bool = False
-    # Where natsstorage.urls is reachable, e.g. "https://cdn.example.com/files/";
-    # None: reverse() it in this project's URLconf.
-    base_url: str | None = None
-    # False: url() signs each link and the view refuses unsigned or expired ones.
-    public: bool = False
-    # Seconds a signed link works; an hour, like S3's presigned URLs by default.
-    url_expiry: int = 3600
-    # True: the view also requires a logged-in, active staff user.
-    staff_only: bool = False
+    bucket: str = option("media", valid_bucket_name, "letters, digits, '-' and '_' only", "the bucket's name")
+    location: str = option(
+        "", _location, "a relative path such as 'media', without '..'", "a prefix inside the bucket for every name"
+    )
+    servers: tuple[str, ...] = option(
+        DEFAULT_SERVERS,
+        _servers,
+        "a list of URLs or a comma-separated string, e.g. 'nats://127.0.0.1:4222'",
+        "where NATS is; URLs may carry credentials, so this never goes into migrations",
+        secret=True,
+        shown="`$NATS_URL`, then `nats://localhost:4222`",
+    )
+    user: str | None = option(None, _optional_str, "a string", "user name to authenticate with", secret=True)
+    password: str | None = option(None, _optional_str, "a string", "password to authenticate with", secret=True)
+    token: str | None = option(None, _optional_str, "a string", "token to authenticate with", secret=True)
+    credentials: str | None = option(
+        None,
+        _optional_str,
+        "the path of a .creds file",
+        "a `.creds` file (JWT and NKey seed, as `nsc` makes them); needs the `nkeys` extra",
+        secret=True,
+    )
+    tls_ca_file: str | None = option(None, _optional_str, PATH, "TLS: a CA to trust")
+    tls_cert_file: str | None = option(None, _optional_str, PATH, "TLS: a client certificate")
+    tls_key_file: str | None = option(None, _optional_str, PATH, "TLS: the client certificate's key", secret=True)
+    connect_timeout: float = option(2.0, _positive, SECONDS, "seconds to reach a server before `NatsUnavailable`")
+    timeout: float = option(
+        10.0, _positive, SECONDS, "seconds any one network wait (reply, acknowledgement, chunk) may take"
+    )
+    # The NATS clients write 128 KiB; every client reads any size up to the server's
+    # max_payload (which caps this), and 512 KiB needs a quarter of the per-message
+    # work: 1.5x the throughput (bench/run.py).
+    chunk_size: int = option(
+        CHUNK_SIZE,
+        _int(1, MAX_CHUNK_SIZE),
+        f"a whole number of bytes from 1 to {MAX_CHUNK_SIZE}",
+        "bytes per chunk message, capped by the server's `max_payload`",
+    )
+    window: int | None = option(
+        None,
+        lambda v: v is None or _int(1, 1024)(v),
+        "None or a whole number of chunks from 1 to 1024",
+        "chunks in flight per transfer; `None`: as many as fit in 8 MiB (bounds memory, keeps the link busy)",
+    )
+    file_overwrite: bool = option(
+        False, _bool, "True or False", "replace an existing name instead of picking Django's alternative name"
+    )
+    create_bucket: bool = option(True, _bool, "True or False", "create a missing bucket on first use")
+    description: str = option("", _str, "a string", "the bucket's description, when this storage creates it")
+    ttl: float | None = option(
+        None, lambda v: v is None or _positive(v), f"None or {SECONDS}", "seconds objects live, for a new bucket"
+    )
+    max_bytes: int = option(
+        -1,
+        lambda v: v == -1 or _int(1)(v),
+        "-1 (no limit) or a whole number of bytes",
+        "the bucket's size limit, when creating it",
+    )
+    storage: str = option(
+        "file", lambda v: v in ("file", "memory"), "'file' or 'memory'", "where the server keeps a bucket it creates"
+    )
+    replicas: int = option(1, _int(1, 5), "a whole number from 1 to 5", "copies in a cluster, when creating the bucket")
+    compression: bool = option(False, _bool, "True or False", "S2 compression on the server, when creating the bucket")
+    object_parameters: Mapping[str, str] = option(
+        {},
+        _headers,
+        "a dict of header names to one-line strings",
+        "headers stored with every object and sent by the view, e.g. `{'Cache-Control': 'max-age=86400'}`",
+    )
+    base_url: str | Promise | None = option(
+        None,
+        lambda v: v is None or isinstance(v, str | Promise),
+        "None or a URL (a lazy one too), e.g. 'https://cdn.example.com/media/'",
+        "the URL of this storage's files, like `MEDIA_URL`; `None`: `natsstorage.urls` in your URLconf",
+    )
+    public: bool = option(False, _bool, "True or False", "plain, unsigned links; else signed and expiring")
+    # An hour, like S3's presigned URLs by default.
+    url_expiry: int = option(3600, _int(1), "a whole number of seconds above 0", "seconds a signed link works")
+    staff_only: bool = option(False, _bool, "True or False", "the view also requires a logged-in staff user")
 
     @property
     def connection(self) -> ConnectionSettings:
@@ -127,60 +205,8 @@ class Config:
         )
 
 
-KEYS = frozenset(field.name for field in fields(Config))
-
-
-def _positive(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-
-
-def _int(low: int, high: int | None = None) -> Callable[[Any], bool]:
-    def check(value: Any) -> bool:
-        return (
-            isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
-        )
-
-    return check
-
-
-def _optional_str(value: Any) -> bool:
-    return value is None or isinstance(value, str)
-
-
-def _servers(value: Any) -> bool:
-    if isinstance(value, str):
-        return bool(value.strip())
-    return isinstance(value, list | tuple) and bool(value) and all(isinstance(url, str) and url for url in value)
-
-
-# key -> (is the value valid, what a valid value looks like)
-RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "bucket": (lambda v: isinstance(v, str) and bool(BUCKET_NAME.match(v)), "letters, digits, '-' and '_' only"),
-    "servers": (_servers, "a list of URLs or a comma-separated string, e.g. 'nats://127.0.0.1:4222'"),
-    "user": (_optional_str, "a string"),
-    "password": (_optional_str, "a string"),
-    "token": (_optional_str, "a string"),
-    "credentials": (_optional_str, "the path of a .creds file"),
-    "tls_ca_file": (_optional_str, "the path of a PEM file"),
-    "tls_cert_file": (_optional_str, "the path of a PEM file"),
-    "tls_key_file": (_optional_str, "the path of a PEM file"),
-    "connect_timeout": (_positive, "a number of seconds above 0"),
-    "timeout": (_positive, "a number of seconds above 0"),
-    "chunk_size": (_int(1, MAX_CHUNK_SIZE), f"a whole number of bytes from 1 to {MAX_CHUNK_SIZE}"),
-    "window": (lambda v: v is None or _int(1, 1024)(v), "None or a whole number of chunks from 1 to 1024"),
-    "file_overwrite": (lambda v: isinstance(v, bool), "True or False"),
-    "create_bucket": (lambda v: isinstance(v, bool), "True or False"),
-    "description": (lambda v: isinstance(v, str), "a string"),
-    "ttl": (lambda v: v is None or _positive(v), "None or a number of seconds above 0"),
-    "max_bytes": (lambda v: v == -1 or _int(1)(v), "-1 (no limit) or a whole number of bytes"),
-    "storage": (lambda v: v in ("file", "memory"), "'file' or 'memory'"),
-    "replicas": (_int(1, 5), "a whole number from 1 to 5"),
-    "compression": (lambda v: isinstance(v, bool), "True or False"),
-    "base_url": (lambda v: v is None or (isinstance(v, str) and v.endswith("/")), "None or a URL ending in '/'"),
-    "public": (lambda v: isinstance(v, bool), "True or False"),
-    "url_expiry": (_int(1), "a whole number of seconds above 0"),
-    "staff_only": (lambda v: isinstance(v, bool), "True or False"),
-}
+OPTIONS: dict[str, Field[Any]] = {declared.name: declared for declared in fields(Config)}
+SECRETS = frozenset(name for name, declared in OPTIONS.items() if declared.metadata["secret"])
 
 
 def problems(options: Any, where: str) -> list[tuple[str, str]]:
@@ -189,10 +215,10 @@ def problems(options: Any, where: str) -> list[tuple[str, str]]:
         return [(f"{where} must be a dict, not {type(options).__name__}.", "Use a dict of option names to values.")]
     found = []
     for key, value in options.items():
-        if key not in RULES:
-            found.append((f"{where} has an unknown key {key!r}.", f"Valid keys: {', '.join(sorted(KEYS))}."))
-        elif not RULES[key][0](value):
-            found.append((f"{where}[{key!r}] = {value!r} is not valid.", f"Use {RULES[key][1]}."))
+        if key not in OPTIONS:
+            found.append((f"{where} has an unknown key {key!r}.", f"Valid keys: {', '.join(sorted(OPTIONS))}."))
+        elif not OPTIONS[key].metadata["valid"](value):
+            found.append((f"{where}[{key!r}] = {value!r} is not valid.", f"Use {OPTIONS[key].metadata['expects']}."))
     if options.get("credentials") and importlib.util.find_spec("nkeys") is None:
         found.append(
             (f"{where}['credentials'] needs the nkeys package to sign in.", "pip install 'natsstorage[nkeys]'.")
@@ -221,4 +247,17 @@ def resolve(bucket: str | None, options: Mapping[str, Any]) -> Config:
     if isinstance(servers, str):
         servers = servers.split(",")
     merged["servers"] = tuple(url.strip() for url in servers if url.strip())
+    merged["location"] = clean_location(merged.get("location", ""))
+    merged["object_parameters"] = dict(merged.get("object_parameters", {}))
     return Config(**merged)
+
+
+def options_table() -> str:
+    """The README's options table, in Markdown, from the declarations above."""
+    rows = ["| option | default | what it does |", "|---|---|---|"]
+    for name, declared in OPTIONS.items():
+        default = declared.default if declared.default is not MISSING else declared.default_factory()  # type: ignore[misc]
+        shown = declared.metadata["shown"] or f"`{default!r}`"
+        secret = " Secret: never written into migrations." if declared.metadata["secret"] else ""
+        rows.append(f"| `{name}` | {shown} | {declared.metadata['doc']}.{secret} |")
+    return "\n".join(rows) + "\n"

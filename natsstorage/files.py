@@ -1,17 +1,18 @@
-"""Django ``File`` objects that stream an object from the bucket, chunk by chunk."""
+"""Django ``File`` objects that stream an object from or to the bucket, chunk by chunk."""
 
 from __future__ import annotations
 
 import io
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from django.core.files.base import File
 
 from natsstorage import _bridge
-from natsstorage.objectstore import Bucket, Download, ObjectInfo
+from natsstorage.objectstore import Bucket, Download, ObjectInfo, Upload
 
 CHUNKS_PER_HOP = 8  # chunks fetched per hop to the NATS loop, when they are already there
 
@@ -112,34 +113,151 @@ class ObjectStream(io.RawIOBase):
         super().close()
 
 
-class NatsFile(_File):
-    """An object opened for reading; ``read``, ``chunks`` and iteration stream from NATS."""
+READ_MODES = {"rb": "rb", "r": "r", "br": "rb", "rt": "r", "tr": "r"}
+WRITE_MODES = {"wb": "wb", "w": "w", "bw": "wb", "wt": "w", "tw": "w", "xb": "xb", "x": "x", "bx": "xb"}
+SUPPORTED_MODES = "'rb', 'r', 'wb', 'w', 'xb' and 'x'"
+PIECE_BYTES = 1024 * 1024  # what a writer hands to the NATS loop at once
+PIECES_IN_FLIGHT = 3  # handed over and not yet written: bounds a writer's memory
 
-    def __init__(self, info: ObjectInfo, open_stream: Callable[[], ObjectStream]) -> None:
+
+def normal_mode(mode: str) -> str:
+    """``mode`` spelled as ``READ_MODES``/``WRITE_MODES`` values; ValueError for what cannot be streamed."""
+    found = READ_MODES.get(mode) or WRITE_MODES.get(mode)
+    if found is None:
+        raise ValueError(
+            f"NatsStorage cannot open a file in mode {mode!r}: objects are streamed, not edited in place. "
+            f"Use {SUPPORTED_MODES}."
+        )
+    return found
+
+
+class ObjectSink(io.RawIOBase):
+    """The writing end of an upload: pieces go to the NATS loop while the caller hashes and reads the next.
+
+    At most ``PIECES_IN_FLIGHT`` pieces wait for the loop, so memory stays bounded whatever the
+    size. ``drain`` waits until every byte is in the bucket's chunks; ``commit`` (called by
+    ``close``) publishes the metadata that makes the object visible. Nothing is visible before.
+    """
+
+    def __init__(self, upload: Upload, commit: Callable[[ObjectSink], None] | None = None) -> None:
+        self.upload = upload
+        self._commit = commit
+        self._writes: deque[Future[None]] = deque()
+        self._aborted = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: WriteableBuffer | bytes) -> int:  # type: ignore[override]
+        if self.closed:
+            raise ValueError("write to a closed NatsStorage file")
+        if self._aborted:
+            return len(memoryview(data))  # an aborted write keeps nothing: what is still buffered goes nowhere
+        piece = bytes(memoryview(data)[:PIECE_BYTES])  # the caller may reuse its buffer once we return
+        self._writes.append(_bridge.submit(self.upload.write(piece)))
+        self.upload.hash(piece)
+        if len(self._writes) >= PIECES_IN_FLIGHT:
+            _bridge.wait(self._writes.popleft())
+        return len(piece)
+
+    def drain(self) -> None:
+        """Wait until every piece handed over is written (its chunks published)."""
+        while self._writes:
+            _bridge.wait(self._writes.popleft())
+
+    def abort(self) -> None:
+        """Send no more, and remove what was sent; the object never appears."""
+        if not self._aborted:
+            self._aborted = True
+            for write in self._writes:
+                write.cancel()
+            self._writes.clear()
+            _bridge.run(self.upload.abort())
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if not self._aborted and self._commit is not None:
+                try:
+                    self.drain()
+                    self._commit(self)
+                except BaseException:
+                    self.abort()
+                    raise
+        finally:
+            super().close()
+
+
+class NatsFile(_File):
+    """An object opened from the bucket: streamed reads (``rb``, or ``r`` as text), or a streamed write
+    (``wb``, ``w``, ``xb``, ``x``) that appears in the bucket, whole, on ``close()``."""
+
+    def __init__(
+        self,
+        name: str,
+        mode: str,
+        *,
+        info: ObjectInfo | None = None,
+        open_stream: Callable[[], ObjectStream] | None = None,
+        open_sink: Callable[[], ObjectSink] | None = None,
+        encoding: str | None = None,
+        newline: str | None = None,
+    ) -> None:
         self.info = info
         self._open_stream = open_stream
-        super().__init__(self._buffered(), name=info.name)
-        self.mode = "rb"
+        self._open_sink = open_sink
+        self._encoding = encoding
+        self._newline = newline
+        self._sink: ObjectSink | None = None
+        super().__init__(self._stack(mode), name=name)
+        self.mode = mode
 
-    def _buffered(self) -> io.BufferedReader:
-        return io.BufferedReader(self._open_stream(), buffer_size=self.info.chunk_size or io.DEFAULT_BUFFER_SIZE)
+    def _stack(self, mode: str) -> IO[Any]:
+        """The io stack for ``mode``: a raw stream, buffered, then text when the mode says so."""
+        buffered: io.BufferedIOBase
+        if mode in WRITE_MODES.values():
+            if self._open_sink is None:
+                raise ValueError(f"{self.name!r} was opened for reading; open it again with mode {mode!r}")
+            self._sink = self._open_sink()
+            buffered = io.BufferedWriter(self._sink, buffer_size=PIECE_BYTES)
+        else:
+            if self._open_stream is None or self.info is None:
+                raise ValueError(f"{self.name!r} was opened for writing; open it again with mode {mode!r}")
+            size = self.info.chunk_size or io.DEFAULT_BUFFER_SIZE
+            buffered = io.BufferedReader(self._open_stream(), buffer_size=size)
+        if "b" in mode:
+            return buffered
+        return io.TextIOWrapper(buffered, encoding=self._encoding, newline=self._newline)
 
     @property
     def size(self) -> int:
+        if self.info is None:
+            return self.file.tell() if not self.closed else 0
         return self.info.size
 
     @property
     def content_type(self) -> str | None:
-        return self.info.content_type
+        return self.info.content_type if self.info is not None else None
 
     def open(self, mode: str | None = None, *args: object, **kwargs: object) -> NatsFile:
-        if mode not in (None, "rb"):
-            raise ValueError(f"NatsStorage files open for reading only ('rb'), not {mode!r}")
-        if self.closed:
-            self.file = self._buffered()
+        """Reopen: back to the start, or anew when closed or when ``mode`` differs."""
+        mode = normal_mode(mode) if mode is not None else self.mode
+        if mode in WRITE_MODES.values() and not (mode == self.mode and not self.closed):
+            raise ValueError(f"reopen {self.name!r} for writing through storage.open(name, {mode!r})")
+        if self.closed or mode != self.mode:
+            if not self.closed:
+                self.close()
+            self.file = self._stack(mode)
+            self.mode = mode
         else:
             self.seek(0)
         return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if exc_type is not None and self._sink is not None:
+            self._sink.abort()  # all or nothing: an error inside ``with`` leaves no object
+        self.close()
 
 
 class AsyncNatsFile:
@@ -188,3 +306,48 @@ class AsyncNatsFile:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         await self.close()
+
+
+class AsyncNatsWriter:
+    """An object being written from async code: ``await f.write(data)``; it appears, whole, on ``await f.close()``.
+
+    Use ``async with``: an error inside it leaves no object.
+    """
+
+    def __init__(self, name: str, upload: Upload, commit: Callable[[Upload], Coroutine[Any, Any, str]]) -> None:
+        self.name = name
+        self._upload = upload
+        self._commit = commit
+        self.closed = False
+
+    async def write(self, data: bytes | str) -> int:
+        if self.closed:
+            raise ValueError("write to a closed NatsStorage file")
+        piece = data.encode() if isinstance(data, str) else bytes(data)
+        await _bridge.arun(self._upload.write(piece))
+        return len(data)
+
+    async def close(self) -> None:
+        """Publish the object; its final name is ``self.name``."""
+        if not self.closed:
+            self.closed = True
+            try:
+                self.name = await _bridge.arun(self._commit(self._upload))
+            except BaseException:
+                await self.abort()
+                raise
+
+    async def abort(self) -> None:
+        self.closed = True
+        await _bridge.arun(self._upload.abort())
+
+    async def __aenter__(self) -> AsyncNatsWriter:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if exc_type is not None:
+            await self.abort()
+        else:
+            await self.close()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import mimetypes
-from collections import deque
+import os
 from collections.abc import Mapping
-from concurrent.futures import Future
-from datetime import datetime
+from contextlib import aclosing
+from datetime import datetime, timedelta
 from functools import cached_property, partial
-from typing import IO, Any, Unpack
-from urllib.parse import quote, urlencode
+from typing import IO, Any, ClassVar
+from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -17,38 +17,77 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 from django.core.signals import setting_changed
 from django.urls import NoReverseMatch, reverse
-from django.utils.deconstruct import deconstructible
+from django.utils.encoding import filepath_to_uri
 
 from natsstorage import _bridge, conf, objectstore, signing
 from natsstorage._bridge import run
 from natsstorage.exceptions import NatsStorageError, ObjectChanged
-from natsstorage.files import AsyncNatsFile, NatsFile, ObjectStream
+from natsstorage.files import (
+    PIECE_BYTES,
+    WRITE_MODES,
+    AsyncNatsFile,
+    AsyncNatsWriter,
+    NatsFile,
+    ObjectSink,
+    ObjectStream,
+    normal_mode,
+)
 from natsstorage.names import clean_name, clean_prefix
-from natsstorage.objectstore import Bucket, ObjectInfo
+from natsstorage.objectstore import Bucket, ObjectInfo, Upload
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 MAX_COMMIT_ATTEMPTS = 100  # concurrent writers of one name each win within a few
-PIECE_BYTES = 1024 * 1024  # read from the content and handed to the NATS loop at once
-PIECES_IN_FLIGHT = 3
-URL_SAFE = "/~:@!$&'()*+,;="  # what reverse() leaves unquoted in a path (RFC 3986 sub-delims)
+PATH = "natsstorage.NatsStorage"  # what migrations import
+# What ``url(parameters=...)`` may ask the view to send, by django-storages' (S3's) names and by header name.
+RESPONSE_PARAMETERS = {
+    "ResponseContentDisposition": "Content-Disposition",
+    "ResponseContentType": "Content-Type",
+    "ResponseCacheControl": "Cache-Control",
+    "ResponseContentLanguage": "Content-Language",
+}
 
 
-@deconstructible(path="natsstorage.NatsStorage")
 class NatsStorage(Storage):
     """Files kept in a NATS JetStream Object Store bucket.
 
     ``NatsStorage("configs")`` stores into the bucket ``configs``, creating it
-    on first use. Options (see ``natsstorage.conf.Config``) override
-    ``settings.NATSSTORAGE``; only the arguments given here are recorded in
-    migrations, so keep secrets in settings.
+    on first use. Options (the fields of ``natsstorage.conf.Config``) override
+    ``settings.NATSSTORAGE``. Migrations record the arguments given here, less
+    the secret ones (credentials, servers).
     """
 
-    def __init__(self, bucket: str | None = None, **options: Unpack[conf.Options]) -> None:
+    # A subclass's own defaults: over settings.NATSSTORAGE, under the options it is given.
+    defaults: ClassVar[Mapping[str, Any]] = {}
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> NatsStorage:
+        storage = super().__new__(cls)
+        storage._constructor_args = (args, kwargs)  # what deconstruct() writes into migrations
+        return storage
+
+    def __init__(self, bucket: str | None = None, **options: Any) -> None:
         self._bucket_name = bucket
         self._options: Mapping[str, Any] = options
         found = conf.problems(options, "NatsStorage options")
         if found:
             raise ImproperlyConfigured(" ".join(found[0]))
+        setting_changed.connect(self._setting_changed)
+
+    def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+        """For migrations: the arguments given, without secrets, so none lands in a migration file
+        and changing one makes no new migration."""
+        args, kwargs = self._constructor_args
+        path = PATH if type(self) is NatsStorage else f"{type(self).__module__}.{type(self).__qualname__}"
+        return path, args, {key: value for key, value in kwargs.items() if key not in conf.SECRETS}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The bucket handle holds asyncio state of the loop thread: a copy makes its own.
+        state = self.__dict__.copy()
+        state.pop("config", None)
+        state.pop("bucket", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
         setting_changed.connect(self._setting_changed)
 
     def _setting_changed(self, *, setting: str, **kwargs: Any) -> None:
@@ -58,7 +97,7 @@ class NatsStorage(Storage):
 
     @cached_property
     def config(self) -> conf.Config:
-        return conf.resolve(self._bucket_name, self._options)
+        return conf.resolve(self._bucket_name, {**self.defaults, **self._options})
 
     @cached_property
     def bucket(self) -> Bucket:
@@ -73,18 +112,41 @@ class NatsStorage(Storage):
         )
 
     def __repr__(self) -> str:
-        return f"<NatsStorage bucket={self.config.bucket!r}>"
+        location = f" location={self.config.location!r}" if self.config.location else ""
+        return f"<{type(self).__name__} bucket={self.config.bucket!r}{location}>"
+
+    # -- names: Django's names are relative to ``location``; the bucket's keys are not -------
+
+    def key(self, name: str | os.PathLike[str]) -> str:
+        """The object name in the bucket for the storage name ``name``; raises SuspiciousFileOperation."""
+        name = clean_name(name)
+        return f"{self.config.location}/{name}" if self.config.location else name
+
+    def _prefix(self, path: str | os.PathLike[str] | None) -> str:
+        location = self.config.location
+        return (f"{location}/" if location else "") + clean_prefix(path)
+
+    def _missing(self, name: str | os.PathLike[str]) -> FileNotFoundError:
+        return FileNotFoundError(f"{os.fspath(name)!r} is not in the NATS bucket {self.config.bucket!r}")
+
+    def get_object_parameters(self, name: str) -> dict[str, str]:
+        """Headers stored with the object ``name`` and sent by the view; override to vary them by name."""
+        return dict(self.config.object_parameters)
+
+    def _headers(self, name: str, content_type: str | None) -> dict[str, list[str]]:
+        content_type = content_type or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
+        return {"Content-Type": [content_type]} | {k: [v] for k, v in self.get_object_parameters(name).items()}
 
     # -- the one coroutine behind each sync method and its async twin ------------
 
     async def _info(self, name: str) -> ObjectInfo:
-        info = await self.bucket.info(clean_name(name))
+        info = await self.bucket.info(self.key(name))
         if info is None:
-            raise FileNotFoundError(f"{name!r} is not in the NATS bucket {self.config.bucket!r}")
+            raise self._missing(name)
         return info
 
-    async def _listdir(self, path: str) -> tuple[list[str], list[str]]:
-        prefix = clean_prefix(path)
+    async def _listdir(self, path: str | os.PathLike[str] | None) -> tuple[list[str], list[str]]:
+        prefix = self._prefix(path)
         directories: set[str] = set()
         files: list[str] = []
         async for name in self.bucket.names():
@@ -96,81 +158,136 @@ class NatsStorage(Storage):
                     files.append(head)
         return sorted(directories), sorted(files)
 
+    async def _exists(self, name: str | os.PathLike[str] | None) -> bool:
+        """An object, or a "directory": the storage's root, or a prefix some object's name has."""
+        if os.fspath(name or "") in ("", ".", "./"):
+            return True
+        key = self.key(name)  # type: ignore[arg-type]
+        if await self.bucket.info(key) is not None:
+            return True
+        async with aclosing(self.bucket.names()) as names:
+            async for found in names:
+                if found.startswith(key + "/"):
+                    return True
+        return False
+
     async def _update_meta(
         self, name: str, description: str | None, headers: Mapping[str, str | list[str]] | None
     ) -> ObjectInfo:
         lists = None
         if headers is not None:
             lists = {key: [value] if isinstance(value, str) else list(value) for key, value in headers.items()}
-        info = await self.bucket.update_meta(clean_name(name), description=description, headers=lists)
+        info = await self.bucket.update_meta(self.key(name), description=description, headers=lists)
         if info is None:
-            raise FileNotFoundError(f"{name!r} is not in the NATS bucket {self.config.bucket!r}")
+            raise self._missing(name)
         return info
+
+    async def _replace(self, upload: Upload, name: str, headers: Mapping[str, list[str]], exclusive: bool) -> str:
+        """Publish a written object under ``name``, replacing what is there (``exclusive``: refusing to)."""
+        key = self.key(name)
+        previous = await self.bucket.latest(key)
+        for _ in range(MAX_COMMIT_ATTEMPTS):
+            if exclusive and previous is not None and self.bucket.live(previous):
+                raise FileExistsError(f"{name!r} is already in the NATS bucket {self.config.bucket!r}")
+            try:
+                await upload.commit(key, previous=previous, headers=headers)
+            except ObjectChanged:
+                previous = await self.bucket.latest(key)
+                continue
+            return name
+        raise ObjectChanged(f"{name!r} in bucket {self.config.bucket!r} kept changing while being saved")
 
     # -- Django's Storage API ----------------------------------------------------
 
-    def _open(self, name: str, mode: str = "rb") -> NatsFile:
-        if mode != "rb":
-            raise ValueError(
-                f"NatsStorage opens files for reading only ('rb'), not {mode!r}; write with storage.save()"
-            )
+    def open(self, name: str, mode: str = "rb", *, encoding: str | None = None, newline: str | None = None) -> NatsFile:
+        """Stream an object: ``rb``/``r`` read it, ``wb``/``w`` write it (``xb``/``x``: only if new).
+
+        A written object appears, whole, when the file is closed; an error inside ``with`` leaves none.
+        Text modes take ``encoding`` and ``newline`` as the built-in ``open()`` does.
+        """
+        return self._open(name, mode, encoding=encoding, newline=newline)
+
+    def _open(
+        self, name: str, mode: str = "rb", *, encoding: str | None = None, newline: str | None = None
+    ) -> NatsFile:
+        mode = normal_mode(mode)
+        if mode in WRITE_MODES.values():
+            return self._open_for_writing(name, mode, encoding=encoding, newline=newline)
         info = run(self._info(name))
         if info.is_link:
             raise NatsStorageError(
                 f"{name!r} in bucket {self.config.bucket!r} is an Object Store link; natsstorage does not follow links"
             )
-        return NatsFile(info, partial(ObjectStream, self.bucket, info))
+        stream = partial(ObjectStream, self.bucket, info)
+        return NatsFile(clean_name(name), mode, info=info, open_stream=stream, encoding=encoding, newline=newline)
+
+    def _open_for_writing(self, name: str, mode: str, *, encoding: str | None, newline: str | None) -> NatsFile:
+        name = clean_name(name)
+        key, exclusive = self.key(name), mode.startswith("x")
+        if exclusive and run(self.bucket.info(key)) is not None:
+            raise FileExistsError(f"{name!r} is already in the NATS bucket {self.config.bucket!r}")
+        headers = self._headers(name, None)
+
+        def commit(sink: ObjectSink) -> None:
+            run(self._replace(sink.upload, name, headers, exclusive))
+
+        def open_sink() -> ObjectSink:
+            return ObjectSink(run(self.bucket.upload(caller_hashes=True, name=key)), commit)
+
+        return NatsFile(name, mode, open_sink=open_sink, encoding=encoding, newline=newline)
 
     def _save(self, name: str, content: IO[Any]) -> str:
         name = clean_name(name)
-        content_type = getattr(content, "content_type", None) or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
-        upload = run(self.bucket.upload(caller_hashes=True, name=name))
+        headers = self._headers(name, getattr(content, "content_type", None))
+        sink = ObjectSink(run(self.bucket.upload(caller_hashes=True, name=self.key(name))))
         # Without overwriting, Django has just seen the name free: assume it still is (no
         # round trip) and learn otherwise from the compare-and-set. To overwrite, ask for
-        # the version to replace now, before the chunks queue up ahead of the question,
-        # and take the answer at the end.
-        asked = _bridge.submit(self.bucket.latest(name)) if self.config.file_overwrite else None
-        writes: deque[Future[None]] = deque()
+        # the version to replace now, beside the upload, and take the answer at the end.
+        asked = _bridge.submit(self.bucket.latest(self.key(name))) if self.config.file_overwrite else None
         try:
-            # Read and hash the next piece here while the NATS loop publishes the last ones:
-            # a few pieces of several chunks each in flight, in order (Upload.write queues them).
+            # Read and hash the next piece here while the NATS loop publishes the last ones.
             for piece in content.chunks(max(self.config.chunk_size, PIECE_BYTES)):  # type: ignore[attr-defined]
-                data = piece.encode() if isinstance(piece, str) else piece
-                writes.append(_bridge.submit(upload.write(data)))
-                upload.hash(data)
-                if len(writes) >= PIECES_IN_FLIGHT:
-                    _bridge.wait(writes.popleft())
-            while writes:
-                _bridge.wait(writes.popleft())
+                sink.write(piece.encode() if isinstance(piece, str) else piece)
+            sink.drain()
             previous = _bridge.wait(asked) if asked is not None else None
             for _ in range(MAX_COMMIT_ATTEMPTS):
                 if previous is not None and self.bucket.live(previous) and not self.config.file_overwrite:
                     name, previous = self.get_available_name(name), None
+                    headers = self._headers(name, getattr(content, "content_type", None))
                     continue
                 try:
-                    run(upload.commit(name, previous=previous, headers={"Content-Type": [content_type]}))
+                    run(sink.upload.commit(self.key(name), previous=previous, headers=headers))
                 except ObjectChanged:
-                    previous = run(self.bucket.latest(name))
+                    previous = run(self.bucket.latest(self.key(name)))
                     continue
                 return name
             raise ObjectChanged(f"{name!r} in bucket {self.config.bucket!r} kept changing while being saved")
         except BaseException:
-            for started in (*writes, asked):
-                if started is not None:
-                    started.cancel()  # send no more; abort() waits for what went out, then purges it
-            run(upload.abort())
+            if asked is not None:
+                asked.cancel()
+            sink.abort()
             raise
+        finally:
+            sink.close()
 
-    def get_available_name(self, name: str, max_length: int | None = None) -> str:
-        if self.config.file_overwrite:
-            return clean_name(name)
-        return super().get_available_name(clean_name(name), max_length)
+    def is_name_available(self, name: str, max_length: int | None = None) -> bool:
+        # Only an object takes a name here: a "directory" does not (the Object Store has none).
+        if max_length and len(name) > max_length:
+            return False
+        return self.config.file_overwrite or run(self.bucket.info(self.key(name))) is None
+
+    def get_alternative_name(self, file_root: str, file_ext: str) -> str:
+        if self.config.file_overwrite:  # only a name too long for max_length gets here: truncate it
+            return f"{file_root}{file_ext}"
+        return super().get_alternative_name(file_root, file_ext)
 
     def delete(self, name: str) -> None:
-        run(self.bucket.delete(clean_name(name)))
+        if not name:
+            raise ValueError("The name must be given to delete().")
+        run(self.bucket.delete(self.key(name)))
 
     def exists(self, name: str) -> bool:
-        return run(self.bucket.info(clean_name(name))) is not None
+        return run(self._exists(name))
 
     def listdir(self, path: str) -> tuple[list[str], list[str]]:
         return run(self._listdir(path))
@@ -186,26 +303,48 @@ class NatsStorage(Storage):
     # The Object Store keeps one version per name and no creation time.
     get_created_time = get_modified_time
 
-    def url(self, name: str | None) -> str:
-        """A link served by ``natsstorage.urls``: signed and expiring unless the storage is ``public``.
+    @property
+    def base_url(self) -> str:
+        """The URL of this storage's files, ending in ``/``: the ``base_url`` option (a lazy one is
+        evaluated now, not at construction), else where ``natsstorage.urls`` serves the location."""
+        configured = self.config.base_url
+        if configured is not None:
+            url = str(configured)
+            return url if url.endswith("/") else url + "/"
+        try:
+            marker = reverse("natsstorage:serve", kwargs={"bucket": self.config.bucket, "name": "_"})
+        except NoReverseMatch:
+            raise ImproperlyConfigured(
+                f"NatsStorage for bucket {self.config.bucket!r} has no URL: add "
+                "path('files/', include('natsstorage.urls')) to your URLconf, or set the base_url option"
+            ) from None
+        location = self.config.location
+        return marker[:-1] + (filepath_to_uri(location) + "/" if location else "")
 
-        Built locally, without touching the network.
+    def url(
+        self,
+        name: str | None,
+        expire: int | timedelta | None = None,
+        parameters: Mapping[str, str] | None = None,
+    ) -> str:
+        """A link to ``name``: signed and expiring unless the storage is ``public``. Built locally.
+
+        ``expire`` (seconds) overrides ``url_expiry`` for this link. ``parameters`` ask the view to
+        send a header, by django-storages' names (``ResponseContentDisposition``,
+        ``ResponseContentType``, ...) or the header's; they are signed with the link.
         """
-        name = clean_name(name or "")
-        config = self.config
-        if config.base_url:
-            link = config.base_url + quote(f"{config.bucket}/{name}", safe=URL_SAFE)
-        else:
-            try:
-                link = reverse("natsstorage:serve", kwargs={"bucket": config.bucket, "name": name})
-            except NoReverseMatch:
-                raise ImproperlyConfigured(
-                    f"NatsStorage for bucket {config.bucket!r} has no URL: add "
-                    "path('files/', include('natsstorage.urls')) to your URLconf, or set the base_url option"
-                ) from None
-        if config.public:
+        root = self.base_url
+        if name is None:
+            return root
+        relative = filepath_to_uri(name).lstrip("/")
+        link = root + relative
+        overrides = response_overrides(parameters)
+        if self.config.public and not overrides:
             return link
-        return link + "?" + urlencode(signing.sign(config.bucket, name, expiry=config.url_expiry))
+        seconds = expire.total_seconds() if isinstance(expire, timedelta) else expire
+        expiry = int(seconds) if seconds is not None else self.config.url_expiry
+        query = signing.sign(self.config.bucket, self.key(name.lstrip("/")), expiry=expiry, overrides=overrides)
+        return link + "?" + urlencode(query)
 
     def info(self, name: str) -> ObjectInfo:
         """The object's metadata: size, digest, content type, description, headers."""
@@ -224,13 +363,15 @@ class NatsStorage(Storage):
         return await sync_to_async(self.save, thread_sensitive=False)(name, content, max_length)
 
     async def aexists(self, name: str) -> bool:
-        return await _bridge.arun(self.bucket.info(clean_name(name))) is not None
+        return await _bridge.arun(self._exists(name))
 
     async def asize(self, name: str) -> int:
         return (await _bridge.arun(self._info(name))).size
 
     async def adelete(self, name: str) -> None:
-        await _bridge.arun(self.bucket.delete(clean_name(name)))
+        if not name:
+            raise ValueError("The name must be given to delete().")
+        await _bridge.arun(self.bucket.delete(self.key(name)))
 
     async def alistdir(self, path: str) -> tuple[list[str], list[str]]:
         return await _bridge.arun(self._listdir(path))
@@ -243,13 +384,38 @@ class NatsStorage(Storage):
     ) -> ObjectInfo:
         return await _bridge.arun(self._update_meta(name, description, headers))
 
-    async def aopen(self, name: str) -> AsyncNatsFile:
-        """Open for streaming reads from async code; use ``async with``."""
+    async def aopen(self, name: str, mode: str = "rb") -> AsyncNatsFile | AsyncNatsWriter:
+        """Open from async code; use ``async with``. ``rb`` streams a read; ``wb`` (``xb``: only if new)
+        a write that appears, whole, on ``close()``."""
+        mode = normal_mode(mode)
+        if mode in ("wb", "xb"):
+            name = clean_name(name)
+            headers, exclusive = self._headers(name, None), mode == "xb"
+            upload = await _bridge.arun(self.bucket.upload(name=self.key(name)))
+            return AsyncNatsWriter(name, upload, lambda upload: self._replace(upload, name, headers, exclusive))
+        if mode != "rb":
+            raise ValueError(f"aopen() streams bytes: use 'rb', 'wb' or 'xb', not {mode!r}")
         info = await _bridge.arun(self._info(name))
         return AsyncNatsFile(info, await _bridge.arun(self.bucket.download(info)))
 
 
-def bucket_names(**options: Unpack[conf.Options]) -> list[str]:
+def response_overrides(parameters: Mapping[str, str] | None) -> dict[str, str]:
+    """``url(parameters=...)`` as the query parameters the view reads (``signing.OVERRIDES``)."""
+    overrides = {}
+    headers = {header.lower(): header for header in RESPONSE_PARAMETERS.values()}
+    for key, value in (parameters or {}).items():
+        header = RESPONSE_PARAMETERS.get(key) or headers.get(key.lower())
+        if header is None:
+            raise ValueError(
+                f"url() parameters may be {', '.join([*RESPONSE_PARAMETERS, *headers.values()])}, not {key!r}"
+            )
+        if not isinstance(value, str) or "\n" in value or "\r" in value:
+            raise ValueError(f"url() parameter {key!r} must be a one-line string")
+        overrides[signing.OVERRIDES[header]] = value
+    return overrides
+
+
+def bucket_names(**options: Any) -> list[str]:
     """Every Object Store bucket on the server that the settings (and ``options``) point to."""
     config = conf.resolve(None, options)
 

@@ -15,7 +15,7 @@ import logging
 import mimetypes
 import posixpath
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
@@ -51,6 +51,8 @@ INLINE_TYPES = re.compile(r"^(image/(png|jpeg|gif|webp|avif|bmp|x-icon)|applicat
 DOWNLOAD_PARAMETER = "download"  # ?download forces an attachment
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.IGNORECASE)  # one range; several are answered with the whole
 UNSATISFIABLE = (-1, -1)
+# Headers an object may carry (``object_parameters``, ``get_object_parameters``) that the view sends.
+STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Language", "Content-Encoding", "Expires")
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,22 @@ class Access:
     staff_only: bool  # when any storage of the bucket says so
 
 
-def served(bucket: str) -> tuple[NatsStorage, Access] | None:
-    """The storage that serves ``bucket`` and the access rules for it; None when it is not served."""
-    using = [storage for _, storage in configured_storages() if storage.config.bucket == bucket]
+def served(bucket: str, key: str) -> tuple[NatsStorage, Access] | None:
+    """The storage that serves the object ``key`` of ``bucket``, and its access rules; None when none does.
+
+    Storages sharing a bucket under different locations (``media/``, ``static/``) each serve their own:
+    the one with the longest location holding ``key`` decides.
+    """
+    using = [
+        storage
+        for _, storage in configured_storages()
+        if storage.config.bucket == bucket
+        and (not storage.config.location or key.startswith(storage.config.location + "/"))
+    ]
     if not using:
         return None
+    deepest = max(len(storage.config.location) for storage in using)
+    using = [storage for storage in using if len(storage.config.location) == deepest]
     access = Access(
         public=all(storage.config.public for storage in using),
         staff_only=any(storage.config.staff_only for storage in using),
@@ -78,13 +91,15 @@ async def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBas
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
     name = clean_name(name)  # SuspiciousFileOperation: Django answers 400
-    found = served(bucket)
+    found = served(bucket, name)
     if found is None:
         raise Http404("No such file.")
     storage, access = found
-    if not access.public:
+    overrides = {header: request.GET[query] for header, query in signing.OVERRIDES.items() if query in request.GET}
+    if not access.public or overrides:
+        asked = {signing.OVERRIDES[header]: value for header, value in overrides.items()}
         try:
-            signing.verify(bucket, name, request.GET.get(signing.EXPIRES), request.GET.get(signing.SIGNATURE))
+            signing.verify(bucket, name, request.GET.get(signing.EXPIRES), request.GET.get(signing.SIGNATURE), asked)
         except signing.LinkRefused as error:
             return HttpResponseForbidden(str(error), content_type="text/plain; charset=utf-8")
     if access.staff_only:
@@ -92,12 +107,14 @@ async def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBas
         if refusal is not None:
             return refusal
     try:
-        info = await storage.ainfo(name)
-    except (FileNotFoundError, BucketNotFound):
-        raise Http404("No such file.") from None
+        info = await _bridge.arun(storage.bucket.info(name))
+    except BucketNotFound:
+        info = None
     except NatsUnavailable as error:
         return unavailable(error)
-    return object_response(request, storage, info, public=access.public)
+    if info is None:
+        raise Http404("No such file.")
+    return object_response(request, storage, info, public=access.public, overrides=overrides)
 
 
 def unavailable(error: NatsUnavailable) -> HttpResponse:
@@ -123,24 +140,52 @@ def _refuse_non_staff(request: HttpRequest) -> HttpResponseBase | None:
     return None
 
 
-def object_response(request: HttpRequest, storage: NatsStorage, info: ObjectInfo, *, public: bool) -> HttpResponseBase:
-    """The response for one object: conditional (304), ranged (206/416), HEAD or the whole, streamed."""
+def stored_headers(info: ObjectInfo) -> dict[str, str]:
+    """The headers stored with the object that the view sends (``object_parameters``), one line each."""
+    found = {}
+    for header in STORED_HEADERS:
+        for key, values in info.headers.items():
+            if key.lower() == header.lower() and values and "\n" not in values[0] and "\r" not in values[0]:
+                found[header] = values[0]
+    return found
+
+
+def object_response(
+    request: HttpRequest,
+    storage: NatsStorage,
+    info: ObjectInfo,
+    *,
+    public: bool,
+    overrides: Mapping[str, str] | None = None,
+) -> HttpResponseBase:
+    """The response for one object: conditional (304), ranged (206/416), HEAD or the whole, streamed.
+
+    Headers stored with the object, then those a signed link asks for, replace the defaults; a type
+    a browser would run (HTML, SVG) is still sent as an attachment.
+    """
     size = info.size
     etag = f'"{info.digest.partition("=")[2].rstrip("=") or info.nuid}"'
     last_modified = int(info.mtime.timestamp())
-    content_type = info.content_type or mimetypes.guess_type(info.name)[0] or DEFAULT_CONTENT_TYPE
+    chosen = {**stored_headers(info), **(overrides or {})}
+    content_type = chosen.pop("Content-Type", None) or info.content_type
+    content_type = content_type or mimetypes.guess_type(info.name)[0] or DEFAULT_CONTENT_TYPE
     if "\n" in content_type or "\r" in content_type:
         content_type = DEFAULT_CONTENT_TYPE
-    attachment = DOWNLOAD_PARAMETER in request.GET or not INLINE_TYPES.match(content_type.split(";")[0].lower())
+    inline = INLINE_TYPES.match(content_type.split(";")[0].strip().lower()) is not None
+    attachment = DOWNLOAD_PARAMETER in request.GET or not inline
+    disposition = chosen.pop("Content-Disposition", None)
+    if disposition is None or (attachment and not disposition.lower().startswith("attachment")):
+        disposition = content_disposition_header(attachment, posixpath.basename(info.name))
     headers = {
         "Content-Type": content_type,
-        "Content-Disposition": content_disposition_header(attachment, posixpath.basename(info.name)),
+        "Content-Disposition": disposition,
         "ETag": etag,
         "Last-Modified": http_date(last_modified),
         "Accept-Ranges": "bytes",
         # Revalidation is one metadata lookup and a 304; objects can be replaced under the same name.
         "Cache-Control": "public, no-cache" if public else "private, no-cache",
         "X-Content-Type-Options": "nosniff",
+        **chosen,
     }
     base = HttpResponse(headers=headers)
     conditional = get_conditional_response(request, etag=etag, last_modified=last_modified, response=base)

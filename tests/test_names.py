@@ -9,7 +9,6 @@ from django.core.files.base import ContentFile
 from .helpers import stream_state
 
 BAD_NAMES = [
-    "",
     "/etc/passwd",
     "../escape.txt",
     "a/../../b.txt",
@@ -36,6 +35,21 @@ def test_bad_names_are_refused_and_leave_nothing_behind(storage, name):
     for method in (storage.exists, storage.open, storage.size, storage.delete):
         with pytest.raises(SuspiciousFileOperation):
             method(name)
+    assert stream_state(storage)["messages"] == messages
+
+
+def test_the_empty_name_is_the_root_not_a_file(storage):
+    """As with FileSystemStorage: "" is the storage's top directory, so it exists but is no file."""
+    storage.save("keep.txt", ContentFile(b"x"))
+    messages = stream_state(storage)["messages"]
+    with pytest.raises(SuspiciousFileOperation):
+        storage.save("", ContentFile(b"data"))
+    assert storage.exists("")
+    for method in (storage.open, storage.size):
+        with pytest.raises(SuspiciousFileOperation):
+            method("")
+    with pytest.raises(ValueError, match="name must be given"):
+        storage.delete("")
     assert stream_state(storage)["messages"] == messages
 
 

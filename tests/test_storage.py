@@ -144,10 +144,10 @@ def test_path_is_not_available(storage):
         storage.path("a.txt")
 
 
-@pytest.mark.parametrize("mode", ["wb", "w", "ab", "r+b", "r"])
-def test_write_modes_are_refused_clearly(storage, mode):
+@pytest.mark.parametrize("mode", ["ab", "a", "r+b", "r+", "w+", "wb+"])
+def test_modes_that_cannot_stream_are_refused_clearly(storage, mode):
     storage.save("a.txt", ContentFile(b"x"))
-    with pytest.raises(ValueError, match="reading only"):
+    with pytest.raises(ValueError, match="Use 'rb', 'r', 'wb', 'w', 'xb' and 'x'"):
         storage.open("a.txt", mode)
 
 

@@ -67,7 +67,7 @@ def test_url_is_signed_and_expiring_by_default(files):
 
 def test_url_does_not_touch_the_network():
     dead = NatsStorage("nowhere", servers=f"nats://127.0.0.1:{free_port()}", base_url="/x/", public=True)
-    assert dead.url("a b/ü?.txt") == "/x/nowhere/a%20b/%C3%BC%3F.txt"
+    assert dead.url("a b/ü?.txt") == "/x/a%20b/%C3%BC%3F.txt"
 
 
 def test_url_quotes_names_and_the_view_finds_them(files, client):
@@ -78,8 +78,8 @@ def test_url_quotes_names_and_the_view_finds_them(files, client):
 
 
 def test_url_with_base_url_points_at_the_cdn(serve):
-    files = serve(base_url="https://cdn.example.com/files/")
-    assert files.url("a.txt").startswith(f"https://cdn.example.com/files/{files.config.bucket}/a.txt?expires=")
+    files = serve(base_url="https://cdn.example.com/media/")
+    assert files.url("a.txt").startswith("https://cdn.example.com/media/a.txt?expires=")
 
 
 def test_url_without_the_urlconf_says_what_to_add(files, settings):

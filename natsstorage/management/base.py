@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Unpack
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from natsstorage import conf
 from natsstorage.exceptions import BucketNotFound
 from natsstorage.objectstore import BUCKET_NAME
 from natsstorage.progress import Progress
@@ -31,7 +30,7 @@ class NatsCommand(BaseCommand):
         except (OSError, SuspiciousFileOperation, ImproperlyConfigured) as error:
             raise CommandError(str(error) or type(error).__name__) from error
 
-    def storage(self, bucket: str, **options: Unpack[conf.Options]) -> NatsStorage:
+    def storage(self, bucket: str, **options: Any) -> NatsStorage:
         """The bucket's storage, from the project's settings; it never creates the bucket unless told."""
         if not BUCKET_NAME.match(bucket):
             raise CommandError(f"invalid bucket name {bucket!r}: use letters, digits, '-' and '_' only")
