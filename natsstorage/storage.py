@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import mimetypes
 import os
 from collections.abc import Mapping
@@ -245,9 +246,12 @@ class NatsStorage(Storage):
         # the version to replace now, beside the upload, and take the answer at the end.
         asked = _bridge.submit(self.bucket.latest(self.key(name))) if self.config.file_overwrite else None
         try:
-            # Read and hash the next piece here while the NATS loop publishes the last ones.
-            for piece in content.chunks(max(self.config.chunk_size, PIECE_BYTES)):  # type: ignore[attr-defined]
-                sink.write(piece.encode() if isinstance(piece, str) else piece)
+            # Read and hash the next piece here while the NATS loop publishes the last ones; the
+            # buffer gathers Django's small chunks into pieces worth a hop to the loop.
+            pieces = io.BufferedWriter(sink, buffer_size=PIECE_BYTES)
+            for piece in content.chunks():  # type: ignore[attr-defined]
+                pieces.write(piece.encode() if isinstance(piece, str) else piece)
+            pieces.flush()
             sink.drain()
             previous = _bridge.wait(asked) if asked is not None else None
             for _ in range(MAX_COMMIT_ATTEMPTS):
@@ -304,10 +308,19 @@ class NatsStorage(Storage):
     get_created_time = get_modified_time
 
     @property
-    def base_url(self) -> str:
+    def location(self) -> str:
+        """The prefix of this storage's names inside the bucket (``""``: none)."""
+        return self.config.location
+
+    @property
+    def base_url(self) -> str | None:
         """The URL of this storage's files, ending in ``/``: the ``base_url`` option (a lazy one is
-        evaluated now, not at construction), else where ``natsstorage.urls`` serves the location."""
-        configured = self.config.base_url
+        evaluated now, not at construction), else where ``natsstorage.urls`` serves the location.
+
+        Assignable, as ``FileSystemStorage.base_url`` is; ``None`` then means files have no URL."""
+        configured = self.__dict__.get("_base_url", self.config.base_url)
+        if "_base_url" in self.__dict__ and configured is None:
+            return None
         if configured is not None:
             url = str(configured)
             return url if url.endswith("/") else url + "/"
@@ -320,6 +333,10 @@ class NatsStorage(Storage):
             ) from None
         location = self.config.location
         return marker[:-1] + (filepath_to_uri(location) + "/" if location else "")
+
+    @base_url.setter
+    def base_url(self, value: str | None) -> None:
+        self.__dict__["_base_url"] = value
 
     def url(
         self,
@@ -334,6 +351,8 @@ class NatsStorage(Storage):
         ``ResponseContentType``, ...) or the header's; they are signed with the link.
         """
         root = self.base_url
+        if root is None:
+            raise ValueError("This file is not accessible via a URL.")
         if name is None:
             return root
         relative = filepath_to_uri(name).lstrip("/")

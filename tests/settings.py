@@ -9,7 +9,8 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "natsstorage",
+    "natsstorage",  # before staticfiles: its collectstatic skips files the bucket holds by SHA-256
+    "django.contrib.staticfiles",
     "tests.testapp",
 ]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}

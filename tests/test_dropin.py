@@ -19,7 +19,6 @@ from natsstorage import NatsStorage
 
 from .helpers import MiB, random_bytes, stream_state
 
-
 # -- open() modes ------------------------------------------------------------------
 
 
