@@ -1,0 +1,108 @@
+"""Static files on NATS: collectstatic into a bucket shared with media, {% static %} links served from it."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import time
+
+import pytest
+from django.contrib.staticfiles.storage import staticfiles_storage
+from django.core.files.base import ContentFile
+from django.core.management import call_command
+from django.template import Context, Template
+
+from .helpers import stream_state
+
+# A 1x1 PNG.
+DOT_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+CSS = 'body { background-image: url("../img/dot.png"); }\n'
+
+
+@pytest.fixture
+def sources(tmp_path):
+    (tmp_path / "css").mkdir()
+    (tmp_path / "css" / "site.css").write_text(CSS)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "dot.png").write_bytes(DOT_PNG)
+    (tmp_path / "js" / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "js" / "deep" / "er" / "app.js").write_text("console.log(1);\n")
+    return tmp_path
+
+
+@pytest.fixture
+def media(make_storage, bucket_name, sources, settings):
+    """The README's configuration: media and static files in one bucket, under two locations."""
+    settings.STATICFILES_DIRS = [str(sources)]
+    settings.STORAGES = {
+        "default": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name, "location": "media"}},
+        "staticfiles": {
+            "BACKEND": "natsstorage.NatsManifestStaticStorage",
+            "OPTIONS": {"bucket": bucket_name, "location": "static"},
+        },
+    }
+    return make_storage(location="media")
+
+
+def collectstatic(*args: str) -> None:
+    call_command("collectstatic", "--noinput", *args, verbosity=0)
+
+
+def test_collectstatic_fills_the_bucket_and_static_links_are_served(media, client):
+    collectstatic()
+    css_url = Template("{% load static %}{% static 'css/site.css' %}").render(Context())
+    assert re.fullmatch(rf"/files/{media.config.bucket}/static/css/site\.[0-9a-f]{{12}}\.css", css_url)
+    response = client.get(css_url)
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "public, max-age=31536000, immutable"
+    css = b"".join(response.streaming_content).decode()
+    image = re.search(r'url\("([^"]+)"\)', css).group(1)
+    assert re.fullmatch(r"\.\./img/dot\.[0-9a-f]{12}\.png", image)  # a plain link: no signature to expire
+    image_response = client.get(css_url.rsplit("/", 2)[0] + "/img/" + image.rsplit("/", 1)[1])
+    assert image_response.status_code == 200
+    assert b"".join(image_response.streaming_content) == DOT_PNG
+
+
+def uploaded_since(before: dict, storage) -> int:
+    """Bytes written to the stream since ``before``; Django's own clean-up of a first run's
+    intermediate hashed files (a deletion marker each) only ever shrinks it."""
+    return max(0, stream_state(storage)["bytes"] - before["bytes"])
+
+
+def test_a_second_collectstatic_uploads_nothing_and_keeps_every_hashed_name(media, sources):
+    collectstatic()
+    manifest = staticfiles_storage.open("staticfiles.json").read()
+    before = stream_state(media)
+    collectstatic()
+    assert uploaded_since(before, media) == 0
+    # Even when every source looks newer (a fresh checkout): the bucket's SHA-256 digests tell.
+    future = time.time() + 3600
+    for path in sources.rglob("*"):
+        os.utime(path, (future, future))
+    before = stream_state(media)
+    collectstatic()
+    assert uploaded_since(before, media) == 0
+    assert staticfiles_storage.open("staticfiles.json").read() == manifest
+
+
+def test_a_changed_source_is_uploaded_under_a_new_hashed_name(media, sources):
+    collectstatic()
+    before = staticfiles_storage.stored_name("css/site.css")
+    (sources / "css" / "site.css").write_text(CSS + "p { margin: 0; }\n")
+    collectstatic()
+    staticfiles_storage.load_manifest()
+    after = staticfiles_storage.url("css/site.css")
+    assert before not in after
+    assert b"margin" in staticfiles_storage.open(after.split("/static/", 1)[1]).read()
+
+
+def test_collectstatic_clear_removes_stale_files_at_every_depth_and_spares_media(media):
+    media.save("keep/this.txt", ContentFile(b"user upload"))
+    staticfiles_storage.save("old/deeper/still/stale.js", ContentFile(b"stale"))
+    collectstatic("--clear")
+    assert not staticfiles_storage.exists("old/deeper/still/stale.js")
+    assert staticfiles_storage.exists("js/deep/er/app.js")
+    assert media.open("keep/this.txt").read() == b"user upload"
