@@ -17,6 +17,7 @@ from playwright.sync_api import expect, sync_playwright
 from natsstorage import NatsStorage
 
 from .helpers import MiB, random_bytes
+from .test_static import collectstatic, media, sources  # noqa: F401 - fixtures: static files in a bucket
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -82,3 +83,14 @@ def test_upload_in_the_admin_download_the_link_and_see_the_bucket(live_server, p
         expect(row).to_contain_text("6.0\xa0MB")
     finally:
         NatsStorage("configs").delete(name)
+
+
+def test_a_page_styled_from_the_bucket_loads_its_css_and_the_image_the_css_names(live_server, page, media):
+    collectstatic()
+    image = re.compile(r"/static/img/dot\.[0-9a-f]{12}\.png$")
+    with page.expect_response(image) as response:
+        page.goto(live_server.url + "/styled/")
+    assert response.value.status == 200
+    assert response.value.headers["content-type"] == "image/png"
+    background = page.eval_on_selector("#dot", "e => getComputedStyle(e).backgroundImage")
+    assert image.search(background.removeprefix('url("').removesuffix('")'))

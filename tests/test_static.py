@@ -19,7 +19,7 @@ from .helpers import stream_state
 DOT_PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
-CSS = 'body { background-image: url("../img/dot.png"); }\n'
+CSS = '#dot { background-image: url("../img/dot.png"); }\n'
 
 
 @pytest.fixture
