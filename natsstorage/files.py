@@ -148,7 +148,7 @@ class ObjectSink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data: WriteableBuffer | bytes) -> int:  # type: ignore[override]
+    def write(self, data: WriteableBuffer | bytes) -> int:
         if self.closed:
             raise ValueError("write to a closed NatsStorage file")
         if self._aborted:
@@ -233,7 +233,7 @@ class NatsFile(_File):
     @property
     def size(self) -> int:
         if self.info is None:
-            return self.file.tell() if not self.closed else 0
+            return self.file.tell() if self.file is not None and not self.closed else 0
         return self.info.size
 
     @property

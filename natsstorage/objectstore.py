@@ -23,7 +23,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -516,7 +516,7 @@ class Bucket:
             if self.live(info) or (deleted and info.deleted):
                 yield info
 
-    async def names(self) -> AsyncIterator[str]:
+    async def names(self) -> AsyncGenerator[str, None]:
         """Every live object's name: ``objects()`` without building what a listing does not need."""
         if (self._config or {}).get("max_age"):  # expiry needs each message's time
             async for info in self.objects():

@@ -72,10 +72,12 @@ class NatsManifestStaticStorage(ManifestFilesMixin, NatsStaticStorage):  # type:
             parameters.setdefault("Cache-Control", IMMUTABLE)
         return parameters
 
-    def post_process(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, str, bool]]:
+    def post_process(
+        self, paths: dict[str, Any], dry_run: bool = False, **options: Any
+    ) -> Iterator[tuple[str, str, bool] | tuple[str, None, RuntimeError]]:
         self._deferred = set()
         try:
-            yield from super().post_process(*args, **kwargs)
+            yield from super().post_process(paths, dry_run, **options)
         finally:
             deferred, self._deferred = self._deferred, None
             for name in sorted(deferred):

@@ -59,6 +59,7 @@ class NatsStorage(Storage):
 
     # A subclass's own defaults: over settings.NATSSTORAGE, under the options it is given.
     defaults: ClassVar[Mapping[str, Any]] = {}
+    _constructor_args: tuple[tuple[Any, ...], dict[str, Any]]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> NatsStorage:
         storage = super().__new__(cls)

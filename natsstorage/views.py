@@ -166,14 +166,14 @@ def object_response(
     size = info.size
     etag = f'"{info.digest.partition("=")[2].rstrip("=") or info.nuid}"'
     last_modified = int(info.mtime.timestamp())
-    chosen = {**stored_headers(info), **(overrides or {})}
-    content_type = chosen.pop("Content-Type", None) or info.content_type
+    sent = {**stored_headers(info), **(overrides or {})}
+    content_type = sent.pop("Content-Type", None) or info.content_type
     content_type = content_type or mimetypes.guess_type(info.name)[0] or DEFAULT_CONTENT_TYPE
     if "\n" in content_type or "\r" in content_type:
         content_type = DEFAULT_CONTENT_TYPE
     inline = INLINE_TYPES.match(content_type.split(";")[0].strip().lower()) is not None
     attachment = DOWNLOAD_PARAMETER in request.GET or not inline
-    disposition = chosen.pop("Content-Disposition", None)
+    disposition = sent.pop("Content-Disposition", None)
     if disposition is None or (attachment and not disposition.lower().startswith("attachment")):
         disposition = content_disposition_header(attachment, posixpath.basename(info.name))
     headers = {
@@ -185,7 +185,7 @@ def object_response(
         # Revalidation is one metadata lookup and a 304; objects can be replaced under the same name.
         "Cache-Control": "public, no-cache" if public else "private, no-cache",
         "X-Content-Type-Options": "nosniff",
-        **chosen,
+        **sent,
     }
     base = HttpResponse(headers=headers)
     conditional = get_conditional_response(request, etag=etag, last_modified=last_modified, response=base)

@@ -14,6 +14,8 @@ from natsstorage import NatsStorage, _bridge
 from natsstorage.exceptions import BucketNotFound
 from natsstorage.testing import NatsServer
 
+from .helpers import CSS, DOT_PNG
+
 
 @pytest.fixture(scope="session", autouse=True)
 def nats_server() -> Iterator[NatsServer]:
@@ -46,3 +48,29 @@ def make_storage(bucket_name: str) -> Iterator[Callable[..., NatsStorage]]:
 @pytest.fixture
 def storage(make_storage: Callable[..., NatsStorage]) -> NatsStorage:
     return make_storage()
+
+
+@pytest.fixture
+def sources(tmp_path):
+    """A project's static sources: a stylesheet naming an image, and a script three levels down."""
+    (tmp_path / "css").mkdir()
+    (tmp_path / "css" / "site.css").write_text(CSS)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "dot.png").write_bytes(DOT_PNG)
+    (tmp_path / "js" / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "js" / "deep" / "er" / "app.js").write_text("console.log(1);\n")
+    return tmp_path
+
+
+@pytest.fixture
+def media(make_storage, bucket_name, sources, settings):
+    """The README's configuration: media and static files in one bucket, under two locations."""
+    settings.STATICFILES_DIRS = [str(sources)]
+    settings.STORAGES = {
+        "default": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name, "location": "media"}},
+        "staticfiles": {
+            "BACKEND": "natsstorage.NatsManifestStaticStorage",
+            "OPTIONS": {"bucket": bucket_name, "location": "static"},
+        },
+    }
+    return make_storage(location="media")

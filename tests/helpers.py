@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -12,6 +13,11 @@ from natsstorage import NatsStorage, _bridge
 
 T = TypeVar("T")
 MiB = 1024 * 1024
+# A 1x1 PNG.
+DOT_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+CSS = '#dot { background-image: url("../img/dot.png"); }\n'
 
 
 def with_nats(storage: NatsStorage, work: Callable[[Client], Awaitable[T]]) -> T:

@@ -17,7 +17,7 @@ from playwright.sync_api import expect, sync_playwright
 from natsstorage import NatsStorage
 
 from .helpers import MiB, random_bytes
-from .test_static import collectstatic, media, sources  # noqa: F401 - fixtures: static files in a bucket
+from .test_static import collectstatic
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

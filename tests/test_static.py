@@ -2,49 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import time
 
-import pytest
 from django.contrib.staticfiles.storage import staticfiles_storage
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.template import Context, Template
 
-from .helpers import stream_state
-
-# A 1x1 PNG.
-DOT_PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
-)
-CSS = '#dot { background-image: url("../img/dot.png"); }\n'
-
-
-@pytest.fixture
-def sources(tmp_path):
-    (tmp_path / "css").mkdir()
-    (tmp_path / "css" / "site.css").write_text(CSS)
-    (tmp_path / "img").mkdir()
-    (tmp_path / "img" / "dot.png").write_bytes(DOT_PNG)
-    (tmp_path / "js" / "deep" / "er").mkdir(parents=True)
-    (tmp_path / "js" / "deep" / "er" / "app.js").write_text("console.log(1);\n")
-    return tmp_path
-
-
-@pytest.fixture
-def media(make_storage, bucket_name, sources, settings):
-    """The README's configuration: media and static files in one bucket, under two locations."""
-    settings.STATICFILES_DIRS = [str(sources)]
-    settings.STORAGES = {
-        "default": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name, "location": "media"}},
-        "staticfiles": {
-            "BACKEND": "natsstorage.NatsManifestStaticStorage",
-            "OPTIONS": {"bucket": bucket_name, "location": "static"},
-        },
-    }
-    return make_storage(location="media")
+from .helpers import CSS, DOT_PNG, stream_state
 
 
 def collectstatic(*args: str) -> None:

@@ -6,11 +6,10 @@ import contextlib
 import os
 import sys
 import tempfile
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from natsstorage.files import NatsFile
 from natsstorage.management.base import NatsCommand
 from natsstorage.progress import Progress, format_bytes
 from natsstorage.storage import NatsStorage
@@ -60,10 +59,10 @@ class Command(NatsCommand):
             self.stdout.write(f"Wrote {name!r} from bucket {options['bucket']!r} to {path} ({format_bytes(size)})")
 
     def copy(self, storage: NatsStorage, name: str, target: IO[bytes], options: dict[str, Any]) -> int:
-        with cast(NatsFile, storage.open(name)) as source:
+        with storage.open(name) as source:
             progress: Progress = self.progress(options, source.size, label=name)
             try:
-                for chunk in source.chunks(source.info.chunk_size or None):
+                for chunk in source.chunks(source.info.chunk_size if source.info else None):
                     target.write(chunk)
                     progress.update(len(chunk))
             finally:
