@@ -107,7 +107,7 @@ class Config:
         DEFAULT_SERVERS,
         _servers,
         "a list of URLs or a comma-separated string, e.g. 'nats://127.0.0.1:4222'",
-        "where NATS is; URLs may carry credentials, so this never goes into migrations",
+        "where NATS is (URLs may carry credentials)",
         secret=True,
         shown="`$NATS_URL`, then `nats://localhost:4222`",
     )

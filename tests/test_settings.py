@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 
-from natsstorage import NatsStorage
+from natsstorage import NatsStorage, conf
 
 
 def test_options_override_the_project_setting(settings):
@@ -94,3 +96,13 @@ def test_a_storage_from_the_storages_setting_reads_and_writes(settings, bucket_n
         assert storage.open("hello.txt").read() == b"hi"
     finally:
         _bridge.run(storage.bucket.destroy())
+
+
+def test_the_readmes_options_table_is_the_declarations():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme.split("<!-- options:start -->\n")[1].split("<!-- options:end -->")[0]
+    assert table == conf.options_table()
+
+
+def test_every_secret_option_is_declared_secret():
+    assert {"user", "password", "token", "credentials", "servers", "tls_key_file"} <= conf.SECRETS
