@@ -40,7 +40,7 @@ else:
 def _storage(bucket: str) -> NatsStorage:
     if not BUCKET_NAME.match(bucket):
         raise Http404("No such bucket.")
-    return NatsStorage(bucket, create_bucket=False)
+    return NatsStorage(bucket, create_bucket=False, location="")  # the bucket's own names
 
 
 def _object(bucket: str, name: str) -> tuple[NatsStorage, ObjectInfo]:

@@ -35,6 +35,7 @@ class NatsCommand(BaseCommand):
         if not BUCKET_NAME.match(bucket):
             raise CommandError(f"invalid bucket name {bucket!r}: use letters, digits, '-' and '_' only")
         options.setdefault("create_bucket", False)
+        options.setdefault("location", "")  # commands name objects as the bucket does
         return NatsStorage(bucket, **options)
 
     def note(self, message: str) -> None:
