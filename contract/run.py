@@ -158,6 +158,9 @@ def main() -> int:
             unused = [pattern for pattern, _ in excluded.EXCLUDED if pattern not in matches]
             if unused:
                 print("WARNING: exclusions matching no test:", *unused, sep="\n  ")
+        counts = Counter(outcome["status"] for outcome in outcomes)
+        # The plain closing line CI reads, as a test runner's.
+        print(f"contract: {counts['passed']} passed, {counts['failed'] + counts['error']} failed")
         return 0 if green else 1
 
 
