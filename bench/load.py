@@ -44,7 +44,7 @@ def run(seconds: float, threads: int) -> dict[str, float | int]:
         django.setup()
         from django.core.files.base import ContentFile
 
-        from natsstorage import NatsStorage, _bridge
+        from natsstorage import NatsStorage, close_connections
 
         storage = NatsStorage("load")
         payloads = {size: os.urandom(size) for size in SIZES}
@@ -95,7 +95,7 @@ def run(seconds: float, threads: int) -> dict[str, float | int]:
         connections = sum(
             1 for conn in server.monitor("connz").get("connections", []) if conn.get("name") == "natsstorage"
         )
-        _bridge.close_connections()
+        close_connections()
     total = sum(counts.values())
     return {
         "threads": threads,

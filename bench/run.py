@@ -145,7 +145,7 @@ class Bench:
 
     def settle(self) -> None:
         """Let our save's background purge of the version it replaced finish, untimed, before the next measurement."""
-        self.bridge.run(self.ours.bucket.settled())
+        self.bridge.run(self.ours.bucket.stream.settled())
 
     def close(self) -> None:
         if self._nats_py is not None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from natsstorage.storage import NatsStorage
+from natsstorage.storage import NatsStorage, close_connections
 
 logging.getLogger("natsstorage").addHandler(logging.NullHandler())
 
-__all__ = ["NatsManifestStaticStorage", "NatsStaticStorage", "NatsStorage"]
+__all__ = ["NatsManifestStaticStorage", "NatsStaticStorage", "NatsStorage", "close_connections"]
 __version__ = "0.1.0"
 
 

@@ -20,10 +20,9 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, Ht
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
-from natsstorage._bridge import run
 from natsstorage.exceptions import BucketNotFound, NatsStorageError, NatsUnavailable
 from natsstorage.models import Bucket
-from natsstorage.objectstore import BUCKET_NAME, ObjectInfo
+from natsstorage.objectstore import ObjectInfo, valid_bucket_name
 from natsstorage.status import server_reports
 from natsstorage.storage import NatsStorage
 from natsstorage.views import object_response, unavailable
@@ -38,7 +37,7 @@ else:
 
 
 def _storage(bucket: str) -> NatsStorage:
-    if not BUCKET_NAME.match(bucket):
+    if not valid_bucket_name(bucket):
         raise Http404("No such bucket.")
     return NatsStorage(bucket, create_bucket=False, location="")  # the bucket's own names
 
@@ -49,14 +48,6 @@ def _object(bucket: str, name: str) -> tuple[NatsStorage, ObjectInfo]:
         return storage, storage.info(name)
     except (FileNotFoundError, BucketNotFound):
         raise Http404("No such object.") from None
-
-
-async def _objects(storage: NatsStorage, prefix: str) -> list[ObjectInfo]:
-    return sorted([info async for info in storage.bucket.objects() if info.name.startswith(prefix)], key=_by_name)
-
-
-def _by_name(info: ObjectInfo) -> str:
-    return info.name
 
 
 @admin.register(Bucket)
@@ -118,7 +109,7 @@ class BucketAdmin(ModelAdmin):
         prefix = request.GET.get(SEARCH_PARAMETER, "")
         error = ""
         try:
-            infos = run(_objects(storage, prefix))
+            infos = storage.objects(prefix)
         except BucketNotFound:
             raise Http404(f"There is no bucket {bucket!r} on the NATS server.") from None
         except NatsStorageError as problem:
@@ -161,8 +152,8 @@ class BucketAdmin(ModelAdmin):
         storage, info = _object(bucket, name)
         objects_url = reverse("admin:natsstorage_bucket_objects", kwargs={"bucket": bucket})
         if request.method == "POST" and request.POST.get("post") == "yes":
-            if run(storage.bucket.delete(info.name)):  # False: another hand got there first
-                self._log_deletion(request, bucket, info.name)
+            storage.delete(info.name)
+            self._log_deletion(request, bucket, info.name)
             self.message_user(request, f"The object “{name}” was deleted from bucket “{bucket}”.", messages.SUCCESS)
             return HttpResponseRedirect(objects_url)
         context = self._context(request, "Are you sure?", bucket=bucket, info=info, objects_url=objects_url)

@@ -25,8 +25,8 @@ from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.utils.functional import Promise
 
 from natsstorage._bridge import ConnectionSettings
-from natsstorage.names import clean_location, valid_bucket_name
-from natsstorage.objectstore import CHUNK_SIZE, BucketConfig
+from natsstorage.names import clean_location
+from natsstorage.objectstore import BUCKET_NAME_RULE, CHUNK_SIZE, BucketConfig, valid_bucket_name
 
 SETTING = "NATSSTORAGE"
 SERVERS_ENVIRONMENT_VARIABLE = "NATS_URL"
@@ -99,7 +99,7 @@ SECONDS = "a number of seconds above 0"
 class Config:
     """One storage's resolved settings; every option of ``NatsStorage`` is a field here."""
 
-    bucket: str = option("media", valid_bucket_name, "letters, digits, '-' and '_' only", "the bucket's name")
+    bucket: str = option("media", valid_bucket_name, BUCKET_NAME_RULE, "the bucket's name")
     location: str = option(
         "", _location, "a relative path such as 'media', without '..'", "a prefix inside the bucket for every name"
     )

@@ -17,19 +17,27 @@ class NatsUnavailable(NatsStorageError):
     """No NATS server could be reached, or it stopped answering in time."""
 
 
-class BucketNotFound(NatsStorageError):
+class JetStreamError(NatsStorageError):
+    """The NATS server refused a JetStream request; ``code`` is its JetStream error code (``err_code``)."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class BucketNotFound(JetStreamError):
     """The bucket does not exist and this storage may not create it."""
 
 
-class BucketFull(NatsStorageError):
+class BucketFull(JetStreamError):
     """The bucket's ``max_bytes`` limit would be exceeded."""
 
 
-class BucketSealed(NatsStorageError):
+class BucketSealed(JetStreamError):
     """The bucket is sealed: it can be read but never changed."""
 
 
-class ObjectChanged(NatsStorageError):
+class ObjectChanged(JetStreamError):
     """Another writer changed the object while this operation ran."""
 
 

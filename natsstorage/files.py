@@ -12,7 +12,8 @@ from typing import IO, TYPE_CHECKING, Any
 from django.core.files.base import File
 
 from natsstorage import _bridge
-from natsstorage.objectstore import Bucket, Download, ObjectInfo, Upload
+from natsstorage.objectstore import Bucket, ObjectInfo
+from natsstorage.transfer import Download, Upload
 
 CHUNKS_PER_HOP = 8  # chunks fetched per hop to the NATS loop, when they are already there
 
@@ -30,7 +31,7 @@ class ObjectStream(io.RawIOBase):
     def __init__(self, bucket: Bucket, info: ObjectInfo) -> None:
         self.bucket = bucket
         self.info = info
-        self._download: Download | None = None
+        self.download: Download | None = None  # the current one: where it started tells what a seek skipped
         self._chunk = memoryview(b"")
         self._ahead: deque[bytes] = deque()  # chunks already fetched, after self._chunk
         self._position = 0  # of the first byte of self._chunk
@@ -46,9 +47,9 @@ class ObjectStream(io.RawIOBase):
 
     def _next_chunk(self) -> memoryview:
         if not self._ahead:
-            if self._download is None:
-                self._download = _bridge.run(self.bucket.download(self.info))
-            self._ahead.extend(_bridge.run(self._download.read_many(CHUNKS_PER_HOP)))
+            if self.download is None:
+                self.download = _bridge.run(Download.begin(self.bucket, self.info))
+            self._ahead.extend(_bridge.run(self.download.read_many(CHUNKS_PER_HOP)))
         return memoryview(self._ahead.popleft())
 
     def readinto(self, buffer: WriteableBuffer) -> int:
@@ -92,7 +93,7 @@ class ObjectStream(io.RawIOBase):
             self._position = target
             return target
         # Start at the chunk that holds the target, then skip into it.
-        self._download, self._position = _bridge.run(self.bucket.download_from(self.info, target))
+        self.download, self._position = _bridge.run(Download.at(self.bucket, self.info, target))
         while self._position < target:
             if not self._chunk:
                 self._chunk = self._next_chunk()
@@ -102,8 +103,8 @@ class ObjectStream(io.RawIOBase):
         return target
 
     def _close_download(self) -> None:
-        if self._download is not None:
-            download, self._download = self._download, None
+        if self.download is not None:
+            download, self.download = self.download, None
             # Closing only sends messages, nothing to wait for; safe from any thread.
             _bridge.submit(download.close())
 

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
 
 from django.core.exceptions import SuspiciousFileOperation
-
-from natsstorage.objectstore import BUCKET_NAME
 
 MAX_NAME_BYTES = 1024  # base64 makes the subject 4/3 of this, well inside NATS's limits
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -51,13 +48,9 @@ def clean_prefix(path: str | os.PathLike[str] | None) -> str:
     return clean_name("/".join(parts)) + "/" if parts else ""
 
 
-def clean_location(location: Any) -> str:
+def clean_location(location: object) -> str:
     """A storage's ``location`` inside its bucket: ``""`` or a clean name, without slashes around it."""
     if not isinstance(location, str):
         raise TypeError(f"a location is a string, not {type(location).__name__}")
     location = location.replace("\\", "/").strip("/")
     return clean_name(location) if location else ""
-
-
-def valid_bucket_name(name: Any) -> bool:
-    return isinstance(name, str) and bool(BUCKET_NAME.match(name))

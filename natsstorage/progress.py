@@ -1,4 +1,4 @@
-"""A one-line progress bar for the management commands, and human-readable sizes."""
+"""A one-line progress bar for the management commands."""
 
 from __future__ import annotations
 
@@ -9,24 +9,10 @@ from typing import Any
 from django.core.files.base import File
 from django.core.management.base import OutputWrapper
 
+from natsstorage.humanize import duration, size
+
 REDRAW_INTERVAL = 0.1  # seconds between redraws, so drawing never slows a transfer
 BAR_WIDTH = 24
-UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-
-
-def format_bytes(size: float) -> str:
-    """``1536`` -> ``"1.5 KiB"``; exact below 1 KiB."""
-    for unit in UNITS:
-        if abs(size) < 1024 or unit == UNITS[-1]:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
-def format_duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
 def _plain(text: str) -> str:
@@ -65,12 +51,12 @@ class Progress:
             fraction = min(self.done / self.total, 1.0)
             filled = int(fraction * BAR_WIDTH)
             parts.append(f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {fraction:4.0%}")
-            parts.append(f"{format_bytes(self.done)} / {format_bytes(self.total)}")
+            parts.append(f"{size(self.done)} / {size(self.total)}")
         else:
-            parts.append(format_bytes(self.done))
-        parts.append(f"{format_bytes(rate)}/s")
+            parts.append(size(self.done))
+        parts.append(f"{size(rate)}/s")
         if self.total and rate > 0 and self.done < self.total:
-            parts.append(f"ETA {format_duration((self.total - self.done) / rate)}")
+            parts.append(f"ETA {duration((self.total - self.done) / rate)}")
         return "  ".join(parts)
 
     def _draw(self, now: float) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from functools import partial
 
 from django.apps import apps
@@ -44,11 +43,6 @@ class BucketRow:
     @property
     def exists(self) -> bool:
         return self.status is not None
-
-    @property
-    def ttl(self) -> str:
-        """The bucket's TTL as ``H:MM:SS`` (days first when longer); empty when objects never expire."""
-        return str(timedelta(seconds=self.status.ttl)) if self.status and self.status.ttl else ""
 
 
 @dataclass

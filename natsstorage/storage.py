@@ -22,6 +22,7 @@ from django.utils.encoding import filepath_to_uri
 
 from natsstorage import _bridge, conf, objectstore, signing
 from natsstorage._bridge import run
+from natsstorage.changes import Changes
 from natsstorage.exceptions import NatsStorageError, ObjectChanged
 from natsstorage.files import (
     PIECE_BYTES,
@@ -34,7 +35,8 @@ from natsstorage.files import (
     normal_mode,
 )
 from natsstorage.names import clean_name, clean_prefix
-from natsstorage.objectstore import Bucket, ObjectInfo, Upload
+from natsstorage.objectstore import Bucket, BucketStatus, ObjectInfo, OrphanChunks
+from natsstorage.transfer import Download, Upload
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 MAX_COMMIT_ATTEMPTS = 100  # concurrent writers of one name each win within a few
@@ -234,14 +236,14 @@ class NatsStorage(Storage):
             run(self._replace(sink.upload, name, headers, exclusive))
 
         def open_sink() -> ObjectSink:
-            return ObjectSink(run(self.bucket.upload(caller_hashes=True, name=key)), commit)
+            return ObjectSink(run(Upload.begin(self.bucket, caller_hashes=True, name=key)), commit)
 
         return NatsFile(name, mode, open_sink=open_sink, encoding=encoding, newline=newline)
 
     def _save(self, name: str, content: IO[Any]) -> str:
         name = clean_name(name)
         headers = self._headers(name, getattr(content, "content_type", None))
-        sink = ObjectSink(run(self.bucket.upload(caller_hashes=True, name=self.key(name))))
+        sink = ObjectSink(run(Upload.begin(self.bucket, caller_hashes=True, name=self.key(name))))
         # Without overwriting, Django has just seen the name free: assume it still is (no
         # round trip) and learn otherwise from the compare-and-set. To overwrite, ask for
         # the version to replace now, beside the upload, and take the answer at the end.
@@ -376,6 +378,37 @@ class NatsStorage(Storage):
         """Change an object's description and/or headers without rewriting its data."""
         return run(self._update_meta(name, description, headers))
 
+    # -- the bucket as a whole, for commands, the admin and tests ----------------------------
+    # These name objects as the bucket does, whatever the storage's ``location``.
+
+    def status(self) -> BucketStatus:
+        """The bucket's figures, as ``nats object status`` shows them; ``BucketNotFound`` if it is missing."""
+        return run(self.bucket.status())
+
+    def bucket_exists(self) -> bool:
+        """Whether the bucket is on the server; never creates it."""
+        return run(self.bucket.exists())
+
+    def destroy(self) -> None:
+        """Delete the bucket and every object in it, for good."""
+        run(self.bucket.destroy())
+
+    def objects(self, prefix: str = "") -> list[ObjectInfo]:
+        """The bucket's live objects whose names start with ``prefix``, sorted by name."""
+        return run(_sorted_objects(self.bucket, prefix))
+
+    def watch(self, *, history: bool = False) -> Changes:
+        """Changes to the bucket's objects as they happen (``history``: each object's latest first)."""
+        return Changes(self.bucket.watch(history=history))
+
+    def orphans(self, *, min_age: timedelta) -> list[OrphanChunks]:
+        """Chunks no object points to, untouched for ``min_age`` (left by writers that died mid-upload)."""
+        return run(self.bucket.orphans(min_age=min_age))
+
+    def purge_orphans(self, orphans: list[OrphanChunks]) -> int:
+        """Remove what ``orphans`` found; the number of chunk messages removed."""
+        return run(self.bucket.purge_orphans(orphans))
+
     # -- async twins, for async views ----------------------------------------------
 
     async def asave(self, name: str | None, content: IO[Any], max_length: int | None = None) -> str:
@@ -411,12 +444,12 @@ class NatsStorage(Storage):
         if mode in ("wb", "xb"):
             name = clean_name(name)
             headers, exclusive = self._headers(name, None), mode == "xb"
-            upload = await _bridge.arun(self.bucket.upload(name=self.key(name)))
+            upload = await _bridge.arun(Upload.begin(self.bucket, name=self.key(name)))
             return AsyncNatsWriter(name, upload, lambda upload: self._replace(upload, name, headers, exclusive))
         if mode != "rb":
             raise ValueError(f"aopen() streams bytes: use 'rb', 'wb' or 'xb', not {mode!r}")
         info = await _bridge.arun(self._info(name))
-        return AsyncNatsFile(info, await _bridge.arun(self.bucket.download(info)))
+        return AsyncNatsFile(info, await _bridge.arun(Download.begin(self.bucket, info)))
 
 
 def response_overrides(parameters: Mapping[str, str] | None) -> dict[str, str]:
@@ -433,6 +466,16 @@ def response_overrides(parameters: Mapping[str, str] | None) -> dict[str, str]:
             raise ValueError(f"url() parameter {key!r} must be a one-line string")
         overrides[signing.OVERRIDES[header]] = value
     return overrides
+
+
+async def _sorted_objects(bucket: Bucket, prefix: str) -> list[ObjectInfo]:
+    return sorted([info async for info in bucket.objects() if info.name.startswith(prefix)], key=lambda i: i.name)
+
+
+def close_connections() -> None:
+    """Close this process's NATS connections (before forking, or at the end of a test run);
+    the next call on any storage connects again."""
+    _bridge.close_connections()
 
 
 def bucket_names(**options: Any) -> list[str]:

@@ -14,9 +14,17 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+    from natsstorage.storage import NatsStorage
+
+T = TypeVar("T")
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 15.0  # seconds for a server to become healthy
@@ -201,3 +209,17 @@ class NatsCluster:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
+
+
+def on_connection(storage: NatsStorage, work: Callable[[Client], Awaitable[T]]) -> T:
+    """``work(nc)`` run with the storage's own NATS connection, on natsstorage's event loop.
+
+    For tests that play another NATS client beside the storage (raw JetStream
+    requests, nats-py's ``ObjectStore``): what they see is what any client sees.
+    """
+    from natsstorage import _bridge
+
+    async def go() -> T:
+        return await work(await _bridge.connection(storage.config.connection))
+
+    return _bridge.run(go())

@@ -42,6 +42,7 @@ from natsstorage.names import clean_name
 from natsstorage.objectstore import ObjectInfo
 from natsstorage.status import configured_storages
 from natsstorage.storage import DEFAULT_CONTENT_TYPE, NatsStorage
+from natsstorage.transfer import Download
 
 logger = logging.getLogger("natsstorage")
 
@@ -270,7 +271,7 @@ async def _achunks(storage: NatsStorage, info: ObjectInfo, start: int, length: i
     try:
         if length:
             # From the chunk that holds ``start``: a range near the end costs about one chunk.
-            download, position = await _bridge.arun(storage.bucket.download_from(info, start))
+            download, position = await _bridge.arun(Download.at(storage.bucket, info, start))
             source = AsyncNatsFile(info, download)
             async for chunk in source:
                 following = position + len(chunk)

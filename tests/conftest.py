@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from django.test.utils import override_settings
 
-from natsstorage import NatsStorage, _bridge
+from natsstorage import NatsStorage, close_connections
 from natsstorage.exceptions import BucketNotFound
 from natsstorage.testing import NatsServer
 
@@ -22,7 +23,26 @@ def nats_server() -> Iterator[NatsServer]:
     with NatsServer() as server:
         with override_settings(NATSSTORAGE={"servers": [server.url], "timeout": 5.0}):
             yield server
-        _bridge.close_connections()
+        close_connections()
+
+
+@pytest.fixture
+def own_server(tmp_path) -> Iterator[Callable[..., NatsServer]]:
+    """``own_server(config="")``: a nats-server of this test's own, to stop, restart or configure.
+
+    Stopped afterwards, and no connection to it outlives the test (none keeps reconnecting).
+    """
+    with contextlib.ExitStack() as servers:
+        started = itertools.count()
+
+        def start(config: str = "") -> NatsServer:
+            store = tmp_path / f"nats-{next(started)}"
+            return servers.enter_context(NatsServer(store_dir=store, config=config))
+
+        try:
+            yield start
+        finally:
+            close_connections()
 
 
 @pytest.fixture
@@ -42,7 +62,7 @@ def make_storage(bucket_name: str) -> Iterator[Callable[..., NatsStorage]]:
     yield make
     if made:
         with contextlib.suppress(BucketNotFound):
-            _bridge.run(made[0].bucket.destroy())
+            made[0].destroy()
 
 
 @pytest.fixture

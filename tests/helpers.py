@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from nats.aio.client import Client
 
-from natsstorage import NatsStorage, _bridge
+from natsstorage import NatsStorage
+from natsstorage.testing import on_connection
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -22,15 +24,33 @@ CSS = '#dot { background-image: url("../img/dot.png"); }\n'
 
 def with_nats(storage: NatsStorage, work: Callable[[Client], Awaitable[T]]) -> T:
     """Run ``work(nc)`` on the storage's own connection (for raw NATS and nats-py's ObjectStore)."""
+    return on_connection(storage, work)
 
-    async def go() -> T:
-        return await work(await _bridge.connection(storage.config.connection))
 
-    return _bridge.run(go())
+def jetstream(storage: NatsStorage, request: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JetStream API request about the storage's stream, as any NATS client would make it."""
+
+    async def ask(nc: Client) -> dict[str, Any]:
+        payload = json.dumps(body).encode() if body is not None else b""
+        reply = await nc.request(f"$JS.API.{request}.OBJ_{storage.config.bucket}", payload, timeout=5)
+        answer: dict[str, Any] = json.loads(reply.data)
+        return answer
+
+    return with_nats(storage, ask)
+
+
+def stream_info(storage: NatsStorage) -> dict[str, Any]:
+    """The bucket's stream as the server describes it: config, state, cluster."""
+    return jetstream(storage, "STREAM.INFO")
 
 
 def stream_state(storage: NatsStorage) -> dict[str, Any]:
-    return _bridge.run(storage.bucket.stream_info())["state"]
+    return stream_info(storage)["state"]
+
+
+def purge(storage: NatsStorage, subject: str) -> None:
+    """Remove every message on ``subject`` from the bucket's stream, as another client could."""
+    jetstream(storage, "STREAM.PURGE", {"filter": subject})
 
 
 def random_bytes(size: int) -> bytes:
@@ -44,10 +64,9 @@ def corrupt_last_byte(storage: NatsStorage, name: str) -> None:
         data = bytearray(f.read())
     data[-1] ^= 0xFF
     subject = f"$O.{storage.config.bucket}.C.{info.nuid}"
-    purge = f'{{"filter": "{subject}"}}'.encode()
+    purge(storage, subject)
 
     async def rewrite(nc: Client) -> None:
-        await nc.request(f"$JS.API.STREAM.PURGE.OBJ_{storage.config.bucket}", purge, timeout=5)
         for start in range(0, len(data), info.chunk_size or len(data)):
             await nc.request(subject, bytes(data[start : start + (info.chunk_size or len(data))]), timeout=5)
 

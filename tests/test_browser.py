@@ -80,7 +80,7 @@ def test_upload_in_the_admin_download_the_link_and_see_the_bucket(live_server, p
         page.click("#changelist-search input[type=submit]")
         row = page.locator("#result_list tbody tr", has_text=name)
         expect(row).to_have_count(1)  # waits for the search's page to load
-        expect(row).to_contain_text("6.0\xa0MB")
+        expect(row).to_contain_text("6.0 MiB")
     finally:
         NatsStorage("configs").delete(name)
 

@@ -13,11 +13,11 @@ from datetime import timedelta
 import pytest
 from django.core.files.base import ContentFile
 
-from natsstorage import NatsStorage, _bridge
+from natsstorage import NatsStorage, close_connections
 from natsstorage.exceptions import NatsStorageError
 from natsstorage.testing import NatsCluster
 
-from .helpers import random_bytes
+from .helpers import random_bytes, stream_info
 
 TIMEOUT = 3.0  # the storages' timeout: bounds how long a save waits through a failover
 RECOVERY_TIMEOUT = 30.0  # seconds for a restarted node to catch up
@@ -34,7 +34,7 @@ def cluster() -> Iterator[NatsCluster]:
         try:
             yield cluster
         finally:
-            _bridge.close_connections()
+            close_connections()
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def replicated(cluster: NatsCluster, bucket_name: str) -> Iterator[NatsStorage]:
     """A storage knowing every node's URL, on a bucket with three replicas; destroyed afterwards."""
     storage = NatsStorage(bucket_name, servers=cluster.urls, replicas=3, timeout=TIMEOUT)
     yield storage
-    _bridge.run(storage.bucket.destroy())
+    storage.destroy()
 
 
 def on_node(storage: NatsStorage, url: str) -> NatsStorage:
@@ -52,7 +52,7 @@ def on_node(storage: NatsStorage, url: str) -> NatsStorage:
 
 def replicas_current(storage: NatsStorage) -> bool:
     """Whether the stream has a leader and every other replica has caught up with it."""
-    info = _bridge.run(storage.bucket.stream_info()).get("cluster") or {}
+    info = stream_info(storage).get("cluster") or {}
     replicas = info.get("replicas") or []
     return bool(info.get("leader")) and len(replicas) == 2 and all(r.get("current") for r in replicas)
 
@@ -73,7 +73,7 @@ def wait_until(condition: object, timeout: float, what: str) -> None:
 def test_the_cluster_has_a_meta_leader_and_a_bucket_gets_three_replicas(cluster, replicated):
     assert cluster.meta_leader() in {"n1", "n2", "n3"}
     name = replicated.save("a.bin", ContentFile(b"replicated" * 100_000))
-    info = _bridge.run(replicated.bucket.stream_info())
+    info = stream_info(replicated)
     assert info["config"]["num_replicas"] == 3
     wait_until(lambda: replicas_current(replicated), RECOVERY_TIMEOUT, "three current replicas")
     for url in cluster.urls:
@@ -135,7 +135,7 @@ def mismatch(storage: NatsStorage, name: str, sha256: str) -> str:
 def test_saves_and_reads_go_on_while_the_stream_leader_is_killed_and_restarted(cluster, replicated):
     replicated.save("warm-up", ContentFile(b"x"))
     wait_until(lambda: replicas_current(replicated), RECOVERY_TIMEOUT, "three current replicas")
-    leader_name = _bridge.run(replicated.bucket.stream_info())["cluster"]["leader"]
+    leader_name = stream_info(replicated)["cluster"]["leader"]
     leader = cluster.node(leader_name)
 
     load = Load()
@@ -174,8 +174,8 @@ def test_saves_and_reads_go_on_while_the_stream_leader_is_killed_and_restarted(c
                 failed_but_stored.add(name)
                 if why := mismatch(node, name, sha256):
                     partial.append(f"{name} via {url}: {why}")
-    orphans = _bridge.run(replicated.bucket.orphans(min_age=timedelta(0)))
-    _bridge.run(replicated.bucket.purge_orphans(orphans))
+    orphans = replicated.orphans(min_age=timedelta(0))
+    replicated.purge_orphans(orphans)
 
     acked_after_kill = sorted(when for _, when in load.acked.values() if when > killed)
     acked_after_restart = [when for when in acked_after_kill if when > restarted]

@@ -23,15 +23,16 @@ from django.core.management import call_command, get_commands, load_command_clas
 from django.core.management.base import CommandError
 from django.test.utils import override_settings
 
-from natsstorage import NatsStorage, _bridge
+from natsstorage import NatsStorage, close_connections
 from natsstorage.exceptions import BucketNotFound
+from natsstorage.humanize import size
 from natsstorage.objectstore import CHUNK_SUBJECT
-from natsstorage.progress import Progress, format_bytes
+from natsstorage.progress import Progress
 from natsstorage.status import bucket_rows
 from natsstorage.storage import bucket_names
 from natsstorage.testing import NatsServer, free_port
 
-from .helpers import stream_state
+from .helpers import purge, stream_state
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = (
@@ -65,7 +66,7 @@ class Terminal(io.StringIO):
 
 @pytest.fixture
 def bucket(storage: NatsStorage) -> str:
-    _bridge.run(storage.bucket.stream_info())  # the storage creates its bucket on first use
+    storage.status()  # the storage creates its bucket on first use
     return storage.config.bucket
 
 
@@ -165,7 +166,7 @@ def test_status_of_one_bucket_as_a_table_and_as_json(storage, bucket):
     assert table[1].split()[:2] == [bucket, "1"]
     assert "KiB" in table[1] and "unlimited" in table[1] and "forever" in table[1]
     (row,) = json.loads(command("natsos_status", bucket, "--json"))
-    status = _bridge.run(storage.bucket.status())
+    status = storage.status()
     assert row["bucket"] == bucket and row["exists"] and row["reachable"] and row["error"] is None
     assert (row["objects"], row["bytes"], row["max_bytes"], row["storage"]) == (1, status.bytes, -1, "file")
 
@@ -200,7 +201,7 @@ def test_put_then_get_round_trips_a_file(storage, bucket, tmp_path):
     data = os.urandom(300_000)  # several chunks
     (tmp_path / "in.bin").write_bytes(data)
     out = command("natsos_put", bucket, "dir/data.bin", str(tmp_path / "in.bin"))
-    assert out == f"Stored 'dir/data.bin' in bucket '{bucket}' ({format_bytes(len(data))})\n"
+    assert out == f"Stored 'dir/data.bin' in bucket '{bucket}' ({size(len(data))})\n"
     with storage.open("dir/data.bin") as f:
         assert f.read() == data
     command("natsos_get", bucket, "dir/data.bin", str(tmp_path / "out.bin"))
@@ -259,7 +260,7 @@ def test_put_never_creates_a_bucket_unless_asked(bucket_name, tmp_path):
     try:
         assert NatsStorage(bucket_name, create_bucket=False).exists("f")
     finally:
-        _bridge.run(NatsStorage(bucket_name).bucket.destroy())
+        NatsStorage(bucket_name).destroy()
 
 
 def test_put_and_get_errors_say_what_to_fix(storage, bucket, tmp_path):
@@ -283,7 +284,7 @@ def test_a_corrupt_download_leaves_nothing_behind(storage, bucket, tmp_path):
     storage.save("a", ContentFile(b"x" * 1000))
     info = storage.info("a")
     subject = CHUNK_SUBJECT.format(bucket=bucket, nuid=info.nuid)
-    _bridge.run(storage.bucket._purge(_bridge.run(storage.bucket._nc()), subject))  # lose its data
+    purge(storage, subject)  # lose its data
     (tmp_path / "out").write_bytes(b"previous")
     with pytest.raises(CommandError, match="'a' in bucket .* is corrupt"):
         command("natsos_get", bucket, "a", str(tmp_path / "out"), "--overwrite")
@@ -309,8 +310,8 @@ def test_progress_line_shows_bytes_rate_and_eta():
     progress = Progress(None, 4 * 1024 * 1024, enabled=False, label="f")  # type: ignore[arg-type]
     progress.update(1024 * 1024)
     line = progress.line(progress._started + 1.0)
-    assert line.startswith("f  [######..................]  25%  1.0 MiB / 4.0 MiB  1.0 MiB/s  ETA 0:03")
-    assert format_bytes(0) == "0 B" and format_bytes(1536) == "1.5 KiB" and format_bytes(3 * 1024**4) == "3.0 TiB"
+    assert line.startswith("f  [######..................]  25%  1.0 MiB / 4.0 MiB  1.0 MiB/s  ETA 0:00:03")
+    assert size(0) == "0 B" and size(1536) == "1.5 KiB" and size(3 * 1024**4) == "3.0 TiB"
 
 
 # -- natsos_destroy ----------------------------------------------------------------------
@@ -340,7 +341,7 @@ def test_destroy_noinput_touches_nothing_else(storage, bucket):
         assert bucket not in bucket_names()
         assert other.exists("keep")
     finally:
-        _bridge.run(other.bucket.destroy())
+        other.destroy()
 
 
 def test_destroy_with_input_closed_destroys_nothing(bucket, monkeypatch):
@@ -551,7 +552,7 @@ def test_watch_waits_for_a_missing_bucket_when_asked(bucket_name):
             assert watch.stop(signal.SIGINT) == 0
         finally:
             with contextlib.suppress(BucketNotFound):
-                _bridge.run(storage.bucket.destroy())
+                storage.destroy()
 
 
 def test_watch_resumes_after_a_server_restart():
@@ -572,4 +573,4 @@ def test_watch_resumes_after_a_server_restart():
                 assert watch.stop(signal.SIGINT) == 0
                 assert "Traceback" not in "".join(watch.all_stderr)
         finally:
-            _bridge.close_connections()
+            close_connections()

@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.files.base import ContentFile
 
-from natsstorage import NatsStorage, _bridge
+from natsstorage import (
+    NatsStorage,
+    _bridge,  # the tests at the end are of the bridge itself: signals, waits in slices
+)
 from natsstorage.exceptions import NatsUnavailable
 from natsstorage.testing import NatsServer, free_port
 
-from .helpers import random_bytes
-
-
-@contextlib.contextmanager
-def closing_connections() -> Iterator[None]:
-    """Close the connections a test made to its own server, so none keeps reconnecting to it."""
-    try:
-        yield
-    finally:
-        _bridge.close_connections()
+from .helpers import random_bytes, stream_info
 
 
 def natsstorage_connections(server: NatsServer) -> int:
@@ -73,7 +65,7 @@ def test_many_threads_overwriting_one_name_leave_one_complete_object(make_storag
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(write, payloads)) == {"contended.bin"}
     assert storage.open("contended.bin").read() in payloads  # read() checks the digest
-    state = _bridge.run(storage.bucket.stream_info())["state"]
+    state = stream_info(storage)["state"]
     assert state["messages"] == 2 + 1  # the winner's two chunks and its metadata: no orphans
 
 
@@ -89,23 +81,23 @@ def test_an_unreachable_server_fails_fast_with_a_clear_error(bucket_name):
     assert "s3cret" not in str(error.value) and "alice" not in str(error.value)
 
 
-def test_operations_work_again_after_a_server_restart(tmp_path, bucket_name):
-    with NatsServer(store_dir=tmp_path) as server, closing_connections():
-        storage = NatsStorage(bucket_name, servers=server.url, timeout=3.0)
-        storage.save("before.txt", ContentFile(b"before"))
-        server.restart()
-        deadline = time.monotonic() + 15
-        while True:  # the client reconnects in the background
-            try:
-                storage.save("after.txt", ContentFile(b"after"))
-                break
-            except NatsUnavailable:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        assert storage.open("before.txt").read() == b"before"
-        assert storage.open("after.txt").read() == b"after"
-        assert natsstorage_connections(server) == 1
+def test_operations_work_again_after_a_server_restart(own_server, bucket_name):
+    server = own_server()
+    storage = NatsStorage(bucket_name, servers=server.url, timeout=3.0)
+    storage.save("before.txt", ContentFile(b"before"))
+    server.restart()
+    deadline = time.monotonic() + 15
+    while True:  # the client reconnects in the background
+        try:
+            storage.save("after.txt", ContentFile(b"after"))
+            break
+        except NatsUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    assert storage.open("before.txt").read() == b"before"
+    assert storage.open("after.txt").read() == b"after"
+    assert natsstorage_connections(server) == 1
 
 
 async def _blocked_signals() -> set[signal.Signals]:

@@ -19,7 +19,7 @@ from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.test.utils import override_settings
 
-from natsstorage import NatsStorage, _bridge
+from natsstorage import NatsStorage
 from natsstorage.exceptions import NatsUnavailable
 from natsstorage.testing import NatsServer
 
@@ -50,13 +50,9 @@ class GeneratedFile:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[NatsServer]:
-    """A server of this test's own, to stop and kill; no connection to it outlives the test."""
-    with NatsServer(store_dir=tmp_path / "nats") as server:
-        try:
-            yield server
-        finally:
-            _bridge.close_connections()
+def server(own_server) -> NatsServer:
+    """A server of this test's own, to stop and kill."""
+    return own_server()
 
 
 def gc(server: NatsServer, bucket: str, *args: str) -> str:
@@ -166,7 +162,7 @@ def test_a_writer_killed_mid_save_leaves_chunks_that_gc_collects(server, bucket_
 
     assert f"{landed} messages removed" in gc(server, bucket_name, "--purge")
     assert stream_state(storage)["messages"] == 0
-    orphans = _bridge.run(storage.bucket.orphans(min_age=timedelta(0)))
+    orphans = storage.orphans(min_age=timedelta(0))
     assert orphans == []
 
 

@@ -10,7 +10,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 
-from natsstorage import NatsStorage, _bridge
+from natsstorage import NatsStorage
 from natsstorage.exceptions import BucketNotFound
 from tests.testapp.models import Document
 
@@ -19,7 +19,7 @@ from tests.testapp.models import Document
 def configs_bucket():
     yield
     with contextlib.suppress(BucketNotFound):
-        _bridge.run(Document._meta.get_field("upload").storage.bucket.destroy())
+        Document._meta.get_field("upload").storage.destroy()
 
 
 def test_the_storage_deconstructs_to_its_public_path():

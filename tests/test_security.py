@@ -24,7 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.test.utils import override_settings
 
-from natsstorage import NatsStorage, _bridge
+from natsstorage import NatsStorage, close_connections
 from natsstorage.exceptions import NatsUnavailable
 from natsstorage.testing import NatsServer
 
@@ -38,7 +38,7 @@ def server(tmp_path: Path, config: str) -> Iterator[NatsServer]:
         try:
             yield nats
         finally:
-            _bridge.close_connections()
+            close_connections()
 
 
 def round_trip(storage: NatsStorage) -> bytes:

@@ -83,8 +83,6 @@ def test_a_storage_from_the_storages_setting_reads_and_writes(settings, bucket_n
     from django.core.files.base import ContentFile
     from django.core.files.storage import storages
 
-    from natsstorage import _bridge
-
     settings.STORAGES = {
         **settings.STORAGES,
         "nats": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name, "file_overwrite": True}},
@@ -95,7 +93,7 @@ def test_a_storage_from_the_storages_setting_reads_and_writes(settings, bucket_n
         assert storage.save("hello.txt", ContentFile(b"hi")) == "hello.txt"
         assert storage.open("hello.txt").read() == b"hi"
     finally:
-        _bridge.run(storage.bucket.destroy())
+        storage.destroy()
 
 
 def test_the_readmes_options_table_is_the_declarations():

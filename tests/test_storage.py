@@ -256,10 +256,10 @@ def test_seeking_near_the_end_of_a_large_object_starts_at_its_chunk(storage):
     with storage.open("big.bin") as f:
         f.seek(len(data) - 1000)
         assert f.read() == data[-1000:]
-        assert f.file.raw._download.first_chunk == chunks - 1  # one chunk fetched, not 40
+        assert f.file.raw.download.first_chunk == chunks - 1  # one chunk fetched, not 40
         f.seek(1_000_000)
         assert f.read(5) == data[1_000_000:1_000_005]
-        assert f.file.raw._download.first_chunk == 1_000_000 // storage.config.chunk_size
+        assert f.file.raw.download.first_chunk == 1_000_000 // storage.config.chunk_size
 
 
 def test_seeking_in_an_object_with_uneven_chunks_starts_at_the_right_chunk(storage):
@@ -291,7 +291,7 @@ def test_seeking_in_an_object_with_uneven_chunks_starts_at_the_right_chunk(stora
     with storage.open("uneven.bin") as f:
         f.seek(260_000)
         assert f.read(1000) == data[260_000:261_000]
-        assert f.file.raw._download.first_chunk == 2
+        assert f.file.raw.download.first_chunk == 2
         f.seek(120_000)
         assert f.read() == data[120_000:]
-        assert f.file.raw._download.first_chunk == 1
+        assert f.file.raw.download.first_chunk == 1

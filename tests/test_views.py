@@ -24,7 +24,7 @@ from django.test import AsyncClient
 from django.urls import reverse
 from django.utils.http import http_date
 
-from natsstorage import NatsStorage, _bridge, signing
+from natsstorage import NatsStorage, signing
 from natsstorage.exceptions import BucketNotFound, CorruptObject
 from natsstorage.testing import free_port
 
@@ -44,7 +44,7 @@ def serve(bucket_name, settings):
 
     yield make
     with contextlib.suppress(BucketNotFound):
-        _bridge.run(NatsStorage(bucket_name).bucket.destroy())
+        NatsStorage(bucket_name).destroy()
 
 
 @pytest.fixture

@@ -8,11 +8,16 @@ from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from natsstorage.exceptions import BucketNotFound
-from natsstorage.objectstore import BUCKET_NAME
+from natsstorage.objectstore import BUCKET_NAME_RULE, valid_bucket_name
 from natsstorage.progress import Progress
 from natsstorage.storage import NatsStorage
 
 LIST_HINT = "manage.py natsos_status lists the buckets"
+
+
+def check_bucket_name(bucket: str) -> None:
+    if not valid_bucket_name(bucket):
+        raise CommandError(f"invalid bucket name {bucket!r}: use {BUCKET_NAME_RULE}")
 
 
 def plain(text: str) -> str:
@@ -32,8 +37,7 @@ class NatsCommand(BaseCommand):
 
     def storage(self, bucket: str, **options: Any) -> NatsStorage:
         """The bucket's storage, from the project's settings; it never creates the bucket unless told."""
-        if not BUCKET_NAME.match(bucket):
-            raise CommandError(f"invalid bucket name {bucket!r}: use letters, digits, '-' and '_' only")
+        check_bucket_name(bucket)
         options.setdefault("create_bucket", False)
         options.setdefault("location", "")  # commands name objects as the bucket does
         return NatsStorage(bucket, **options)

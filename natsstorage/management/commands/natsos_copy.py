@@ -10,9 +10,10 @@ from typing import Any
 from django.core.files.storage import InvalidStorageError, Storage, storages
 from django.core.management.base import CommandError, CommandParser
 
+from natsstorage import humanize
 from natsstorage.exceptions import NatsStorageError
 from natsstorage.management.base import NatsCommand
-from natsstorage.progress import Progress, ProgressFile, format_bytes
+from natsstorage.progress import Progress, ProgressFile
 from natsstorage.storage import NatsStorage
 
 HASH_CHUNK_SIZE = 1024 * 1024  # bytes read at a time to hash a file that is not in NATS
@@ -51,11 +52,11 @@ class Command(NatsCommand):
                             self.stdout.write(f"skipped {name} (already there)")
                         continue
                     if dry_run:
-                        self.stdout.write(f"would copy {name} ({format_bytes(size)})")
+                        self.stdout.write(f"would copy {name} ({humanize.size(size)})")
                     else:
                         _copy(source, target, name, progress)
                         if verbosity >= 2:
-                            self.stdout.write(f"copied {name} ({format_bytes(size)})")
+                            self.stdout.write(f"copied {name} ({humanize.size(size)})")
                     copied += 1
                     copied_bytes += size
                 except (OSError, NatsStorageError) as error:
@@ -67,10 +68,10 @@ class Command(NatsCommand):
             progress.close()
         if verbosity >= 1:
             verb, skip = ("Would copy", "would skip") if dry_run else ("Copied", "skipped")
-            files_word = "file" if copied == 1 else "files"
+            copied_files = humanize.count(copied, "file", "files")
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"{verb} {copied} {files_word} ({format_bytes(copied_bytes)}, {copied_bytes} bytes) "
+                    f"{verb} {copied_files} ({humanize.size(copied_bytes)}, {copied_bytes} bytes) "
                     f"from {options['source']!r} to {options['target']!r}; {skip} {skipped} already there."
                 )
             )

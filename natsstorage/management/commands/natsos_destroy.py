@@ -6,9 +6,8 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from natsstorage._bridge import run
+from natsstorage.humanize import count, size
 from natsstorage.management.base import NatsCommand
-from natsstorage.progress import format_bytes
 
 
 class Command(NatsCommand):
@@ -29,10 +28,10 @@ class Command(NatsCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["bucket"]
-        bucket = self.storage(name).bucket
-        status = run(bucket.status())
-        objects = f"{status.objects} object{'' if status.objects == 1 else 's'}"
-        loss = f"bucket {name!r} and its {objects} ({format_bytes(status.bytes)}, {status.bytes} bytes)"
+        storage = self.storage(name)
+        status = storage.status()
+        objects = count(status.objects, "object", "objects")
+        loss = f"bucket {name!r} and its {objects} ({size(status.bytes)}, {status.bytes} bytes)"
         if options["interactive"]:
             self.stdout.write(self.style.WARNING(f"This deletes the NATS {loss} for good."))
             try:
@@ -41,6 +40,6 @@ class Command(NatsCommand):
                 answer = ""
             if answer.strip() != name:
                 raise CommandError(f"{answer.strip()!r} is not {name!r}: bucket {name!r} was not destroyed")
-        run(bucket.destroy())
+        storage.destroy()
         if options["verbosity"] >= 1:
             self.stdout.write(self.style.SUCCESS(f"Destroyed the {loss}."))

@@ -9,9 +9,8 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from natsstorage._bridge import run
+from natsstorage.humanize import count, duration, size
 from natsstorage.management.base import NatsCommand
-from natsstorage.progress import format_bytes, format_duration
 
 # Uploads still in progress publish a chunk every few milliseconds; an hour
 # without one means the writer is gone, whatever the link or the file size.
@@ -48,24 +47,24 @@ class Command(NatsCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["bucket"]
-        bucket = self.storage(name).bucket
-        orphans = run(bucket.orphans(min_age=options["min_age"]))
+        storage = self.storage(name)
+        orphans = storage.orphans(min_age=options["min_age"])
         chunks = sum(orphan.chunks for orphan in orphans)
-        size = sum(orphan.bytes for orphan in orphans)
+        total = sum(orphan.bytes for orphan in orphans)
         if options["verbosity"] >= 2:
             now = datetime.now(UTC)
             for orphan in orphans:
-                idle = format_duration((now - orphan.newest).total_seconds())
+                idle = duration((now - orphan.newest).total_seconds())
                 self.stdout.write(f"{orphan.subject}  {orphan.chunks} chunks  {orphan.bytes} bytes  idle {idle}")
         found = (
-            f"{len(orphans)} orphaned upload{'' if len(orphans) == 1 else 's'} in bucket {name!r}: "
-            f"{chunks} chunk{'' if chunks == 1 else 's'}, {format_bytes(size)} ({size} bytes)"
+            f"{count(len(orphans), 'orphaned upload', 'orphaned uploads')} in bucket {name!r}: "
+            f"{count(chunks, 'chunk', 'chunks')}, {size(total)} ({total} bytes)"
         )
         if not options["purge"]:
             if options["verbosity"] >= 1:
                 hint = "; run with --purge to remove them" if orphans else ""
                 self.stdout.write(f"Found {found}{hint}.")
             return
-        purged = run(bucket.purge_orphans(orphans))
+        purged = storage.purge_orphans(orphans)
         if options["verbosity"] >= 1:
             self.stdout.write(self.style.SUCCESS(f"Purged {found}; {purged} messages removed."))

@@ -10,8 +10,9 @@ from typing import IO, Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from natsstorage import humanize
 from natsstorage.management.base import NatsCommand
-from natsstorage.progress import Progress, format_bytes
+from natsstorage.progress import Progress
 from natsstorage.storage import NatsStorage
 
 PART_SUFFIX = ".part"  # a download in progress, renamed to PATH once complete and verified
@@ -56,7 +57,7 @@ class Command(NatsCommand):
                 os.unlink(part)
             raise
         if options["verbosity"] >= 1:
-            self.stdout.write(f"Wrote {name!r} from bucket {options['bucket']!r} to {path} ({format_bytes(size)})")
+            self.stdout.write(f"Wrote {name!r} from bucket {options['bucket']!r} to {path} ({humanize.size(size)})")
 
     def copy(self, storage: NatsStorage, name: str, target: IO[bytes], options: dict[str, Any]) -> int:
         with storage.open(name) as source:

@@ -7,16 +7,11 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
-from natsstorage._bridge import run
+from natsstorage.humanize import count, size
 from natsstorage.management.base import NatsCommand
-from natsstorage.objectstore import Bucket, ObjectInfo
-from natsstorage.progress import format_bytes
+from natsstorage.objectstore import ObjectInfo
 
 TITLES = ("SIZE", "MODIFIED (UTC)", "CONTENT TYPE", "NAME")
-
-
-async def _objects(bucket: Bucket, prefix: str) -> list[ObjectInfo]:
-    return sorted([info async for info in bucket.objects() if info.name.startswith(prefix)], key=lambda i: i.name)
 
 
 class Command(NatsCommand):
@@ -32,13 +27,13 @@ class Command(NatsCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         storage = self.storage(options["bucket"])
-        objects = run(_objects(storage.bucket, options["prefix"]))
+        objects = storage.objects(options["prefix"])
         if options["json"]:
             for info in objects:
                 self.stdout.write(json.dumps(object_json(info)))
             return
         rows = [
-            (format_bytes(info.size), info.mtime.strftime("%Y-%m-%d %H:%M:%S"), info.content_type or "-", info.name)
+            (size(info.size), info.mtime.strftime("%Y-%m-%d %H:%M:%S"), info.content_type or "-", info.name)
             for info in objects
         ]
         widths = [max([len(row[i]) for row in rows] + [len(title)]) for i, title in enumerate(TITLES[:3])]
@@ -47,7 +42,7 @@ class Command(NatsCommand):
             self.stdout.write(_line(row, widths))
         if options["verbosity"] >= 1:
             total = sum(info.size for info in objects)
-            self.stdout.write(f"{len(objects)} object{'' if len(objects) == 1 else 's'}, {format_bytes(total)}")
+            self.stdout.write(f"{count(len(objects), 'object', 'objects')}, {size(total)}")
 
 
 def _line(row: tuple[str, ...], widths: list[int]) -> str:

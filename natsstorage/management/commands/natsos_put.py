@@ -8,8 +8,9 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from natsstorage import humanize
 from natsstorage.management.base import NatsCommand
-from natsstorage.progress import ProgressFile, format_bytes
+from natsstorage.progress import ProgressFile
 
 
 class Command(NatsCommand):
@@ -50,7 +51,7 @@ class Command(NatsCommand):
                 saved = self.save(storage, name, source, os.fstat(source.fileno()).st_size, options)
         size = storage.size(saved)
         if options["verbosity"] >= 1:
-            message = f"Stored {saved!r} in bucket {options['bucket']!r} ({format_bytes(size)})"
+            message = f"Stored {saved!r} in bucket {options['bucket']!r} ({humanize.size(size)})"
             if path == "-":  # stdout may be the next command's input
                 self.note(message)
             else:

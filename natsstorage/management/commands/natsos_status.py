@@ -7,9 +7,8 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from natsstorage.management.base import LIST_HINT, NatsCommand
-from natsstorage.objectstore import BUCKET_NAME
-from natsstorage.progress import format_bytes, format_duration
+from natsstorage.humanize import duration, size
+from natsstorage.management.base import LIST_HINT, NatsCommand, check_bucket_name
 from natsstorage.status import BucketRow, server_reports
 
 TITLES = ("BUCKET", "OBJECTS", "SIZE", "MAX SIZE", "TTL", "STORAGE", "REPLICAS", "SEALED", "USED BY")
@@ -27,8 +26,8 @@ class Command(NatsCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         bucket = options["bucket"]
-        if bucket is not None and not BUCKET_NAME.match(bucket):
-            raise CommandError(f"invalid bucket name {bucket!r}: use letters, digits, '-' and '_' only")
+        if bucket is not None:
+            check_bucket_name(bucket)
         reports = server_reports(bucket)
         rows = [row for report in reports for row in report.rows]
         if options["json"]:
@@ -69,9 +68,9 @@ def row_cells(row: BucketRow) -> tuple[str, ...]:
     return (
         row.name,
         str(status.objects),
-        format_bytes(status.bytes),
-        "unlimited" if status.max_bytes < 0 else format_bytes(status.max_bytes),
-        format_duration(status.ttl) if status.ttl else "forever",
+        size(status.bytes),
+        "unlimited" if status.max_bytes < 0 else size(status.max_bytes),
+        duration(status.ttl) if status.ttl else "forever",
         status.storage + (", s2" if status.compression else ""),
         str(status.replicas),
         "yes" if status.sealed else "no",

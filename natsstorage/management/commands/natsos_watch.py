@@ -13,10 +13,11 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from natsstorage._bridge import run
+from natsstorage.changes import Changes
 from natsstorage.exceptions import BucketNotFound, NatsUnavailable
 from natsstorage.management.base import NatsCommand
-from natsstorage.objectstore import Bucket, ObjectInfo, Watch
+from natsstorage.objectstore import ObjectInfo
+from natsstorage.storage import NatsStorage
 
 RETRY_INTERVAL = 1.0  # seconds between attempts to resume after losing the server
 WAIT_INTERVAL = 1.0  # seconds between looks for the bucket with --wait
@@ -41,48 +42,34 @@ class Command(NatsCommand):
         parser.add_argument("--wait", action="store_true", help="Wait for a missing bucket to be created.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        bucket = self.storage(options["bucket"]).bucket
-        watch = bucket.watch(history=options["history"])
+        storage = self.storage(options["bucket"])
+        name = storage.config.bucket
         try:
-            with _stop_on_sigterm():
-                self.start(watch, options)
-                self.follow(watch, options)
+            with _stop_on_sigterm(), storage.watch(history=options["history"]) as changes:
+                if options["wait"]:
+                    self.wait_for(storage)
+                changes.start()
+                if options["verbosity"] >= 1:
+                    self.note(f"watching {name} for changes (Ctrl-C to stop)")
+                self.follow(name, changes, options)
         except KeyboardInterrupt:
             if options["verbosity"] >= 1:
-                self.note(f"stopped watching {bucket.name}")
-        finally:
-            run(watch.close())
+                self.note(f"stopped watching {name}")
 
-    def start(self, watch: Watch, options: dict[str, Any]) -> None:
-        if options["wait"]:
-            self.wait_for(watch.bucket)
-        run(watch.start())
-        if options["verbosity"] >= 1:
-            self.note(f"watching {watch.bucket.name} for changes (Ctrl-C to stop)")
-
-    def wait_for(self, bucket: Bucket) -> None:
-        try:
-            run(bucket.stream_info())
-        except BucketNotFound:
-            self.note(f"waiting for bucket {bucket.name} to be created...")
-        else:
+    def wait_for(self, storage: NatsStorage) -> None:
+        if storage.bucket_exists():
             return
-        while True:
+        self.note(f"waiting for bucket {storage.config.bucket} to be created...")
+        while not storage.bucket_exists():
             time.sleep(WAIT_INTERVAL)
-            try:
-                run(bucket.stream_info())
-            except BucketNotFound:
-                continue
-            return
 
-    def follow(self, watch: Watch, options: dict[str, Any]) -> None:
-        name = watch.bucket.name
+    def follow(self, name: str, changes: Changes, options: dict[str, Any]) -> None:
         while True:
             try:
-                info = run(watch.next())
+                info = changes.next()
             except NatsUnavailable as error:
                 self.stderr.write(f"lost the watch on {name}: {error}; resuming...", style_func=self.style.WARNING)
-                self.resume(watch)
+                self.resume(name, changes)
                 self.note(f"watching {name} again after a server restart")
                 continue
             if info.deleted and options["ignore_deletes"]:
@@ -90,14 +77,14 @@ class Command(NatsCommand):
             self.stdout.write(json.dumps(event_json(name, info)) if options["json"] else event_line(name, info))
             self.stdout.flush()
 
-    def resume(self, watch: Watch) -> None:
+    def resume(self, name: str, changes: Changes) -> None:
         while True:
             try:
-                run(watch.start())
+                changes.start()
             except NatsUnavailable:
                 time.sleep(RETRY_INTERVAL)
             except BucketNotFound:
-                raise CommandError(f"bucket {watch.bucket.name!r} was destroyed while being watched") from None
+                raise CommandError(f"bucket {name!r} was destroyed while being watched") from None
             else:
                 return
 

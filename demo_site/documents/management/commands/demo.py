@@ -13,7 +13,7 @@ from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from natsstorage import _bridge
+from natsstorage import close_connections
 from natsstorage.testing import NatsServer
 
 USERNAME = "admin"
@@ -63,7 +63,7 @@ class Command(BaseCommand):
             )
             call_command("runserver", addrport, use_reloader=False)
         finally:
-            _bridge.close_connections()
+            close_connections()
             if server is not None:
                 server.stop()
                 self.stdout.write("Stopped the nats-server.")

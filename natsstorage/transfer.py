@@ -1,0 +1,351 @@
+"""Moving an object's data: uploads, downloads, and where a download starts after a seek.
+
+Where nats-py's own ``ObjectStore`` waits for every chunk's acknowledgement
+and builds whole objects in memory, an ``Upload`` keeps a bounded window of
+unacknowledged chunks in flight, and a ``Download`` reads through an
+ephemeral pull consumer asked for at most a window of chunks at a time, so
+memory stays flat whatever the object's size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import deque
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.nuid import NUID
+
+from natsstorage.exceptions import CorruptObject, NatsStorageError, NatsUnavailable
+from natsstorage.jetstream import MESSAGE_SIZE_HEADER, Pull
+from natsstorage.objectstore import (
+    CHUNK_SUBJECT,
+    DEFAULT_CHUNK_SIZE,
+    LISTING_WINDOW,
+    Bucket,
+    ObjectInfo,
+    encode_digest,
+    format_time,
+    logger,
+)
+
+REPLICA_RETRY_WAIT = 0.2  # seconds between reads of a replicated bucket that saw chunks missing
+
+_nuid = NUID()
+
+
+class Upload:
+    """An object being written: chunks first, metadata last, so readers never see half of it."""
+
+    def __init__(self, bucket: Bucket, nc: Client, *, caller_hashes: bool = False, name: str = "") -> None:
+        self.bucket = bucket
+        self.nc = nc
+        self.caller_hashes = caller_hashes
+        self.chunk_size = min(bucket.chunk_size, nc.max_payload)  # a server may allow less than asked
+        self.window = bucket.window_for(self.chunk_size)
+        self.nuid = _nuid.next().decode()
+        self.subject = CHUNK_SUBJECT.format(bucket=bucket.name, nuid=self.nuid)
+        self.size = 0
+        self.chunks = 0
+        self._sha256 = hashlib.sha256()
+        self._buffer = bytearray()
+        self._acks: deque[asyncio.Future[Msg]] = deque()
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._inbox = nc.new_inbox()
+        self._sub: Any = None
+        self._writing = asyncio.Lock()  # FIFO, so queued writes keep their order
+        self._name = repr(name) if name else "a new object"  # for messages; commit gives the final name
+        self._meta_sent = False  # metadata published without a known outcome: abort() keeps the chunks
+
+    @classmethod
+    async def begin(cls, bucket: Bucket, *, caller_hashes: bool = False, name: str = "") -> Upload:
+        """Start writing a new object's chunks; give it a name with ``commit``.
+
+        ``caller_hashes``: the writer feeds every byte to ``hash`` itself, in
+        its own thread, so hashing runs beside the NATS loop instead of on it.
+        """
+        nc = await bucket.connection()
+        if bucket.max_bytes > 0:
+            await bucket.stream.settled()  # else the replaced versions' chunks still count against the limit
+        return cls(bucket, nc, caller_hashes=caller_hashes, name=name)
+
+    async def write(self, data: bytes) -> None:
+        """Add data; full chunks are published with at most ``window`` awaiting acknowledgement.
+
+        Writes may be started before the last one finished: they run in order.
+        """
+        async with self._writing:
+            await self._write(data)
+
+    async def _write(self, data: bytes) -> None:
+        size = self.chunk_size
+        view = memoryview(data)
+        if self._buffer:
+            taken = size - len(self._buffer)
+            self._buffer += view[:taken]
+            view = view[taken:]
+            if len(self._buffer) < size:
+                return
+            await self._publish(bytes(self._buffer))
+            self._buffer.clear()
+        while len(view) >= size:
+            await self._publish(view[:size])
+            view = view[size:]
+        self._buffer += view
+
+    async def _publish(self, chunk: bytes | memoryview) -> None:
+        if self._sub is None:
+            # nats-py's publish_async never settles a future whose acknowledgement
+            # is an error (a full or sealed bucket), so acknowledgements come here.
+            self._sub = await self.nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+        if not self.caller_hashes:
+            self._sha256.update(chunk)
+        self.size += len(chunk)
+        self.chunks += 1
+        if len(self._acks) >= self.window:
+            await self._settle(self._acks.popleft())
+        ack: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self._waiting[str(self.chunks)] = ack
+        self._acks.append(ack)
+        try:
+            await self.nc.publish(self.subject, chunk, reply=f"{self._inbox}.{self.chunks}")  # type: ignore[arg-type]
+        except nats.errors.Error as error:
+            raise self.bucket.stream.unavailable(f"could not send {self._name}", error) from None
+
+    def hash(self, data: bytes) -> None:
+        """Add ``data`` to the digest (``caller_hashes`` uploads): every byte written, in order, once."""
+        self._sha256.update(data)
+
+    async def _on_ack(self, msg: Msg) -> None:
+        ack = self._waiting.pop(msg.subject.rpartition(".")[2], None)
+        if ack is not None and not ack.done():
+            ack.set_result(msg)
+
+    async def _settle(self, ack: asyncio.Future[Msg]) -> None:
+        stream = self.bucket.stream
+        try:
+            msg = await asyncio.wait_for(ack, stream.timeout)
+        except TimeoutError:
+            raise stream.unavailable(f"no acknowledgement for a chunk of {self._name}", TimeoutError()) from None
+        stream.acknowledged(msg, self._name.strip("'"))
+
+    async def _close(self) -> None:
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            await sub.unsubscribe()
+
+    async def commit(
+        self,
+        name: str,
+        *,
+        previous: ObjectInfo | None,
+        description: str = "",
+        headers: Mapping[str, list[str]] | None = None,
+    ) -> ObjectInfo:
+        """Publish the metadata under ``name``, only if its latest metadata is still ``previous``.
+
+        Raises ``ObjectChanged`` when another writer got there first; the
+        chunks stay, so the caller may retry under the same or another name.
+        After a replacement the old object's chunks are purged in the background.
+        """
+        self._name = repr(name)
+        if self._buffer:
+            await self._publish(bytes(self._buffer))
+            self._buffer.clear()
+        while self._acks:
+            await self._settle(self._acks.popleft())
+        raw: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "headers": {key: list(values) for key, values in (headers or {}).items()},
+            "options": {"max_chunk_size": self.chunk_size},
+            "bucket": self.bucket.name,
+            "nuid": self.nuid,
+            "size": self.size,
+            "mtime": format_time(datetime.now(UTC)),
+            "chunks": self.chunks,
+            "digest": encode_digest(self._sha256.digest()),
+        }
+        for key in ("description", "headers"):
+            if not raw[key]:
+                del raw[key]
+        # From here the metadata may land whatever happens to this call (a stream leader that dies may
+        # have passed it on, a cancelled wait may have sent it): abort() must keep the chunks.
+        self._meta_sent = True
+        try:
+            seq = await self.bucket.put_meta(self.nc, name, raw, expected_seq=previous.seq if previous else 0)
+        except NatsUnavailable:
+            raise
+        except NatsStorageError:  # the server refused it (changed, full, sealed): it did not land
+            self._meta_sent = False
+            raise
+        await self._close()
+        if previous is not None and not previous.deleted and previous.nuid != self.nuid:
+            old = CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=previous.nuid)
+            self.bucket.stream.purge_soon(self.nc, old, f"the replaced version of {self._name}")
+        # By this client's clock; reading the metadata back gives the server's.
+        return ObjectInfo.from_raw(raw, seq=seq, time=datetime.now(UTC))
+
+    async def abort(self) -> None:
+        """Remove the chunks published so far, once those in flight have landed or failed.
+
+        Never raises: it runs while another error is on its way to the caller.
+        What it cannot remove (the server is gone) ``natsos_gc`` collects later.
+        """
+        acks, self._acks = list(self._acks), deque()
+        if acks:
+            await asyncio.wait(acks, timeout=self.bucket.stream.timeout)
+        await self._close()
+        if not self.chunks:
+            return
+        if self._meta_sent:
+            logger.warning("kept the chunks at %s: their metadata may yet land (else natsos_gc)", self.subject)
+            return
+        await self.bucket.stream.purge_or_warn(self.nc, self.subject, f"an aborted upload of {self._name}")
+
+
+class Download:
+    """An object's data, chunk by chunk, checked against its size, chunk count and digest."""
+
+    def __init__(
+        self,
+        bucket: Bucket,
+        nc: Client,
+        info: ObjectInfo,
+        *,
+        first_chunk: int = 0,
+        first_byte: int = 0,
+        pull: Pull | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.nc = nc
+        self.info = info
+        self.first_chunk = first_chunk
+        self.chunks = first_chunk
+        self.received = first_byte
+        self._partial = first_chunk > 0  # a read that skipped chunks cannot check the digest
+        self._sha256 = hashlib.sha256()
+        self._pull = pull  # started at first_chunk; None: made at the first read
+
+    @classmethod
+    async def begin(cls, bucket: Bucket, info: ObjectInfo) -> Download:
+        return cls(bucket, await bucket.connection(), info)
+
+    @classmethod
+    async def at(cls, bucket: Bucket, info: ObjectInfo, offset: int) -> tuple[Download, int]:
+        """A download from the chunk that holds byte ``offset``, and where that chunk starts.
+
+        Chunks of one writer are usually even (all but the last ``max_chunk_size``,
+        which the last chunk's length proves) and side by side in the stream: then
+        chunk k is at a known sequence, and a consumer started there that sees
+        exactly the chunks after k proves it, whatever else the stream holds.
+        Otherwise a headers-only consumer maps every chunk's sequence and size.
+        """
+        nc = await bucket.connection()
+        if offset <= 0 or info.chunks <= 1 or offset >= info.size:
+            return cls(bucket, nc, info), 0
+        subject = CHUNK_SUBJECT.format(bucket=bucket.name, nuid=info.nuid)
+        window = bucket.window_for(info.chunk_size or DEFAULT_CHUNK_SIZE)
+        size = info.chunk_size
+        if size and info.chunks == -(-info.size // size):
+            last = await bucket.stream.direct_get(nc, {"last_by_subj": subject})
+            if last is not None and len(last["data"]) == info.size - (info.chunks - 1) * size:
+                chunk = offset // size
+                start_seq = last["seq"] - (info.chunks - 1) + chunk
+                pull = await cls._pull_from(bucket, nc, subject, start_seq, window)
+                if pull.pending == info.chunks - chunk:
+                    return cls(bucket, nc, info, first_chunk=chunk, first_byte=chunk * size, pull=pull), chunk * size
+                await pull.close()
+        start = 0
+        config = {"deliver_policy": "all", "filter_subject": subject, "headers_only": True}
+        async with Pull(bucket.stream, nc, config, exact=True, window=LISTING_WINDOW) as chunks:
+            for chunk in range(min(chunks.pending, info.chunks)):
+                msg = await chunks.next()
+                assert msg is not None  # an exact pull raises rather than end early
+                length = int((msg.headers or {}).get(MESSAGE_SIZE_HEADER, 0))
+                if start + length > offset:
+                    pull = await cls._pull_from(bucket, nc, subject, msg.metadata.sequence.stream, window)
+                    return cls(bucket, nc, info, first_chunk=chunk, first_byte=start, pull=pull), start
+                start += length
+        return cls(bucket, nc, info), 0  # chunks missing: reading through reports it
+
+    @staticmethod
+    async def _pull_from(bucket: Bucket, nc: Client, subject: str, start_seq: int, window: int) -> Pull:
+        config = {"deliver_policy": "by_start_sequence", "opt_start_seq": start_seq, "filter_subject": subject}
+        pull = Pull(bucket.stream, nc, config, exact=True, window=window)
+        await pull.start()
+        return pull
+
+    async def read_many(self, limit: int) -> list[bytes]:
+        """The next chunk and any others already here, up to ``limit`` chunks: one hop for many."""
+        chunks = [await self.read()]
+        while chunks[-1] and len(chunks) < limit and self._pull is not None and self._pull.ready():
+            chunks.append(await self.read())
+        return chunks
+
+    async def read(self) -> bytes:
+        """The next chunk's bytes, or ``b""`` at the end."""
+        if self.chunks >= self.info.chunks:
+            return b""
+        if self.info.chunks == 1:
+            return await self._check(await self._only_chunk())
+        if self._pull is None:
+            self._pull = await self._start()
+        msg = await self._pull.next()
+        assert msg is not None  # an exact pull raises rather than end early
+        return await self._check(msg.data)
+
+    async def _start(self) -> Pull:
+        subject = CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=self.info.nuid)
+        config: dict[str, Any] = {"deliver_policy": "all", "filter_subject": subject}
+        window = self.bucket.window_for(self.info.chunk_size or DEFAULT_CHUNK_SIZE)
+        expected = self.info.chunks - self.chunks
+        # A replica that is still catching up (a node just back) may host the consumer
+        # and see fewer chunks for a moment; on one server, missing chunks are missing.
+        deadline = time.monotonic() + (self.bucket.stream.timeout if self.bucket.stream.replicated else 0)
+        while True:
+            pull = Pull(self.bucket.stream, self.nc, config, exact=True, window=window)
+            await pull.start()
+            if pull.pending >= expected:
+                return pull
+            await pull.close()
+            if time.monotonic() >= deadline:
+                raise self._corrupt(f"{pull.pending} of the {expected} chunks to read are on the server")
+            await asyncio.sleep(REPLICA_RETRY_WAIT)
+
+    async def _only_chunk(self) -> bytes:
+        """A one-chunk object in one request, without a consumer."""
+        subject = CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=self.info.nuid)
+        message = await self.bucket.stream.direct_get(self.nc, {"seq": 0, "next_by_subj": subject})
+        if message is None:
+            raise self._corrupt("0 of the 1 chunks to read are on the server")
+        data: bytes = message["data"]
+        return data
+
+    async def _check(self, data: bytes) -> bytes:
+        """Count and hash one chunk; at the last one, compare size and digest."""
+        self.chunks += 1
+        self.received += len(data)
+        if not self._partial:
+            self._sha256.update(data)
+        if self.chunks == self.info.chunks:
+            await self.close()
+            if self.received != self.info.size:
+                raise self._corrupt(f"read {self.received} bytes, expected {self.info.size}")
+            if not self._partial and self._sha256.digest() != self.info.sha256:
+                raise self._corrupt("its SHA-256 digest does not match the data")
+        return data
+
+    def _corrupt(self, why: str) -> CorruptObject:
+        return CorruptObject(f"{self.info.name!r} in bucket {self.bucket.name!r} is corrupt: {why}")
+
+    async def close(self) -> None:
+        if self._pull is not None:
+            pull, self._pull = self._pull, None
+            await pull.close()
