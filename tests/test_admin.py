@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -9,6 +10,7 @@ from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.urls import reverse
 
 from natsstorage import NatsStorage
@@ -70,8 +72,18 @@ def test_the_bucket_page_shows_bucket_options(admin_client, make_storage):
     text = admin_client.get(reverse(BUCKETS)).text
     assert "Configs of the fleet" in text
     assert "1:00:00" in text
-    assert "10.0 MiB" in text  # as natsos_status says it
+    assert "10.0 MiB" in text
     assert "s2" in text
+
+
+def test_the_admin_and_natsos_status_spell_sizes_and_durations_alike(admin_client, make_storage):
+    storage = make_storage(ttl=2 * 86400.0, max_bytes=5 * MiB)
+    storage.save("a.txt", ContentFile(b"a"))
+    out = io.StringIO()
+    call_command("natsos_status", storage.config.bucket, stdout=out)
+    text = admin_client.get(reverse(BUCKETS)).text
+    for shown in ("5.0 MiB", "2 days, 0:00:00"):
+        assert shown in out.getvalue() and shown in text
 
 
 def test_the_bucket_page_says_clearly_when_nats_is_down(admin_client, settings):

@@ -23,14 +23,14 @@ from django.core.management import call_command, get_commands, load_command_clas
 from django.core.management.base import CommandError
 from django.test.utils import override_settings
 
-from natsstorage import NatsStorage, close_connections
+from natsstorage import NatsStorage
 from natsstorage.exceptions import BucketNotFound
 from natsstorage.humanize import size
 from natsstorage.objectstore import CHUNK_SUBJECT
 from natsstorage.progress import Progress
 from natsstorage.status import bucket_rows
 from natsstorage.storage import bucket_names
-from natsstorage.testing import NatsServer, free_port
+from natsstorage.testing import free_port
 
 from .helpers import purge, stream_state
 
@@ -555,22 +555,20 @@ def test_watch_waits_for_a_missing_bucket_when_asked(bucket_name):
                 storage.destroy()
 
 
-def test_watch_resumes_after_a_server_restart():
-    with NatsServer() as server, override_settings(NATSSTORAGE={"servers": [server.url], "timeout": 5.0}):
+def test_watch_resumes_after_a_server_restart(own_server):
+    server = own_server()
+    with override_settings(NATSSTORAGE={"servers": [server.url], "timeout": 5.0}):
         storage = NatsStorage("configs")
-        try:
-            storage.save("a", ContentFile(b"1"))
-            with watching("configs", url=server.url) as watch:
-                watch.wait_stderr("watching configs for changes")
-                storage.save("b", ContentFile(b"2"))
-                assert watch.line() == "configs changed - b was updated"
-                server.restart()
-                storage.save("c", ContentFile(b"3"))  # possibly before the watch resumed: it must not be missed
-                watch.wait_stderr("watching configs again after a server restart", timeout=60)
-                assert watch.line() == "configs changed - c was updated"
-                storage.delete("a")
-                assert watch.line() == "configs changed - a was deleted"
-                assert watch.stop(signal.SIGINT) == 0
-                assert "Traceback" not in "".join(watch.all_stderr)
-        finally:
-            close_connections()
+        storage.save("a", ContentFile(b"1"))
+        with watching("configs", url=server.url) as watch:
+            watch.wait_stderr("watching configs for changes")
+            storage.save("b", ContentFile(b"2"))
+            assert watch.line() == "configs changed - b was updated"
+            server.restart()
+            storage.save("c", ContentFile(b"3"))  # possibly before the watch resumed: it must not be missed
+            watch.wait_stderr("watching configs again after a server restart", timeout=60)
+            assert watch.line() == "configs changed - c was updated"
+            storage.delete("a")
+            assert watch.line() == "configs changed - a was deleted"
+            assert watch.stop(signal.SIGINT) == 0
+            assert "Traceback" not in "".join(watch.all_stderr)

@@ -10,7 +10,7 @@ import pytest
 from django.core.files.base import ContentFile
 
 from natsstorage import NatsStorage
-from natsstorage.exceptions import BucketFull, BucketNotFound, BucketSealed
+from natsstorage.exceptions import BucketFull, BucketNotFound, BucketSealed, JetStreamError
 from natsstorage.jetstream import Stream
 
 from .helpers import random_bytes, stream_state, with_nats
@@ -28,8 +28,11 @@ def test_a_save_that_would_overflow_max_bytes_fails_clearly_and_leaves_nothing(m
     storage = make_storage(max_bytes=1_000_000)
     storage.save("small.bin", ContentFile(random_bytes(100_000)))
     before = stream_state(storage)
-    with pytest.raises(BucketFull, match=r"bucket '\w+' is full: writing 'big.bin' would exceed max_bytes 1000000"):
+    with pytest.raises(
+        BucketFull, match=r"bucket '\w+' is full: writing 'big.bin' would exceed max_bytes 1000000"
+    ) as error:
         storage.save("big.bin", ContentFile(random_bytes(2_000_000)))
+    assert isinstance(error.value, JetStreamError) and error.value.code == 10077  # the server's own error code
     assert not storage.exists("big.bin")
     assert stream_state(storage)["messages"] == before["messages"]  # the chunks already sent were purged
     assert storage.open("small.bin").read()  # the bucket still works
