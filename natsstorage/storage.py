@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import io
 import mimetypes
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import aclosing
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property, partial
 from typing import IO, Any, ClassVar
@@ -41,6 +45,28 @@ from natsstorage.transfer import Download, Upload
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 MAX_COMMIT_ATTEMPTS = 100  # concurrent writers of one name each win within a few
 PATH = "natsstorage.NatsStorage"  # what migrations import
+
+
+class Taken(enum.Enum):
+    """What a commit does when another object holds the name."""
+
+    REPLACE = "replace"  # overwrite it
+    REFUSE = "refuse"  # raise FileExistsError (open(..., "x"))
+    REPORT = "report"  # return False: the caller picks another name
+
+
+class Unknown(enum.Enum):
+    VALUE = "unknown"
+
+
+@dataclass(frozen=True)
+class _Saving:
+    max_length: int | None
+
+
+# Set by save() around Django's get_available_name(), whose checks it leaves to the commit's
+# compare-and-set: they cost no round trip of their own. Holds save()'s max_length.
+_SAVING: ContextVar[_Saving | None] = ContextVar("natsstorage_saving", default=None)
 # What ``url(parameters=...)`` may ask the view to send, by django-storages' (S3's) names and by header name.
 RESPONSE_PARAMETERS = {
     "ResponseContentDisposition": "Content-Disposition",
@@ -186,20 +212,84 @@ class NatsStorage(Storage):
             raise self._missing(name)
         return info
 
-    async def _replace(self, upload: Upload, name: str, headers: Mapping[str, list[str]], exclusive: bool) -> str:
-        """Publish a written object under ``name``, replacing what is there (``exclusive``: refusing to)."""
+    async def _commit(
+        self,
+        upload: Upload,
+        name: str,
+        headers: Mapping[str, list[str]],
+        taken: Taken,
+        previous: ObjectInfo | None | Unknown = Unknown.VALUE,
+    ) -> bool:
+        """Publish a written object under ``name``; False when another object holds it (``Taken.REPORT``).
+
+        ``previous``: the name's latest metadata, if known; else a new name is assumed free (the
+        compare-and-set says when it is not) and a replacement looks first.
+        """
         key = self.key(name)
-        previous = await self.bucket.latest(key)
+        if previous is Unknown.VALUE:
+            previous = await self.bucket.latest(key) if taken is Taken.REPLACE else None
         for _ in range(MAX_COMMIT_ATTEMPTS):
-            if exclusive and previous is not None and self.bucket.live(previous):
-                raise FileExistsError(f"{name!r} is already in the NATS bucket {self.config.bucket!r}")
+            if previous is not None and taken is not Taken.REPLACE and self.bucket.live(previous):
+                if taken is Taken.REFUSE:
+                    raise FileExistsError(f"{name!r} is already in the NATS bucket {self.config.bucket!r}")
+                return False
             try:
                 await upload.commit(key, previous=previous, headers=headers)
             except ObjectChanged:
                 previous = await self.bucket.latest(key)
                 continue
-            return name
+            return True
         raise ObjectChanged(f"{name!r} in bucket {self.config.bucket!r} kept changing while being saved")
+
+    async def _put(self, name: str, data: bytes, headers: Mapping[str, list[str]], taken: Taken) -> tuple[Upload, bool]:
+        """An object in hand, no bigger than a piece, stored in one hop to the NATS loop."""
+        upload = await Upload.begin(self.bucket, name=self.key(name))
+        try:
+            # A replacement asks for the version it replaces while its chunk travels.
+            asked = asyncio.ensure_future(self.bucket.latest(self.key(name))) if taken is Taken.REPLACE else None
+            try:
+                await upload.write(data)
+                previous = await asked if asked is not None else None
+            finally:
+                if asked is not None:
+                    asked.cancel()
+            return upload, await self._commit(upload, name, headers, taken, previous)
+        except BaseException:
+            await upload.abort()
+            raise
+
+    def _stream(
+        self, name: str, head: bytes, rest: Iterator[bytes], headers: Mapping[str, list[str]], taken: Taken
+    ) -> tuple[Upload, bool]:
+        """An object bigger than a piece: the caller's thread reads and hashes while the NATS loop publishes."""
+        sink = ObjectSink(run(Upload.begin(self.bucket, caller_hashes=True, name=self.key(name))))
+        asked = _bridge.submit(self.bucket.latest(self.key(name))) if taken is Taken.REPLACE else None
+        try:
+            # The buffer gathers Django's small chunks into pieces worth a hop to the loop.
+            pieces = io.BufferedWriter(sink, buffer_size=PIECE_BYTES)
+            pieces.write(head)
+            for piece in rest:
+                pieces.write(piece)
+            pieces.flush()
+            sink.drain()
+            previous = _bridge.wait(asked) if asked is not None else None
+            return sink.upload, run(self._commit(sink.upload, name, headers, taken, previous))
+        except BaseException:
+            if asked is not None:
+                asked.cancel()
+            sink.abort()
+            raise
+        finally:
+            sink.close()
+
+    def _alternative_name(self, name: str) -> str:
+        """Django's answer to a taken name, by the checks ``save()`` left to the commit."""
+        saving = _SAVING.get()
+        token = _SAVING.set(None)  # these checks ask the server
+        try:
+            return self.get_available_name(name, max_length=saving.max_length if saving else None)
+        finally:
+            _SAVING.reset(token)
 
     # -- Django's Storage API ----------------------------------------------------
 
@@ -227,61 +317,56 @@ class NatsStorage(Storage):
 
     def _open_for_writing(self, name: str, mode: str, *, encoding: str | None, newline: str | None) -> NatsFile:
         name = clean_name(name)
-        key, exclusive = self.key(name), mode.startswith("x")
-        if exclusive and run(self.bucket.info(key)) is not None:
+        key, taken = self.key(name), Taken.REFUSE if mode.startswith("x") else Taken.REPLACE
+        if taken is Taken.REFUSE and run(self.bucket.info(key)) is not None:
             raise FileExistsError(f"{name!r} is already in the NATS bucket {self.config.bucket!r}")
         headers = self._headers(name, None)
 
         def commit(sink: ObjectSink) -> None:
-            run(self._replace(sink.upload, name, headers, exclusive))
+            run(self._commit(sink.upload, name, headers, taken))
 
         def open_sink() -> ObjectSink:
             return ObjectSink(run(Upload.begin(self.bucket, caller_hashes=True, name=key)), commit)
 
         return NatsFile(name, mode, open_sink=open_sink, encoding=encoding, newline=newline)
 
+    def save(self, name: str | None, content: IO[Any], max_length: int | None = None) -> str:
+        """Django's ``save()``, without a round trip to ask whether the name is free first.
+
+        The compare-and-set that publishes the object answers that; only a taken name
+        costs the checks of Django's ``get_available_name`` (and a subclass's override).
+        """
+        token = _SAVING.set(_Saving(max_length))
+        try:
+            return super().save(name, content, max_length)
+        finally:
+            _SAVING.reset(token)
+
     def _save(self, name: str, content: IO[Any]) -> str:
         name = clean_name(name)
-        headers = self._headers(name, getattr(content, "content_type", None))
-        sink = ObjectSink(run(Upload.begin(self.bucket, caller_hashes=True, name=self.key(name))))
-        # Without overwriting, Django has just seen the name free: assume it still is (no
-        # round trip) and learn otherwise from the compare-and-set. To overwrite, ask for
-        # the version to replace now, beside the upload, and take the answer at the end.
-        asked = _bridge.submit(self.bucket.latest(self.key(name))) if self.config.file_overwrite else None
+        content_type = getattr(content, "content_type", None)
+        taken = Taken.REPLACE if self.config.file_overwrite else Taken.REPORT
+        head, rest = _first_piece(content)
+        if rest is None:
+            upload, published = run(self._put(name, head, self._headers(name, content_type), taken))
+        else:
+            upload, published = self._stream(name, head, rest, self._headers(name, content_type), taken)
         try:
-            # Read and hash the next piece here while the NATS loop publishes the last ones; the
-            # buffer gathers Django's small chunks into pieces worth a hop to the loop.
-            pieces = io.BufferedWriter(sink, buffer_size=PIECE_BYTES)
-            for piece in content.chunks():  # type: ignore[attr-defined]
-                pieces.write(piece.encode() if isinstance(piece, str) else piece)
-            pieces.flush()
-            sink.drain()
-            previous = _bridge.wait(asked) if asked is not None else None
-            for _ in range(MAX_COMMIT_ATTEMPTS):
-                if previous is not None and self.bucket.live(previous) and not self.config.file_overwrite:
-                    name, previous = self.get_available_name(name), None
-                    headers = self._headers(name, getattr(content, "content_type", None))
-                    continue
-                try:
-                    run(sink.upload.commit(self.key(name), previous=previous, headers=headers))
-                except ObjectChanged:
-                    previous = run(self.bucket.latest(self.key(name)))
-                    continue
-                return name
-            raise ObjectChanged(f"{name!r} in bucket {self.config.bucket!r} kept changing while being saved")
+            while not published:  # another object holds the name
+                name = self._alternative_name(name)
+                published = run(self._commit(upload, name, self._headers(name, content_type), taken))
         except BaseException:
-            if asked is not None:
-                asked.cancel()
-            sink.abort()
+            run(upload.abort())
             raise
-        finally:
-            sink.close()
+        return name
 
     def is_name_available(self, name: str, max_length: int | None = None) -> bool:
         # Only an object takes a name here: a "directory" does not (the Object Store has none).
         if max_length and len(name) > max_length:
             return False
-        return self.config.file_overwrite or run(self.bucket.info(self.key(name))) is None
+        if self.config.file_overwrite or _SAVING.get() is not None:
+            return True  # overwritten, or checked by save()'s compare-and-set
+        return run(self.bucket.info(self.key(name))) is None
 
     def get_alternative_name(self, file_root: str, file_ext: str) -> str:
         if self.config.file_overwrite:  # only a name too long for max_length gets here: truncate it
@@ -443,13 +528,29 @@ class NatsStorage(Storage):
         mode = normal_mode(mode)
         if mode in ("wb", "xb"):
             name = clean_name(name)
-            headers, exclusive = self._headers(name, None), mode == "xb"
+            headers, taken = self._headers(name, None), Taken.REFUSE if mode == "xb" else Taken.REPLACE
             upload = await _bridge.arun(Upload.begin(self.bucket, name=self.key(name)))
-            return AsyncNatsWriter(name, upload, lambda upload: self._replace(upload, name, headers, exclusive))
+
+            async def commit(upload: Upload) -> str:
+                await self._commit(upload, name, headers, taken)
+                return name
+
+            return AsyncNatsWriter(name, upload, commit)
         if mode != "rb":
             raise ValueError(f"aopen() streams bytes: use 'rb', 'wb' or 'xb', not {mode!r}")
         info = await _bridge.arun(self._info(name))
         return AsyncNatsFile(info, await _bridge.arun(Download.begin(self.bucket, info)))
+
+
+def _first_piece(content: IO[Any]) -> tuple[bytes, Iterator[bytes] | None]:
+    """Up to a piece of ``content``; then the rest of it, or None when that was all."""
+    chunks = (chunk.encode() if isinstance(chunk, str) else chunk for chunk in content.chunks())  # type: ignore[attr-defined]
+    head = bytearray()
+    for chunk in chunks:
+        head += chunk
+        if len(head) > PIECE_BYTES:
+            return bytes(head), chunks
+    return bytes(head), None
 
 
 def response_overrides(parameters: Mapping[str, str] | None) -> dict[str, str]:
