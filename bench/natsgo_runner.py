@@ -65,10 +65,11 @@ class NatsGo:
         )
         self.version = str(self._answer()["version"])
 
-    def seconds(self, op: str, prefix: str, *, size: int, count: int, workers: int = 1) -> float:
-        """How long ``count`` of ``op`` (put, get, info) take on ``prefix`` + "0", "1", ..., in Go."""
+    def seconds(self, op: str, prefix: str, *, size: int, count: int, passes: int = 1, workers: int = 1) -> float:
+        """How long ``op`` (put, get, info) takes on ``prefix`` + "0", "1", ... "<count - 1>", ``passes`` times
+        over, spread over ``workers`` goroutines."""
         assert self.process.stdin is not None
-        command = {"op": op, "prefix": prefix, "size": size, "count": count, "workers": workers}
+        command = {"op": op, "prefix": prefix, "size": size, "count": count, "passes": passes, "workers": workers}
         self.process.stdin.write(json.dumps(command) + "\n")
         self.process.stdin.flush()
         return float(self._answer()["seconds"])

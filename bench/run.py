@@ -61,15 +61,16 @@ class Sizes:
     seek: int  # object size for the seek measurement
     reps: int
     sweep: tuple[tuple[int, int], ...]  # (bytes per object, objects per measurement): about 0.2-1 s each
+    exists_calls: int  # at least this many per exists measurement: the objects, again and again
     sweep_reps: int
     concurrent: int  # 100 KiB objects per concurrency measurement, shared among the threads
 
 
 FULL = Sizes(
     (10 * MiB, 100 * MiB), 10 * MiB, 1024 * MiB, 400, (1_000, 10_000), 100 * MiB, 15,
-    ((KiB, 300), (100 * KiB, 100), (MiB, 40), (10 * MiB, 8), (100 * MiB, 3)), 7, 160,
+    ((KiB, 500), (100 * KiB, 200), (MiB, 60), (10 * MiB, 8), (100 * MiB, 3)), 2000, 7, 160,
 )  # fmt: skip
-QUICK = Sizes((1 * MiB,), 1 * MiB, 8 * MiB, 20, (50,), 2 * MiB, 1, ((KiB, 4), (100 * KiB, 3), (MiB, 2)), 1, 16)
+QUICK = Sizes((1 * MiB,), 1 * MiB, 8 * MiB, 20, (50,), 2 * MiB, 1, ((KiB, 4), (100 * KiB, 3), (MiB, 2)), 1, 1, 16)
 
 
 @dataclass
@@ -142,9 +143,9 @@ def rate_table(labels: list[str], columns: list[str], versus: list[str], rows: l
     return "\n".join(lines)
 
 
-def per_second(count: int, seconds: dict[str, float]) -> dict[str, float]:
-    """Objects/s by operation, from the seconds ``count`` objects took."""
-    return {operation: count / spent for operation, spent in seconds.items()}
+def per_second(calls: dict[str, int], seconds: dict[str, float]) -> dict[str, float]:
+    """Objects/s by operation, from how many calls each made and the seconds they took."""
+    return {operation: calls[operation] / spent for operation, spent in seconds.items()}
 
 
 def rates_of(runs: dict[str, list[dict[str, float]]], operation: str) -> dict[str, Rate]:
@@ -488,6 +489,8 @@ class Bench:
         payload = os.urandom(size)
         disk_dir = self.workdir / "sweep"
         disk = FileSystemStorage(location=disk_dir)
+        passes = max(1, self.sizes.exists_calls // count)  # exists is quick: time enough calls of it
+        calls = {"save": count, "open + read()": count, "exists": count * passes}
 
         def django_run(storage: Any) -> dict[str, float]:
             """Django's Storage API as projects call it, for NatsStorage and FileSystemStorage alike."""
@@ -502,10 +505,10 @@ class Bench:
                     assert len(handle.read()) == size
             seconds["open + read()"] = time.perf_counter() - started
             started = time.perf_counter()
-            for name in names:
+            for name in names * passes:
                 assert storage.exists(name)
             seconds["exists"] = time.perf_counter() - started
-            return per_second(count, seconds)
+            return per_second(calls, seconds)
 
         def ours_run() -> dict[str, float]:
             rates = django_run(self.plain)
@@ -520,9 +523,12 @@ class Bench:
         def natsgo_run() -> dict[str, float]:
             assert self.natsgo is not None
             prefix = self.prefix()
-            seconds = {operation: self.natsgo.seconds(op, prefix, size=size, count=count) for operation, op in NATSGO}
+            seconds = {
+                operation: self.natsgo.seconds(op, prefix, size=size, count=count, passes=calls[operation] // count)
+                for operation, op in NATSGO
+            }
             self.floor.purge_stream(natsgo_runner.STREAM)
-            return per_second(count, seconds)
+            return per_second(calls, seconds)
 
         def floor_run() -> dict[str, float]:
             names = names_of(self.prefix(), count)
@@ -533,10 +539,10 @@ class Bench:
             seconds = {
                 "save": self.floor.seconds(save, names),
                 "open + read()": self.floor.seconds(self.floor.read, names),
-                "exists": self.floor.seconds(self.floor.exists, names),
+                "exists": self.floor.seconds(self.floor.exists, names * passes),
             }
             self.floor.purge_stream(floor.STREAM)
-            return per_second(count, seconds)
+            return per_second(calls, seconds)
 
         def nats_py_run() -> dict[str, float]:
             names = names_of(self.prefix(), count)
@@ -553,9 +559,9 @@ class Bench:
             seconds = {"save": self.nats_py_seconds(put, names)}
             if size <= self.sizes.nats_py_get_max:  # its get is quadratic: beyond, it would take minutes
                 seconds["open + read()"] = self.nats_py_seconds(get, names)
-            seconds["exists"] = self.nats_py_seconds(get_info, names)
+            seconds["exists"] = self.nats_py_seconds(get_info, names * passes)
             self.floor.purge_stream(NATS_PY_STREAM)
-            return per_second(count, seconds)
+            return per_second(calls, seconds)
 
         measures: dict[str, Callable[[], dict[str, float]]] = {"natsstorage": ours_run}
         if self.natsgo is not None:
@@ -576,6 +582,7 @@ class Bench:
 
         count, payload, size = self.sizes.concurrent, os.urandom(CONCURRENT_SIZE), CONCURRENT_SIZE
         operations = OPERATIONS[:2]
+        calls = dict.fromkeys(operations, count)
 
         def save(name: str) -> None:
             assert self.plain.save(name, ContentFile(payload)) == name
@@ -592,7 +599,7 @@ class Bench:
                     list(pool.map(work, names))
                     seconds[operation] = time.perf_counter() - started
             self.floor.purge_stream(f"OBJ_{SWEEP_BUCKET}")
-            return per_second(count, seconds)
+            return per_second(calls, seconds)
 
         def natsgo_run(threads: int) -> dict[str, float]:
             assert self.natsgo is not None
@@ -602,7 +609,7 @@ class Bench:
                 for operation, op in NATSGO[:2]
             }
             self.floor.purge_stream(natsgo_runner.STREAM)
-            return per_second(count, seconds)
+            return per_second(calls, seconds)
 
         measures: dict[tuple[int, str], Callable[[], dict[str, float]]] = {}
         for threads in THREADS:
@@ -657,7 +664,8 @@ class Bench:
             "- save: `storage.save(name, ContentFile(data))`; nats.go `PutBytes`, nats-py `put`",
             "- open + read(): `with storage.open(name) as f: f.read()`; nats.go `GetBytes`, nats-py `get` "
             f"(not above {size_label(self.sizes.nats_py_get_max)}: it is quadratic)",
-            "- exists: `storage.exists(name)`; nats.go `GetInfo`, nats-py `get_info`",
+            f"- exists: `storage.exists(name)`; nats.go `GetInfo`, nats-py `get_info`; over the saved names as many "
+            f"times as it takes to make at least {self.sizes.exists_calls:,} calls",
             "- floor: the same round trips made with nats-py directly on one connection, nothing else "
             f"(objects of one {size_label(floor.CHUNK_SIZE)} chunk only; bench/floor.py)",
             "- vs: natsstorage's objects/s over the reference's (above 1.00x: natsstorage is faster)",

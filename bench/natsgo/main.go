@@ -8,10 +8,11 @@
 // with one JSON line on stdout, so that process start and connect are never
 // timed. A command:
 //
-//	{"op": "put", "prefix": "r1/", "size": 1024, "count": 200, "workers": 1}
+//	{"op": "put", "prefix": "r1/", "size": 1024, "count": 200, "passes": 1, "workers": 1}
 //
-// runs op on the objects prefix+"0" ... prefix+"<count-1>", spread over
-// workers goroutines sharing the one connection, and answers {"seconds": ...}
+// runs op on the objects prefix+"0" ... prefix+"<count-1>", passes times over
+// (put once), spread over workers goroutines sharing the one connection, and
+// answers {"seconds": ...}
 // (the operations only) or {"error": "..."}. The ops: put (PutBytes of size
 // random bytes), get (GetBytes, every byte read and checked against size),
 // info (GetInfo, the analogue of exists). It exits at the end of stdin.
@@ -41,6 +42,7 @@ type command struct {
 	Prefix  string `json:"prefix"`
 	Size    int    `json:"size"`
 	Count   int    `json:"count"`
+	Passes  int    `json:"passes"`
 	Workers int    `json:"workers"`
 }
 
@@ -98,7 +100,7 @@ func main() {
 	}
 }
 
-// run times cmd.Count operations on distinct names, over cmd.Workers goroutines.
+// run times cmd.Passes operations on each of cmd.Count names, over cmd.Workers goroutines.
 func run(store nats.ObjectStore, cmd command, payload []byte) (float64, error) {
 	var operation func(name string) error
 	switch cmd.Op {
@@ -123,9 +125,12 @@ func run(store nats.ObjectStore, cmd command, payload []byte) (float64, error) {
 	default:
 		return 0, fmt.Errorf("unknown op %q: put, get or info", cmd.Op)
 	}
-	workers := cmd.Workers
+	workers, calls := cmd.Workers, int64(cmd.Count)*int64(cmd.Passes)
 	if workers < 1 {
 		workers = 1
+	}
+	if cmd.Passes < 1 || cmd.Op == "put" {
+		calls = int64(cmd.Count)
 	}
 	var next int64 = -1
 	var failed atomic.Value
@@ -135,8 +140,8 @@ func run(store nats.ObjectStore, cmd command, payload []byte) (float64, error) {
 		done.Add(1)
 		go func() {
 			defer done.Done()
-			for i := atomic.AddInt64(&next, 1); i < int64(cmd.Count); i = atomic.AddInt64(&next, 1) {
-				name := cmd.Prefix + strconv.FormatInt(i, 10)
+			for i := atomic.AddInt64(&next, 1); i < calls; i = atomic.AddInt64(&next, 1) {
+				name := cmd.Prefix + strconv.FormatInt(i%int64(cmd.Count), 10)
 				if err := operation(name); err != nil {
 					failed.Store(fmt.Errorf("%s %s: %w", cmd.Op, name, err))
 					return
