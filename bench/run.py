@@ -1,11 +1,13 @@
-"""Benchmark natsstorage against nats-py's ObjectStore and Django's FileSystemStorage.
+"""Benchmark natsstorage against nats.go's and nats-py's ObjectStore, the protocol's floor and FileSystemStorage.
 
-    python bench/run.py            # the full run the README's table comes from (a few minutes)
+    python bench/run.py            # the full run the README's tables come from (about five minutes)
     python bench/run.py --quick    # tiny sizes, one repetition: the test suite runs this
 
-It starts its own nats-server (loopback, temporary store) and prints a
-Markdown table of medians. Every reference is measured in the same run, on
-the same server, so the ratios compare like with like.
+It starts its own nats-server (loopback, temporary store) and prints Markdown
+tables of medians. Every reference is measured in the same run, on the same
+server, taking turns run by run, so the ratios compare like with like.
+nats.go's rows need Go and Debian's nats.go sources (see natsgo_runner.py);
+without them they are skipped, saying so.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,15 +29,26 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import floor
 import nats
 import nats.js.errors
+import natsgo_runner
 
+KiB = 1024
 MiB = 1024 * 1024
 NATS_PY_BUCKET = "bench_nats_py"
 NATS_PY_STREAM = f"OBJ_{NATS_PY_BUCKET}"
 NATS_PY_BATCH = 100  # nats-py operations timed between two clean-ups of the consumers its get leaves
+SWEEP_BUCKET = "bench_sweep"  # NatsStorage's, with default settings, emptied after every run
+OPERATIONS = ("save", "open + read()", "exists")  # what the size sweep measures, as Django's API names it
+FLOOR_GOAL = 0.8  # the issue's "within 20% of the protocol's floor"
+NATSGO = (("save", "put"), ("open + read()", "get"), ("exists", "info"))  # natsgo's op for each operation
+THREADS = (1, 4, 16)  # sharing one NatsStorage (one connection) in the concurrency section
+CONCURRENT_SIZE = 100 * KiB
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,10 +60,17 @@ class Sizes:
     listing: tuple[int, ...]  # objects in the listed bucket
     seek: int  # object size for the seek measurement
     reps: int
+    sweep: tuple[tuple[int, int], ...]  # (bytes per object, objects per measurement): about 0.2-1 s each
+    exists_calls: int  # at least this many per exists measurement: the objects, again and again
+    sweep_reps: int
+    concurrent: int  # 100 KiB objects per concurrency measurement, shared among the threads
 
 
-FULL = Sizes((10 * MiB, 100 * MiB), 10 * MiB, 1024 * MiB, 400, (1_000, 10_000), 100 * MiB, 15)
-QUICK = Sizes((1 * MiB,), 1 * MiB, 8 * MiB, 20, (50,), 2 * MiB, 1)
+FULL = Sizes(
+    (10 * MiB, 100 * MiB), 10 * MiB, 1024 * MiB, 400, (1_000, 10_000), 100 * MiB, 15,
+    ((KiB, 500), (100 * KiB, 200), (MiB, 60), (10 * MiB, 8), (100 * MiB, 3)), 2000, 7, 160,
+)  # fmt: skip
+QUICK = Sizes((1 * MiB,), 1 * MiB, 8 * MiB, 20, (50,), 2 * MiB, 1, ((KiB, 4), (100 * KiB, 3), (MiB, 2)), 1, 1, 16)
 
 
 @dataclass
@@ -68,22 +90,103 @@ class Row:
         return f"{ratio:.2f}x"
 
 
+@dataclass(frozen=True)
+class Rate:
+    """Objects/s over the runs: the median, and how far the runs spread around it."""
+
+    runs: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    def __str__(self) -> str:
+        median = f"{self.median:,.0f}" if self.median >= 10 else f"{self.median:.1f}"
+        if len(self.runs) < 2:
+            return median
+        return f"{median} ±{(max(self.runs) - min(self.runs)) / 2 / self.median:.0%}"
+
+
+@dataclass
+class RateRow:
+    """One line of objects/s: its labels (size or threads, operation), then a Rate per backend measured."""
+
+    labels: tuple[str, ...]
+    rates: dict[str, Rate]
+
+    def cell(self, column: str) -> str:
+        return str(self.rates[column]) if column in self.rates else "—"
+
+    def versus(self, column: str) -> str:
+        """natsstorage's rate over ``column``'s."""
+        if column not in self.rates:
+            return "—"
+        return f"{self.rates['natsstorage'].median / self.rates[column].median:.2f}x"
+
+    def near_floor(self) -> str:
+        if "floor" not in self.rates:
+            return "—"
+        return "yes" if self.rates["natsstorage"].median >= FLOOR_GOAL * self.rates["floor"].median else "**no**"
+
+
+def rate_table(labels: list[str], columns: list[str], versus: list[str], rows: list[RateRow]) -> str:
+    """Rows of objects/s as Markdown: the labels, a column per backend, natsstorage versus some of them."""
+    floor_goal = "floor" in versus
+    heads = [*labels, *columns, *(f"vs {column}" for column in versus)]
+    heads += [f"within {1 - FLOOR_GOAL:.0%} of floor"] if floor_goal else []
+    aligns = ["---"] * len(labels) + ["---:"] * (len(columns) + len(versus)) + (["---"] if floor_goal else [])
+    lines = [f"| {' | '.join(heads)} |", f"|{'|'.join(aligns)}|"]
+    for row in rows:
+        cells = [*row.labels, *map(row.cell, columns), *map(row.versus, versus)]
+        cells += [row.near_floor()] if floor_goal else []
+        lines.append(f"| {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def per_second(calls: dict[str, int], seconds: dict[str, float]) -> dict[str, float]:
+    """Objects/s by operation, from how many calls each made and the seconds they took."""
+    return {operation: calls[operation] / spent for operation, spent in seconds.items()}
+
+
+def rates_of(runs: dict[str, list[dict[str, float]]], operation: str) -> dict[str, Rate]:
+    """``operation``'s Rate for each backend that measured it, from each backend's runs (objects/s by operation)."""
+    return {
+        column: Rate(tuple(run[operation] for run in results))
+        for column, results in runs.items()
+        if operation in results[0]
+    }
+
+
 def median_of(reps: int, measure: Callable[[], float]) -> float:
     return statistics.median(measure() for _ in range(reps))
 
 
-def interleaved_medians(reps: int, *measures: Callable[[], float]) -> list[float]:
-    """Each measure's median, taking turns run after run so that drift on the machine hits all alike.
+def interleaved_runs(reps: int, *measures: Callable[[], T]) -> list[list[T]]:
+    """Each measure's results, taking turns run after run so that drift on the machine hits all alike.
 
     A first untimed turn warms up connections, buckets and caches.
     """
     for measure in measures:
         measure()
-    results: list[list[float]] = [[] for _ in measures]
+    results: list[list[T]] = [[] for _ in measures]
     for _ in range(reps):
         for values, measure in zip(results, measures, strict=True):
             values.append(measure())
-    return [statistics.median(values) for values in results]
+    return results
+
+
+def interleaved_medians(reps: int, *measures: Callable[[], float]) -> list[float]:
+    """Each measure's median, taking turns (see ``interleaved_runs``)."""
+    return [statistics.median(values) for values in interleaved_runs(reps, *measures)]
+
+
+def names_of(prefix: str, count: int) -> list[str]:
+    """``count`` distinct names, as natsgo makes them: ``prefix`` + "0", "1", ..."""
+    return [f"{prefix}{i}" for i in range(count)]
+
+
+def size_label(size: int) -> str:
+    return f"{size // MiB} MiB" if size >= MiB else f"{size // KiB} KiB"
 
 
 def setup_django(url: str) -> None:
@@ -111,11 +214,23 @@ class Bench:
         self.workdir = workdir
         self.sizes = sizes
         self.ours = NatsStorage("bench", file_overwrite=True)
+        self.plain = NatsStorage(SWEEP_BUCKET)  # default settings, as most projects run it
         self.disk = FileSystemStorage(location=workdir / "fs", allow_overwrite=True)
         self.bridge = _bridge
         self._nats_py_loop = asyncio.new_event_loop()
         self._nats_py: tuple[Any, Any] | None = None
+        self.floor = floor.Floor(url)
+        self.natsgo: natsgo_runner.NatsGo | None = None
+        self.natsgo_skipped = ""  # why there is no nats.go column
+        try:
+            self.natsgo = natsgo_runner.NatsGo(natsgo_runner.build(workdir), url)
+        except natsgo_runner.Unavailable as why:
+            self.natsgo_skipped = f"nats.go rows skipped: {why}."
+            print(f"bench: {self.natsgo_skipped}", file=sys.stderr, flush=True)
         self.rows: list[Row] = []
+        self.sweep_rows: list[RateRow] = []
+        self.threads_rows: list[RateRow] = []
+        self._runs = itertools.count()  # see prefix()
 
     def nats_py(self, work: Callable[[Any], Any]) -> Any:
         """Run ``work(object_store)`` with nats-py's own ObjectStore, as its users run it.
@@ -147,10 +262,30 @@ class Bench:
         """Let our save's background purge of the version it replaced finish, untimed, before the next measurement."""
         self.bridge.run(self.ours.bucket.stream.settled())
 
+    def prefix(self) -> str:
+        """A new prefix for a run's object names, so that no name is used twice."""
+        return f"run{next(self._runs)}/"
+
+    def nats_py_seconds(self, operation: Callable[[Any, str], Any], names: list[str]) -> float:
+        """How long nats-py's ``operation(store, name)`` takes on every name, in batches of NATS_PY_BATCH:
+        between them, untimed, ``nats_py()`` drops the consumers its get leaves behind."""
+
+        async def timed(store: Any, batch: list[str]) -> float:
+            started = time.perf_counter()
+            for name in batch:
+                await operation(store, name)
+            return time.perf_counter() - started
+
+        batches = [names[start : start + NATS_PY_BATCH] for start in range(0, len(names), NATS_PY_BATCH)]
+        return sum(float(self.nats_py(lambda store, batch=batch: timed(store, batch))) for batch in batches)
+
     def close(self) -> None:
         if self._nats_py is not None:
             self._nats_py_loop.run_until_complete(self._nats_py[0].close())
         self._nats_py_loop.close()
+        if self.natsgo is not None:
+            self.natsgo.close()
+        self.floor.close()
         self.bridge.close_connections()
 
     def file_of(self, size: int) -> Path:
@@ -340,6 +475,155 @@ class Bench:
         goal, met = "about one chunk, not the prefix", seek_ms * 10 < full_ms
         self.rows.append(Row(label, seek_ms, None, None, "ms", goal, met))
 
+    # -- 7: size sweep --------------------------------------------------------------
+
+    def sweep(self) -> None:
+        for size, count in self.sizes.sweep:
+            self.sweep_of(size, count)
+
+    def sweep_of(self, size: int, count: int) -> None:
+        """Objects/s of save, open + read() and exists on ``count`` distinct names, for every backend that can."""
+        from django.core.files.base import ContentFile
+        from django.core.files.storage import FileSystemStorage
+
+        payload = os.urandom(size)
+        disk_dir = self.workdir / "sweep"
+        disk = FileSystemStorage(location=disk_dir)
+        passes = max(1, self.sizes.exists_calls // count)  # exists is quick: time enough calls of it
+        calls = {"save": count, "open + read()": count, "exists": count * passes}
+
+        def django_run(storage: Any) -> dict[str, float]:
+            """Django's Storage API as projects call it, for NatsStorage and FileSystemStorage alike."""
+            names, seconds = names_of(self.prefix(), count), {}
+            started = time.perf_counter()
+            for name in names:
+                assert storage.save(name, ContentFile(payload)) == name
+            seconds["save"] = time.perf_counter() - started
+            started = time.perf_counter()
+            for name in names:
+                with storage.open(name) as handle:
+                    assert len(handle.read()) == size
+            seconds["open + read()"] = time.perf_counter() - started
+            started = time.perf_counter()
+            for name in names * passes:
+                assert storage.exists(name)
+            seconds["exists"] = time.perf_counter() - started
+            return per_second(calls, seconds)
+
+        def ours_run() -> dict[str, float]:
+            rates = django_run(self.plain)
+            self.floor.purge_stream(f"OBJ_{SWEEP_BUCKET}")
+            return rates
+
+        def disk_run() -> dict[str, float]:
+            rates = django_run(disk)
+            shutil.rmtree(disk_dir)
+            return rates
+
+        def natsgo_run() -> dict[str, float]:
+            assert self.natsgo is not None
+            prefix = self.prefix()
+            seconds = {
+                operation: self.natsgo.seconds(op, prefix, size=size, count=count, passes=calls[operation] // count)
+                for operation, op in NATSGO
+            }
+            self.floor.purge_stream(natsgo_runner.STREAM)
+            return per_second(calls, seconds)
+
+        def floor_run() -> dict[str, float]:
+            names = names_of(self.prefix(), count)
+
+            async def save(name: str) -> None:
+                await self.floor.save(name, payload)
+
+            seconds = {
+                "save": self.floor.seconds(save, names),
+                "open + read()": self.floor.seconds(self.floor.read, names),
+                "exists": self.floor.seconds(self.floor.exists, names * passes),
+            }
+            self.floor.purge_stream(floor.STREAM)
+            return per_second(calls, seconds)
+
+        def nats_py_run() -> dict[str, float]:
+            names = names_of(self.prefix(), count)
+
+            async def put(store: Any, name: str) -> None:
+                await store.put(name, payload)
+
+            async def get(store: Any, name: str) -> None:
+                assert len((await store.get(name)).data) == size
+
+            async def get_info(store: Any, name: str) -> None:
+                await store.get_info(name)
+
+            seconds = {"save": self.nats_py_seconds(put, names)}
+            if size <= self.sizes.nats_py_get_max:  # its get is quadratic: beyond, it would take minutes
+                seconds["open + read()"] = self.nats_py_seconds(get, names)
+            seconds["exists"] = self.nats_py_seconds(get_info, names * passes)
+            self.floor.purge_stream(NATS_PY_STREAM)
+            return per_second(calls, seconds)
+
+        measures: dict[str, Callable[[], dict[str, float]]] = {"natsstorage": ours_run}
+        if self.natsgo is not None:
+            measures["nats.go"] = natsgo_run
+        if size <= floor.CHUNK_SIZE:
+            measures["floor"] = floor_run
+        measures["nats-py ObjectStore"] = nats_py_run
+        measures["FileSystemStorage"] = disk_run
+        runs = dict(zip(measures, interleaved_runs(self.sizes.sweep_reps, *measures.values()), strict=True))
+        for operation in OPERATIONS:
+            self.sweep_rows.append(RateRow((size_label(size), operation), rates_of(runs, operation)))
+
+    # -- 8: concurrency --------------------------------------------------------------
+
+    def concurrency(self) -> None:
+        """Threads saving, then reading, 100 KiB objects through one NatsStorage, so on one connection."""
+        from django.core.files.base import ContentFile
+
+        count, payload, size = self.sizes.concurrent, os.urandom(CONCURRENT_SIZE), CONCURRENT_SIZE
+        operations = OPERATIONS[:2]
+        calls = dict.fromkeys(operations, count)
+
+        def save(name: str) -> None:
+            assert self.plain.save(name, ContentFile(payload)) == name
+
+        def read(name: str) -> None:
+            with self.plain.open(name) as handle:
+                assert len(handle.read()) == size
+
+        def ours_run(threads: int) -> dict[str, float]:
+            names, seconds = names_of(self.prefix(), count), {}
+            with ThreadPoolExecutor(threads) as pool:
+                for operation, work in zip(operations, (save, read), strict=True):
+                    started = time.perf_counter()
+                    list(pool.map(work, names))
+                    seconds[operation] = time.perf_counter() - started
+            self.floor.purge_stream(f"OBJ_{SWEEP_BUCKET}")
+            return per_second(calls, seconds)
+
+        def natsgo_run(threads: int) -> dict[str, float]:
+            assert self.natsgo is not None
+            prefix = self.prefix()
+            seconds = {
+                operation: self.natsgo.seconds(op, prefix, size=size, count=count, workers=threads)
+                for operation, op in NATSGO[:2]
+            }
+            self.floor.purge_stream(natsgo_runner.STREAM)
+            return per_second(calls, seconds)
+
+        measures: dict[tuple[int, str], Callable[[], dict[str, float]]] = {}
+        for threads in THREADS:
+            measures[threads, "natsstorage"] = lambda threads=threads: ours_run(threads)
+            if self.natsgo is not None:
+                measures[threads, "nats.go"] = lambda threads=threads: natsgo_run(threads)
+        runs = dict(zip(measures, interleaved_runs(self.sizes.sweep_reps, *measures.values()), strict=True))
+        for threads in THREADS:
+            of_threads = {column: results for (of, column), results in runs.items() if of == threads}
+            for operation in operations:
+                self.threads_rows.append(RateRow((str(threads), operation), rates_of(of_threads, operation)))
+
+    # -- tables ----------------------------------------------------------------------
+
     def table(self) -> str:
         def number(value: float | None, unit: str) -> str:
             if value is None:
@@ -357,6 +641,50 @@ class Bench:
                 f"| {'yes' if row.met else '**no**'} |"
             )
         return "\n".join(lines)
+
+    def sweep_table(self) -> str:
+        return rate_table(
+            ["size", "operation"],
+            ["natsstorage", "nats.go", "floor", "nats-py ObjectStore", "FileSystemStorage"],
+            ["nats.go", "floor"],
+            self.sweep_rows,
+        )
+
+    def threads_table(self) -> str:
+        return rate_table(["threads", "operation"], ["natsstorage", "nats.go"], ["nats.go"], self.threads_rows)
+
+    def report(self) -> str:
+        """Every table under its heading, with what its columns mean."""
+        reps, natsgo = self.sizes.sweep_reps, self.natsgo
+        spread = f"Median of {reps} runs ± half their range, as a share of the median." if reps > 1 else "One run."
+        reference = f"Reference: nats.go {natsgo.version} (bench/natsgo)." if natsgo else self.natsgo_skipped
+        sweep_notes = [
+            f"{spread} Distinct names, default settings. {reference}",
+            "",
+            "- save: `storage.save(name, ContentFile(data))`; nats.go `PutBytes`, nats-py `put`",
+            "- open + read(): `with storage.open(name) as f: f.read()`; nats.go `GetBytes`, nats-py `get` "
+            f"(not above {size_label(self.sizes.nats_py_get_max)}: it is quadratic)",
+            f"- exists: `storage.exists(name)`; nats.go `GetInfo`, nats-py `get_info`; over the saved names as many "
+            f"times as it takes to make at least {self.sizes.exists_calls:,} calls",
+            "- floor: the same round trips made with nats-py directly on one connection, nothing else "
+            f"(objects of one {size_label(floor.CHUNK_SIZE)} chunk only; bench/floor.py)",
+            "- vs: natsstorage's objects/s over the reference's (above 1.00x: natsstorage is faster)",
+        ]
+        threads_note = (
+            f"{spread} {self.sizes.concurrent} objects saved, then read, per run, shared among the threads; "
+            f"nats.go: as many goroutines on its one connection. {reference}"
+        )
+        blocks = [
+            "## Targets",
+            self.table(),
+            "## Size sweep: objects/s",
+            "\n".join(sweep_notes),
+            self.sweep_table(),
+            f"## Concurrency: {size_label(CONCURRENT_SIZE)} objects/s, threads sharing one NatsStorage",
+            threads_note,
+            self.threads_table(),
+        ]
+        return "\n\n".join(blocks)
 
 
 def resident(field: str) -> float:
@@ -426,13 +754,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="natsstorage-bench-") as workdir, NatsServer() as server:
         setup_django(server.url)
         bench = Bench(server.url, Path(workdir), sizes)
-        for step in (bench.throughput, bench.memory, bench.small_ops, bench.listing, bench.seeking):
+        steps = (bench.throughput, bench.memory, bench.small_ops, bench.listing, bench.seeking, bench.sweep)
+        for step in (*steps, bench.concurrency):
             print(f"bench: {step.__name__} ...", file=sys.stderr, flush=True)
             step()
         bench.close()
     print(f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
-          f"nats-server on loopback; medians of {sizes.reps} runs.\n")  # fmt: skip
-    print(bench.table())
+          f"nats-server on loopback; targets: medians of {sizes.reps} runs.\n")  # fmt: skip
+    print(bench.report())
     return 0
 
 
