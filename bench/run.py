@@ -208,7 +208,7 @@ class Bench:
     def __init__(self, url: str, workdir: Path, sizes: Sizes) -> None:
         from django.core.files.storage import FileSystemStorage
 
-        from natsstorage import NatsStorage, _bridge
+        from natsstorage import NatsStorage
 
         self.url = url
         self.workdir = workdir
@@ -216,7 +216,6 @@ class Bench:
         self.ours = NatsStorage("bench", file_overwrite=True)
         self.plain = NatsStorage(SWEEP_BUCKET)  # default settings, as most projects run it
         self.disk = FileSystemStorage(location=workdir / "fs", allow_overwrite=True)
-        self.bridge = _bridge
         self._nats_py_loop = asyncio.new_event_loop()
         self._nats_py: tuple[Any, Any] | None = None
         self.floor = floor.Floor(url)
@@ -260,7 +259,7 @@ class Bench:
 
     def settle(self) -> None:
         """Let our save's background purge of the version it replaced finish, untimed, before the next measurement."""
-        self.bridge.run(self.ours.bucket.stream.settled())
+        self.ours.bucket_exists()  # asks for the stream's info, which waits for this process's purges
 
     def prefix(self) -> str:
         """A new prefix for a run's object names, so that no name is used twice."""
@@ -286,7 +285,9 @@ class Bench:
         if self.natsgo is not None:
             self.natsgo.close()
         self.floor.close()
-        self.bridge.close_connections()
+        from natsstorage import close_connections
+
+        close_connections()
 
     def file_of(self, size: int) -> Path:
         path = self.workdir / f"data-{size}.bin"
@@ -444,7 +445,7 @@ class Bench:
         seconds = median_of(self.sizes.reps, timed)
         goal = "< 0.5 s" if count >= 10_000 else f"{seconds / count * 1e6:.0f} µs per object"
         self.rows.append(Row(f"listdir of {count:,} objects", seconds, None, None, "s", goal, seconds < 0.5))
-        self.bridge.run(storage.bucket.destroy())
+        storage.destroy()
 
     # -- 6: seeking ------------------------------------------------------------------
 
