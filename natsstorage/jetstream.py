@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import timedelta
 from typing import Any
@@ -39,6 +41,8 @@ DESCRIPTION_HEADER = "Description"
 ROLLUP_HEADER = "Nats-Rollup"
 ROLLUP_SUBJECT = "sub"
 EXPECTED_SUBJECT_SEQ_HEADER = "Nats-Expected-Last-Subject-Sequence"
+MSG_ID_HEADER = "Nats-Msg-Id"
+EXPECTED_LAST_MSG_ID_HEADER = "Nats-Expected-Last-Msg-Id"  # the stream's last message must carry this Msg-Id
 SEQUENCE_HEADER = "Nats-Sequence"  # on a direct get's answer, with:
 TIME_HEADER = "Nats-Time-Stamp"
 MESSAGE_SIZE_HEADER = "Nats-Msg-Size"  # what a headers-only consumer sends instead of the data
@@ -50,6 +54,7 @@ NO_RESPONDERS = "503"
 # JetStream API error codes acted on.
 ERR_NO_MESSAGE = 10037
 ERR_STREAM_NAME_IN_USE = 10058
+ERR_WRONG_LAST_MSG_ID = 10070
 ERR_STREAM_NOT_FOUND = 10059
 ERR_WRONG_LAST_SEQUENCE = 10071
 ERR_MAX_BYTES = 10077
@@ -247,6 +252,50 @@ class Stream:
     async def settled(self) -> None:
         """Wait for this process's background work on the stream, so its figures and limits count it."""
         await _bridge.settled(self.name)
+
+
+class Replies:
+    """One wildcard inbox per connection whose replies go to the futures waiting for them, by token.
+
+    What every publish that awaits its acknowledgement shares: a subscription per upload would
+    cost a SUB and an UNSUB (and nats-py a task) per object. nats-py's own ``publish_async``
+    never settles a future whose acknowledgement is an error, hence this.
+    """
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.prefix = nc.new_inbox() + "."
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._tokens = itertools.count()
+        self._sub: Any = None
+        self._subscribing = asyncio.Lock()
+
+    @classmethod
+    async def of(cls, nc: Client) -> Replies:
+        replies = _replies.get(nc)
+        if replies is None:
+            replies = _replies.setdefault(nc, cls(nc))
+        if replies._sub is None:
+            async with replies._subscribing:
+                if replies._sub is None:
+                    replies._sub = await nc.subscribe(replies.prefix + "*", cb=replies._on_reply)
+        return replies
+
+    def expect(self) -> tuple[str, asyncio.Future[Msg]]:
+        """A reply subject and the future its reply will settle."""
+        token = str(next(self._tokens))
+        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda _: self._waiting.pop(token, None))  # answered, or given up on
+        self._waiting[token] = future
+        return self.prefix + token, future
+
+    async def _on_reply(self, msg: Msg) -> None:
+        future = self._waiting.pop(msg.subject[len(self.prefix) :], None)
+        if future is not None and not future.done():
+            future.set_result(msg)
+
+
+_replies: weakref.WeakKeyDictionary[Client, Replies] = weakref.WeakKeyDictionary()
 
 
 def ephemeral(config: Mapping[str, Any]) -> dict[str, Any]:

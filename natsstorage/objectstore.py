@@ -27,6 +27,7 @@ from nats.aio.msg import Msg
 
 from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsUnavailable, ObjectChanged
 from natsstorage.jetstream import (
+    EXPECTED_LAST_MSG_ID_HEADER,
     EXPECTED_SUBJECT_SEQ_HEADER,
     HEARTBEAT,
     NANOSECONDS,
@@ -410,13 +411,18 @@ class Bucket:
             await self.stream.purge(nc, CHUNK_SUBJECT.format(bucket=self.name, nuid=info.nuid))
             return True
 
-    async def put_meta(self, nc: Client, name: str, raw: Mapping[str, Any], *, expected_seq: int) -> int:
+    async def put_meta(
+        self, nc: Client, name: str, raw: Mapping[str, Any], *, expected_seq: int, after: str | None = None
+    ) -> int:
         """Publish ``name``'s metadata if its latest is still at ``expected_seq`` (0: none); its sequence.
 
-        Raises ``ObjectChanged`` when another writer got there first.
+        Raises ``ObjectChanged`` when another writer got there first. ``after``: only if the
+        stream's last message is the one published with that ``Nats-Msg-Id``.
         """
         subject = META_SUBJECT.format(bucket=self.name, key=encode_key(name))
         headers = {ROLLUP_HEADER: ROLLUP_SUBJECT, EXPECTED_SUBJECT_SEQ_HEADER: str(expected_seq)}
+        if after is not None:
+            headers[EXPECTED_LAST_MSG_ID_HEADER] = after
         return await self.stream.publish(nc, subject, json.dumps(raw).encode(), headers, name)
 
     def watch(self, *, history: bool = False, start_seq: int | None = None) -> Watch:

@@ -61,6 +61,7 @@ class Unknown(enum.Enum):
 
 @dataclass(frozen=True)
 class _Saving:
+    name: str  # as given to save(): what get_available_name() is asked about again
     max_length: int | None
 
 
@@ -287,7 +288,9 @@ class NatsStorage(Storage):
         saving = _SAVING.get()
         token = _SAVING.set(None)  # these checks ask the server
         try:
-            return self.get_available_name(name, max_length=saving.max_length if saving else None)
+            if saving is None:  # _save() called directly
+                return self.get_available_name(name)
+            return self.get_available_name(saving.name, max_length=saving.max_length)
         finally:
             _SAVING.reset(token)
 
@@ -336,7 +339,7 @@ class NatsStorage(Storage):
         The compare-and-set that publishes the object answers that; only a taken name
         costs the checks of Django's ``get_available_name`` (and a subclass's override).
         """
-        token = _SAVING.set(_Saving(max_length))
+        token = _SAVING.set(_Saving(str(content.name if name is None else name), max_length))
         try:
             return super().save(name, content, max_length)
         finally:

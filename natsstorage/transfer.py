@@ -22,8 +22,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.nuid import NUID
 
-from natsstorage.exceptions import CorruptObject, NatsStorageError, NatsUnavailable
-from natsstorage.jetstream import MESSAGE_SIZE_HEADER, Pull
+from natsstorage.exceptions import CorruptObject, JetStreamError, NatsStorageError, NatsUnavailable
+from natsstorage.jetstream import ERR_WRONG_LAST_MSG_ID, MESSAGE_SIZE_HEADER, MSG_ID_HEADER, Pull, Replies
 from natsstorage.objectstore import (
     CHUNK_SUBJECT,
     DEFAULT_CHUNK_SIZE,
@@ -56,9 +56,6 @@ class Upload:
         self._sha256 = hashlib.sha256()
         self._buffer = bytearray()
         self._acks: deque[asyncio.Future[Msg]] = deque()
-        self._waiting: dict[str, asyncio.Future[Msg]] = {}
-        self._inbox = nc.new_inbox()
-        self._sub: Any = None
         self._writing = asyncio.Lock()  # FIFO, so queued writes keep their order
         self._name = repr(name) if name else "a new object"  # for messages; commit gives the final name
         self._meta_sent = False  # metadata published without a known outcome: abort() keeps the chunks
@@ -99,33 +96,24 @@ class Upload:
             view = view[size:]
         self._buffer += view
 
-    async def _publish(self, chunk: bytes | memoryview) -> None:
-        if self._sub is None:
-            # nats-py's publish_async never settles a future whose acknowledgement
-            # is an error (a full or sealed bucket), so acknowledgements come here.
-            self._sub = await self.nc.subscribe(f"{self._inbox}.*", cb=self._on_ack)
+    async def _publish(self, chunk: bytes | memoryview, headers: dict[str, str] | None = None) -> None:
+        replies = await Replies.of(self.nc)
         if not self.caller_hashes:
             self._sha256.update(chunk)
         self.size += len(chunk)
         self.chunks += 1
         if len(self._acks) >= self.window:
             await self._settle(self._acks.popleft())
-        ack: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-        self._waiting[str(self.chunks)] = ack
+        reply, ack = replies.expect()
         self._acks.append(ack)
         try:
-            await self.nc.publish(self.subject, chunk, reply=f"{self._inbox}.{self.chunks}")  # type: ignore[arg-type]
+            await self.nc.publish(self.subject, chunk, reply=reply, headers=headers)  # type: ignore[arg-type]
         except nats.errors.Error as error:
             raise self.bucket.stream.unavailable(f"could not send {self._name}", error) from None
 
     def hash(self, data: bytes) -> None:
         """Add ``data`` to the digest (``caller_hashes`` uploads): every byte written, in order, once."""
         self._sha256.update(data)
-
-    async def _on_ack(self, msg: Msg) -> None:
-        ack = self._waiting.pop(msg.subject.rpartition(".")[2], None)
-        if ack is not None and not ack.done():
-            ack.set_result(msg)
 
     async def _settle(self, ack: asyncio.Future[Msg]) -> None:
         stream = self.bucket.stream
@@ -134,11 +122,6 @@ class Upload:
         except TimeoutError:
             raise stream.unavailable(f"no acknowledgement for a chunk of {self._name}", TimeoutError()) from None
         stream.acknowledged(msg, self._name.strip("'"))
-
-    async def _close(self) -> None:
-        if self._sub is not None:
-            sub, self._sub = self._sub, None
-            await sub.unsubscribe()
 
     async def commit(
         self,
@@ -155,11 +138,13 @@ class Upload:
         After a replacement the old object's chunks are purged in the background.
         """
         self._name = repr(name)
+        alone = not self.chunks and bool(self._buffer)  # the whole object is the chunk about to go
         if self._buffer:
-            await self._publish(bytes(self._buffer))
+            await self._publish(bytes(self._buffer), {MSG_ID_HEADER: self.nuid} if alone else None)
             self._buffer.clear()
-        while self._acks:
-            await self._settle(self._acks.popleft())
+        if not alone:
+            while self._acks:
+                await self._settle(self._acks.popleft())
         raw: dict[str, Any] = {
             "name": name,
             "description": description,
@@ -178,19 +163,49 @@ class Upload:
         # From here the metadata may land whatever happens to this call (a stream leader that dies may
         # have passed it on, a cancelled wait may have sent it): abort() must keep the chunks.
         self._meta_sent = True
+        expected_seq = previous.seq if previous else 0
         try:
-            seq = await self.bucket.put_meta(self.nc, name, raw, expected_seq=previous.seq if previous else 0)
+            if self._acks:
+                seq = await self._put_meta_beside_chunk(name, raw, expected_seq)
+            else:
+                seq = await self.bucket.put_meta(self.nc, name, raw, expected_seq=expected_seq)
         except NatsUnavailable:
             raise
         except NatsStorageError:  # the server refused it (changed, full, sealed): it did not land
             self._meta_sent = False
             raise
-        await self._close()
         if previous is not None and not previous.deleted and previous.nuid != self.nuid:
             old = CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=previous.nuid)
             self.bucket.stream.purge_soon(self.nc, old, f"the replaced version of {self._name}")
         # By this client's clock; reading the metadata back gives the server's.
         return ObjectInfo.from_raw(raw, seq=seq, time=datetime.now(UTC))
+
+    async def _put_meta_beside_chunk(self, name: str, raw: Mapping[str, Any], expected_seq: int) -> int:
+        """The metadata of a one-chunk object sent before the chunk's acknowledgement: one round trip.
+
+        The stream takes it only if its last message is that chunk (``Nats-Expected-Last-Msg-Id``),
+        so it never names a chunk the stream refused (a full bucket, say). When another message
+        landed between the two, it is sent again once the chunk's acknowledgement is in.
+        """
+        chunk = self._acks.popleft()
+        meta = asyncio.ensure_future(
+            self.bucket.put_meta(self.nc, name, raw, expected_seq=expected_seq, after=self.nuid)
+        )
+        try:
+            await self._settle(chunk)  # the chunk's refusal is the cause of the metadata's, if any
+        except BaseException:
+            await asyncio.wait([meta], timeout=self.bucket.stream.timeout)
+            if meta.done() and not meta.cancelled():
+                meta.exception()  # retrieved: it only echoes the chunk's failure
+            else:
+                meta.cancel()
+            raise
+        try:
+            return await meta
+        except JetStreamError as error:
+            if error.code != ERR_WRONG_LAST_MSG_ID:
+                raise
+        return await self.bucket.put_meta(self.nc, name, raw, expected_seq=expected_seq)
 
     async def abort(self) -> None:
         """Remove the chunks published so far, once those in flight have landed or failed.
@@ -201,7 +216,8 @@ class Upload:
         acks, self._acks = list(self._acks), deque()
         if acks:
             await asyncio.wait(acks, timeout=self.bucket.stream.timeout)
-        await self._close()
+            for ack in acks:
+                ack.cancel()  # no longer awaited: its reply, if any, is dropped
         if not self.chunks:
             return
         if self._meta_sent:

@@ -1,0 +1,113 @@
+"""What a save costs on the wire: no question before it, one round trip for an object of one chunk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import pytest
+from django.core.files.base import ContentFile
+
+from natsstorage import NatsStorage
+from natsstorage.exceptions import BucketFull
+
+from .helpers import random_bytes, stream_state, with_nats
+
+
+@contextmanager
+def metadata_lookups(storage) -> Iterator[list[str]]:
+    """Every request for a message of the storage's stream (direct or from its leader), as the server sees it."""
+    seen: list[str] = []
+    stream = f"OBJ_{storage.config.bucket}"
+
+    async def subscribe(nc):
+        async def note(msg):
+            seen.append(msg.subject)
+
+        return [
+            await nc.subscribe(f"$JS.API.DIRECT.GET.{stream}", cb=note),
+            await nc.subscribe(f"$JS.API.STREAM.MSG.GET.{stream}", cb=note),
+        ]
+
+    storage.exists("warm-up")  # the bucket made, before counting
+    subscriptions = with_nats(storage, subscribe)
+    try:
+        yield seen
+    finally:
+
+        async def unsubscribe(nc):
+            for subscription in subscriptions:
+                await subscription.unsubscribe()
+
+        with_nats(storage, unsubscribe)
+
+
+def test_a_save_under_a_free_name_asks_nothing_first(storage):
+    with metadata_lookups(storage) as lookups:
+        storage.save("new.txt", ContentFile(b"fresh"))
+        storage.save("big/new.bin", ContentFile(random_bytes(3 * storage.config.chunk_size)))
+    assert lookups == []
+    assert storage.open("new.txt").read() == b"fresh"
+
+
+def test_a_taken_name_still_gets_djangos_alternative_within_max_length(storage):
+    storage.save("report.pdf", ContentFile(b"one"))
+    second = storage.save("report.pdf", ContentFile(b"two"), max_length=20)
+    assert second != "report.pdf" and second.startswith("report_") and len(second) <= 20
+    assert storage.open("report.pdf").read() == b"one"
+    assert storage.open(second).read() == b"two"
+
+
+def test_a_deleted_name_is_reused_as_it_is(storage):
+    storage.save("again.txt", ContentFile(b"1"))
+    storage.delete("again.txt")
+    assert storage.save("again.txt", ContentFile(b"2")) == "again.txt"  # its deletion marker is replaced
+    assert storage.open("again.txt").read() == b"2"
+
+
+class Dated(NatsStorage):
+    """A subclass that names files its own way, as projects do."""
+
+    def get_available_name(self, name, max_length=None):
+        root, dot, ext = name.rpartition(".")
+        return super().get_available_name(f"{root}-2026{dot}{ext}", max_length)
+
+
+def test_a_subclass_override_of_get_available_name_still_runs(bucket_name):
+    storage = Dated(bucket_name)
+    try:
+        assert storage.save("photo.jpg", ContentFile(b"a")) == "photo-2026.jpg"
+        taken = storage.save("photo.jpg", ContentFile(b"b"))
+        assert taken.startswith("photo-2026_") and taken.endswith(".jpg")
+        assert storage.open(taken).read() == b"b"
+    finally:
+        storage.destroy()
+
+
+def test_a_chunk_the_bucket_refuses_never_gets_metadata(make_storage):
+    # The metadata of a one-chunk object is sent before the chunk's acknowledgement, on the
+    # condition that the stream's last message is that chunk: here the chunk does not fit, the
+    # (smaller) metadata would, and must not land naming a chunk that is not there.
+    storage = make_storage(max_bytes=4096)
+    storage.save("small.txt", ContentFile(b"fits"))
+    before = stream_state(storage)["messages"]
+    with pytest.raises(BucketFull):
+        storage.save("big.bin", ContentFile(random_bytes(6000)))
+    assert not storage.exists("big.bin")
+    assert stream_state(storage)["messages"] == before
+    assert storage.open("small.txt").read() == b"fits"
+
+
+def test_threads_saving_side_by_side_each_land_whole(storage):
+    # Their chunks and metadata interleave on the stream: a metadata message whose chunk is no longer
+    # the stream's last is sent again, never lost and never doubled.
+    def save(i: int) -> str:
+        return storage.save(f"t/{i}.txt", ContentFile(f"object {i}".encode() * (i + 1)))
+
+    with ThreadPoolExecutor(16) as pool:
+        names = list(pool.map(save, range(160)))
+    assert names == [f"t/{i}.txt" for i in range(160)]
+    for i, name in enumerate(names):
+        assert storage.open(name).read() == f"object {i}".encode() * (i + 1)
+    assert stream_state(storage)["messages"] == 2 * 160  # a chunk and a metadata message each
