@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import Future
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -28,12 +28,14 @@ else:
 class ObjectStream(io.RawIOBase):
     """A read-only, seekable raw stream over one object; never holds more than one chunk."""
 
-    def __init__(self, bucket: Bucket, info: ObjectInfo) -> None:
+    def __init__(
+        self, bucket: Bucket, info: ObjectInfo, download: Download | None = None, fetched: Iterable[bytes] = ()
+    ) -> None:
         self.bucket = bucket
         self.info = info
-        self.download: Download | None = None  # the current one: where it started tells what a seek skipped
+        self.download = download  # the current one: where it started tells what a seek skipped
         self._chunk = memoryview(b"")
-        self._ahead: deque[bytes] = deque()  # chunks already fetched, after self._chunk
+        self._ahead: deque[bytes] = deque(fetched)  # chunks already fetched, after self._chunk
         self._position = 0  # of the first byte of self._chunk
 
     def readable(self) -> bool:
@@ -45,18 +47,18 @@ class ObjectStream(io.RawIOBase):
     def tell(self) -> int:
         return self._position
 
-    def _next_chunk(self) -> memoryview:
+    def _next_chunk(self) -> bytes:
         if not self._ahead:
             if self.download is None:
                 self.download = _bridge.run(Download.begin(self.bucket, self.info))
             self._ahead.extend(_bridge.run(self.download.read_many(CHUNKS_PER_HOP)))
-        return memoryview(self._ahead.popleft())
+        return self._ahead.popleft()
 
     def readinto(self, buffer: WriteableBuffer) -> int:
         if not self._chunk:
             if self._position >= self.info.size:
                 return 0
-            self._chunk = self._next_chunk()
+            self._chunk = memoryview(self._next_chunk())
         target = memoryview(buffer).cast("B")
         count = min(len(target), len(self._chunk))
         target[:count] = self._chunk[:count]
@@ -65,16 +67,17 @@ class ObjectStream(io.RawIOBase):
         return count
 
     def readall(self) -> bytes:
-        parts = [bytes(self._chunk)]
+        """The rest, each byte copied once (a lone chunk not at all): ``read()`` of a whole object."""
+        parts = [bytes(self._chunk)] if self._chunk else []
         self._position += len(self._chunk)
         self._chunk = memoryview(b"")
         while self._position < self.info.size:
             chunk = self._next_chunk()
             if not chunk:
                 break
-            parts.append(bytes(chunk))
+            parts.append(chunk)
             self._position += len(chunk)
-        return b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.info.size}[whence]
@@ -96,7 +99,7 @@ class ObjectStream(io.RawIOBase):
         self.download, self._position = _bridge.run(Download.at(self.bucket, self.info, target))
         while self._position < target:
             if not self._chunk:
-                self._chunk = self._next_chunk()
+                self._chunk = memoryview(self._next_chunk())
             step = min(len(self._chunk), target - self._position)
             self._chunk = self._chunk[step:]
             self._position += step

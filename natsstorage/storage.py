@@ -27,7 +27,7 @@ from django.utils.encoding import filepath_to_uri
 from natsstorage import _bridge, conf, objectstore, signing
 from natsstorage._bridge import run
 from natsstorage.changes import Changes
-from natsstorage.exceptions import NatsStorageError, ObjectChanged
+from natsstorage.exceptions import CorruptObject, NatsStorageError, ObjectChanged
 from natsstorage.files import (
     PIECE_BYTES,
     WRITE_MODES,
@@ -242,6 +242,17 @@ class NatsStorage(Storage):
             return True
         raise ObjectChanged(f"{name!r} in bucket {self.config.bucket!r} kept changing while being saved")
 
+    async def _open_for_reading(self, name: str) -> tuple[ObjectInfo, Download | None, list[bytes]]:
+        """The object's metadata and, when it is one chunk, its data, checked: in one hop to the NATS loop."""
+        info = await self._info(name)
+        if info.chunks != 1:
+            return info, None, []
+        download = await Download.begin(self.bucket, info)
+        try:
+            return info, download, [await download.read()]
+        except CorruptObject:  # said when the data is read, as for any object
+            return info, None, []
+
     async def _put(self, name: str, data: bytes, headers: Mapping[str, list[str]], taken: Taken) -> tuple[Upload, bool]:
         """An object in hand, no bigger than a piece, stored in one hop to the NATS loop."""
         upload = await Upload.begin(self.bucket, name=self.key(name))
@@ -310,12 +321,12 @@ class NatsStorage(Storage):
         mode = normal_mode(mode)
         if mode in WRITE_MODES.values():
             return self._open_for_writing(name, mode, encoding=encoding, newline=newline)
-        info = run(self._info(name))
+        info, download, fetched = run(self._open_for_reading(name))
         if info.is_link:
             raise NatsStorageError(
                 f"{name!r} in bucket {self.config.bucket!r} is an Object Store link; natsstorage does not follow links"
             )
-        stream = partial(ObjectStream, self.bucket, info)
+        stream = partial(ObjectStream, self.bucket, info, download, fetched)
         return NatsFile(clean_name(name), mode, info=info, open_stream=stream, encoding=encoding, newline=newline)
 
     def _open_for_writing(self, name: str, mode: str, *, encoding: str | None, newline: str | None) -> NatsFile:
