@@ -559,12 +559,14 @@ class NatsStorage(Storage):
 def _first_piece(content: IO[Any]) -> tuple[bytes, Iterator[bytes] | None]:
     """Up to a piece of ``content``; then the rest of it, or None when that was all."""
     chunks = (chunk.encode() if isinstance(chunk, str) else chunk for chunk in content.chunks())  # type: ignore[attr-defined]
-    head = bytearray()
+    head: list[bytes] = []
+    size = 0
     for chunk in chunks:
-        head += chunk
-        if len(head) > PIECE_BYTES:
-            return bytes(head), chunks
-    return bytes(head), None
+        head.append(chunk)
+        size += len(chunk)
+        if size > PIECE_BYTES:
+            return b"".join(head), chunks
+    return head[0] if len(head) == 1 else b"".join(head), None
 
 
 def response_overrides(parameters: Mapping[str, str] | None) -> dict[str, str]:
