@@ -19,18 +19,22 @@ _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def clean_name(name: str | os.PathLike[str]) -> str:
-    """The object name for ``name``, with ``\\`` read as ``/``; raises SuspiciousFileOperation."""
+    """``name``, unchanged, if Django code may use it; else SuspiciousFileOperation.
+
+    Nothing is rewritten: a name read from the bucket addresses that same object (another
+    client's ``back\\slash.txt`` is not ``back/slash.txt``). A ``..`` between backslashes is
+    refused too, for the day such a name meets a Windows file system.
+    """
     name = os.fspath(name)
     if not isinstance(name, str):
         raise SuspiciousFileOperation(f"object names are strings, not {type(name).__name__}")
-    name = name.replace("\\", "/")
     if not name:
         raise SuspiciousFileOperation("an object name cannot be empty")
     if _CONTROL_CHARACTERS.search(name):
         raise SuspiciousFileOperation(f"object name {name!r} contains a control character")
-    if name.startswith("/"):
+    if name.startswith(("/", "\\")):
         raise SuspiciousFileOperation(f"object name {name!r} is absolute; use a relative name")
-    if any(part in ("", ".", "..") for part in name.split("/")):
+    if any(part in ("", ".", "..") for part in name.split("/")) or ".." in name.replace("/", "\\").split("\\"):
         raise SuspiciousFileOperation(f"object name {name!r} has an empty, '.' or '..' segment")
     try:
         size = len(name.encode())
@@ -44,7 +48,7 @@ def clean_name(name: str | os.PathLike[str]) -> str:
 def clean_prefix(path: str | os.PathLike[str] | None) -> str:
     """A directory for ``listdir``: ``""`` for the top (``""``, ``"."``, ``Path("")``), else a clean name
     ending in ``/``; ``.`` segments are dropped as a file system would, ``..`` is refused."""
-    parts = [part for part in os.fspath(path or "").replace("\\", "/").split("/") if part not in ("", ".")]
+    parts = [part for part in os.fspath(path or "").split("/") if part not in ("", ".")]
     return clean_name("/".join(parts)) + "/" if parts else ""
 
 
@@ -52,5 +56,5 @@ def clean_location(location: object) -> str:
     """A storage's ``location`` inside its bucket: ``""`` or a clean name, without slashes around it."""
     if not isinstance(location, str):
         raise TypeError(f"a location is a string, not {type(location).__name__}")
-    location = location.replace("\\", "/").strip("/")
+    location = location.strip("/")
     return clean_name(location) if location else ""

@@ -17,7 +17,7 @@ import binascii
 import json
 import logging
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -309,14 +309,6 @@ class Bucket:
             return False
         return True
 
-    async def status(self) -> BucketStatus:
-        """The bucket's figures; counting live objects reads every object's metadata."""
-        info = await self.stream_info()
-        objects = 0
-        async for _ in self.objects():
-            objects += 1
-        return BucketStatus.from_stream_info(self.name, info, objects)
-
     async def destroy(self) -> None:
         """Delete the bucket and every object in it, for good."""
         await self.stream.delete(await self.stream.connect())
@@ -359,20 +351,6 @@ class Bucket:
             info = ObjectInfo.from_delivery(msg)
             if self.live(info) or (deleted and info.deleted):
                 yield info
-
-    async def names(self) -> AsyncGenerator[str, None]:
-        """Every live object's name: ``objects()`` without building what a listing does not need."""
-        if (self.stream.config or {}).get("max_age"):  # expiry needs each message's time
-            async for info in self.objects():
-                yield info.name
-            return
-        async for msg in self._metadata_messages():
-            try:
-                raw = json.loads(msg.data)
-                if not raw.get("deleted"):
-                    yield raw["name"]
-            except (ValueError, KeyError, TypeError, AttributeError):
-                raise CorruptObject(f"unreadable object metadata on {msg.subject}") from None
 
     async def update_meta(
         self, name: str, *, description: str | None = None, headers: Mapping[str, list[str]] | None = None
@@ -493,6 +471,7 @@ class Watch(Consumer):
         self.bucket = bucket
         self.history = history
         self.next_seq = start_seq  # the first stream sequence wanted; known once started
+        self.delivered = 0  # changes this consumer delivered (its consumer sequence), returned or not
         self._left = 0  # messages the current pull request may still deliver
 
     async def start(self) -> None:
@@ -517,6 +496,7 @@ class Watch(Consumer):
             msg, status = await self.receive("no heartbeat while watching")
             if status is None:
                 self.next_seq = msg.metadata.sequence.stream + 1
+                self.delivered = msg.metadata.sequence.consumer
                 self._left -= 1
                 if self._left <= 0:
                     await self._request()

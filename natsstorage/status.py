@@ -19,7 +19,7 @@ from django.core.files.storage import storages
 from django.db.models import FileField
 from django.utils.module_loading import import_string
 
-from natsstorage import _bridge, conf, objectstore
+from natsstorage import _bridge, conf, index, objectstore
 from natsstorage._bridge import ConnectionSettings
 from natsstorage.exceptions import BucketNotFound, NatsStorageError
 from natsstorage.objectstore import Bucket, BucketStatus
@@ -115,7 +115,7 @@ async def _server_report(server: _Server, only: str | None) -> ServerReport:
         used_by = tuple(server.used_by.get(name, ()))
         bucket = Bucket(name, partial(_bridge.connection, config.connection), timeout=config.timeout)
         try:
-            rows.append(BucketRow(name, where, await bucket.status(), used_by))
+            rows.append(BucketRow(name, where, await index.status(bucket), used_by))
         except BucketNotFound:
             rows.append(BucketRow(name, where, None, used_by))
         except NatsStorageError as error:

@@ -8,23 +8,21 @@ import io
 import mimetypes
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import aclosing
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property, partial
 from typing import IO, Any, ClassVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.files.storage import Storage
 from django.core.signals import setting_changed
 from django.urls import NoReverseMatch, reverse
-from django.utils.encoding import filepath_to_uri
 
-from natsstorage import _bridge, conf, objectstore, signing
+from natsstorage import _bridge, conf, index, objectstore, signing
 from natsstorage._bridge import run
 from natsstorage.changes import Changes
 from natsstorage.exceptions import CorruptObject, NatsStorageError, ObjectChanged
@@ -38,6 +36,7 @@ from natsstorage.files import (
     ObjectStream,
     normal_mode,
 )
+from natsstorage.index import Entry, Index
 from natsstorage.names import clean_name, clean_prefix
 from natsstorage.objectstore import Bucket, BucketStatus, ObjectInfo, OrphanChunks
 from natsstorage.transfer import Download, Upload
@@ -178,16 +177,9 @@ class NatsStorage(Storage):
 
     async def _listdir(self, path: str | os.PathLike[str] | None) -> tuple[list[str], list[str]]:
         prefix = self._prefix(path)
-        directories: set[str] = set()
-        files: list[str] = []
-        async for name in self.bucket.names():
-            if name.startswith(prefix):
-                head, slash, _ = name[len(prefix) :].partition("/")
-                if slash:
-                    directories.add(head)
-                elif head:
-                    files.append(head)
-        return sorted(directories), sorted(files)
+        directories, files = (await Index.of(self.bucket)).listdir(prefix)
+        # Names other clients wrote that Django code may not use (control characters, '..') are not listed.
+        return sorted(filter(partial(_usable, prefix), directories)), sorted(filter(partial(_usable, prefix), files))
 
     async def _exists(self, name: str | os.PathLike[str] | None) -> bool:
         """An object, or a "directory": the storage's root, or a prefix some object's name has."""
@@ -196,11 +188,7 @@ class NatsStorage(Storage):
         key = self.key(name)  # type: ignore[arg-type]
         if await self.bucket.info(key) is not None:
             return True
-        async with aclosing(self.bucket.names()) as names:
-            async for found in names:
-                if found.startswith(key + "/"):
-                    return True
-        return False
+        return (await Index.of(self.bucket)).has_under(key + "/")
 
     async def _update_meta(
         self, name: str, description: str | None, headers: Mapping[str, str | list[str]] | None
@@ -434,7 +422,7 @@ class NatsStorage(Storage):
                 "path('files/', include('natsstorage.urls')) to your URLconf, or set the base_url option"
             ) from None
         location = self.config.location
-        return marker[:-1] + (filepath_to_uri(location) + "/" if location else "")
+        return marker[:-1] + (uri(location) + "/" if location else "")
 
     @base_url.setter
     def base_url(self, value: str | None) -> None:
@@ -457,7 +445,7 @@ class NatsStorage(Storage):
             raise ValueError("This file is not accessible via a URL.")
         if name is None:
             return root
-        relative = filepath_to_uri(name).lstrip("/")
+        relative = uri(name).lstrip("/")
         link = root + relative
         overrides = response_overrides(parameters)
         if self.config.public and not overrides:
@@ -482,7 +470,7 @@ class NatsStorage(Storage):
 
     def status(self) -> BucketStatus:
         """The bucket's figures, as ``nats object status`` shows them; ``BucketNotFound`` if it is missing."""
-        return run(self.bucket.status())
+        return run(index.status(self.bucket))
 
     def bucket_exists(self) -> bool:
         """Whether the bucket is on the server; never creates it."""
@@ -491,6 +479,12 @@ class NatsStorage(Storage):
     def destroy(self) -> None:
         """Delete the bucket and every object in it, for good."""
         run(self.bucket.destroy())
+        run(index.forget(self.bucket))
+
+    def listing(self, prefix: str = "") -> list[Entry]:
+        """Name, size, modified time and link-ness of the live objects whose names start with ``prefix``,
+        by name: from this process's index of the bucket, at the cost of what it returns once made."""
+        return run(_listing(self.bucket, prefix))
 
     def objects(self, prefix: str = "") -> list[ObjectInfo]:
         """The bucket's live objects whose names start with ``prefix``, sorted by name."""
@@ -556,6 +550,14 @@ class NatsStorage(Storage):
         return AsyncNatsFile(info, await _bridge.arun(Download.begin(self.bucket, info)))
 
 
+def _usable(prefix: str, entry: str) -> bool:
+    try:
+        clean_name(prefix + entry)
+    except SuspiciousFileOperation:
+        return False
+    return True
+
+
 def _first_piece(content: IO[Any]) -> tuple[bytes, Iterator[bytes] | None]:
     """Up to a piece of ``content``; then the rest of it, or None when that was all."""
     chunks = (chunk.encode() if isinstance(chunk, str) else chunk for chunk in content.chunks())  # type: ignore[attr-defined]
@@ -567,6 +569,12 @@ def _first_piece(content: IO[Any]) -> tuple[bytes, Iterator[bytes] | None]:
         if size > PIECE_BYTES:
             return b"".join(head), chunks
     return head[0] if len(head) == 1 else b"".join(head), None
+
+
+def uri(name: str) -> str:
+    """``name`` as a URL path: Django's ``filepath_to_uri``, except that a backslash stays a backslash
+    (``%5C``), so that the link names the very object ``name`` does."""
+    return quote(name, safe="/~!*()'")
 
 
 def response_overrides(parameters: Mapping[str, str] | None) -> dict[str, str]:
@@ -583,6 +591,10 @@ def response_overrides(parameters: Mapping[str, str] | None) -> dict[str, str]:
             raise ValueError(f"url() parameter {key!r} must be a one-line string")
         overrides[signing.OVERRIDES[header]] = value
     return overrides
+
+
+async def _listing(bucket: Bucket, prefix: str) -> list[Entry]:
+    return list((await Index.of(bucket)).under(prefix))
 
 
 async def _sorted_objects(bucket: Bucket, prefix: str) -> list[ObjectInfo]:

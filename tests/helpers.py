@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -71,3 +72,27 @@ def corrupt_last_byte(storage: NatsStorage, name: str) -> None:
             await nc.request(subject, bytes(data[start : start + (info.chunk_size or len(data))]), timeout=5)
 
     with_nats(storage, rewrite)
+
+
+def put_foreign(storage: NatsStorage, name: str, data: bytes, **meta: Any) -> None:
+    """Store ``name`` as any NATS client could, with raw publishes (names nats-py itself refuses too)."""
+    bucket = storage.config.bucket
+    nuid = os.urandom(11).hex()
+    raw = {
+        "name": name,
+        "bucket": bucket,
+        "nuid": nuid,
+        "size": len(data),
+        "chunks": 1 if data else 0,
+        "mtime": "2026-01-01T00:00:00Z",
+        "digest": "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode(),
+        **meta,
+    }
+
+    async def publish(nc: Client) -> None:
+        if data:
+            await nc.request(f"$O.{bucket}.C.{nuid}", data, timeout=5)
+        key = base64.urlsafe_b64encode(name.encode()).decode()
+        await nc.request(f"$O.{bucket}.M.{key}", json.dumps(raw).encode(), headers={"Nats-Rollup": "sub"}, timeout=5)
+
+    with_nats(storage, publish)

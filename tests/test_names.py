@@ -86,7 +86,12 @@ def test_subject_tokens_in_names_cannot_reach_other_objects(storage):
     assert storage.exists("a") and storage.exists("b")
 
 
-def test_backslashes_are_read_as_slashes(storage):
-    assert storage.save("docs\\report.txt", ContentFile(b"x")) == "docs/report.txt"
-    assert storage.exists("docs\\report.txt")
+def test_save_reads_backslashes_as_slashes_as_django_does_but_a_stored_name_is_never_rewritten(storage):
+    assert storage.save("docs\\report.txt", ContentFile(b"x")) == "docs/report.txt"  # Django's save()
     assert storage.listdir("docs") == ([], ["report.txt"])
+    assert not storage.exists("docs\\report.txt")  # another name, which another client may use
+    with storage.open("docs\\report.txt", "wb") as f:
+        f.write(b"the other one")
+    assert storage.listdir("") == (["docs"], ["docs\\report.txt"])
+    assert storage.open("docs\\report.txt").read() == b"the other one"
+    assert storage.open("docs/report.txt").read() == b"x"

@@ -1,0 +1,231 @@
+"""A bucket's names in this process's memory, kept current by a watch: listings that cost what they return.
+
+The Object Store keeps names only base64-encoded in subjects, so the server
+cannot list a directory; reading every name's metadata for each listing costs
+the whole bucket. An ``Index`` reads them once (the first time a process
+lists the bucket) and then follows every change through a watch of the
+metadata subjects. Each answer is strongly consistent: ``fresh()`` asks the
+server how far the watch's consumer has delivered and waits until every
+change up to there is applied, so whatever any process stored before the
+call is in the answer. When the consumer is gone (a server restart, a
+cluster failover) the watch starts again right after the last change
+applied, and nothing is answered until it has caught up.
+
+Memory: about ``ENTRY_BYTES`` per live name plus the name itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from bisect import bisect_left, insort
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from nats.aio.client import Client
+
+from natsstorage.exceptions import CorruptObject, JetStreamError, NatsUnavailable
+from natsstorage.objectstore import Bucket, BucketStatus, ObjectInfo, Watch
+
+logger = logging.getLogger("natsstorage")
+ENTRY_BYTES = 250  # an Entry, its datetime, a dict slot and a place in the sorted list, measured on CPython 3.11
+SKIP_DIRECTORY = "0"  # the character after "/": names from prefix + "0" on are past the directory prefix + "/"
+ERR_CONSUMER_NOT_FOUND = 10014
+# Names a directory listing never returns: walking a bucket other clients wrote must end.
+NOT_ENTRIES = frozenset(("", ".", ".."))
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What listings need of one object; the rest is a metadata read away."""
+
+    name: str
+    size: int
+    mtime: datetime
+    is_link: bool
+
+
+class Index:
+    """The live objects of one bucket, as of ``fresh()``; runs on the NATS loop."""
+
+    def __init__(self, bucket: Bucket) -> None:
+        self.bucket = bucket
+        self.entries: dict[str, Entry] = {}
+        self.applied = 0  # the stream sequence of the last change applied
+        self._sorted: list[str] | None = None  # the names in order, made at the first listing
+        self._watch: Watch | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._moved = asyncio.Event()  # set each time ``applied`` moves on
+        self._starting = asyncio.Lock()
+        self._created: str | None = None  # when the stream was made: tells a bucket made again
+
+    @classmethod
+    async def of(cls, bucket: Bucket) -> Index:
+        """The index of ``bucket`` on its connection, made (and filled) on first use."""
+        nc = await bucket.connection()
+        indexes = _indexes.setdefault(nc, {})
+        index = indexes.get(bucket.name)
+        if index is None:
+            index = indexes[bucket.name] = cls(bucket)
+        await index.fresh()
+        return index
+
+    async def fresh(self) -> None:
+        """Return once every metadata change stored before this call has been applied."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.bucket.stream.timeout
+        watch = await self._running()
+        while True:
+            try:
+                nc = await self.bucket.connection()
+                info = await self.bucket.stream.api(nc, f"CONSUMER.INFO.{self.bucket.stream.name}.{watch.name}")
+            except JetStreamError as error:
+                if error.code != ERR_CONSUMER_NOT_FOUND:
+                    raise
+                # The server lost it (a restart): resume after the last change applied.
+                watch = await self._running(instead_of=watch)
+                continue
+            if int(info.get("num_pending", 0)) == 0 and watch.delivered >= int(info["delivered"]["consumer_seq"]):
+                return  # every change stored before the request went out, and has been applied
+            self._moved.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise NatsUnavailable(f"NATS bucket {self.bucket.name!r}: the listing index did not catch up in time")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._moved.wait(), min(remaining, 0.05))
+
+    async def _running(self, instead_of: Watch | None = None) -> Watch:
+        """The watch, started again if it stopped (or is ``instead_of``); one start at a time."""
+        async with self._starting:
+            if self._watch is None or self._watch is instead_of or self._task is None or self._task.done():
+                await self._start()
+            assert self._watch is not None
+            return self._watch
+
+    async def _start(self) -> None:
+        """(Re)start the watch: from the start, or right after the last change applied.
+
+        A bucket destroyed and made again meanwhile is another stream: then from the start.
+        """
+        await self.close()
+        nc = await self.bucket.connection()
+        created = (await self.bucket.stream.api(nc, f"STREAM.INFO.{self.bucket.stream.name}")).get("created")
+        if created != self._created:
+            self._reset()
+            self._created = created
+        self._watch = self.bucket.watch(history=True, start_seq=self.applied + 1 if self.applied else None)
+        await self._watch.start()
+        self._task = asyncio.get_running_loop().create_task(self._follow(self._watch))
+
+    async def _follow(self, watch: Watch) -> None:
+        while True:
+            try:
+                change = await watch.next()
+            except NatsUnavailable:
+                return  # fresh() sees the task done and starts again
+            except CorruptObject as error:  # metadata no client could read: nothing to list
+                logger.warning("listing index of bucket %r: %s", self.bucket.name, error)
+                self.applied = (watch.next_seq or 1) - 1
+                self._moved.set()
+                continue
+            self._apply(change, watch.next_seq or 0)
+
+    def _apply(self, info: ObjectInfo, next_seq: int) -> None:
+        known = info.name in self.entries
+        if info.deleted:
+            if known:
+                del self.entries[info.name]
+                if self._sorted is not None:
+                    del self._sorted[bisect_left(self._sorted, info.name)]
+        else:
+            self.entries[info.name] = Entry(info.name, info.size, info.mtime, info.is_link)
+            if not known and self._sorted is not None:
+                insort(self._sorted, info.name)
+        self.applied = next_seq - 1
+        self._moved.set()
+
+    def _reset(self) -> None:
+        self.entries.clear()
+        self._sorted = None
+        self.applied = 0
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self._watch is not None:
+            await self._watch.close()
+            self._watch = None
+
+    # -- answers (call ``fresh()`` first) -------------------------------------------
+
+    def _names(self) -> list[str]:
+        if self._sorted is None:
+            self._sorted = sorted(self.entries)
+        return self._sorted
+
+    def _live(self, entry: Entry) -> bool:
+        max_age = (self.bucket.stream.config or {}).get("max_age", 0)
+        return not max_age or (datetime.now(UTC) - entry.mtime).total_seconds() * 1e9 < max_age
+
+    def under(self, prefix: str) -> Iterator[Entry]:
+        """Every live object whose name starts with ``prefix``, by name."""
+        names = self._names()
+        for i in range(bisect_left(names, prefix), len(names)):
+            name = names[i]
+            if not name.startswith(prefix):
+                return
+            entry = self.entries[name]
+            if self._live(entry):
+                yield entry
+
+    def listdir(self, prefix: str) -> tuple[list[str], list[str]]:
+        """The directories and files right under ``prefix`` (``""`` or ending in ``/``).
+
+        Each subdirectory costs one step whatever it holds: the scan jumps past it.
+        """
+        names = self._names()
+        directories: list[str] = []
+        files: list[str] = []
+        i = bisect_left(names, prefix)
+        while i < len(names) and names[i].startswith(prefix):
+            head, slash, _ = names[i][len(prefix) :].partition("/")
+            if slash:
+                if head not in NOT_ENTRIES:
+                    directories.append(head)
+                i = bisect_left(names, prefix + head + SKIP_DIRECTORY, i + 1)
+                continue
+            if head not in NOT_ENTRIES and self._live(self.entries[names[i]]):
+                files.append(head)
+            i += 1
+        return directories, files
+
+    def has_under(self, prefix: str) -> bool:
+        return next(self.under(prefix), None) is not None
+
+    def count(self) -> int:
+        if not (self.bucket.stream.config or {}).get("max_age"):
+            return len(self.entries)
+        return sum(1 for entry in self.entries.values() if self._live(entry))
+
+
+async def status(bucket: Bucket) -> BucketStatus:
+    """The bucket's figures, its live objects counted by its index."""
+    info = await bucket.stream_info()
+    return BucketStatus.from_stream_info(bucket.name, info, (await Index.of(bucket)).count())
+
+
+_indexes: weakref.WeakKeyDictionary[Client, dict[str, Index]] = weakref.WeakKeyDictionary()
+
+
+async def forget(bucket: Bucket) -> None:
+    """Drop the bucket's index (it was destroyed)."""
+    for indexes in list(_indexes.values()):
+        index = indexes.pop(bucket.name, None)
+        if index is not None:
+            await index.close()

@@ -1,0 +1,105 @@
+"""Listings from the per-process index: always current, cheap once made, and safe with any name another client wrote."""
+
+from __future__ import annotations
+
+import time
+
+from django.contrib.staticfiles.utils import get_files
+from django.core.files.base import ContentFile
+from nats.js.api import ObjectMeta
+
+from natsstorage import NatsStorage
+
+from .helpers import put_foreign, with_nats
+
+FOREIGN_NAMES = ["a//b", "a/", "../x", "dir/./y", "new\nline.txt", "back\\slash.txt", "/abs.txt", "dir/../z"]
+
+
+def test_listdir_has_what_another_client_wrote_or_deleted_just_before(storage):
+    storage.save("dir/ours.txt", ContentFile(b"ours"))
+    assert storage.listdir("dir") == ([], ["ours.txt"])  # the index is made here
+
+    async def put(nc):
+        store = await nc.jetstream().object_store(storage.config.bucket)
+        await store.put("dir/theirs.txt", b"theirs", meta=ObjectMeta(name="dir/theirs.txt"))
+
+    async def delete(nc):
+        store = await nc.jetstream().object_store(storage.config.bucket)
+        await store.delete("dir/ours.txt")
+
+    for _ in range(20):  # no time for the watch to deliver: the answer must wait for it
+        with_nats(storage, put)
+        assert storage.listdir("dir") == ([], ["ours.txt", "theirs.txt"])
+        with_nats(storage, delete)
+        assert storage.listdir("dir") == ([], ["theirs.txt"])
+        storage.save("dir/ours.txt", ContentFile(b"ours"))
+
+
+def test_listdir_keeps_directories_apart_whatever_sorts_between_them(storage):
+    names = ["a-b/x", "a/y", "a/sub/deep/z", "a/sub0", "a/sub/w", "a0", "a.txt", "b/c"]
+    for name in names:
+        storage.save(name, ContentFile(name.encode()))
+    assert storage.listdir("") == (["a", "a-b", "b"], ["a.txt", "a0"])
+    assert storage.listdir("a") == (["sub"], ["sub0", "y"])
+    assert storage.listdir("a/sub") == (["deep"], ["w"])
+    assert storage.exists("a/sub/deep") and not storage.exists("a/su")
+    storage.delete("a/sub/deep/z")
+    assert storage.listdir("a/sub") == ([], ["w"])
+
+
+def test_names_other_clients_wrote_never_list_as_empty_dot_or_dotdot_and_a_walk_ends(storage):
+    storage.save("ok/fine.txt", ContentFile(b"fine"))
+    for name in FOREIGN_NAMES:
+        put_foreign(storage, name, name.encode())
+    top = storage.listdir("")
+    for directories, files in (top, storage.listdir("a"), storage.listdir("dir")):
+        assert not {"", ".", ".."} & {*directories, *files}
+    # Staticfiles' own walker ends, and meets only names Django code may open.
+    assert sorted(get_files(storage)) == ["back\\slash.txt", "ok/fine.txt"]
+
+
+def test_a_listed_name_addresses_that_very_object(storage):
+    storage.save("back/slash.txt", ContentFile(b"the directory one"))
+    put_foreign(storage, "back\\slash.txt", b"the backslash one")
+    (directories, files) = storage.listdir("")
+    assert directories == ["back"] and files == ["back\\slash.txt"]
+    assert storage.open(files[0]).read() == b"the backslash one"
+    storage.delete(files[0])
+    assert storage.open("back/slash.txt").read() == b"the directory one"
+
+
+def test_the_count_comes_from_the_index_and_follows_deletes(storage):
+    for i in range(5):
+        storage.save(f"n/{i}", ContentFile(b"x"))
+    storage.delete("n/0")
+    assert storage.status().objects == 4
+
+
+def test_the_index_resumes_after_a_server_restart_without_a_stale_answer(own_server, bucket_name):
+    server = own_server()
+    storage = NatsStorage(bucket_name, servers=server.url, timeout=3.0)
+    storage.save("before.txt", ContentFile(b"1"))
+    assert storage.listdir("") == ([], ["before.txt"])
+    server.restart()  # the index's consumer is gone with it
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            storage.save("after.txt", ContentFile(b"2"))
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    assert storage.listdir("") == ([], ["after.txt", "before.txt"])
+    storage.delete("before.txt")
+    assert storage.listdir("") == ([], ["after.txt"])
+
+
+def test_a_bucket_destroyed_and_made_again_lists_only_its_new_objects(make_storage):
+    storage = make_storage()
+    storage.save("old.txt", ContentFile(b"old"))
+    assert storage.listdir("") == ([], ["old.txt"])
+    other = make_storage()  # another process's view: it destroys and writes anew
+    other.destroy()
+    other.save("new.txt", ContentFile(b"new"))
+    assert storage.listdir("") == ([], ["new.txt"])
