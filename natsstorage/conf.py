@@ -73,9 +73,20 @@ def _location(value: Any) -> bool:
     return True
 
 
+def _one_line(text: Any) -> bool:
+    return isinstance(text, str) and "\n" not in text and "\r" not in text
+
+
 def _headers(value: Any) -> bool:
+    """Headers by name, and optionally ``Metadata``: the object's metadata map, as S3Storage takes it."""
     return isinstance(value, Mapping) and all(
-        isinstance(key, str) and key and isinstance(text, str) and "\n" not in text and "\r" not in text
+        isinstance(key, str)
+        and key
+        and (
+            _one_line(text)
+            if key != "Metadata"
+            else isinstance(text, Mapping) and all(isinstance(k, str) and _one_line(v) for k, v in text.items())
+        )
         for key, text in value.items()
     )
 
@@ -165,8 +176,9 @@ class Config:
     object_parameters: Mapping[str, str] = option(
         {},
         _headers,
-        "a dict of header names to one-line strings",
-        "headers stored with every object and sent by the view, e.g. `{'Cache-Control': 'max-age=86400'}`",
+        "a dict of header names to one-line strings, and `Metadata`: a dict of strings",
+        "headers stored with every object and sent by the view, e.g. `{'Cache-Control': 'max-age=86400'}`; "
+        "`Metadata`: the object's metadata map",
     )
     base_url: str | Promise | None = option(
         None,

@@ -206,6 +206,20 @@ class ObjectInfo:
     def is_link(self) -> bool:
         return bool((self.raw.get("options") or {}).get("link"))
 
+    @property
+    def link(self) -> tuple[str, str] | None:
+        """The (bucket, name) a link names; name ``""`` for a link to a whole bucket. None: not a link."""
+        link = (self.raw.get("options") or {}).get("link")
+        if not isinstance(link, Mapping):
+            return None
+        return str(link.get("bucket") or ""), str(link.get("name") or "")
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        """The free-form ``metadata`` map other clients (nats.go, the NATS CLI) write."""
+        found = self.raw.get("metadata")
+        return {str(key): str(value) for key, value in found.items()} if isinstance(found, Mapping) else {}
+
 
 @dataclass(frozen=True)
 class BucketStatus:
@@ -353,9 +367,14 @@ class Bucket:
                 yield info
 
     async def update_meta(
-        self, name: str, *, description: str | None = None, headers: Mapping[str, list[str]] | None = None
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        headers: Mapping[str, list[str]] | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> ObjectInfo | None:
-        """Replace an object's description and/or headers without touching its data."""
+        """Replace an object's description, headers and/or metadata map without touching its data."""
         nc = await self.connection()
         while True:
             info = await self.info(name)
@@ -366,6 +385,8 @@ class Bucket:
                 raw["description"] = description
             if headers is not None:
                 raw["headers"] = {key: list(values) for key, values in headers.items()}
+            if metadata is not None:
+                raw["metadata"] = dict(metadata)
             raw["mtime"] = format_time(datetime.now(UTC))
             try:
                 await self.put_meta(nc, name, raw, expected_seq=info.seq)

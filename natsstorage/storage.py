@@ -22,10 +22,10 @@ from django.core.files.storage import Storage
 from django.core.signals import setting_changed
 from django.urls import NoReverseMatch, reverse
 
-from natsstorage import _bridge, conf, index, objectstore, signing
+from natsstorage import _bridge, conf, index, links, objectstore, signing
 from natsstorage._bridge import run
 from natsstorage.changes import Changes
-from natsstorage.exceptions import CorruptObject, NatsStorageError, ObjectChanged
+from natsstorage.exceptions import CorruptObject, ObjectChanged
 from natsstorage.files import (
     PIECE_BYTES,
     WRITE_MODES,
@@ -44,6 +44,7 @@ from natsstorage.transfer import Download, Upload
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 MAX_COMMIT_ATTEMPTS = 100  # concurrent writers of one name each win within a few
 PATH = "natsstorage.NatsStorage"  # what migrations import
+METADATA_PARAMETER = "Metadata"  # in get_object_parameters(): the object's metadata map, as S3Storage names it
 
 
 class Taken(enum.Enum):
@@ -159,21 +160,34 @@ class NatsStorage(Storage):
     def _missing(self, name: str | os.PathLike[str]) -> FileNotFoundError:
         return FileNotFoundError(f"{os.fspath(name)!r} is not in the NATS bucket {self.config.bucket!r}")
 
-    def get_object_parameters(self, name: str) -> dict[str, str]:
-        """Headers stored with the object ``name`` and sent by the view; override to vary them by name."""
+    def get_object_parameters(self, name: str) -> dict[str, Any]:
+        """Headers stored with the object ``name`` and sent by the view, and its ``Metadata`` map;
+        override to vary them by name."""
         return dict(self.config.object_parameters)
 
     def _headers(self, name: str, content_type: str | None) -> dict[str, list[str]]:
         content_type = content_type or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
-        return {"Content-Type": [content_type]} | {k: [v] for k, v in self.get_object_parameters(name).items()}
+        parameters = self.get_object_parameters(name)
+        headers = {key: [value] for key, value in parameters.items() if key != METADATA_PARAMETER}
+        return {"Content-Type": [content_type]} | headers
+
+    def _metadata(self, name: str) -> dict[str, str]:
+        """The object's ``metadata`` map: ``get_object_parameters(name)["Metadata"]``, as S3Storage takes it."""
+        return dict(self.get_object_parameters(name).get(METADATA_PARAMETER) or {})
 
     # -- the one coroutine behind each sync method and its async twin ------------
 
-    async def _info(self, name: str) -> ObjectInfo:
+    async def _located(self, name: str) -> tuple[Bucket, ObjectInfo]:
+        """The bucket and metadata of the object ``name`` is, or links to."""
         info = await self.bucket.info(self.key(name))
         if info is None:
             raise self._missing(name)
-        return info
+        if info.link is None:
+            return self.bucket, info
+        return await links.follow(self.bucket, info, served_bucket)
+
+    async def _info(self, name: str) -> ObjectInfo:
+        return (await self._located(name))[1]
 
     async def _listdir(self, path: str | os.PathLike[str] | None) -> tuple[list[str], list[str]]:
         prefix = self._prefix(path)
@@ -191,12 +205,17 @@ class NatsStorage(Storage):
         return (await Index.of(self.bucket)).has_under(key + "/")
 
     async def _update_meta(
-        self, name: str, description: str | None, headers: Mapping[str, str | list[str]] | None
+        self,
+        name: str,
+        description: str | None,
+        headers: Mapping[str, str | list[str]] | None,
+        metadata: Mapping[str, str] | None,
     ) -> ObjectInfo:
         lists = None
         if headers is not None:
             lists = {key: [value] if isinstance(value, str) else list(value) for key, value in headers.items()}
-        info = await self.bucket.update_meta(self.key(name), description=description, headers=lists)
+        key = self.key(name)
+        info = await self.bucket.update_meta(key, description=description, headers=lists, metadata=metadata)
         if info is None:
             raise self._missing(name)
         return info
@@ -223,23 +242,23 @@ class NatsStorage(Storage):
                     raise FileExistsError(f"{name!r} is already in the NATS bucket {self.config.bucket!r}")
                 return False
             try:
-                await upload.commit(key, previous=previous, headers=headers)
+                await upload.commit(key, previous=previous, headers=headers, metadata=self._metadata(name))
             except ObjectChanged:
                 previous = await self.bucket.latest(key)
                 continue
             return True
         raise ObjectChanged(f"{name!r} in bucket {self.config.bucket!r} kept changing while being saved")
 
-    async def _open_for_reading(self, name: str) -> tuple[ObjectInfo, Download | None, list[bytes]]:
+    async def _open_for_reading(self, name: str) -> tuple[Bucket, ObjectInfo, Download | None, list[bytes]]:
         """The object's metadata and, when it is one chunk, its data, checked: in one hop to the NATS loop."""
-        info = await self._info(name)
+        bucket, info = await self._located(name)
         if info.chunks != 1:
-            return info, None, []
-        download = await Download.begin(self.bucket, info)
+            return bucket, info, None, []
+        download = await Download.begin(bucket, info)
         try:
-            return info, download, [await download.read()]
+            return bucket, info, download, [await download.read()]
         except CorruptObject:  # said when the data is read, as for any object
-            return info, None, []
+            return bucket, info, None, []
 
     async def _put(self, name: str, data: bytes, headers: Mapping[str, list[str]], taken: Taken) -> tuple[Upload, bool]:
         """An object in hand, no bigger than a piece, stored in one hop to the NATS loop."""
@@ -309,12 +328,8 @@ class NatsStorage(Storage):
         mode = normal_mode(mode)
         if mode in WRITE_MODES.values():
             return self._open_for_writing(name, mode, encoding=encoding, newline=newline)
-        info, download, fetched = run(self._open_for_reading(name))
-        if info.is_link:
-            raise NatsStorageError(
-                f"{name!r} in bucket {self.config.bucket!r} is an Object Store link; natsstorage does not follow links"
-            )
-        stream = partial(ObjectStream, self.bucket, info, download, fetched)
+        bucket, info, download, fetched = run(self._open_for_reading(name))
+        stream = partial(ObjectStream, bucket, info, download, fetched)
         return NatsFile(clean_name(name), mode, info=info, open_stream=stream, encoding=encoding, newline=newline)
 
     def _open_for_writing(self, name: str, mode: str, *, encoding: str | None, newline: str | None) -> NatsFile:
@@ -460,10 +475,15 @@ class NatsStorage(Storage):
         return run(self._info(name))
 
     def update_meta(
-        self, name: str, *, description: str | None = None, headers: Mapping[str, str | list[str]] | None = None
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        headers: Mapping[str, str | list[str]] | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> ObjectInfo:
-        """Change an object's description and/or headers without rewriting its data."""
-        return run(self._update_meta(name, description, headers))
+        """Change an object's description, headers and/or ``metadata`` map without rewriting its data."""
+        return run(self._update_meta(name, description, headers, metadata))
 
     # -- the bucket as a whole, for commands, the admin and tests ----------------------------
     # These name objects as the bucket does, whatever the storage's ``location``.
@@ -526,9 +546,14 @@ class NatsStorage(Storage):
         return await _bridge.arun(self._info(name))
 
     async def aupdate_meta(
-        self, name: str, *, description: str | None = None, headers: Mapping[str, str | list[str]] | None = None
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        headers: Mapping[str, str | list[str]] | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> ObjectInfo:
-        return await _bridge.arun(self._update_meta(name, description, headers))
+        return await _bridge.arun(self._update_meta(name, description, headers, metadata))
 
     async def aopen(self, name: str, mode: str = "rb") -> AsyncNatsFile | AsyncNatsWriter:
         """Open from async code; use ``async with``. ``rb`` streams a read; ``wb`` (``xb``: only if new)
@@ -546,8 +571,18 @@ class NatsStorage(Storage):
             return AsyncNatsWriter(name, upload, commit)
         if mode != "rb":
             raise ValueError(f"aopen() streams bytes: use 'rb', 'wb' or 'xb', not {mode!r}")
-        info = await _bridge.arun(self._info(name))
-        return AsyncNatsFile(info, await _bridge.arun(Download.begin(self.bucket, info)))
+        bucket, info = await _bridge.arun(self._located(name))
+        return AsyncNatsFile(info, await _bridge.arun(Download.begin(bucket, info)))
+
+
+def served_bucket(name: str) -> Bucket | None:
+    """The bucket ``name`` as a configured storage serves it (for links into it), or None."""
+    from natsstorage.status import configured_storages  # it imports this module
+
+    for _, storage in configured_storages():
+        if storage.config.bucket == name:
+            return storage.bucket
+    return None
 
 
 def _usable(prefix: str, entry: str) -> bool:

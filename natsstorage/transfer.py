@@ -130,6 +130,7 @@ class Upload:
         previous: ObjectInfo | None,
         description: str = "",
         headers: Mapping[str, list[str]] | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> ObjectInfo:
         """Publish the metadata under ``name``, only if its latest metadata is still ``previous``.
 
@@ -149,6 +150,7 @@ class Upload:
             "name": name,
             "description": description,
             "headers": {key: list(values) for key, values in (headers or {}).items()},
+            "metadata": dict(metadata or {}),
             "options": {"max_chunk_size": self.chunk_size},
             "bucket": self.bucket.name,
             "nuid": self.nuid,
@@ -157,7 +159,7 @@ class Upload:
             "chunks": self.chunks,
             "digest": encode_digest(self._sha256.digest()),
         }
-        for key in ("description", "headers"):
+        for key in ("description", "headers", "metadata"):
             if not raw[key]:
                 del raw[key]
         # From here the metadata may land whatever happens to this call (a stream leader that dies may

@@ -35,13 +35,14 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
 
-from natsstorage import _bridge, signing
+from natsstorage import _bridge, links, signing
 from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsUnavailable
 from natsstorage.files import AsyncNatsFile, ObjectStream
+from natsstorage.links import LinkRefused
 from natsstorage.names import clean_name
 from natsstorage.objectstore import ObjectInfo
 from natsstorage.status import configured_storages
-from natsstorage.storage import DEFAULT_CONTENT_TYPE, NatsStorage
+from natsstorage.storage import DEFAULT_CONTENT_TYPE, NatsStorage, served_bucket
 from natsstorage.transfer import Download
 
 logger = logging.getLogger("natsstorage")
@@ -115,7 +116,29 @@ async def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBas
         return unavailable(error)
     if info is None:
         raise Http404("No such file.")
+    if info.link is not None:
+        followed = await _follow(storage, info, access)
+        if followed is None:
+            raise Http404("No such file.")
+        storage, info, access = followed
     return object_response(request, storage, info, public=access.public, overrides=overrides)
+
+
+async def _follow(
+    storage: NatsStorage, link: ObjectInfo, access: Access
+) -> tuple[NatsStorage, ObjectInfo, Access] | None:
+    """What a link names, if a storage of this project serves it and its rules ask no more than the link's did."""
+    try:
+        bucket, info = await _bridge.arun(links.follow(storage.bucket, link, served_bucket))
+    except (FileNotFoundError, LinkRefused):
+        return None
+    found = served(bucket.name, info.name)
+    if found is None:
+        return None
+    target, rules = found
+    if (access.public and not rules.public) or (rules.staff_only and not access.staff_only):
+        return None  # the link's own rules let in a request the target's would not
+    return target, info, rules
 
 
 def unavailable(error: NatsUnavailable) -> HttpResponse:

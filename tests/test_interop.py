@@ -10,9 +10,10 @@ import pytest
 from django.core.files.base import ContentFile
 from nats.js.api import ObjectMeta
 
-from natsstorage.exceptions import NatsStorageError
+from natsstorage import NatsStorage
+from natsstorage.links import LinkRefused
 
-from .helpers import random_bytes, with_nats
+from .helpers import jetstream, put_foreign, random_bytes, with_nats
 
 
 def test_nats_py_reads_what_natsstorage_writes(storage):
@@ -84,26 +85,87 @@ def test_the_bucket_we_create_has_the_object_store_stream_layout(make_storage):
     assert config.compression == "s2"
 
 
-def test_links_made_by_other_clients_are_refused_clearly_not_read_as_empty(storage):
+def link_to(storage, name, bucket, target):
+    """A link as nats.go's AddLink and the NATS CLI store it: no data, options.link naming the target."""
+    put_foreign(storage, name, b"", options={"link": {"bucket": bucket, "name": target}})
+
+
+def test_a_link_is_followed_by_open_size_info_and_the_view(storage, client, settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "links": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": storage.config.bucket, "public": True}},
+    }
     storage.save("target.txt", ContentFile(b"data"))
-
-    async def link(nc):
-        store = await nc.jetstream().object_store(storage.config.bucket)
-        info = await store.get_info("target.txt")
-        meta = {
-            "name": "alias.txt",
-            "bucket": storage.config.bucket,
-            "nuid": "linknuid",
-            "size": 0,
-            "chunks": 0,
-            "mtime": "2026-01-01T00:00:00Z",
-            "options": {"link": {"bucket": info.bucket, "name": info.name}},
-        }
-        key = base64.urlsafe_b64encode(b"alias.txt").decode()
-        subject = f"$O.{storage.config.bucket}.M.{key}"
-        await nc.request(subject, json.dumps(meta).encode(), headers={"Nats-Rollup": "sub"}, timeout=5)
-
-    with_nats(storage, link)
+    storage.update_meta("target.txt", metadata={"owner": "ops"})
+    link_to(storage, "alias.txt", storage.config.bucket, "target.txt")
     assert storage.exists("alias.txt")
-    with pytest.raises(NatsStorageError, match="is an Object Store link"):
-        storage.open("alias.txt")
+    assert storage.open("alias.txt").read() == b"data"
+    assert storage.size("alias.txt") == 4
+    assert storage.info("alias.txt").name == "target.txt" and storage.info("alias.txt").metadata == {"owner": "ops"}
+    listed = {entry.name: entry for entry in storage.listing()}
+    assert listed["alias.txt"].is_link and not listed["target.txt"].is_link  # listings show links as links
+    response = client.get(storage.url("alias.txt"))
+    assert response.status_code == 200 and b"".join(response.streaming_content) == b"data"
+
+
+def test_links_to_missing_objects_links_and_unserved_buckets_are_refused(storage):
+    storage.save("target.txt", ContentFile(b"data"))
+    bucket = storage.config.bucket
+    link_to(storage, "first.txt", bucket, "target.txt")
+    link_to(storage, "gone.txt", bucket, "nothing-here.txt")
+    link_to(storage, "second.txt", bucket, "first.txt")
+    link_to(storage, "elsewhere.txt", "nobody-serves-this", "x.txt")
+    link_to(storage, "whole.txt", "nobody-serves-this", "")
+    with pytest.raises(FileNotFoundError, match="links to 'nothing-here.txt'"):
+        storage.open("gone.txt")
+    with pytest.raises(LinkRefused, match="a link is followed once"):
+        storage.open("second.txt")
+    with pytest.raises(LinkRefused, match="which no storage of this project serves"):
+        storage.size("elsewhere.txt")
+    with pytest.raises(LinkRefused, match="the whole bucket"):
+        storage.info("whole.txt")
+
+
+def test_a_link_across_buckets_follows_only_into_a_served_bucket_under_its_rules(
+    make_storage, bucket_name, client, settings
+):
+    private = NatsStorage(f"{bucket_name}p")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "public": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name, "public": True}},
+        "private": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": f"{bucket_name}p"}},
+    }
+    public = make_storage(public=True)
+    try:
+        private.save("secret.txt", ContentFile(b"secret"))
+        public.save("plain.txt", ContentFile(b"plain"))
+        link_to(public, "to-secret.txt", f"{bucket_name}p", "secret.txt")
+        assert public.open("to-secret.txt").read() == b"secret"  # the Storage API: code the project runs
+        assert client.get(public.url("to-secret.txt")).status_code == 404  # a public link to a signed bucket
+        link_to(private, "to-plain.txt", bucket_name, "plain.txt")
+        response = client.get(private.url("to-plain.txt"))  # signed: asks more than the public target does
+        assert response.status_code == 200 and b"".join(response.streaming_content) == b"plain"
+    finally:
+        private.destroy()
+
+
+def test_the_metadata_map_is_stored_as_every_client_writes_it(make_storage):
+    # ADR-20's top-level "metadata" map (nats.go, nats.js, the NATS CLI; nats-py 2.16 does not know it yet).
+    storage = make_storage(object_parameters={"Metadata": {"team": "web"}})
+    storage.save("m.txt", ContentFile(b"m"))
+    assert storage.info("m.txt").metadata == {"team": "web"}
+    assert raw_metadata(storage, "m.txt")["metadata"] == {"team": "web"}
+    put_foreign(storage, "theirs.txt", b"t", metadata={"by": "nats.go"})
+    assert storage.info("theirs.txt").metadata == {"by": "nats.go"}
+    storage.update_meta("theirs.txt", description="kept")  # another field changed: the map stays
+    assert raw_metadata(storage, "theirs.txt")["metadata"] == {"by": "nats.go"}
+    storage.update_meta("theirs.txt", metadata={"by": "natsstorage"})
+    assert storage.info("theirs.txt").metadata == {"by": "natsstorage"}
+    assert storage.open("theirs.txt").read() == b"t"
+
+
+def raw_metadata(storage, name):
+    """The object's metadata message as stored, read as any client would."""
+    key = base64.urlsafe_b64encode(name.encode()).decode()
+    found = jetstream(storage, "STREAM.MSG.GET", {"last_by_subj": f"$O.{storage.config.bucket}.M.{key}"})
+    return json.loads(base64.b64decode(found["message"]["data"]))
