@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from urllib.parse import quote
 
 from django.core import signing
 
@@ -70,3 +71,34 @@ def verify(
         raise LinkRefused("This link has been tampered with.") from None
     if int(expires) < time.time():
         raise LinkRefused("This link has expired.")
+
+
+# What ``url(parameters=...)`` may ask the view to send, by django-storages' (S3's) names and by header name.
+RESPONSE_PARAMETERS = {
+    "ResponseContentDisposition": "Content-Disposition",
+    "ResponseContentType": "Content-Type",
+    "ResponseCacheControl": "Cache-Control",
+    "ResponseContentLanguage": "Content-Language",
+}
+
+
+def uri(name: str) -> str:
+    """``name`` as a URL path: Django's ``filepath_to_uri``, except that a backslash stays a backslash
+    (``%5C``), so that the link names the very object ``name`` does."""
+    return quote(name, safe="/~!*()'")
+
+
+def response_overrides(parameters: Mapping[str, str] | None) -> dict[str, str]:
+    """``url(parameters=...)`` as the query parameters the view reads (``OVERRIDES``)."""
+    overrides = {}
+    headers = {header.lower(): header for header in RESPONSE_PARAMETERS.values()}
+    for key, value in (parameters or {}).items():
+        header = RESPONSE_PARAMETERS.get(key) or headers.get(key.lower())
+        if header is None:
+            raise ValueError(
+                f"url() parameters may be {', '.join([*RESPONSE_PARAMETERS, *headers.values()])}, not {key!r}"
+            )
+        if not isinstance(value, str) or "\n" in value or "\r" in value:
+            raise ValueError(f"url() parameter {key!r} must be a one-line string")
+        overrides[OVERRIDES[header]] = value
+    return overrides

@@ -16,6 +16,7 @@ from typing import IO, Any, ClassVar
 
 from django.contrib.staticfiles.storage import ManifestFilesMixin
 
+from natsstorage import saving
 from natsstorage.storage import NatsStorage
 
 HASH_BYTES = 1024 * 1024  # read at a time when hashing a file before upload
@@ -50,7 +51,7 @@ class NatsStaticStorage(NatsStorage):
         content.seek(0)
         if size != info.size or sha256.digest() != info.sha256:
             return False
-        wanted = self._headers(name, getattr(content, "content_type", None))
+        wanted = saving.headers_for(self, name, getattr(content, "content_type", None))
         if {key: list(values) for key, values in info.headers.items()} != wanted:
             self.update_meta(name, headers=wanted)  # a new Cache-Control, say: no need to upload again
         return True

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import enum
-import io
-import mimetypes
 import os
-from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from functools import cached_property, partial
 from typing import IO, Any, ClassVar
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -22,12 +16,11 @@ from django.core.files.storage import Storage
 from django.core.signals import setting_changed
 from django.urls import NoReverseMatch, reverse
 
-from natsstorage import _bridge, conf, index, links, objectstore, signing
+from natsstorage import _bridge, conf, index, links, objectstore, saving, signing
 from natsstorage._bridge import run
 from natsstorage.changes import Changes
-from natsstorage.exceptions import CorruptObject, ObjectChanged
+from natsstorage.exceptions import CorruptObject
 from natsstorage.files import (
-    PIECE_BYTES,
     WRITE_MODES,
     AsyncNatsFile,
     AsyncNatsWriter,
@@ -39,42 +32,10 @@ from natsstorage.files import (
 from natsstorage.index import Entry, Index
 from natsstorage.names import clean_name, clean_prefix
 from natsstorage.objectstore import Bucket, BucketStatus, ObjectInfo, OrphanChunks
+from natsstorage.saving import Taken
 from natsstorage.transfer import Download, Upload
 
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
-MAX_COMMIT_ATTEMPTS = 100  # concurrent writers of one name each win within a few
 PATH = "natsstorage.NatsStorage"  # what migrations import
-METADATA_PARAMETER = "Metadata"  # in get_object_parameters(): the object's metadata map, as S3Storage names it
-
-
-class Taken(enum.Enum):
-    """What a commit does when another object holds the name."""
-
-    REPLACE = "replace"  # overwrite it
-    REFUSE = "refuse"  # raise FileExistsError (open(..., "x"))
-    REPORT = "report"  # return False: the caller picks another name
-
-
-class Unknown(enum.Enum):
-    VALUE = "unknown"
-
-
-@dataclass(frozen=True)
-class _Saving:
-    name: str  # as given to save(): what get_available_name() is asked about again
-    max_length: int | None
-
-
-# Set by save() around Django's get_available_name(), whose checks it leaves to the commit's
-# compare-and-set: they cost no round trip of their own. Holds save()'s max_length.
-_SAVING: ContextVar[_Saving | None] = ContextVar("natsstorage_saving", default=None)
-# What ``url(parameters=...)`` may ask the view to send, by django-storages' (S3's) names and by header name.
-RESPONSE_PARAMETERS = {
-    "ResponseContentDisposition": "Content-Disposition",
-    "ResponseContentType": "Content-Type",
-    "ResponseCacheControl": "Cache-Control",
-    "ResponseContentLanguage": "Content-Language",
-}
 
 
 class NatsStorage(Storage):
@@ -165,21 +126,11 @@ class NatsStorage(Storage):
         override to vary them by name."""
         return dict(self.config.object_parameters)
 
-    def _headers(self, name: str, content_type: str | None) -> dict[str, list[str]]:
-        content_type = content_type or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
-        parameters = self.get_object_parameters(name)
-        headers = {key: [value] for key, value in parameters.items() if key != METADATA_PARAMETER}
-        return {"Content-Type": [content_type]} | headers
-
-    def _metadata(self, name: str) -> dict[str, str]:
-        """The object's ``metadata`` map: ``get_object_parameters(name)["Metadata"]``, as S3Storage takes it."""
-        return dict(self.get_object_parameters(name).get(METADATA_PARAMETER) or {})
-
     # -- the one coroutine behind each sync method and its async twin ------------
 
-    async def _located(self, name: str) -> tuple[Bucket, ObjectInfo]:
-        """The bucket and metadata of the object ``name`` is, or links to."""
-        info = await self.bucket.info(self.key(name))
+    async def _located(self, name: str, *, verbatim: bool = False) -> tuple[Bucket, ObjectInfo]:
+        """The bucket and metadata of the object ``name`` is, or links to (``verbatim``: a bucket key)."""
+        info = await self.bucket.info(name if verbatim else self.key(name))
         if info is None:
             raise self._missing(name)
         if info.link is None:
@@ -220,38 +171,11 @@ class NatsStorage(Storage):
             raise self._missing(name)
         return info
 
-    async def _commit(
-        self,
-        upload: Upload,
-        name: str,
-        headers: Mapping[str, list[str]],
-        taken: Taken,
-        previous: ObjectInfo | None | Unknown = Unknown.VALUE,
-    ) -> bool:
-        """Publish a written object under ``name``; False when another object holds it (``Taken.REPORT``).
-
-        ``previous``: the name's latest metadata, if known; else a new name is assumed free (the
-        compare-and-set says when it is not) and a replacement looks first.
-        """
-        key = self.key(name)
-        if previous is Unknown.VALUE:
-            previous = await self.bucket.latest(key) if taken is Taken.REPLACE else None
-        for _ in range(MAX_COMMIT_ATTEMPTS):
-            if previous is not None and taken is not Taken.REPLACE and self.bucket.live(previous):
-                if taken is Taken.REFUSE:
-                    raise FileExistsError(f"{name!r} is already in the NATS bucket {self.config.bucket!r}")
-                return False
-            try:
-                await upload.commit(key, previous=previous, headers=headers, metadata=self._metadata(name))
-            except ObjectChanged:
-                previous = await self.bucket.latest(key)
-                continue
-            return True
-        raise ObjectChanged(f"{name!r} in bucket {self.config.bucket!r} kept changing while being saved")
-
-    async def _open_for_reading(self, name: str) -> tuple[Bucket, ObjectInfo, Download | None, list[bytes]]:
+    async def _open_for_reading(
+        self, name: str, *, verbatim: bool = False
+    ) -> tuple[Bucket, ObjectInfo, Download | None, list[bytes]]:
         """The object's metadata and, when it is one chunk, its data, checked: in one hop to the NATS loop."""
-        bucket, info = await self._located(name)
+        bucket, info = await self._located(name, verbatim=verbatim)
         if info.chunks != 1:
             return bucket, info, None, []
         download = await Download.begin(bucket, info)
@@ -259,58 +183,6 @@ class NatsStorage(Storage):
             return bucket, info, download, [await download.read()]
         except CorruptObject:  # said when the data is read, as for any object
             return bucket, info, None, []
-
-    async def _put(self, name: str, data: bytes, headers: Mapping[str, list[str]], taken: Taken) -> tuple[Upload, bool]:
-        """An object in hand, no bigger than a piece, stored in one hop to the NATS loop."""
-        upload = await Upload.begin(self.bucket, name=self.key(name))
-        try:
-            # A replacement asks for the version it replaces while its chunk travels.
-            asked = asyncio.ensure_future(self.bucket.latest(self.key(name))) if taken is Taken.REPLACE else None
-            try:
-                await upload.write(data)
-                previous = await asked if asked is not None else None
-            finally:
-                if asked is not None:
-                    asked.cancel()
-            return upload, await self._commit(upload, name, headers, taken, previous)
-        except BaseException:
-            await upload.abort()
-            raise
-
-    def _stream(
-        self, name: str, head: bytes, rest: Iterator[bytes], headers: Mapping[str, list[str]], taken: Taken
-    ) -> tuple[Upload, bool]:
-        """An object bigger than a piece: the caller's thread reads and hashes while the NATS loop publishes."""
-        sink = ObjectSink(run(Upload.begin(self.bucket, caller_hashes=True, name=self.key(name))))
-        asked = _bridge.submit(self.bucket.latest(self.key(name))) if taken is Taken.REPLACE else None
-        try:
-            # The buffer gathers Django's small chunks into pieces worth a hop to the loop.
-            pieces = io.BufferedWriter(sink, buffer_size=PIECE_BYTES)
-            pieces.write(head)
-            for piece in rest:
-                pieces.write(piece)
-            pieces.flush()
-            sink.drain()
-            previous = _bridge.wait(asked) if asked is not None else None
-            return sink.upload, run(self._commit(sink.upload, name, headers, taken, previous))
-        except BaseException:
-            if asked is not None:
-                asked.cancel()
-            sink.abort()
-            raise
-        finally:
-            sink.close()
-
-    def _alternative_name(self, name: str) -> str:
-        """Django's answer to a taken name, by the checks ``save()`` left to the commit."""
-        saving = _SAVING.get()
-        token = _SAVING.set(None)  # these checks ask the server
-        try:
-            if saving is None:  # _save() called directly
-                return self.get_available_name(name)
-            return self.get_available_name(saving.name, max_length=saving.max_length)
-        finally:
-            _SAVING.reset(token)
 
     # -- Django's Storage API ----------------------------------------------------
 
@@ -337,10 +209,10 @@ class NatsStorage(Storage):
         key, taken = self.key(name), Taken.REFUSE if mode.startswith("x") else Taken.REPLACE
         if taken is Taken.REFUSE and run(self.bucket.info(key)) is not None:
             raise FileExistsError(f"{name!r} is already in the NATS bucket {self.config.bucket!r}")
-        headers = self._headers(name, None)
+        headers = saving.headers_for(self, name, None)
 
         def commit(sink: ObjectSink) -> None:
-            run(self._commit(sink.upload, name, headers, taken))
+            run(saving.commit(self, sink.upload, name, headers, taken))
 
         def open_sink() -> ObjectSink:
             return ObjectSink(run(Upload.begin(self.bucket, caller_hashes=True, name=key)), commit)
@@ -348,40 +220,21 @@ class NatsStorage(Storage):
         return NatsFile(name, mode, open_sink=open_sink, encoding=encoding, newline=newline)
 
     def save(self, name: str | None, content: IO[Any], max_length: int | None = None) -> str:
-        """Django's ``save()``, without a round trip to ask whether the name is free first.
-
-        The compare-and-set that publishes the object answers that; only a taken name
-        costs the checks of Django's ``get_available_name`` (and a subclass's override).
-        """
-        token = _SAVING.set(_Saving(str(content.name if name is None else name), max_length))
+        """Django's ``save()``, without a round trip to ask whether the name is free first (see ``saving``)."""
+        token = saving.SAVING.set(saving.Saving(str(content.name if name is None else name), max_length))
         try:
             return super().save(name, content, max_length)
         finally:
-            _SAVING.reset(token)
+            saving.SAVING.reset(token)
 
     def _save(self, name: str, content: IO[Any]) -> str:
-        name = clean_name(name)
-        content_type = getattr(content, "content_type", None)
-        taken = Taken.REPLACE if self.config.file_overwrite else Taken.REPORT
-        head, rest = _first_piece(content)
-        if rest is None:
-            upload, published = run(self._put(name, head, self._headers(name, content_type), taken))
-        else:
-            upload, published = self._stream(name, head, rest, self._headers(name, content_type), taken)
-        try:
-            while not published:  # another object holds the name
-                name = self._alternative_name(name)
-                published = run(self._commit(upload, name, self._headers(name, content_type), taken))
-        except BaseException:
-            run(upload.abort())
-            raise
-        return name
+        return saving.save(self, name, content)
 
     def is_name_available(self, name: str, max_length: int | None = None) -> bool:
         # Only an object takes a name here: a "directory" does not (the Object Store has none).
         if max_length and len(name) > max_length:
             return False
-        if self.config.file_overwrite or _SAVING.get() is not None:
+        if self.config.file_overwrite or saving.SAVING.get() is not None:
             return True  # overwritten, or checked by save()'s compare-and-set
         return run(self.bucket.info(self.key(name))) is None
 
@@ -437,7 +290,7 @@ class NatsStorage(Storage):
                 "path('files/', include('natsstorage.urls')) to your URLconf, or set the base_url option"
             ) from None
         location = self.config.location
-        return marker[:-1] + (uri(location) + "/" if location else "")
+        return marker[:-1] + (signing.uri(location) + "/" if location else "")
 
     @base_url.setter
     def base_url(self, value: str | None) -> None:
@@ -460,9 +313,9 @@ class NatsStorage(Storage):
             raise ValueError("This file is not accessible via a URL.")
         if name is None:
             return root
-        relative = uri(name).lstrip("/")
+        relative = signing.uri(name).lstrip("/")
         link = root + relative
-        overrides = response_overrides(parameters)
+        overrides = signing.response_overrides(parameters)
         if self.config.public and not overrides:
             return link
         seconds = expire.total_seconds() if isinstance(expire, timedelta) else expire
@@ -495,6 +348,23 @@ class NatsStorage(Storage):
     def bucket_exists(self) -> bool:
         """Whether the bucket is on the server; never creates it."""
         return run(self.bucket.exists())
+
+    def object_info(self, key: str) -> ObjectInfo:
+        """The metadata stored under ``key``, whatever the name (a link's own, not followed)."""
+        info = run(self.bucket.info(key))
+        if info is None:
+            raise self._missing(key)
+        return info
+
+    def open_object(self, key: str) -> NatsFile:
+        """Read what is stored under ``key``, following a link, whatever the name: also names another
+        client wrote that Django code may not use (control characters, ``..``), for the admin and commands."""
+        bucket, info, download, fetched = run(self._open_for_reading(key, verbatim=True))
+        return NatsFile(key, "rb", info=info, open_stream=partial(ObjectStream, bucket, info, download, fetched))
+
+    def delete_object(self, key: str) -> bool:
+        """Delete what is stored under ``key``, whatever the name; False when nothing was there."""
+        return run(self.bucket.delete(key))
 
     def destroy(self) -> None:
         """Delete the bucket and every object in it, for good."""
@@ -561,11 +431,11 @@ class NatsStorage(Storage):
         mode = normal_mode(mode)
         if mode in ("wb", "xb"):
             name = clean_name(name)
-            headers, taken = self._headers(name, None), Taken.REFUSE if mode == "xb" else Taken.REPLACE
+            headers, taken = saving.headers_for(self, name, None), Taken.REFUSE if mode == "xb" else Taken.REPLACE
             upload = await _bridge.arun(Upload.begin(self.bucket, name=self.key(name)))
 
             async def commit(upload: Upload) -> str:
-                await self._commit(upload, name, headers, taken)
+                await saving.commit(self, upload, name, headers, taken)
                 return name
 
             return AsyncNatsWriter(name, upload, commit)
@@ -591,41 +461,6 @@ def _usable(prefix: str, entry: str) -> bool:
     except SuspiciousFileOperation:
         return False
     return True
-
-
-def _first_piece(content: IO[Any]) -> tuple[bytes, Iterator[bytes] | None]:
-    """Up to a piece of ``content``; then the rest of it, or None when that was all."""
-    chunks = (chunk.encode() if isinstance(chunk, str) else chunk for chunk in content.chunks())  # type: ignore[attr-defined]
-    head: list[bytes] = []
-    size = 0
-    for chunk in chunks:
-        head.append(chunk)
-        size += len(chunk)
-        if size > PIECE_BYTES:
-            return b"".join(head), chunks
-    return head[0] if len(head) == 1 else b"".join(head), None
-
-
-def uri(name: str) -> str:
-    """``name`` as a URL path: Django's ``filepath_to_uri``, except that a backslash stays a backslash
-    (``%5C``), so that the link names the very object ``name`` does."""
-    return quote(name, safe="/~!*()'")
-
-
-def response_overrides(parameters: Mapping[str, str] | None) -> dict[str, str]:
-    """``url(parameters=...)`` as the query parameters the view reads (``signing.OVERRIDES``)."""
-    overrides = {}
-    headers = {header.lower(): header for header in RESPONSE_PARAMETERS.values()}
-    for key, value in (parameters or {}).items():
-        header = RESPONSE_PARAMETERS.get(key) or headers.get(key.lower())
-        if header is None:
-            raise ValueError(
-                f"url() parameters may be {', '.join([*RESPONSE_PARAMETERS, *headers.values()])}, not {key!r}"
-            )
-        if not isinstance(value, str) or "\n" in value or "\r" in value:
-            raise ValueError(f"url() parameter {key!r} must be a one-line string")
-        overrides[signing.OVERRIDES[header]] = value
-    return overrides
 
 
 async def _listing(bucket: Bucket, prefix: str) -> list[Entry]:

@@ -41,8 +41,9 @@ from natsstorage.files import AsyncNatsFile, ObjectStream
 from natsstorage.links import LinkRefused
 from natsstorage.names import clean_name
 from natsstorage.objectstore import ObjectInfo
+from natsstorage.saving import DEFAULT_CONTENT_TYPE
 from natsstorage.status import configured_storages
-from natsstorage.storage import DEFAULT_CONTENT_TYPE, NatsStorage, served_bucket
+from natsstorage.storage import NatsStorage, served_bucket
 from natsstorage.transfer import Download
 
 logger = logging.getLogger("natsstorage")

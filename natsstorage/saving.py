@@ -1,0 +1,191 @@
+"""How a storage writes an object: one hop for what fits a piece, streamed otherwise, named by compare-and-set.
+
+``save()`` asks nothing before it writes: the compare-and-set that publishes
+the metadata says whether the name was free, and only a taken name costs
+the checks of Django's ``get_available_name`` (or a subclass's override).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import io
+import mimetypes
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
+
+from natsstorage import _bridge
+from natsstorage._bridge import run
+from natsstorage.exceptions import ObjectChanged
+from natsstorage.files import PIECE_BYTES, ObjectSink
+from natsstorage.names import clean_name
+from natsstorage.objectstore import ObjectInfo
+from natsstorage.transfer import Upload
+
+if TYPE_CHECKING:
+    from natsstorage.storage import NatsStorage
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+METADATA_PARAMETER = "Metadata"  # in get_object_parameters(): the object's metadata map, as S3Storage names it
+MAX_COMMIT_ATTEMPTS = 100  # concurrent writers of one name each win within a few
+
+
+class Taken(enum.Enum):
+    """What a commit does when another object holds the name."""
+
+    REPLACE = "replace"  # overwrite it
+    REFUSE = "refuse"  # raise FileExistsError (open(..., "x"))
+    REPORT = "report"  # return False: the caller picks another name
+
+
+class Unknown(enum.Enum):
+    VALUE = "unknown"
+
+
+@dataclass(frozen=True)
+class Saving:
+    """A ``save()`` under way: what its name checks are asked about again when the name proves taken."""
+
+    name: str  # as given to save()
+    max_length: int | None
+
+
+# Set by save() around Django's get_available_name(), whose checks it leaves to the commit's
+# compare-and-set: they cost no round trip of their own.
+SAVING: ContextVar[Saving | None] = ContextVar("natsstorage_saving", default=None)
+
+
+def headers_for(storage: NatsStorage, name: str, content_type: str | None) -> dict[str, list[str]]:
+    content_type = content_type or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
+    parameters = storage.get_object_parameters(name)
+    headers = {key: [value] for key, value in parameters.items() if key != METADATA_PARAMETER}
+    return {"Content-Type": [content_type]} | headers
+
+
+def metadata_for(storage: NatsStorage, name: str) -> dict[str, str]:
+    """The object's ``metadata`` map: ``get_object_parameters(name)["Metadata"]``, as S3Storage takes it."""
+    return dict(storage.get_object_parameters(name).get(METADATA_PARAMETER) or {})
+
+
+async def commit(
+    storage: NatsStorage,
+    upload: Upload,
+    name: str,
+    headers: Mapping[str, list[str]],
+    taken: Taken,
+    previous: ObjectInfo | None | Unknown = Unknown.VALUE,
+) -> bool:
+    """Publish a written object under ``name``; False when another object holds it (``Taken.REPORT``).
+
+    ``previous``: the name's latest metadata, if known; else a new name is assumed free (the
+    compare-and-set says when it is not) and a replacement looks first.
+    """
+    bucket, key = storage.bucket, storage.key(name)
+    if previous is Unknown.VALUE:
+        previous = await bucket.latest(key) if taken is Taken.REPLACE else None
+    for _ in range(MAX_COMMIT_ATTEMPTS):
+        if previous is not None and taken is not Taken.REPLACE and bucket.live(previous):
+            if taken is Taken.REFUSE:
+                raise FileExistsError(f"{name!r} is already in the NATS bucket {bucket.name!r}")
+            return False
+        try:
+            await upload.commit(key, previous=previous, headers=headers, metadata=metadata_for(storage, name))
+        except ObjectChanged:
+            previous = await bucket.latest(key)
+            continue
+        return True
+    raise ObjectChanged(f"{name!r} in bucket {bucket.name!r} kept changing while being saved")
+
+
+def save(storage: NatsStorage, name: str, content: IO[Any]) -> str:
+    """``Storage._save``: the name the object got."""
+    name = clean_name(name)
+    content_type = getattr(content, "content_type", None)
+    taken = Taken.REPLACE if storage.config.file_overwrite else Taken.REPORT
+    head, rest = _first_piece(content)
+    if rest is None:
+        upload, published = run(_put(storage, name, head, headers_for(storage, name, content_type), taken))
+    else:
+        upload, published = _stream(storage, name, head, rest, headers_for(storage, name, content_type), taken)
+    try:
+        while not published:  # another object holds the name
+            name = _alternative_name(storage, name)
+            published = run(commit(storage, upload, name, headers_for(storage, name, content_type), taken))
+    except BaseException:
+        run(upload.abort())
+        raise
+    return name
+
+
+async def _put(
+    storage: NatsStorage, name: str, data: bytes, headers: Mapping[str, list[str]], taken: Taken
+) -> tuple[Upload, bool]:
+    """An object in hand, no bigger than a piece, stored in one hop to the NATS loop."""
+    bucket, key = storage.bucket, storage.key(name)
+    upload = await Upload.begin(bucket, name=key)
+    try:
+        # A replacement asks for the version it replaces while its chunk travels.
+        asked = asyncio.ensure_future(bucket.latest(key)) if taken is Taken.REPLACE else None
+        try:
+            await upload.write(data)
+            previous = await asked if asked is not None else None
+        finally:
+            if asked is not None:
+                asked.cancel()
+        return upload, await commit(storage, upload, name, headers, taken, previous)
+    except BaseException:
+        await upload.abort()
+        raise
+
+
+def _stream(
+    storage: NatsStorage, name: str, head: bytes, rest: Iterator[bytes], headers: Mapping[str, list[str]], taken: Taken
+) -> tuple[Upload, bool]:
+    """An object bigger than a piece: the caller's thread reads and hashes while the NATS loop publishes."""
+    bucket, key = storage.bucket, storage.key(name)
+    sink = ObjectSink(run(Upload.begin(bucket, caller_hashes=True, name=key)))
+    asked = _bridge.submit(bucket.latest(key)) if taken is Taken.REPLACE else None
+    try:
+        # The buffer gathers Django's small chunks into pieces worth a hop to the loop.
+        pieces = io.BufferedWriter(sink, buffer_size=PIECE_BYTES)
+        pieces.write(head)
+        for piece in rest:
+            pieces.write(piece)
+        pieces.flush()
+        sink.drain()
+        previous = _bridge.wait(asked) if asked is not None else None
+        return sink.upload, run(commit(storage, sink.upload, name, headers, taken, previous))
+    except BaseException:
+        if asked is not None:
+            asked.cancel()
+        sink.abort()
+        raise
+    finally:
+        sink.close()
+
+
+def _alternative_name(storage: NatsStorage, name: str) -> str:
+    """Django's answer to a taken name, by the checks ``save()`` left to the commit."""
+    saving = SAVING.get()
+    token = SAVING.set(None)  # these checks ask the server
+    try:
+        if saving is None:  # _save() called directly
+            return storage.get_available_name(name)
+        return storage.get_available_name(saving.name, max_length=saving.max_length)
+    finally:
+        SAVING.reset(token)
+
+
+def _first_piece(content: IO[Any]) -> tuple[bytes, Iterator[bytes] | None]:
+    """Up to a piece of ``content``; then the rest of it, or None when that was all."""
+    chunks = (chunk.encode() if isinstance(chunk, str) else chunk for chunk in content.chunks())  # type: ignore[attr-defined]
+    head: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        head.append(chunk)
+        size += len(chunk)
+        if size > PIECE_BYTES:
+            return b"".join(head), chunks
+    return head[0] if len(head) == 1 else b"".join(head), None
