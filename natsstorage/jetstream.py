@@ -260,44 +260,22 @@ def ephemeral(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class Consumer:
-    """An ephemeral pull consumer and the inbox its messages arrive on: what reads and watches share."""
+class Inbox:
+    """Messages that arrive on an inbox of one's own, each waited for within the stream's timeout."""
 
-    def __init__(self, stream: Stream, config: Mapping[str, Any]) -> None:
+    def __init__(self, stream: Stream) -> None:
         self.stream = stream
-        self.config = ephemeral(config)
-        self.name = ""
         self.nc: Client | None = None
         self._queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._sub: Any = None
 
-    async def create(self, nc: Client) -> dict[str, Any]:
-        """Create the consumer (a fresh one, if there was one); the server's answer."""
-        await self.close()
+    async def listen(self, nc: Client) -> None:
+        """Subscribe to a fresh inbox on ``nc``."""
         self.nc, self._queue = nc, asyncio.Queue()
-        self._sub = await nc.subscribe(nc.new_inbox(), cb=self._queue.put)
-        try:
-            created = await self.stream.api(
-                nc, f"CONSUMER.CREATE.{self.stream.name}", {"stream_name": self.stream.name, "config": self.config}
-            )
-        except BaseException:
-            await self.close()
-            raise
-        self.name = created["name"]
-        return created
+        self._sub = await nc.subscribe(nc.new_inbox(), cb=self._deliver)
 
-    async def request(
-        self, batch: int, *, expires: float, no_wait: bool = False, heartbeat: float | None = None
-    ) -> None:
-        """Ask for up to ``batch`` more messages; the request lasts ``expires`` seconds."""
-        assert self.nc is not None and self._sub is not None, "request() before create()"
-        body: dict[str, Any] = {"batch": batch, "expires": nanoseconds(expires)}
-        if no_wait:
-            body["no_wait"] = True  # end the request when nothing more is there
-        if heartbeat:
-            body["idle_heartbeat"] = nanoseconds(heartbeat)
-        subject = f"{API}CONSUMER.MSG.NEXT.{self.stream.name}.{self.name}"
-        await self.nc.publish(subject, json.dumps(body).encode(), reply=self._sub.subject)
+    async def _deliver(self, msg: Msg) -> None:
+        self._queue.put_nowait(msg)
 
     def ready(self) -> bool:
         """Whether ``receive`` can answer without waiting on the network."""
@@ -325,6 +303,45 @@ class Consumer:
         if self._sub is not None:
             sub, self._sub = self._sub, None
             await sub.unsubscribe()
+
+
+class Consumer(Inbox):
+    """An ephemeral pull consumer and the inbox its messages arrive on: what reads and watches share."""
+
+    def __init__(self, stream: Stream, config: Mapping[str, Any]) -> None:
+        super().__init__(stream)
+        self.config = ephemeral(config)
+        self.name = ""
+
+    async def create(self, nc: Client) -> dict[str, Any]:
+        """Create the consumer (a fresh one, if there was one); the server's answer."""
+        await self.close()
+        await self.listen(nc)
+        try:
+            created = await self.stream.api(
+                nc, f"CONSUMER.CREATE.{self.stream.name}", {"stream_name": self.stream.name, "config": self.config}
+            )
+        except BaseException:
+            await self.close()
+            raise
+        self.name = created["name"]
+        return created
+
+    async def request(
+        self, batch: int, *, expires: float, no_wait: bool = False, heartbeat: float | None = None
+    ) -> None:
+        """Ask for up to ``batch`` more messages; the request lasts ``expires`` seconds."""
+        assert self.nc is not None and self._sub is not None, "request() before create()"
+        body: dict[str, Any] = {"batch": batch, "expires": nanoseconds(expires)}
+        if no_wait:
+            body["no_wait"] = True  # end the request when nothing more is there
+        if heartbeat:
+            body["idle_heartbeat"] = nanoseconds(heartbeat)
+        subject = f"{API}CONSUMER.MSG.NEXT.{self.stream.name}.{self.name}"
+        await self.nc.publish(subject, json.dumps(body).encode(), reply=self._sub.subject)
+
+    async def close(self) -> None:
+        await super().close()
         if self.name and self.nc is not None and not self.nc.is_closed:
             # No need to wait for the answer: the inactive threshold is the safety net.
             subject = f"{API}CONSUMER.DELETE.{self.stream.name}.{self.name}"
