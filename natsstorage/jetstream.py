@@ -4,7 +4,9 @@ A ``Stream`` makes API requests, acknowledged publishes, message gets and
 purges on one stream, and turns every refusal into a ``JetStreamError`` that
 carries the server's JetStream error code. A ``Consumer`` is an ephemeral
 pull consumer; ``Pull`` reads one with a bounded window of messages in
-flight. Every network wait has a timeout.
+flight. A ``DirectBatch`` reads a subject's messages by batched direct gets,
+without a consumer, where the server and the stream allow it. Every network
+wait has a timeout.
 """
 
 from __future__ import annotations
@@ -45,8 +47,11 @@ MSG_ID_HEADER = "Nats-Msg-Id"
 EXPECTED_LAST_MSG_ID_HEADER = "Nats-Expected-Last-Msg-Id"  # the stream's last message must carry this Msg-Id
 SEQUENCE_HEADER = "Nats-Sequence"  # on a direct get's answer, with:
 TIME_HEADER = "Nats-Time-Stamp"
+NUM_PENDING_HEADER = "Nats-Num-Pending"  # and in a batch: how many more the subject holds after it
+LAST_SEQUENCE_HEADER = "Nats-Last-Sequence"  # on a batch's end: the last message's sequence
 MESSAGE_SIZE_HEADER = "Nats-Msg-Size"  # what a headers-only consumer sends instead of the data
 HEARTBEAT = "100"
+END_OF_BATCH = "204"
 NOT_FOUND = "404"  # a direct get's "no such message", a no-wait pull's "nothing more"
 REQUEST_EXPIRED = "408"
 NO_RESPONDERS = "503"
@@ -68,12 +73,22 @@ SLOW_START = 4  # messages an exact read asks for first; it doubles up to the wi
 # In a cluster a new consumer's pull requests may reach a server that has not yet
 # heard of it (no responders, 503) for a moment: ask again this often, within the timeout.
 PULL_RETRY_WAIT = 0.05
+BATCH_GETS_SINCE = (2, 11)  # the nats-server version that answers batched direct gets (ADR-31)
 
 logger = logging.getLogger("natsstorage")
 
 
 def nanoseconds(seconds: float) -> int:
     return int(seconds * NANOSECONDS)
+
+
+def answers_batches(nc: Client) -> bool:
+    """Whether the server on the other end of ``nc`` answers batched direct gets (nats-server 2.11+)."""
+    try:
+        version = nc.connected_server_version
+        return (version.major, version.minor) >= BATCH_GETS_SINCE
+    except ValueError:  # not a semantic version: assume the oldest
+        return False
 
 
 class Stream:
@@ -103,6 +118,11 @@ class Stream:
     @property
     def replicated(self) -> bool:
         return int((self.config or {}).get("num_replicas", 1)) > 1
+
+    @property
+    def direct(self) -> bool:
+        """Whether the stream answers direct gets (``allow_direct``, which Object Store buckets set)."""
+        return bool((self.config or {}).get("allow_direct"))
 
     async def connection(self) -> Client:
         """The connection, with the stream made sure of once per process."""
@@ -309,44 +329,22 @@ def ephemeral(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class Consumer:
-    """An ephemeral pull consumer and the inbox its messages arrive on: what reads and watches share."""
+class Inbox:
+    """Messages that arrive on an inbox of one's own, each waited for within the stream's timeout."""
 
-    def __init__(self, stream: Stream, config: Mapping[str, Any]) -> None:
+    def __init__(self, stream: Stream) -> None:
         self.stream = stream
-        self.config = ephemeral(config)
-        self.name = ""
         self.nc: Client | None = None
         self._queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._sub: Any = None
 
-    async def create(self, nc: Client) -> dict[str, Any]:
-        """Create the consumer (a fresh one, if there was one); the server's answer."""
-        await self.close()
+    async def listen(self, nc: Client) -> None:
+        """Subscribe to a fresh inbox on ``nc``."""
         self.nc, self._queue = nc, asyncio.Queue()
-        self._sub = await nc.subscribe(nc.new_inbox(), cb=self._queue.put)
-        try:
-            created = await self.stream.api(
-                nc, f"CONSUMER.CREATE.{self.stream.name}", {"stream_name": self.stream.name, "config": self.config}
-            )
-        except BaseException:
-            await self.close()
-            raise
-        self.name = created["name"]
-        return created
+        self._sub = await nc.subscribe(nc.new_inbox(), cb=self._deliver)
 
-    async def request(
-        self, batch: int, *, expires: float, no_wait: bool = False, heartbeat: float | None = None
-    ) -> None:
-        """Ask for up to ``batch`` more messages; the request lasts ``expires`` seconds."""
-        assert self.nc is not None and self._sub is not None, "request() before create()"
-        body: dict[str, Any] = {"batch": batch, "expires": nanoseconds(expires)}
-        if no_wait:
-            body["no_wait"] = True  # end the request when nothing more is there
-        if heartbeat:
-            body["idle_heartbeat"] = nanoseconds(heartbeat)
-        subject = f"{API}CONSUMER.MSG.NEXT.{self.stream.name}.{self.name}"
-        await self.nc.publish(subject, json.dumps(body).encode(), reply=self._sub.subject)
+    async def _deliver(self, msg: Msg) -> None:
+        self._queue.put_nowait(msg)
 
     def ready(self) -> bool:
         """Whether ``receive`` can answer without waiting on the network."""
@@ -374,6 +372,45 @@ class Consumer:
         if self._sub is not None:
             sub, self._sub = self._sub, None
             await sub.unsubscribe()
+
+
+class Consumer(Inbox):
+    """An ephemeral pull consumer and the inbox its messages arrive on: what reads and watches share."""
+
+    def __init__(self, stream: Stream, config: Mapping[str, Any]) -> None:
+        super().__init__(stream)
+        self.config = ephemeral(config)
+        self.name = ""
+
+    async def create(self, nc: Client) -> dict[str, Any]:
+        """Create the consumer (a fresh one, if there was one); the server's answer."""
+        await self.close()
+        await self.listen(nc)
+        try:
+            created = await self.stream.api(
+                nc, f"CONSUMER.CREATE.{self.stream.name}", {"stream_name": self.stream.name, "config": self.config}
+            )
+        except BaseException:
+            await self.close()
+            raise
+        self.name = created["name"]
+        return created
+
+    async def request(
+        self, batch: int, *, expires: float, no_wait: bool = False, heartbeat: float | None = None
+    ) -> None:
+        """Ask for up to ``batch`` more messages; the request lasts ``expires`` seconds."""
+        assert self.nc is not None and self._sub is not None, "request() before create()"
+        body: dict[str, Any] = {"batch": batch, "expires": nanoseconds(expires)}
+        if no_wait:
+            body["no_wait"] = True  # end the request when nothing more is there
+        if heartbeat:
+            body["idle_heartbeat"] = nanoseconds(heartbeat)
+        subject = f"{API}CONSUMER.MSG.NEXT.{self.stream.name}.{self.name}"
+        await self.nc.publish(subject, json.dumps(body).encode(), reply=self._sub.subject)
+
+    async def close(self) -> None:
+        await super().close()
         if self.name and self.nc is not None and not self.nc.is_closed:
             # No need to wait for the answer: the inactive threshold is the safety net.
             subject = f"{API}CONSUMER.DELETE.{self.stream.name}.{self.name}"
@@ -463,6 +500,124 @@ class Pull(Consumer):
         await asyncio.sleep(PULL_RETRY_WAIT)
         self._requested = self._received
         await self._ask()
+
+
+class NoBatch(Exception):
+    """What a ``DirectBatch`` asked for cannot be read by batched direct gets: read it another way."""
+
+
+class DirectBatch(Inbox):
+    """``count`` messages on one subject from ``start_seq`` (0: its first), by batched direct gets: no consumer.
+
+    nats-server 2.11+ (ADR-31) answers ``{"seq", "next_by_subj", "batch", "max_bytes"}``
+    on ``$JS.API.DIRECT.GET.<stream>`` with the subject's messages from ``seq`` on, up
+    to ``batch`` of them and stopping after the one that reaches ``max_bytes``, each
+    with ``Nats-Num-Pending`` (how many more the subject holds after it), then a
+    ``204 EOB`` status; a ``404`` alone when there is no first one. At most ``window``
+    messages are asked for at a time: the next batch once the last one has ended and
+    at most half a window is left unread.
+
+    ``start`` asks for the first batch and sets ``pending``, the messages the subject
+    holds from ``start_seq`` on the server that answered (a replica may lag: fewer is
+    for the caller to judge). ``start`` and ``next`` raise ``NoBatch`` when the rest
+    must be read another way, from ``next_seq``: the stream answers no direct gets
+    (503), a server took the request for a plain direct get (before 2.11: one message
+    without ``Nats-Num-Pending``; a cluster being upgraded may mix versions), an
+    error status, or a later batch finds fewer messages than are left to read.
+    """
+
+    def __init__(
+        self, stream: Stream, nc: Client, subject: str, *, start_seq: int, count: int, window: int, max_bytes: int
+    ) -> None:
+        super().__init__(stream)
+        self.nc = nc
+        self.subject = subject
+        self.count = count
+        self.window = window
+        self.max_bytes = max_bytes
+        self.next_seq = start_seq  # where the messages not yet returned start
+        self.pending = 0
+        self._asked = 0  # messages asked for; once a batch has ended, those it delivered
+        self._arrived = 0
+        self._taken = 0
+        self._ask_from = start_seq  # where the next batch starts
+        self._open = False  # a batch was asked for and has not ended
+        self._batch_starts = True  # the next message is a batch's first
+        self._held: Msg | None = None  # the first message, kept by start for next
+
+    async def start(self) -> None:
+        assert self.nc is not None
+        await self.listen(self.nc)
+        try:
+            await self._ask()
+            self._held = await self._take()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _deliver(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        if STATUS_HEADER not in headers:
+            self._arrived += 1
+            if SEQUENCE_HEADER in headers:
+                self._ask_from = int(headers[SEQUENCE_HEADER]) + 1
+        else:
+            self._open = False
+            self._asked = self._arrived  # a batch may end early, at max_bytes
+        self._queue.put_nowait(msg)
+
+    async def _ask(self) -> None:
+        unread = self._asked - self._taken
+        wanted = min(self.window - unread, self.count - self._asked)
+        if self._open or wanted <= 0 or unread > self.window // 2:
+            return
+        assert self.nc is not None and self._sub is not None
+        self._open = True
+        self._asked += wanted
+        body = {"seq": self._ask_from, "next_by_subj": self.subject, "batch": wanted, "max_bytes": self.max_bytes}
+        subject = f"{API}DIRECT.GET.{self.stream.name}"
+        await self.nc.publish(subject, json.dumps(body).encode(), reply=self._sub.subject)
+
+    def ready(self) -> bool:
+        return self._held is not None or super().ready()
+
+    async def next(self) -> bytes:
+        """The next message's data."""
+        msg, self._held = self._held, None
+        if msg is None and self._taken:  # else start found none at all
+            msg = await self._take()
+        if msg is None:
+            raise NoBatch(f"0 of the {self.count - self._taken} messages left are on the server")
+        await self._ask()
+        return msg.data
+
+    async def _take(self) -> Msg | None:
+        """The next stored message, None when the subject has none from where the batch started (404)."""
+        while True:
+            msg, status = await self.receive("no data from the server")
+            if status == END_OF_BATCH:
+                self._batch_starts = True
+                await self._ask()
+                continue
+            if status == NOT_FOUND:
+                return None
+            if status == NO_RESPONDERS:
+                raise NoBatch("the stream answers no direct gets (503)")
+            if status is not None:
+                raise NoBatch(f"the server answered {self.status_text(msg, status)}")
+            headers = msg.headers or {}
+            if NUM_PENDING_HEADER not in headers:
+                raise NoBatch("the server answered a plain direct get (nats-server before 2.11)")
+            if self._batch_starts:
+                self._batch_starts = False
+                there, left = 1 + int(headers[NUM_PENDING_HEADER]), self.count - self._taken
+                if not self._taken:
+                    self.pending = there
+                elif there < left:
+                    raise NoBatch(f"{there} of the {left} messages left are on the server")
+            self._taken += 1
+            self.next_seq = int(headers[SEQUENCE_HEADER]) + 1
+            return msg
 
 
 async def stream_names(nc: Client, *, timeout: float) -> list[str]:
