@@ -25,6 +25,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from natsstorage.delivery import Consumer, Pull
 from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsUnavailable, ObjectChanged
 from natsstorage.jetstream import (
     EXPECTED_LAST_MSG_ID_HEADER,
@@ -34,8 +35,6 @@ from natsstorage.jetstream import (
     REQUEST_EXPIRED,
     ROLLUP_HEADER,
     ROLLUP_SUBJECT,
-    Consumer,
-    Pull,
     Stream,
     stream_names,
 )
@@ -253,17 +252,6 @@ class BucketStatus:
         )
 
 
-@dataclass(frozen=True)
-class OrphanChunks:
-    """The chunks of one upload that no live object's metadata points to (see ``Bucket.orphans``)."""
-
-    subject: str
-    nuid: str
-    chunks: int
-    bytes: int  # chunk data, counted as every client writes it: equal chunks but the last
-    newest: datetime  # when its newest chunk was stored, by the server's clock
-
-
 async def bucket_names(nc: Client, *, timeout: float) -> list[str]:
     """The names of every Object Store bucket on the server, sorted."""
     prefix = STREAM.format(bucket="")
@@ -427,51 +415,6 @@ class Bucket:
     def watch(self, *, history: bool = False, start_seq: int | None = None) -> Watch:
         """Changes to the bucket's objects as they happen; see ``Watch``."""
         return Watch(self, history=history, start_seq=start_seq)
-
-    # -- garbage: chunks without metadata --------------------------------------------
-
-    async def orphans(self, *, min_age: timedelta) -> list[OrphanChunks]:
-        """Chunk subjects no live object points to, whose newest chunk is at least ``min_age`` old.
-
-        Left by writers killed (or cut off from the server) between their first
-        chunk and their metadata, and by deletions and replacements whose purge
-        failed. Chunk subjects are listed before the metadata is read, so an
-        object committed meanwhile is seen as live; ``min_age`` spares uploads
-        still in progress, whose newest chunk is always recent.
-        """
-        nc = await self.connection()
-        counts: dict[str, int] = {}
-        while True:  # the server pages the subjects of a large stream
-            info = await self.stream.info(nc, subjects_filter=ALL_CHUNKS.format(bucket=self.name), offset=len(counts))
-            page = info["state"].get("subjects") or {}
-            counts.update(page)
-            if not page or len(counts) >= info.get("total", 0):
-                break
-        live = {info.nuid async for info in self.objects()}
-        prefix = CHUNK_SUBJECT.format(bucket=self.name, nuid="")
-        now = datetime.now(UTC)
-        found = []
-        for subject, chunks in sorted(counts.items()):
-            nuid = subject.removeprefix(prefix)
-            if nuid in live:
-                continue
-            last = await self.stream.direct_get(nc, {"last_by_subj": subject})
-            if last is None:  # purged meanwhile
-                continue
-            newest = parse_time(last["time"])
-            if now - newest < min_age:
-                continue
-            size = len(last["data"])
-            if chunks > 1:
-                first = await self.stream.get_message(nc, {"seq": 0, "next_by_subj": subject})
-                size += (chunks - 1) * len(first["data"]) if first is not None else 0
-            found.append(OrphanChunks(subject=subject, nuid=nuid, chunks=chunks, bytes=size, newest=newest))
-        return found
-
-    async def purge_orphans(self, orphans: list[OrphanChunks]) -> int:
-        """Purge what ``orphans`` found; the number of chunk messages removed."""
-        nc = await self.connection()
-        return sum([await self.stream.purge(nc, orphan.subject) for orphan in orphans])
 
 
 class Watch(Consumer):

@@ -16,7 +16,7 @@ from django.core.files.storage import Storage
 from django.core.signals import setting_changed
 from django.urls import NoReverseMatch, reverse
 
-from natsstorage import _bridge, conf, index, links, objectstore, saving, signing
+from natsstorage import _bridge, conf, garbage, index, links, objectstore, saving, signing
 from natsstorage._bridge import run
 from natsstorage.changes import Changes
 from natsstorage.exceptions import CorruptObject
@@ -29,9 +29,10 @@ from natsstorage.files import (
     ObjectStream,
     normal_mode,
 )
+from natsstorage.garbage import OrphanChunks
 from natsstorage.index import Entry, Index
 from natsstorage.names import clean_name, clean_prefix
-from natsstorage.objectstore import Bucket, BucketStatus, ObjectInfo, OrphanChunks
+from natsstorage.objectstore import Bucket, BucketStatus, ObjectInfo
 from natsstorage.saving import Taken
 from natsstorage.transfer import Download, Upload
 
@@ -386,11 +387,11 @@ class NatsStorage(Storage):
 
     def orphans(self, *, min_age: timedelta) -> list[OrphanChunks]:
         """Chunks no object points to, untouched for ``min_age`` (left by writers that died mid-upload)."""
-        return run(self.bucket.orphans(min_age=min_age))
+        return run(garbage.orphans(self.bucket, min_age=min_age))
 
     def purge_orphans(self, orphans: list[OrphanChunks]) -> int:
         """Remove what ``orphans`` found; the number of chunk messages removed."""
-        return run(self.bucket.purge_orphans(orphans))
+        return run(garbage.purge(self.bucket, orphans))
 
     # -- async twins, for async views ----------------------------------------------
 

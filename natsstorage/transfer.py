@@ -23,16 +23,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.nuid import NUID
 
+from natsstorage.delivery import DirectBatch, NoBatch, Pull, answers_batches
 from natsstorage.exceptions import CorruptObject, JetStreamError, NatsStorageError, NatsUnavailable
 from natsstorage.jetstream import (
     ERR_WRONG_LAST_MSG_ID,
     MESSAGE_SIZE_HEADER,
     MSG_ID_HEADER,
-    DirectBatch,
-    NoBatch,
-    Pull,
     Replies,
-    answers_batches,
 )
 from natsstorage.objectstore import (
     CHUNK_SUBJECT,
