@@ -32,7 +32,7 @@ from natsstorage.status import bucket_rows
 from natsstorage.storage import bucket_names
 from natsstorage.testing import free_port
 
-from .helpers import purge, stream_state
+from .helpers import purge, put_foreign, stream_state
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = (
@@ -414,6 +414,21 @@ def test_copy_dry_run_lists_and_copies_nothing(storage, media):
 def test_copy_a_prefix_only(storage, media):
     assert command("natsos_copy", "--from", "default", "--to", "nats", "docs/old").startswith("Copied 1 file ")
     assert storage.listdir("docs/old") == ([], ["c.txt"]) and not storage.exists("a.txt")
+
+
+def test_copy_from_a_bucket_other_clients_wrote_skips_each_unusable_name_saying_so(storage, media, tmp_path):
+    storage.save("docs/fine.txt", ContentFile(b"fine"))
+    for name in ("../x", "new\nline.txt", "a//b", "dir/./y"):
+        put_foreign(storage, name, b"theirs")
+    put_foreign(storage, "back\\slash.txt", b"odd but fine")
+    out, err = io.StringIO(), io.StringIO()
+    call_command("natsos_copy", "--from", "nats", "--to", "back", stdout=out, stderr=err)
+    out = out.getvalue()
+    assert out.startswith("Copied 1 file ")
+    for name in ("../x", "new\nline.txt", "a//b", "dir/./y", "back\\slash.txt"):
+        assert f"skipped {name!r}" in err.getvalue()
+    assert (tmp_path / "b" / "docs" / "fine.txt").read_bytes() == b"fine"
+    assert sorted(p.name for p in (tmp_path / "b").rglob("*")) == ["docs", "fine.txt"]
 
 
 def test_copy_errors(media):

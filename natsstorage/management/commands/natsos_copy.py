@@ -7,12 +7,14 @@ import posixpath
 from collections.abc import Iterator
 from typing import Any
 
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import InvalidStorageError, Storage, storages
 from django.core.management.base import CommandError, CommandParser
 
 from natsstorage import humanize
 from natsstorage.exceptions import NatsStorageError
 from natsstorage.management.base import NatsCommand
+from natsstorage.names import clean_name
 from natsstorage.progress import Progress, ProgressFile
 from natsstorage.storage import NatsStorage
 
@@ -39,7 +41,11 @@ class Command(NatsCommand):
             raise CommandError("--from and --to name the same storage: there is nothing to copy")
         source, target = _storage(options["source"]), _storage(options["target"])
         dry_run, verbosity = options["dry_run"], options["verbosity"]
-        files = list(_walk(source, options["prefix"].replace("\\", "/").strip("/")))
+        directory = options["prefix"].strip("/")
+        if isinstance(source, NatsStorage):
+            files = list(self.bucket_walk(source, directory))
+        else:
+            files = list(_walk(source, directory))
         progress = self.progress(options, sum(size for _, size in files))
         copied = skipped = copied_bytes = 0
         try:
@@ -75,6 +81,21 @@ class Command(NatsCommand):
                     f"from {options['source']!r} to {options['target']!r}; {skip} {skipped} already there."
                 )
             )
+
+    def bucket_walk(self, storage: NatsStorage, directory: str) -> Iterator[tuple[str, int]]:
+        """(name, size) of every object under ``directory``, by name, from the bucket's listing index;
+        names Django code may not use (another client's) are skipped, each with a warning."""
+        location = f"{storage.location}/" if storage.location else ""
+        for entry in storage.listing(location + (f"{directory}/" if directory else "")):
+            name = entry.name[len(location) :]
+            try:
+                clean_name(name)
+                if "\\" in name:
+                    raise SuspiciousFileOperation("Django's save() reads a backslash as '/': the copy would be renamed")
+            except SuspiciousFileOperation as error:
+                self.stderr.write(f"skipped {name!r}: {error}", style_func=self.style.WARNING)
+                continue
+            yield name, entry.size
 
 
 def _storage(alias: str) -> Storage:
