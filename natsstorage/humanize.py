@@ -23,6 +23,14 @@ def duration(seconds: float) -> str:
     return str(timedelta(seconds=round(seconds)))
 
 
+def name(text: str) -> str:
+    """An object name on one line, whatever another client put in it: control characters and
+    backslashes escaped as Python writes them (``new\\nline.txt``), as ``ls -b`` does."""
+    return "".join(
+        char if char.isprintable() and char != "\\" else char.encode("unicode_escape").decode("ascii") for char in text
+    )
+
+
 def count(number: int, singular: str, plural: str) -> str:
     """``count(2, "object", "objects")`` -> ``"2 objects"``, pluralised by the active language's rules."""
     return f"{number} {ngettext(singular, plural, number)}"

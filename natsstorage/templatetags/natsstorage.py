@@ -9,3 +9,4 @@ from natsstorage import humanize
 register = template.Library()
 register.filter("iec_size", humanize.size, is_safe=True)
 register.filter("duration", humanize.duration, is_safe=True)
+register.filter("object_name", humanize.name, is_safe=False)

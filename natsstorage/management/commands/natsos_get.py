@@ -60,7 +60,7 @@ class Command(NatsCommand):
             self.stdout.write(f"Wrote {name!r} from bucket {options['bucket']!r} to {path} ({humanize.size(size)})")
 
     def copy(self, storage: NatsStorage, name: str, target: IO[bytes], options: dict[str, Any]) -> int:
-        with storage.open(name) as source:
+        with storage.open_object(name) as source:  # any name the bucket holds
             progress: Progress = self.progress(options, source.size, label=name)
             try:
                 for chunk in source.chunks(source.info.chunk_size if source.info else None):

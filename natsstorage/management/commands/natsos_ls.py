@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from natsstorage import humanize
 from natsstorage.humanize import count, size
 from natsstorage.management.base import NatsCommand
 from natsstorage.objectstore import ObjectInfo
@@ -33,7 +34,7 @@ class Command(NatsCommand):
                 self.stdout.write(json.dumps(object_json(info)))
             return
         rows = [
-            (size(info.size), info.mtime.strftime("%Y-%m-%d %H:%M:%S"), info.content_type or "-", info.name)
+            (size(info.size), info.mtime.strftime("%Y-%m-%d %H:%M:%S"), info.content_type or "-", _shown(info))
             for info in objects
         ]
         widths = [max([len(row[i]) for row in rows] + [len(title)]) for i, title in enumerate(TITLES[:3])]
@@ -50,7 +51,16 @@ def _line(row: tuple[str, ...], widths: list[int]) -> str:
     return f"{size:>{widths[0]}}  {mtime:<{widths[1]}}  {content_type:<{widths[2]}}  {name}"
 
 
+def _shown(info: ObjectInfo) -> str:
+    """The name, escaped onto one line; a link as ``ls -l`` shows one: ``name -> bucket/target``."""
+    if info.link is None:
+        return humanize.name(info.name)
+    bucket, target = info.link
+    return f"{humanize.name(info.name)} -> {humanize.name(bucket)}/{humanize.name(target)}"
+
+
 def object_json(info: ObjectInfo) -> dict[str, Any]:
+    link = info.link
     return {
         "name": info.name,
         "size": info.size,
@@ -58,4 +68,6 @@ def object_json(info: ObjectInfo) -> dict[str, Any]:
         "content_type": info.content_type,
         "digest": info.digest,
         "description": info.description,
+        "metadata": dict(info.metadata),
+        "link": {"bucket": link[0], "name": link[1]} if link else None,
     }
