@@ -34,6 +34,9 @@ logger = logging.getLogger("natsstorage")
 ENTRY_BYTES = 250  # an Entry, its datetime, a dict slot and a place in the sorted list, measured on CPython 3.11
 SKIP_DIRECTORY = "0"  # the character after "/": names from prefix + "0" on are past the directory prefix + "/"
 ERR_CONSUMER_NOT_FOUND = 10014
+# Seconds a watch may have changes waiting and deliver none before it is started again: a healthy
+# one delivers at once (and sends a heartbeat every WATCH_HEARTBEAT even when idle).
+STALLED = 1.0
 # Names a directory listing never returns: walking a bucket other clients wrote must end.
 NOT_ENTRIES = frozenset(("", ".", ".."))
 
@@ -78,6 +81,7 @@ class Index:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.bucket.stream.timeout
         watch = await self._running()
+        progress = (watch, watch.delivered, loop.time())
         while True:
             try:
                 nc = await self.bucket.connection()
@@ -90,6 +94,13 @@ class Index:
                 continue
             if int(info.get("num_pending", 0)) == 0 and watch.delivered >= int(info["delivered"]["consumer_seq"]):
                 return  # every change stored before the request went out, and has been applied
+            if (watch, watch.delivered) != progress[:2]:
+                progress = (watch, watch.delivered, loop.time())
+            elif loop.time() - progress[2] > STALLED:
+                # Changes wait and none came: its pull request died with a server. Resume elsewhere.
+                watch = await self._running(instead_of=watch)
+                progress = (watch, watch.delivered, loop.time())
+                continue
             self._moved.clear()
             remaining = deadline - loop.time()
             if remaining <= 0:

@@ -64,6 +64,7 @@ ERR_MAX_BYTES = 10077
 ERR_SEALED = 10109
 
 NANOSECONDS = 1_000_000_000
+LEADER_WAIT = 0.05  # seconds between looks for a new replicated stream's first leader
 
 logger = logging.getLogger("natsstorage")
 
@@ -127,7 +128,18 @@ class Stream:
                     raise
                 info = await self.api(nc, f"STREAM.INFO.{self.name}")  # created meanwhile
         config: dict[str, Any] = info["config"]
+        await self._led(nc, info)
         return config
+
+    async def _led(self, nc: Client, info: Mapping[str, Any]) -> None:
+        """Wait, within the timeout, until a replicated stream has a leader to take publishes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while int(info["config"].get("num_replicas", 1)) > 1 and not (info.get("cluster") or {}).get("leader"):
+            if loop.time() > deadline:
+                raise NatsUnavailable(f"NATS {self.label}: no leader elected within {self.timeout:g} s")
+            await asyncio.sleep(LEADER_WAIT)
+            info = await self.api(nc, f"STREAM.INFO.{self.name}")
 
     # -- errors ------------------------------------------------------------------
 
@@ -139,6 +151,12 @@ class Stream:
         """The stream is gone: forget its configuration, so that the next use looks (or creates) again."""
         self.config = None
         return BucketNotFound(f"{self.label} does not exist on the NATS server", code=ERR_STREAM_NOT_FOUND)
+
+    def unanswered(self, name: str) -> NatsStorageError:
+        """No responder took a publish: a stream that is gone, or a replicated one electing its leader."""
+        if self.replicated:
+            return NatsUnavailable(f"NATS {self.label}: no stream leader took {name!r} (an election under way?)")
+        return self.missing()
 
     def refused(self, error: Mapping[str, Any], name: str | None = None) -> JetStreamError:
         """The typed error for an API error answer; ``name``: the object it was about."""
@@ -187,7 +205,7 @@ class Stream:
         try:
             reply = await nc.request(subject, payload, timeout=self.timeout, headers=headers)
         except nats.errors.NoRespondersError:
-            raise self.missing() from None
+            raise self.unanswered(name) from None
         except nats.errors.Error as error:
             raise self.unavailable(f"no acknowledgement for {name!r}", error) from None
         return self.acknowledged(reply, name)
@@ -195,7 +213,7 @@ class Stream:
     def acknowledged(self, reply: Msg, name: str) -> int:
         """The sequence a publish's acknowledgement gives, or its refusal as the typed error."""
         if reply.headers and reply.headers.get(STATUS_HEADER) == NO_RESPONDERS:
-            raise self.missing()
+            raise self.unanswered(name)
         ack = json.loads(reply.data)
         if "error" in ack:
             raise self.refused(ack["error"], name)

@@ -134,6 +134,7 @@ def mismatch(storage: NatsStorage, name: str, sha256: str) -> str:
 
 def test_saves_and_reads_go_on_while_the_stream_leader_is_killed_and_restarted(cluster, replicated):
     replicated.save("warm-up", ContentFile(b"x"))
+    assert replicated.listdir("") == ([], ["warm-up"])  # the listing index is made, its consumer placed
     wait_until(lambda: replicas_current(replicated), RECOVERY_TIMEOUT, "three current replicas")
     leader_name = stream_info(replicated)["cluster"]["leader"]
     leader = cluster.node(leader_name)
@@ -174,6 +175,9 @@ def test_saves_and_reads_go_on_while_the_stream_leader_is_killed_and_restarted(c
                 failed_but_stored.add(name)
                 if why := mismatch(node, name, sha256):
                     partial.append(f"{name} via {url}: {why}")
+    # The listing index lost its consumer with the leader, or kept it: either way no stale answer.
+    stored = {name for name in [*load.acked, *load.failed] if replicated.exists(name)}
+    assert {f"load/{name}" for name in replicated.listdir("load")[1]} == stored
     orphans = replicated.orphans(min_age=timedelta(0))
     replicated.purge_orphans(orphans)
 
