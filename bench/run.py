@@ -1,7 +1,9 @@
 """Benchmark natsstorage against nats.go's and nats-py's ObjectStore, the protocol's floor and FileSystemStorage.
 
-    python bench/run.py            # the full run the README's tables come from (about five minutes)
+    python bench/run.py            # the full run the README's tables come from (about six minutes)
+    python bench/run.py --scale    # and a bucket of 1,000,000 names (4 minutes more; nats-server grows to 1.4 GB)
     python bench/run.py --quick    # tiny sizes, one repetition: the test suite runs this
+    python bench/run.py --only listing_at_scale   # one section
 
 It starts its own nats-server (loopback, temporary store) and prints Markdown
 tables of medians. Every reference is measured in the same run, on the same
@@ -17,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import json
 import os
 import platform
 import shutil
@@ -28,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +39,7 @@ import floor
 import nats
 import nats.js.errors
 import natsgo_runner
+import scale
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -47,6 +52,14 @@ FLOOR_GOAL = 0.8  # the issue's "within 20% of the protocol's floor"
 NATSGO = (("save", "put"), ("open + read()", "get"), ("exists", "info"))  # natsgo's op for each operation
 THREADS = (1, 4, 16)  # sharing one NatsStorage (one connection) in the concurrency section
 CONCURRENT_SIZE = 100 * KiB
+STEPS = ("throughput", "memory", "small_ops", "listing", "seeking", "sweep", "concurrency", "listing_at_scale")
+SCALE_FIRST_LOOKS = 3  # fresh processes listing the --scale bucket (each takes its first look, the slow one)
+LISTING_GOAL_MS = 100  # the issue's "under 100 ms", for the count and an admin page
+LISTDIR_GOAL = 2.0  # the issue's "listdir within 2x of the same call in a small bucket"
+TIMEOUT = 30.0  # seconds: natsstorage's timeout setting in the benchmark
+# A first look must finish to be measured, but it gets one timeout in all (index.fresh()'s deadline): its
+# fresh processes may wait this long; the table tells whether it would fit natsstorage's default.
+FIRST_LOOK_TIMEOUT = 600.0
 
 T = TypeVar("T")
 
@@ -64,13 +77,22 @@ class Sizes:
     exists_calls: int  # at least this many per exists measurement: the objects, again and again
     sweep_reps: int
     concurrent: int  # 100 KiB objects per concurrency measurement, shared among the threads
+    scale: tuple[int, ...]  # names per bucket listed at scale, smallest first
+    scale_more: int  # and with --scale
+    directory: int  # entries in the directory listed at scale
+    first_looks: int  # fresh processes per bucket listed at scale
+    scale_timed: float  # seconds of calls (at least one) per measurement after the first look
 
 
 FULL = Sizes(
     (10 * MiB, 100 * MiB), 10 * MiB, 1024 * MiB, 400, (1_000, 10_000), 100 * MiB, 15,
     ((KiB, 500), (100 * KiB, 200), (MiB, 60), (10 * MiB, 8), (100 * MiB, 3)), 2000, 7, 160,
+    (1_000, 100_000), 1_000_000, 1_000, 5, 0.2,
 )  # fmt: skip
-QUICK = Sizes((1 * MiB,), 1 * MiB, 8 * MiB, 20, (50,), 2 * MiB, 1, ((KiB, 4), (100 * KiB, 3), (MiB, 2)), 1, 1, 16)
+QUICK = Sizes(
+    (1 * MiB,), 1 * MiB, 8 * MiB, 20, (50,), 2 * MiB, 1, ((KiB, 4), (100 * KiB, 3), (MiB, 2)), 1, 1, 16,
+    (200, 2_000), 20_000, 100, 1, 0.01,
+)  # fmt: skip
 
 
 @dataclass
@@ -100,11 +122,23 @@ class Rate:
     def median(self) -> float:
         return statistics.median(self.runs)
 
+    @staticmethod
+    def number(value: float) -> str:
+        return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
+
     def __str__(self) -> str:
-        median = f"{self.median:,.0f}" if self.median >= 10 else f"{self.median:.1f}"
+        median = self.number(self.median)
         if len(self.runs) < 2:
             return median
         return f"{median} ±{(max(self.runs) - min(self.runs)) / 2 / self.median:.0%}"
+
+
+class Took(Rate):
+    """Milliseconds (or seconds) over the runs: small values keep two decimals."""
+
+    @staticmethod
+    def number(value: float) -> str:
+        return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
 @dataclass
@@ -189,12 +223,14 @@ def size_label(size: int) -> str:
     return f"{size // MiB} MiB" if size >= MiB else f"{size // KiB} KiB"
 
 
-def setup_django(url: str) -> None:
+def setup_django(url: str, timeout: float = TIMEOUT) -> None:
     import django
     from django.conf import settings
 
     if not settings.configured:
-        settings.configure(INSTALLED_APPS=["natsstorage"], USE_TZ=True, NATSSTORAGE={"servers": [url], "timeout": 30.0})
+        settings.configure(
+            INSTALLED_APPS=["natsstorage"], USE_TZ=True, NATSSTORAGE={"servers": [url], "timeout": timeout}
+        )
         django.setup()
 
 
@@ -205,7 +241,7 @@ def chunks_of(path: Path, size: int = MiB) -> Iterator[bytes]:
 
 
 class Bench:
-    def __init__(self, url: str, workdir: Path, sizes: Sizes) -> None:
+    def __init__(self, url: str, workdir: Path, sizes: Sizes, *, at_scale: bool = False) -> None:
         from django.core.files.storage import FileSystemStorage
 
         from natsstorage import NatsStorage
@@ -230,6 +266,11 @@ class Bench:
         self.sweep_rows: list[RateRow] = []
         self.threads_rows: list[RateRow] = []
         self._runs = itertools.count()  # see prefix()
+        # Listing at scale: names per bucket, the --scale one only when asked.
+        self.scale_counts = [*sizes.scale, *([sizes.scale_more] if at_scale else [])]
+        self.filled: dict[int, float] = {}  # seconds to fill each bucket
+        self.first_looks: dict[int, list[dict[str, float]]] = {}  # what each fresh process saw
+        self.scale_runs: dict[int, list[dict[str, float]]] = {}  # ms per call by label, run after run
 
     def nats_py(self, work: Callable[[Any], Any]) -> Any:
         """Run ``work(object_store)`` with nats-py's own ObjectStore, as its users run it.
@@ -623,6 +664,67 @@ class Bench:
             for operation in operations:
                 self.threads_rows.append(RateRow((str(threads), operation), rates_of(of_threads, operation)))
 
+    # -- 9: listing at scale ---------------------------------------------------------
+
+    def listing_at_scale(self) -> None:
+        """Buckets of many names: their first look in fresh processes, then listings, the count, admin pages."""
+        from natsstorage import NatsStorage
+        from natsstorage.exceptions import NatsUnavailable
+
+        def progress(done: str, started: float) -> None:
+            print(f"bench: ... {done} in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+
+        buckets = {count: f"bench_scale_{count}" for count in self.scale_counts}
+        for count, bucket in buckets.items():
+            self.filled[count] = scale.fill(self.url, bucket, count, self.sizes.directory)
+            print(f"bench: ... filled {count:,} names in {self.filled[count]:.1f} s", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        self.first_looks = {count: [] for count in buckets}
+        for turn in range(self.sizes.first_looks):  # in turns, so that drift on the machine hits all alike
+            for count, looks in self.first_looks.items():
+                if count in self.sizes.scale or turn < SCALE_FIRST_LOOKS:
+                    looks.append(self.first_look(buckets[count]))
+        progress("first looks in fresh processes", started)
+        started = time.perf_counter()
+        storages = {count: NatsStorage(bucket) for count, bucket in buckets.items()}
+        for storage in storages.values():
+            while True:  # this process's first look, untimed; it goes on making the index after a timeout
+                with contextlib.suppress(NatsUnavailable):
+                    storage.listdir(scale.DIRECTORY)
+                    break
+        progress("this process's first looks", started)
+        started = time.perf_counter()
+
+        def per_call(call: Callable[[], object]) -> float:
+            """Milliseconds per call, over at least ``scale_timed`` seconds of calls."""
+            calls, started = 0, time.perf_counter()
+            while True:
+                call()
+                calls += 1
+                if (elapsed := time.perf_counter() - started) >= self.sizes.scale_timed:
+                    return elapsed / calls * 1000
+
+        def run(count: int) -> dict[str, float]:
+            calls = scale.calls(count, self.sizes.directory)
+            return {label: per_call(partial(call, storages[count])) for label, call in calls.items()}
+
+        measures = [partial(run, count) for count in buckets]
+        self.scale_runs = dict(zip(buckets, interleaved_runs(self.sizes.sweep_reps, *measures), strict=True))
+        progress("calls after the first look", started)
+        for storage in storages.values():
+            storage.destroy()
+
+    def first_look(self, bucket: str) -> dict[str, float]:
+        """What a fresh process's first ``listdir`` of ``bucket`` costs (see ``first_look_child``)."""
+        child = subprocess.run(
+            [sys.executable, __file__, "--first-look-child", bucket, "--url", self.url],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        look: dict[str, float] = json.loads(child.stdout)
+        return look
+
     # -- tables ----------------------------------------------------------------------
 
     def table(self) -> str:
@@ -654,6 +756,48 @@ class Bench:
     def threads_table(self) -> str:
         return rate_table(["threads", "operation"], ["natsstorage", "nats.go"], ["nats.go"], self.threads_rows)
 
+    def scale_table(self) -> str:
+        """Milliseconds per call after the first look: a column per bucket, then the issue's goals."""
+        counts, small, big = [*self.sizes.scale, self.sizes.scale_more], self.sizes.scale[0], self.sizes.scale[-1]
+        heads = ["after the first look: ms per call", *(f"{count:,} names" for count in counts), "goal", "met"]
+        lines = [f"| {' | '.join(heads)} |", f"|---|{'---:|' * len(counts)}---|---|"]
+        for label in self.scale_runs[small][0]:
+            took = {count: Took(tuple(run[label] for run in runs)) for count, runs in self.scale_runs.items()}
+            goal, met = "—", ""
+            if label == scale.LISTDIR:
+                ratio = took[big].median / took[small].median
+                goal = f"{big:,} names ≤ {LISTDIR_GOAL:g}x {small:,}: {ratio:.2f}x"
+                met = "yes" if ratio <= LISTDIR_GOAL else "**no**"
+            elif label in scale.UNDER_100_MS:
+                goal = f"< {LISTING_GOAL_MS} ms at {big:,} names"
+                met = "yes" if took[big].median < LISTING_GOAL_MS else "**no**"
+            cells = [str(took[count]) if count in took else "not run (`--scale`)" for count in counts]
+            lines.append(f"| {' | '.join((label, *cells, goal, met))} |")
+        return "\n".join(lines)
+
+    def first_look_table(self) -> str:
+        """A fresh process's first listing of each bucket: its time and memory, and the time to fill the bucket."""
+        from natsstorage import conf
+
+        default_timeout = float(conf.OPTIONS["timeout"].default)  # type: ignore[arg-type]
+        heads = ["names", "filled in, s", "first look, s", "per 100,000 names, s",
+                 f"within the default timeout ({default_timeout:g} s)", "RSS growth, MiB", "per name, bytes",
+                 "index.py's estimate, bytes", "peak RSS growth, MiB"]  # fmt: skip
+        lines = [f"| {' | '.join(heads)} |", f"|{'---:|' * len(heads)}"]
+        for count in [*self.sizes.scale, self.sizes.scale_more]:
+            looks = self.first_looks.get(count)
+            if not looks:
+                lines.append(f"| {count:,} | not run: pass `--scale` |{' |' * (len(heads) - 2)}")
+                continue
+            seconds, grown, peak = (Took(tuple(look[key] for look in looks)) for key in ("seconds", "grown", "peak"))
+            estimate = scale.estimate(count, self.sizes.directory)
+            cells = [f"{count:,}", Took.number(self.filled[count]), str(seconds),
+                     Took.number(seconds.median * 100_000 / count),
+                     "yes" if max(seconds.runs) < default_timeout else "**no**: NatsUnavailable",
+                     str(grown), f"{grown.median * MiB / count:,.0f}", f"{estimate:,.0f}", str(peak)]  # fmt: skip
+            lines.append(f"| {' | '.join(cells)} |")
+        return "\n".join(lines)
+
     def report(self) -> str:
         """Every table under its heading, with what its columns mean."""
         reps, natsgo = self.sizes.sweep_reps, self.natsgo
@@ -675,16 +819,44 @@ class Bench:
             f"{spread} {self.sizes.concurrent} objects saved, then read, per run, shared among the threads; "
             f"nats.go: as many goroutines on its one connection. {reference}"
         )
-        blocks = [
-            "## Targets",
-            self.table(),
-            "## Size sweep: objects/s",
-            "\n".join(sweep_notes),
-            self.sweep_table(),
-            f"## Concurrency: {size_label(CONCURRENT_SIZE)} objects/s, threads sharing one NatsStorage",
-            threads_note,
-            self.threads_table(),
+        looks = self.sizes.first_looks
+        looks_note = (
+            f"median of {looks} processes ± half their range ({SCALE_FIRST_LOOKS} at {self.sizes.scale_more:,} names)"
+            if looks > 1
+            else "one process"
+        )
+        scale_notes = [
+            f"Buckets filled with raw publishes on one nats-py connection, pipelined (bench/scale.py): each object "
+            f"one chunk of 1 to {scale.MAX_SIZE} bytes; `{scale.DIRECTORY}/` holds {self.sizes.directory:,} names, "
+            f"the rest are {scale.OTHERS:,} to a directory. The machine is shared (other jobs run meanwhile): the "
+            "spreads say how much that moved the numbers.",
+            "",
+            f"- after the first look: this process's index made, each call repeated for at least "
+            f"{self.sizes.scale_timed:g} s; {spread[0].lower()}{spread[1:]}",
+            f'- admin page: `listing("")`, in the order named (size: largest first; modified: newest first), its '
+            f"first {scale.PAGE} rows, then `info()` of each, as the admin's objects page will show them",
+            f'- first look: a fresh process, connected, calls `listdir("{scale.DIRECTORY}")` for the first time; '
+            f"RSS growth: VmRSS after it less VmRSS before, peak: VmHWM; {looks_note}",
+            "- per name: RSS growth over names (in a small bucket, mostly what any first listing costs); index.py's "
+            "estimate: its ENTRY_BYTES plus the names' own size (sys.getsizeof)",
+            f"- within the default timeout: `index.fresh()` gives a whole first look one `timeout`; a longer one "
+            f"raises NatsUnavailable (later calls find the index further on). Here fresh processes wait up to "
+            f"{FIRST_LOOK_TIMEOUT:g} s",
         ]
+        sections = [
+            ("## Targets", [self.table()], self.rows),
+            ("## Size sweep: objects/s", ["\n".join(sweep_notes), self.sweep_table()], self.sweep_rows),
+            (
+                f"## Concurrency: {size_label(CONCURRENT_SIZE)} objects/s, threads sharing one NatsStorage",
+                [threads_note, self.threads_table()],
+                self.threads_rows,
+            ),
+        ]
+        if self.scale_runs:  # its tables need runs
+            sections.append(
+                ("## Listing at scale", ["\n".join(scale_notes), self.scale_table(), self.first_look_table()], True)
+            )
+        blocks = [block for heading, body, shown in sections if shown for block in (heading, *body)]
         return "\n\n".join(blocks)
 
 
@@ -738,14 +910,39 @@ def memory_child(size: int, url: str) -> None:
     print(f"{peak - baseline:.1f} {seconds:.2f}")
 
 
+def first_look_child(bucket: str, url: str) -> None:
+    """List ``bucket`` once in this fresh process; print the seconds and the RSS growth (MiB: after, and peak)."""
+    setup_django(url, FIRST_LOOK_TIMEOUT)
+    from natsstorage import NatsStorage
+
+    storage = NatsStorage(bucket)
+    assert storage.bucket_exists()  # connects and imports: only the index is left to make
+    Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current RSS
+    baseline = resident("VmRSS")
+    started = time.perf_counter()
+    storage.listdir(scale.DIRECTORY)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "grown": resident("VmRSS") - baseline, "peak": resident("VmHWM") - baseline}))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition")
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help=f"list a bucket of {FULL.scale_more:,} names too ({QUICK.scale_more:,} quick)",
+    )
+    parser.add_argument("--only", choices=STEPS, help="run this section only")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--first-look-child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child, args.url)
+        return 0
+    if args.first_look_child:
+        first_look_child(args.first_look_child, args.url)
         return 0
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -754,11 +951,12 @@ def main() -> int:
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="natsstorage-bench-") as workdir, NatsServer() as server:
         setup_django(server.url)
-        bench = Bench(server.url, Path(workdir), sizes)
-        steps = (bench.throughput, bench.memory, bench.small_ops, bench.listing, bench.seeking, bench.sweep)
-        for step in (*steps, bench.concurrency):
-            print(f"bench: {step.__name__} ...", file=sys.stderr, flush=True)
-            step()
+        bench = Bench(server.url, Path(workdir), sizes, at_scale=args.scale)
+        for name in [args.only] if args.only else STEPS:
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            getattr(bench, name)()
+            print(f"bench: {name} took {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
         bench.close()
     print(f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
           f"nats-server on loopback; targets: medians of {sizes.reps} runs.\n")  # fmt: skip

@@ -7,13 +7,26 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+SCALE_ROWS = [
+    '| `listdir("dir")` |',
+    '| `exists("dir")` |',
+    "| `status().objects` |",
+    '| `listing("")` |',
+    "| admin page by name |",
+    "| admin page by size |",
+    "| admin page by modified |",
+]
+
+
+def bench(*options: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", *options], capture_output=True, text=True, timeout=300, check=True
+    )
+    return result.stdout
 
 
 def test_the_benchmark_quick_mode_prints_every_target():
-    result = subprocess.run(
-        [sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=300, check=True
-    )
-    table = result.stdout
+    table = bench()
     targets = ["save 1 MiB", "read 1 MiB", "peak RSS growth", "exists()", "size()", "save() + open()", "listdir of"]
     for target in [*targets, "seek to the last 4 KiB"]:
         assert target in table
@@ -26,3 +39,16 @@ def test_the_benchmark_quick_mode_prints_every_target():
         assert line in table
     # nats.go's column is filled where Go and Debian's nats.go are installed, else the run says why not.
     assert "Reference: nats.go " in table or "nats.go rows skipped: " in table
+    # Listing at scale: two buckets; the largest only with --scale, and the tables say so.
+    for line in ["## Listing at scale", "| 200 names | 2,000 names | 20,000 names |", *SCALE_ROWS]:
+        assert line in table
+    assert "| 200 | " in table and "| 2,000 | " in table
+    assert "| 20,000 | not run: pass `--scale` |" in table
+
+
+def test_the_benchmark_lists_the_largest_bucket_when_asked_and_runs_one_section_alone():
+    table = bench("--scale", "--only", "listing_at_scale")
+    for line in ["## Listing at scale", *SCALE_ROWS, "| 20,000 | "]:
+        assert line in table
+    assert "not run" not in table
+    assert "## Targets" not in table and "## Size sweep" not in table and "## Concurrency" not in table
