@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from functools import cached_property, partial
@@ -31,7 +32,7 @@ from natsstorage.files import (
 )
 from natsstorage.garbage import OrphanChunks
 from natsstorage.index import Entry, Index
-from natsstorage.names import clean_name, clean_prefix
+from natsstorage.names import MAX_NAME_BYTES, clean_name, clean_prefix
 from natsstorage.objectstore import Bucket, BucketStatus, ObjectInfo
 from natsstorage.saving import Taken
 from natsstorage.transfer import Download, Upload
@@ -372,6 +373,15 @@ class NatsStorage(Storage):
         run(self.bucket.destroy())
         run(index.forget(self.bucket))
 
+    def listing_page(
+        self, prefix: str = "", *, order: str = "name", descending: bool = False, offset: int = 0, limit: int = 100
+    ) -> tuple[list[Entry], int]:
+        """One page of ``listing(prefix)`` sorted by ``order`` ("name", "size" or "mtime"), and the count of
+        all: what an admin page shows, without sorting the whole bucket."""
+        if order not in ("name", "size", "mtime"):
+            raise ValueError(f"order by 'name', 'size' or 'mtime', not {order!r}")
+        return run(_page(self.bucket, prefix, order, descending, offset, limit))
+
     def listing(self, prefix: str = "") -> list[Entry]:
         """Name, size, modified time and link-ness of the live objects whose names start with ``prefix``,
         by name: from this process's index of the bucket, at the cost of what it returns once made."""
@@ -446,6 +456,10 @@ class NatsStorage(Storage):
         return AsyncNatsFile(info, await _bridge.arun(Download.begin(bucket, info)))
 
 
+# What can make an entry unusable: control characters, backslashes (a '..' between them), lone surrogates.
+_SUSPECT = re.compile(r"[\x00-\x1f\x7f-\x9f\\\ud800-\udfff]")
+
+
 def served_bucket(name: str) -> Bucket | None:
     """The bucket ``name`` as a configured storage serves it (for links into it), or None."""
     from natsstorage.status import configured_storages  # it imports this module
@@ -457,11 +471,21 @@ def served_bucket(name: str) -> Bucket | None:
 
 
 def _usable(prefix: str, entry: str) -> bool:
+    """Whether Django code may use ``prefix + entry``: the full check only for an entry that could fail it."""
+    if not _SUSPECT.search(entry) and len(prefix) + len(entry) <= MAX_NAME_BYTES // 4:
+        return True  # the prefix is clean, and the index never lists '', '.' or '..'
     try:
         clean_name(prefix + entry)
     except SuspiciousFileOperation:
         return False
     return True
+
+
+async def _page(
+    bucket: Bucket, prefix: str, order: str, descending: bool, offset: int, limit: int
+) -> tuple[list[Entry], int]:
+    found = await Index.of(bucket)
+    return found.page(prefix, order=order, descending=descending, offset=offset, limit=limit)
 
 
 async def _listing(bucket: Bucket, prefix: str) -> list[Entry]:

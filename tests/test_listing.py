@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from django.contrib.staticfiles.utils import get_files
 from django.core.files.base import ContentFile
 from nats.js.api import ObjectMeta
@@ -103,3 +104,22 @@ def test_a_bucket_destroyed_and_made_again_lists_only_its_new_objects(make_stora
     other.destroy()
     other.save("new.txt", ContentFile(b"new"))
     assert storage.listdir("") == ([], ["new.txt"])
+
+
+def test_a_page_of_the_listing_by_name_size_or_time_and_the_count_of_all(storage):
+    for i, size in enumerate([5, 1, 9, 3, 7]):
+        storage.save(f"p/{i}.bin", ContentFile(b"x" * size))
+    storage.save("q/other.bin", ContentFile(b"x" * 100))
+
+    def page(**kwargs):
+        entries, total = storage.listing_page("p/", **kwargs)
+        return [entry.name for entry in entries], total
+
+    assert page(limit=2) == (["p/0.bin", "p/1.bin"], 5)
+    assert page(limit=2, offset=4) == (["p/4.bin"], 5)
+    assert page(limit=2, descending=True) == (["p/4.bin", "p/3.bin"], 5)
+    assert page(order="size", descending=True, limit=3) == (["p/2.bin", "p/4.bin", "p/0.bin"], 5)
+    assert page(order="size", limit=2, offset=1) == (["p/3.bin", "p/0.bin"], 5)
+    assert page(order="mtime", descending=True, limit=1) == (["p/4.bin"], 5)
+    with pytest.raises(ValueError, match="order by"):
+        storage.listing_page(order="colour")
