@@ -36,12 +36,14 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split("."))
 
 
-def _floor(name: str) -> str:
-    (requirement,) = (
-        Requirement(line) for line in PYPROJECT["project"]["dependencies"] if Requirement(line).name == name
-    )
+def _floor(requirement: Requirement) -> str:
     (floor,) = (spec.version for spec in requirement.specifier if spec.operator == ">=")
     return floor
+
+
+# What installs with the package, and with its pytest plugin: the lowest session pins each at its floor.
+REQUIREMENTS = [Requirement(line) for line in PYPROJECT["project"]["dependencies"]]
+REQUIREMENTS += [Requirement(line) for line in PYPROJECT["project"]["optional-dependencies"]["testing"]]
 
 
 # Declared support is tested support: the matrix is the classifiers, and the floors are their lowest versions.
@@ -49,7 +51,7 @@ PYTHONS = _declared("Programming Language :: Python :: ")
 DJANGOS = _declared("Framework :: Django :: ")
 DJANGO_NEEDS_PYTHON = {"5.2": "3.10", "6.0": "3.12", "6.1": "3.12"}  # each Django series' own Requires-Python
 assert PYPROJECT["project"]["requires-python"] == f">={PYTHONS[0]}", "requires-python is not the lowest classifier"
-assert _floor("django") == DJANGOS[0], "the django floor is not the lowest Django classifier"
+assert _floor(next(r for r in REQUIREMENTS if r.name == "django")) == DJANGOS[0], "the django floor is not the lowest"
 CELLS = [
     (python, django)
     for python in PYTHONS
@@ -86,11 +88,11 @@ def tests(session: nox.Session, django: str) -> None:
 
 @nox.session(python=PYTHONS[0])
 def lowest(session: nox.Session) -> None:
-    """The whole suite on the floors of pyproject.toml's dependencies, each installed at exactly its floor."""
+    """The whole suite with each dependency at exactly its floor in pyproject.toml (the testing extra's too)."""
     floors = []
-    for requirement in map(Requirement, PYPROJECT["project"]["dependencies"]):
+    for requirement in REQUIREMENTS:
         marker = f"; {requirement.marker}" if requirement.marker else ""
-        floors.append(f"{requirement.name}=={_floor(requirement.name)}{marker}")
+        floors.append(f"{requirement.name}=={_floor(requirement)}{marker}")
     session.install(".", *TEST, *floors)
     session.run("python", "-m", "pip", "list", "--format=freeze", silent=False)
     session.run("python", "-m", "pytest", *session.posargs)
