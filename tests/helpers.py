@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -71,3 +72,10 @@ def corrupt_last_byte(storage: NatsStorage, name: str) -> None:
             await nc.request(subject, bytes(data[start : start + (info.chunk_size or len(data))]), timeout=5)
 
     with_nats(storage, rewrite)
+
+
+def default_sigint() -> None:
+    """For ``preexec_fn``: a child that is sent Ctrl-C gets SIGINT's default disposition, as a terminal's
+    foreground job has it. A suite run as a background job (``pytest &``) ignores SIGINT, and its
+    children would inherit that: Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

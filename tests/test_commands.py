@@ -32,7 +32,7 @@ from natsstorage.status import bucket_rows
 from natsstorage.storage import bucket_names
 from natsstorage.testing import free_port
 
-from .helpers import purge, stream_state
+from .helpers import default_sigint, purge, stream_state
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = (
@@ -448,6 +448,7 @@ class Process:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=default_sigint,  # the Ctrl-C tests send SIGINT
         )
         self.stdout: queue.Queue[str] = queue.Queue()
         self.stderr: queue.Queue[str] = queue.Queue()
