@@ -471,6 +471,21 @@ def test_copy_a_prefix_only(storage, media):
     assert storage.listdir("docs/old") == ([], ["c.txt"]) and not storage.exists("a.txt")
 
 
+def test_copy_cut_short_leaves_no_partial_file(media, tmp_path, monkeypatch):
+    # Ctrl-C while the second file is half written into a FileSystemStorage, which writes in place.
+    def interrupt_midway(self: Progress, count: int) -> None:
+        self.done += count
+        if self.done > 100_000:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Progress, "update", interrupt_midway)
+    with pytest.raises(KeyboardInterrupt):
+        command("natsos_copy", "--from", "default", "--to", "back")
+    copied = tmp_path / "b"
+    assert (copied / "a.txt").read_bytes() == b"a"  # the file before it, whole
+    assert not (copied / "docs" / "b.pdf").exists()
+
+
 def test_copy_errors(media):
     with pytest.raises(CommandError, match="no storage 'nope' in settings.STORAGES; the aliases are 'default'"):
         command("natsos_copy", "--from", "nope", "--to", "nats")
