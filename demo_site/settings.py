@@ -1,16 +1,17 @@
 """Settings of the demo: a small real project with a FileField on a NATS Object Store bucket.
 
-State lives in demo_site/data/ (git-ignored): the SQLite database, the
+State lives in demo_site/data/ (git-ignored; $DEMO_DATA_DIR if set): the SQLite database, the
 secret key and, when ``manage.py demo`` starts one, the nats-server's
 JetStream store. NATS is wherever ``NATS_URL`` says; ``manage.py demo``
 sets it to the nats-server it starts when it is not set.
 """
 
+import os
 import secrets
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
-DATA_DIR = BASE_DIR / "data"
+DATA_DIR = Path(os.environ.get("DEMO_DATA_DIR") or BASE_DIR / "data")  # elsewhere for the tests
 DATA_DIR.mkdir(exist_ok=True)
 
 _secret_key_file = DATA_DIR / "secret_key"
@@ -58,6 +59,7 @@ WSGI_APPLICATION = "demo_site.wsgi.application"
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "db.sqlite3"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
+TIME_ZONE = "UTC"  # Django's default is America/Chicago; the admin and the natsos_* commands both show this zone
 STATIC_URL = "static/"
 
 # Project-wide NatsStorage settings; the servers come from NATS_URL.

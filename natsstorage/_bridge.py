@@ -6,6 +6,13 @@ bound to the event loop that made it, so a fresh loop per call (what a naive
 daemon thread per process runs one loop for good; it owns every NATS
 connection, one per distinct set of connection settings, made lazily and
 shared by all threads, async views and management commands.
+
+When NATS cannot be reached, one caller waits ``connect_timeout`` to find out;
+then the connection is in an outage: every call on the same settings fails at
+once with that caller's ``NatsUnavailable`` while one background attempt every
+``connect_backoff`` seconds (nats-py's own reconnect loop, for a connection
+that was up) brings it back. A page that touches fifty files answers in about
+one ``connect_timeout``, not fifty.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ logger = logging.getLogger("natsstorage")
 RECONNECT_FOREVER = -1
 RECONNECT_WAIT = 0.5  # seconds between reconnect attempts to one server
 CLOSE_TIMEOUT = 2.0  # seconds to flush and close connections at exit
+RECONNECTED_POLL = 0.05  # seconds between looks at a lost connection that a caller waits for
 # A signal that arrives just before a thread goes to sleep on a lock does not wake it: waits
 # are sliced so that Ctrl-C is handled within this many seconds whatever the timing.
 SIGNAL_CHECK_INTERVAL = 0.25
@@ -58,6 +66,7 @@ class ConnectionSettings:
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     connect_timeout: float = 2.0
+    connect_backoff: float = 1.0  # seconds between background attempts during an outage
 
     @property
     def where(self) -> str:
@@ -93,13 +102,33 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+@dataclass
+class _Link:
+    """One set of connection settings: its connection, and whether calls on it fail at once (an outage)."""
+
+    nc: Client | None = None
+    outage: str | None = None  # what every call raises at once until the connection is back
+    asked: bool = False  # whether a call failed at once since the background attempt before
+    retry: asyncio.Task[None] | None = None  # the one background attempt of an outage with no connection
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one caller at a time finds out the hard way
+
+    def usable(self) -> Client | None:
+        """The connection, when it is up; ends an outage that nats-py's reconnect loop has ended."""
+        if self.nc is not None and self.nc.is_connected:
+            self.outage = None
+            return self.nc
+        if self.outage is not None:
+            self.asked = True
+            raise NatsUnavailable(self.outage)
+        return None
+
+
 class _Runtime:
     """The loop thread and the connections it owns."""
 
     def __init__(self) -> None:
         self.loop = new_event_loop()
-        self.connections: dict[ConnectionSettings, Client] = {}
-        self.locks: dict[ConnectionSettings, asyncio.Lock] = {}
+        self.links: dict[ConnectionSettings, _Link] = {}
         self.thread = threading.Thread(target=self._serve, name="natsstorage", daemon=True)
         self.thread.start()
 
@@ -112,23 +141,59 @@ class _Runtime:
         self.loop.run_forever()
 
     async def connection(self, settings: ConnectionSettings) -> Client:
-        nc = self.connections.get(settings)
-        if nc is not None and not nc.is_closed:
+        link = self.links.get(settings) or self.links.setdefault(settings, _Link())
+        if nc := link.usable():
             return nc
-        lock = self.locks.setdefault(settings, asyncio.Lock())
-        async with lock:
-            nc = self.connections.get(settings)
-            if nc is None or nc.is_closed:
-                nc = await _connect(settings)
-                self.connections[settings] = nc
-            return nc
+        async with link.lock:
+            if nc := link.usable():  # another caller connected, or found the outage, meanwhile
+                return nc
+            if link.nc is not None and not link.nc.is_closed:  # lost, and nats-py is reconnecting
+                if await _reconnected(link.nc, settings.connect_timeout):
+                    return link.nc
+                link.outage = (
+                    f"lost the connection to NATS at {settings.where}; "
+                    f"not back within {settings.connect_timeout:g} s (reconnecting in the background)"
+                )
+                raise NatsUnavailable(link.outage)
+            try:
+                link.nc = await _connect(settings)
+            except NatsUnavailable as error:
+                link.outage, link.asked = str(error), False
+                link.retry = asyncio.get_running_loop().create_task(self._retry(settings, link))
+                raise
+            return link.nc
+
+    async def _retry(self, settings: ConnectionSettings, link: _Link) -> None:
+        """The background attempts of an outage; given up when no call asked during one back-off,
+        so that no one keeps knocking on a server nobody uses: the next call tries itself."""
+        try:
+            while True:
+                await asyncio.sleep(settings.connect_backoff)
+                asked, link.asked = link.asked, False
+                try:
+                    nc = await _connect(settings)
+                except NatsUnavailable as error:
+                    if not (asked or link.asked):
+                        link.outage = None
+                        return
+                    link.outage = str(error)
+                    continue
+                link.nc, link.outage = nc, None
+                logger.info("connected to NATS at %s", settings.where)
+                return
+        finally:
+            link.retry = None
 
     async def close(self) -> None:
-        """Close every connection, once the background work sent on them has its answers."""
+        """Close every connection, once the background work sent on them has its answers; end outages."""
         if pending := _under_way():
             await asyncio.wait(pending, timeout=CLOSE_TIMEOUT)
-        connections, self.connections = list(self.connections.values()), {}
-        await asyncio.gather(*(_close(nc) for nc in connections))
+        links, self.links = list(self.links.values()), {}
+        retries = [link.retry for link in links if link.retry is not None]
+        for retry in retries:
+            retry.cancel()
+        await asyncio.gather(*retries, return_exceptions=True)
+        await asyncio.gather(*(_close(link.nc) for link in links if link.nc is not None))
 
     async def _finish(self) -> None:
         """Close the connections, then end whatever tasks nats-py still runs (reconnect loops)."""
@@ -162,8 +227,30 @@ async def _close(nc: Client) -> None:
         logger.debug("natsstorage: closing a NATS connection: %s", _describe(error))
 
 
+async def _reconnected(nc: Client, timeout: float) -> bool:
+    """Whether nats-py's reconnect loop brings ``nc`` back within ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not nc.is_connected:
+        if nc.is_closed or asyncio.get_running_loop().time() >= deadline:
+            return False
+        await asyncio.sleep(RECONNECTED_POLL)
+    return True
+
+
+async def _stop(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait, within CLOSE_TIMEOUT, for it to end. nats-py's connect swallows a
+    cancellation that lands while it closes a failed attempt, and would retry for ever: cancel again."""
+    deadline = asyncio.get_running_loop().time() + CLOSE_TIMEOUT
+    while not task.done() and asyncio.get_running_loop().time() < deadline:
+        task.cancel()
+        await asyncio.wait({task}, timeout=RECONNECTED_POLL)
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" at exit
+
+
 async def _connect(settings: ConnectionSettings) -> Client:
     errors: list[Exception] = []  # why the first attempt failed, for the message if none succeeds
+    connected = asyncio.Event()  # a failed attempt's client "disconnects" as it is closed: not worth a warning
 
     async def on_error(error: Exception) -> None:
         # Every failed (re)connect attempt lands here, twice a second in an outage: keep it quiet.
@@ -173,33 +260,43 @@ async def _connect(settings: ConnectionSettings) -> Client:
         logger.debug("NATS connection to %s: %s", settings.where, _describe(error))
 
     async def on_disconnect() -> None:
-        logger.warning("lost the connection to NATS at %s; reconnecting", settings.where)
+        if connected.is_set():
+            logger.warning("lost the connection to NATS at %s; reconnecting", settings.where)
 
     async def on_reconnect() -> None:
         logger.info("reconnected to NATS at %s", settings.where)
 
     nc = Client()
-    connecting = nc.connect(
-        servers=list(settings.servers),
-        name="natsstorage",
-        user=settings.user,
-        password=settings.password,
-        token=settings.token,
-        user_credentials=settings.credentials,
-        tls=settings.tls_context(),
-        connect_timeout=settings.connect_timeout,  # type: ignore[arg-type]
-        allow_reconnect=True,
-        max_reconnect_attempts=RECONNECT_FOREVER,
-        reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]
-        error_cb=on_error,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
+    connecting = asyncio.ensure_future(
+        nc.connect(
+            servers=list(settings.servers),
+            name="natsstorage",
+            user=settings.user,
+            password=settings.password,
+            token=settings.token,
+            user_credentials=settings.credentials,
+            tls=settings.tls_context(),
+            connect_timeout=settings.connect_timeout,  # type: ignore[arg-type]
+            allow_reconnect=True,
+            max_reconnect_attempts=RECONNECT_FOREVER,
+            reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+        )
     )
     try:
         # nats-py retries the initial connect on its own; bound the whole of it.
-        await asyncio.wait_for(connecting, settings.connect_timeout)
-    except (TimeoutError, OSError, nats.errors.Error) as error:
-        await nc.close()
+        done, _ = await asyncio.wait({connecting}, timeout=settings.connect_timeout)
+        if not done:
+            raise TimeoutError
+        connecting.result()
+        connected.set()
+    except BaseException as error:  # a failure, or closing down during a background attempt
+        await _stop(connecting)
+        await _close(nc)
+        if not isinstance(error, TimeoutError | OSError | nats.errors.Error):
+            raise
         if not errors and not isinstance(error, TimeoutError):
             errors.append(error)
         reason = f": {_describe(errors[0])}" if errors else ""

@@ -136,6 +136,15 @@ class Config:
     tls_cert_file: str | None = option(None, _optional_str, PATH, "TLS: a client certificate")
     tls_key_file: str | None = option(None, _optional_str, PATH, "TLS: the client certificate's key", secret=True)
     connect_timeout: float = option(2.0, _positive, SECONDS, "seconds to reach a server before `NatsUnavailable`")
+    # Short: service comes back within about this long after NATS does; each background attempt
+    # costs one connect (refused at once by a host that is up, up to connect_timeout for one that is not).
+    connect_backoff: float = option(
+        1.0,
+        _positive,
+        SECONDS,
+        "after a failed connect, calls fail at once with `NatsUnavailable` while one background attempt every "
+        "this many seconds reconnects",
+    )
     timeout: float = option(
         10.0, _positive, SECONDS, "seconds any one network wait (reply, acknowledgement, chunk) may take"
     )
@@ -203,6 +212,7 @@ class Config:
             tls_cert_file=self.tls_cert_file,
             tls_key_file=self.tls_key_file,
             connect_timeout=self.connect_timeout,
+            connect_backoff=self.connect_backoff,
         )
 
     @property

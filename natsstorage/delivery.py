@@ -105,7 +105,8 @@ class Inbox:
     async def close(self) -> None:
         if self._sub is not None:
             sub, self._sub = self._sub, None
-            await sub.unsubscribe()
+            if not (self.nc is not None and self.nc.is_closed):  # a closed connection has dropped it already
+                await sub.unsubscribe()
 
 
 class Consumer(Inbox):

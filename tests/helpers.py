@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -96,3 +97,10 @@ def put_foreign(storage: NatsStorage, name: str, data: bytes, **meta: Any) -> No
         await nc.request(f"$O.{bucket}.M.{key}", json.dumps(raw).encode(), headers={"Nats-Rollup": "sub"}, timeout=5)
 
     with_nats(storage, publish)
+
+
+def default_sigint() -> None:
+    """For ``preexec_fn``: a child that is sent Ctrl-C gets SIGINT's default disposition, as a terminal's
+    foreground job has it. A suite run as a background job (``pytest &``) ignores SIGINT, and its
+    children would inherit that: Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -1,4 +1,5 @@
-"""The admin: the "NATS object store" section, its bucket and object pages, and uploads through a FileField."""
+"""The admin: the "NATS object store" section, its buckets page, a bucket's objects, and uploads through a
+FileField. One object's page, uploads into a bucket and bulk deletion: test_admin_objects.py."""
 
 from __future__ import annotations
 
@@ -55,8 +56,9 @@ def test_the_bucket_page_lists_every_bucket_with_its_figures(admin_client, stora
     assert (row.status.objects, row.status.storage, row.status.replicas, row.status.sealed) == (1, "file", 1, False)
     assert row.used_by == ()
     assert objects_url(storage.config.bucket) in response.text
-    for heading in ("Objects", "Bytes", "Storage", "Replicas", "TTL", "Max bytes", "Sealed", "Compression"):
+    for heading in ("Bucket", "Objects", "Bytes", "Limits", "Storage", "Used by"):
         assert f">{heading}</th>" in response.text
+    assert "max unlimited; TTL forever" in response.text and "file, 1 replica" in response.text
 
 
 def test_the_bucket_page_marks_buckets_that_configured_storages_use(admin_client):
@@ -71,9 +73,8 @@ def test_the_bucket_page_shows_bucket_options(admin_client, make_storage):
     storage.save("a.txt", ContentFile(b"a"))
     text = admin_client.get(reverse(BUCKETS)).text
     assert "Configs of the fleet" in text
-    assert "1:00:00" in text
-    assert "10.0 MiB" in text
-    assert "s2" in text
+    assert "max 10.0 MiB; TTL 1:00:00" in text
+    assert "file, 1 replica, s2" in text
 
 
 def test_the_admin_and_natsos_status_spell_sizes_and_durations_alike(admin_client, make_storage):
@@ -94,11 +95,30 @@ def test_the_bucket_page_says_clearly_when_nats_is_down(admin_client, settings):
     assert "cannot connect to NATS" in response.text
 
 
-@pytest.mark.parametrize("page", ["natsstorage_bucket_download", "natsstorage_bucket_delete"])
-def test_object_pages_answer_503_not_500_when_nats_is_down(admin_client, settings, page):
+@pytest.mark.parametrize(
+    "page", ["natsstorage_bucket_object", "natsstorage_bucket_download", "natsstorage_bucket_delete"]
+)
+def test_object_pages_say_nats_is_unreachable_in_an_admin_page_with_503(admin_client, settings, page):
     settings.NATSSTORAGE = {"servers": [f"nats://127.0.0.1:{free_port()}"], "connect_timeout": 0.2}
     response = admin_client.get(reverse(f"admin:{page}", kwargs={"bucket": "configs", "name": "a.txt"}))
     assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert_admin_page(response, "NATS is unreachable: cannot connect to NATS at nats://127.0.0.1:")
+
+
+def test_the_objects_page_says_nats_is_unreachable_instead_of_listing_nothing(admin_client, settings):
+    settings.NATSSTORAGE = {"servers": [f"nats://127.0.0.1:{free_port()}"], "connect_timeout": 0.2}
+    response = admin_client.get(objects_url("configs"))
+    assert response.status_code == 503
+    assert_admin_page(response, "NATS is unreachable")
+    assert "0 objects" not in response.text and "No objects" not in response.text
+
+
+def assert_admin_page(response, message: str) -> None:
+    """The admin's own layout (header, breadcrumbs back to the buckets), with ``message`` in an error note."""
+    assert 'id="site-name"' in response.text
+    assert f'<a href="{reverse(BUCKETS)}">Buckets</a>' in response.text
+    assert re.search(r'<p class="errornote">' + re.escape(message), response.text), response.text
 
 
 def test_the_bucket_pages_are_for_staff_only(client, django_user_model, storage):
@@ -112,17 +132,27 @@ def test_the_bucket_pages_are_for_staff_only(client, django_user_model, storage)
     assert "NATS object store" not in client.get(reverse("admin:index")).text
 
 
-def test_staff_with_the_view_permission_see_the_pages_but_no_delete_links(client, django_user_model, storage):
+def test_staff_with_the_view_permission_see_the_pages_but_cannot_change_anything(client, django_user_model, storage):
     storage.save("a.txt", ContentFile(b"a"))
+    bucket = storage.config.bucket
     client.force_login(staff(django_user_model, "view_bucket"))
     assert "NATS object store" in client.get(reverse("admin:index")).text
     assert client.get(reverse(BUCKETS)).status_code == 200
-    response = client.get(objects_url(storage.config.bucket))
+    response = client.get(objects_url(bucket))
     assert "a.txt" in response.text
-    assert "deletelink" not in response.text
-    delete = reverse("admin:natsstorage_bucket_delete", kwargs={"bucket": storage.config.bucket, "name": "a.txt"})
+    assert "action-select" not in response.text and "nats-upload" not in response.text
+    page = client.get(reverse("admin:natsstorage_bucket_object", kwargs={"bucket": bucket, "name": "a.txt"}))
+    assert page.status_code == 200 and "deletelink" not in page.text and "<textarea" not in page.text
+    delete = reverse("admin:natsstorage_bucket_delete", kwargs={"bucket": bucket, "name": "a.txt"})
     assert client.post(delete, {"post": "yes"}).status_code == 403
-    assert storage.exists("a.txt")
+    bulk = {"action": "delete_selected", "_selected_action": ["a.txt"], "post": "yes"}
+    assert "no permission to delete" in client.post(objects_url(bucket), bulk, follow=True).text
+    edit = {"description": "mine", "headers": "", "seq": storage.info("a.txt").seq}
+    object_url = reverse("admin:natsstorage_bucket_object", kwargs={"bucket": bucket, "name": "a.txt"})
+    assert client.post(object_url, edit).status_code == 403
+    upload = {"files": SimpleUploadedFile("b.txt", b"b")}
+    assert client.post(reverse("admin:natsstorage_bucket_upload", kwargs={"bucket": bucket}), upload).status_code == 403
+    assert storage.listdir("") == ([], ["a.txt"]) and storage.info("a.txt").description == ""
 
 
 def test_the_object_page_lists_objects_with_their_metadata(admin_client, storage):
@@ -130,8 +160,9 @@ def test_the_object_page_lists_objects_with_their_metadata(admin_client, storage
     storage.update_meta("docs/a.txt", description="the first one")
     info = storage.info("docs/a.txt")
     text = admin_client.get(objects_url(storage.config.bucket)).text
-    for shown in ("docs/a.txt", "5 B", "text/plain", "the first one", info.digest[:20]):
+    for shown in ("docs/a.txt", "5 B", "text/plain", "the first one"):
         assert shown in text
+    assert info.digest not in text  # on the object's page, whole; a list that fits a 1024 px window has no room
 
 
 def test_the_object_page_searches_by_name_prefix_and_paginates(admin_client, storage, monkeypatch):
@@ -146,13 +177,65 @@ def test_the_object_page_searches_by_name_prefix_and_paginates(admin_client, sto
     assert "other.txt" not in response.text
     response = admin_client.get(url, {"q": "logs/", "p": 3})
     assert [info.name for info in response.context["page"]] == ["logs/4.txt"]
-    assert "q=logs/&amp;p=2" in response.text
+    for number in (1, 2):  # numbered links to every other page, keeping the search
+        assert f'<a href="?q=logs%2F&amp;p={number}">{number}</a>' in response.text
+    assert '<span class="this-page">3</span>' in response.text
+    assert "5 objects, 5 B whose name starts with “logs/”; times in" in response.text
 
 
-def test_the_object_page_of_a_missing_bucket_is_404_and_creates_nothing(admin_client, bucket_name):
-    assert admin_client.get(objects_url(bucket_name)).status_code == 404
-    assert admin_client.get(objects_url("bad.name")).status_code == 404
-    assert bucket_name not in [row.name for row in rows_of(admin_client.get(reverse(BUCKETS)))]
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        ("name", ["a.txt", "b.txt", "c.txt"]),
+        ("-name", ["c.txt", "b.txt", "a.txt"]),
+        ("size", ["b.txt", "c.txt", "a.txt"]),
+        ("-size", ["a.txt", "c.txt", "b.txt"]),
+        ("modified", ["c.txt", "a.txt", "b.txt"]),
+        ("-modified", ["b.txt", "a.txt", "c.txt"]),
+    ],
+)
+def test_the_objects_are_sorted_by_the_column_asked_for(admin_client, storage, order, expected):
+    storage.save("c.txt", ContentFile(b"cc"))
+    storage.save("a.txt", ContentFile(b"aaa"))
+    storage.save("b.txt", ContentFile(b"b"))
+    response = admin_client.get(objects_url(storage.config.bucket), {"o": order})
+    assert [info.name for info in response.context["page"]] == expected
+
+
+def test_column_headings_sort_and_toggle_largest_and_newest_first(admin_client, storage, settings):
+    storage.save("a.txt", ContentFile(b"a"))
+    url = objects_url(storage.config.bucket)
+    headings = {h["label"]: h for h in admin_client.get(url).context["headings"]}
+    assert headings["Name"] == {"label": "Name", "url": "?o=-name", "sorted": "ascending"}  # by name at first
+    assert headings["Size"]["url"] == "?o=-size"  # largest first, as ls -S
+    assert headings["Modified"]["url"] == "?o=-modified"  # newest first, as ls -t
+    headings = {h["label"]: h for h in admin_client.get(url, {"o": "-size", "p": "2"}).context["headings"]}
+    assert headings["Size"] == {"label": "Size", "url": "?o=size", "sorted": "descending"}
+
+
+def test_the_objects_page_and_natsos_ls_show_the_same_time_in_the_same_zone(admin_client, storage, settings):
+    storage.save("a.txt", ContentFile(b"a"))
+    out = io.StringIO()
+    call_command("natsos_ls", storage.config.bucket, stdout=out)
+    shown = out.getvalue().splitlines()[1].split()[2:4]  # "1 B 2025-01-31 18:04:05 text/plain a.txt"
+    text = admin_client.get(objects_url(storage.config.bucket)).text
+    assert " ".join(shown) in text and f"times in {settings.TIME_ZONE}" in text
+
+
+def test_a_missing_bucket_or_object_is_an_admin_404_page_and_creates_nothing(admin_client, storage):
+    missing = f"{storage.config.bucket}x"
+    response = admin_client.get(objects_url(missing))
+    assert response.status_code == 404
+    assert_admin_page(response, f"There is no bucket “{missing}” on the NATS server.")
+    response = admin_client.get(objects_url("bad.name"))
+    assert response.status_code == 404
+    assert_admin_page(response, "“bad.name” is not a bucket name")
+    storage.save("a.txt", ContentFile(b"a"))
+    page = reverse("admin:natsstorage_bucket_object", kwargs={"bucket": storage.config.bucket, "name": "nope.txt"})
+    response = admin_client.get(page)
+    assert response.status_code == 404
+    assert_admin_page(response, f"There is no object “nope.txt” in bucket “{storage.config.bucket}”.")
+    assert missing not in [row.name for row in rows_of(admin_client.get(reverse(BUCKETS)))]
 
 
 def test_the_object_page_links_downloads(admin_client, storage):
@@ -173,7 +256,9 @@ def test_deleting_an_object_asks_for_confirmation_then_deletes_it(admin_client, 
     storage.save("gone.txt", ContentFile(b"g"))
     storage.save("kept.txt", ContentFile(b"k"))
     delete = reverse("admin:natsstorage_bucket_delete", kwargs={"bucket": storage.config.bucket, "name": "gone.txt"})
-    assert delete in admin_client.get(objects_url(storage.config.bucket)).text
+    page = reverse("admin:natsstorage_bucket_object", kwargs={"bucket": storage.config.bucket, "name": "gone.txt"})
+    assert page in admin_client.get(objects_url(storage.config.bucket)).text
+    assert delete in admin_client.get(page).text
     response = admin_client.get(delete)
     assert "Are you sure" in response.text
     assert storage.exists("gone.txt")
@@ -188,7 +273,11 @@ def test_deleting_an_object_asks_for_confirmation_then_deletes_it(admin_client, 
         f"{storage.config.bucket}/gone.txt",
         "admin",
     )
-    assert "gone.txt" in admin_client.get(reverse("admin:index")).text
+    assert entry.content_type.name == "NATS object"
+    recent = admin_client.get(reverse("admin:index")).text
+    assert re.search(
+        rf"{storage.config.bucket}/gone.txt\s*<br>\s*<span class=\"mini quiet\">NATS object</span>", recent
+    )
 
 
 # -- a FileField on NatsStorage in the admin -------------------------------------------------

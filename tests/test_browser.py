@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from django.core.files.base import ContentFile
 from django.urls import reverse
 from playwright.sync_api import expect, sync_playwright
 
@@ -51,13 +52,33 @@ def page(monkeypatch):
             browser.close()
 
 
-def test_upload_in_the_admin_download_the_link_and_see_the_bucket(live_server, page, admin_user):
-    data = random_bytes(6 * MiB)
+WINDOW = {"width": 1024, "height": 768}
+# Reports every value the upload form's <progress> shows, as it shows it.
+WATCH_PROGRESS = """() => {
+    const bar = document.querySelector('#nats-upload progress');
+    new MutationObserver(() => window.reportProgress(bar.value, bar.max))
+        .observe(bar, {attributes: true, attributeFilter: ['value', 'max']});
+}"""
+
+
+def log_in(page, live_server, user) -> None:
     page.goto(live_server.url + reverse("admin:login"))
-    page.fill("#id_username", admin_user.username)
+    page.fill("#id_username", user.username)
     page.fill("#id_password", "password")  # pytest-django's admin_user
     page.click("input[type=submit]")
     page.get_by_text("NATS object store").wait_for()
+
+
+def assert_fits_the_window(page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= WINDOW["width"], (
+        f"{page.url} is {width - WINDOW['width']} px wider than a {WINDOW['width']} px window"
+    )
+
+
+def test_upload_in_the_admin_download_the_link_and_see_the_bucket(live_server, page, admin_user):
+    data = random_bytes(6 * MiB)
+    log_in(page, live_server, admin_user)
 
     page.goto(live_server.url + reverse("admin:testapp_document_add"))
     page.fill("#id_title", "from the browser")
@@ -83,6 +104,67 @@ def test_upload_in_the_admin_download_the_link_and_see_the_bucket(live_server, p
         expect(row).to_contain_text("6.0 MiB")
     finally:
         NatsStorage("configs").delete(name)
+
+
+def test_in_a_1024_px_window_upload_edit_and_delete_objects_of_a_bucket(live_server, page, admin_user, make_storage):
+    storage = make_storage(
+        description="Configuration files of the fleet, kept for a day",
+        ttl=86400.0,
+        max_bytes=64 * MiB,
+        compression=True,
+    )
+    storage.save("docs/existing-configuration-file-with-a-long-name.yaml", ContentFile(b"a: 1\n"))
+    bucket = storage.config.bucket
+    page.set_viewport_size(WINDOW)
+    log_in(page, live_server, admin_user)
+    page.goto(live_server.url + reverse("admin:natsstorage_bucket_changelist"))
+    expect(page.get_by_role("link", name=bucket, exact=True)).to_be_visible()
+    assert_fits_the_window(page)
+
+    # Upload two files at once, one of them large enough for the progress to be seen.
+    page.get_by_role("link", name=bucket, exact=True).click()
+    assert_fits_the_window(page)
+    big, small = random_bytes(8 * MiB), b"x,y\n1,2\n"
+    page.set_input_files(
+        "#nats-upload input[type=file]",
+        files=[
+            {"name": "big.bin", "mimeType": "application/octet-stream", "buffer": big},
+            {"name": "small.csv", "mimeType": "text/csv", "buffer": small},
+        ],
+    )
+    page.fill("#id_folder", "uploads")
+    progress: list[tuple[float, float]] = []
+    page.expose_function("reportProgress", lambda value, maximum: progress.append((value, maximum)))
+    page.evaluate(WATCH_PROGRESS)
+    with page.expect_navigation():
+        page.click("#nats-upload input[type=submit]")
+    expect(page.locator(".messagelist")).to_contain_text(f"Uploaded 2 objects to bucket “{bucket}”")
+    assert any(value == maximum > len(big) for value, maximum in progress), progress  # the whole request, sent
+    assert storage.open("uploads/big.bin").read() == big
+    assert storage.info("uploads/small.csv").content_type == "text/csv"
+
+    # Edit one on its page.
+    page.get_by_role("link", name="uploads/small.csv", exact=True).click()
+    assert_fits_the_window(page)
+    expect(page.locator(".nats-metadata")).to_contain_text(storage.info("uploads/small.csv").digest)
+    page.fill("#id_description", "two rows")
+    page.fill("#id_headers", "Content-Type: text/csv\nCache-Control: max-age=60")
+    page.click("input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("Changed the description and the headers")
+    info = storage.info("uploads/small.csv")
+    assert info.description == "two rows" and info.headers["Cache-Control"] == ["max-age=60"]
+
+    # Delete both uploads at once.
+    page.get_by_role("link", name=bucket, exact=True).click()
+    page.check("input.action-select[value='uploads/big.bin']")
+    page.check("input.action-select[value='uploads/small.csv']")
+    expect(page.locator(".action-counter")).to_have_text("2 of 3 selected")  # Django's own actions.js
+    page.select_option("select[name=action]", "delete_selected")
+    page.click("button[name=index]")
+    expect(page.locator("#content")).to_contain_text("Are you sure you want to delete these 2 objects")
+    page.click("input[type=submit]")
+    expect(page.locator(".messagelist")).to_contain_text(f"Deleted 2 objects from bucket “{bucket}”")
+    assert storage.listdir("") == (["docs"], [])
 
 
 def test_a_page_styled_from_the_bucket_loads_its_css_and_the_image_the_css_names(live_server, page, media):

@@ -5,13 +5,17 @@ from __future__ import annotations
 import builtins
 import contextlib
 import io
+import itertools
 import json
 import os
 import queue
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -32,7 +36,7 @@ from natsstorage.status import bucket_rows
 from natsstorage.storage import bucket_names
 from natsstorage.testing import free_port
 
-from .helpers import purge, put_foreign, stream_state
+from .helpers import default_sigint, purge, put_foreign, stream_state
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = (
@@ -52,6 +56,10 @@ def command(*args: str, **options: object) -> str:
     out = io.StringIO()
     call_command(*args, stdout=out, stderr=io.StringIO(), **options)
     return out.getvalue()
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines()]
 
 
 def _close_to(iso: str, expected: datetime) -> bool:
@@ -108,8 +116,20 @@ def test_a_bad_bucket_name_is_a_clear_error(name):
     "args", [("natsos_ls", "media"), ("natsos_status",), ("natsos_get", "media", "a", "-"), ("natsos_watch", "media")]
 )
 def test_a_server_down_is_a_clear_error(no_server, args):
-    with pytest.raises(CommandError, match=r"cannot connect to NATS at nats://127\.0\.0\.1:\d+ within 0\.5 s"):
+    with pytest.raises(CommandError, match=r"cannot connect to NATS at nats://127\.0\.0\.1:\d+ within 0\.5 s") as error:
         command(*args)
+    assert "is nats-server running there? NATS_URL or settings.NATSSTORAGE['servers'] says where" in str(error.value)
+
+
+def test_every_json_option_writes_json_lines(storage, bucket):
+    storage.save("a.txt", ContentFile(b"a"))
+    storage.save("b.txt", ContentFile(b"b"))
+    for args in (("natsos_ls", bucket), ("natsos_status",)):
+        lines = command(*args, "--json").splitlines()
+        assert len(lines) >= 2 and all(isinstance(json.loads(line), dict) for line in lines)
+    for name in ("natsos_ls", "natsos_status", "natsos_watch"):
+        text = load_command_class("natsstorage", name).create_parser("manage.py", name).format_help()
+        assert "JSON Lines" in " ".join(text.split())
 
 
 def test_errors_exit_non_zero_from_the_shell(bucket_name):
@@ -129,12 +149,12 @@ def test_errors_exit_non_zero_from_the_shell(bucket_name):
 # -- natsos_ls -------------------------------------------------------------------------
 
 
-def test_ls_lists_objects_with_size_mtime_and_content_type(storage, bucket):
+def test_ls_lists_objects_with_size_mtime_and_content_type(storage, bucket, settings):
     storage.save("docs/a.txt", ContentFile(b"hello"))
     storage.save("docs/b.json", ContentFile(b"{}" * 1000))
     storage.save("logo.png", ContentFile(b"png"))
     lines = command("natsos_ls", bucket).splitlines()
-    assert lines[0].split() == ["SIZE", "MODIFIED", "(UTC)", "CONTENT", "TYPE", "NAME"]
+    assert lines[0].split() == ["SIZE", "MODIFIED", f"({settings.TIME_ZONE})", "CONTENT", "TYPE", "NAME"]
     assert [line.split()[-1] for line in lines[1:4]] == ["docs/a.txt", "docs/b.json", "logo.png"]
     assert lines[1].split()[:2] == ["5", "B"] and "text/plain" in lines[1]
     assert "2.0 KiB" in lines[2] and "application/json" in lines[2]
@@ -167,14 +187,14 @@ def test_status_of_one_bucket_as_a_table_and_as_json(storage, bucket):
     assert table[0].split()[:3] == ["BUCKET", "OBJECTS", "SIZE"]
     assert table[1].split()[:2] == [bucket, "1"]
     assert "KiB" in table[1] and "unlimited" in table[1] and "forever" in table[1]
-    (row,) = json.loads(command("natsos_status", bucket, "--json"))
+    (row,) = json_lines(command("natsos_status", bucket, "--json"))
     status = storage.status()
     assert row["bucket"] == bucket and row["exists"] and row["reachable"] and row["error"] is None
     assert (row["objects"], row["bytes"], row["max_bytes"], row["storage"]) == (1, status.bytes, -1, "file")
 
 
 def test_status_lists_every_bucket_and_what_uses_it(bucket):
-    rows = {row["bucket"]: row for row in json.loads(command("natsos_status", "--json"))}
+    rows = {row["bucket"]: row for row in json_lines(command("natsos_status", "--json"))}
     assert rows[bucket]["exists"] and rows[bucket]["used_by"] == []
     # tests.testapp.Document.upload stores into "configs", which no test creates.
     assert rows["configs"]["used_by"] == ["testapp.Document.upload"]
@@ -192,7 +212,7 @@ def test_status_with_the_server_down_shows_it_and_exits_non_zero(no_server):
     out = io.StringIO()
     with pytest.raises(CommandError, match="cannot connect"):
         call_command("natsos_status", "--json", stdout=out)
-    rows = json.loads(out.getvalue())
+    rows = json_lines(out.getvalue())
     assert rows and not any(row["reachable"] for row in rows)
 
 
@@ -209,6 +229,29 @@ def test_put_then_get_round_trips_a_file(storage, bucket, tmp_path):
     command("natsos_get", bucket, "dir/data.bin", str(tmp_path / "out.bin"))
     assert (tmp_path / "out.bin").read_bytes() == data
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.bin", "out.bin"]
+
+
+@contextmanager
+def umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_get_writes_files_as_the_umask_says_and_keeps_the_mode_of_a_file_it_replaces(storage, bucket, tmp_path):
+    storage.save("a.txt", ContentFile(b"a"))
+    for mask, mode in ((0o022, 0o644), (0o002, 0o664), (0o077, 0o600)):
+        with umask(mask):
+            command("natsos_get", bucket, "a.txt", str(tmp_path / f"{mask:o}.txt"))
+        assert (tmp_path / f"{mask:o}.txt").stat().st_mode & 0o777 == mode
+    (tmp_path / "kept.txt").write_bytes(b"old")
+    (tmp_path / "kept.txt").chmod(0o640)
+    with umask(0o022):
+        command("natsos_get", bucket, "a.txt", str(tmp_path / "kept.txt"), "--overwrite")
+    assert (tmp_path / "kept.txt").read_bytes() == b"a"
+    assert (tmp_path / "kept.txt").stat().st_mode & 0o777 == 0o640
 
 
 def test_get_to_stdout_writes_the_bytes_only(storage, bucket):
@@ -253,9 +296,9 @@ def test_put_reads_stdin_and_takes_a_content_type(storage, bucket):
     assert storage.info("piped").size == 4
 
 
-def test_put_never_creates_a_bucket_unless_asked(bucket_name, tmp_path):
+def test_put_never_creates_a_bucket_unless_asked_and_says_how(bucket_name, tmp_path):
     (tmp_path / "f").write_bytes(b"x")
-    with pytest.raises(CommandError, match="does not exist"):
+    with pytest.raises(CommandError, match="does not exist on the NATS server .use --create-bucket to create it"):
         command("natsos_put", bucket_name, "f", str(tmp_path / "f"))
     assert bucket_name not in bucket_names()
     command("natsos_put", bucket_name, "f", str(tmp_path / "f"), "--create-bucket")
@@ -270,7 +313,7 @@ def test_put_and_get_errors_say_what_to_fix(storage, bucket, tmp_path):
         command("natsos_put", bucket, "a", str(tmp_path / "missing"))
     with pytest.raises(CommandError, match="'/etc/passwd' is absolute"):
         command("natsos_put", bucket, "/etc/passwd", __file__)
-    with pytest.raises(CommandError, match="'missing' is not in the NATS bucket"):
+    with pytest.raises(CommandError, match=f"'missing' is not in the NATS bucket .*natsos_ls {bucket} lists its"):
         command("natsos_get", bucket, "missing", str(tmp_path / "out"))
     with pytest.raises(CommandError, match="'../up' is not in the NATS bucket"):  # any name a bucket may hold
         command("natsos_get", bucket, "../up", str(tmp_path / "out"))
@@ -333,6 +376,18 @@ def test_destroy_shows_the_loss_and_needs_the_name_typed_back(storage, bucket, m
     monkeypatch.setattr(builtins, "input", lambda prompt: bucket)
     assert "Destroyed the bucket" in command("natsos_destroy", bucket)
     assert bucket not in bucket_names()
+
+
+def test_destroy_names_the_configured_storages_and_models_that_use_the_bucket(storage, bucket):
+    NatsStorage(f"{bucket}x").status()  # a bucket nothing configured uses
+    assert "Used by" not in command("natsos_destroy", f"{bucket}x", "--noinput")
+    storages = {"default": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket, "location": "m"}}}
+    with override_settings(STORAGES=storages):
+        out = command("natsos_destroy", bucket, "--noinput")
+    assert "Used by STORAGES['default']: their files will be gone" in out
+    NatsStorage("configs").status()  # tests.testapp's Document.upload keeps its files there
+    out = command("natsos_destroy", "configs", "--noinput")
+    assert "Used by testapp.Document.upload: their files will be gone" in out
 
 
 def test_destroy_noinput_touches_nothing_else(storage, bucket):
@@ -433,6 +488,21 @@ def test_copy_from_a_bucket_other_clients_wrote_skips_each_unusable_name_saying_
     assert sorted(p.name for p in (tmp_path / "b").rglob("*")) == ["docs", "fine.txt"]
 
 
+def test_copy_cut_short_leaves_no_partial_file(media, tmp_path, monkeypatch):
+    # Ctrl-C while the second file is half written into a FileSystemStorage, which writes in place.
+    def interrupt_midway(self: Progress, count: int) -> None:
+        self.done += count
+        if self.done > 100_000:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Progress, "update", interrupt_midway)
+    with pytest.raises(KeyboardInterrupt):
+        command("natsos_copy", "--from", "default", "--to", "back")
+    copied = tmp_path / "b"
+    assert (copied / "a.txt").read_bytes() == b"a"  # the file before it, whole
+    assert not (copied / "docs" / "b.pdf").exists()
+
+
 def test_copy_errors(media):
     with pytest.raises(CommandError, match="no storage 'nope' in settings.STORAGES; the aliases are 'default'"):
         command("natsos_copy", "--from", "nope", "--to", "nats")
@@ -457,14 +527,15 @@ def subprocess_env(url: str) -> dict[str, str]:
 class Process:
     """A command running in its own Python, read line by line with timeouts."""
 
-    def __init__(self, args: list[str], url: str) -> None:
+    def __init__(self, args: list[str], url: str, *, cwd: Path = ROOT) -> None:
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "django", *args],
             env=subprocess_env(url),
-            cwd=ROOT,
+            cwd=cwd,
+            stdin=subprocess.PIPE,  # open, and silent until the test writes
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            preexec_fn=default_sigint,  # the Ctrl-C tests send SIGINT
         )
         self.stdout: queue.Queue[str] = queue.Queue()
         self.stderr: queue.Queue[str] = queue.Queue()
@@ -477,8 +548,9 @@ class Process:
             reader.start()
 
     @staticmethod
-    def _read(stream: io.TextIOBase, lines: queue.Queue[str], everything: list[str] | None) -> None:
-        for line in stream:
+    def _read(stream: io.BufferedReader, lines: queue.Queue[str], everything: list[str] | None) -> None:
+        for raw in stream:
+            line = raw.decode(errors="replace")
             if everything is not None:
                 everything.append(line)
             lines.put(line.rstrip("\n"))
@@ -502,24 +574,34 @@ class Process:
         self.popen.send_signal(signum)
         return self.popen.wait(LINE_TIMEOUT)
 
+    def errors(self) -> str:
+        """Everything written on stderr, once the process has ended."""
+        for reader in self.readers:
+            reader.join(5)
+        return "".join(self.all_stderr)
+
     def close(self) -> None:
         if self.popen.poll() is None:
             self.popen.kill()
             self.popen.wait()
         for reader in self.readers:
             reader.join(5)
-        assert self.popen.stdout is not None and self.popen.stderr is not None
-        self.popen.stdout.close()
-        self.popen.stderr.close()
+        for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+            if stream is not None:
+                stream.close()
 
 
 @contextmanager
-def watching(*args: str, url: str | None = None) -> Iterator[Process]:
-    process = Process(["natsos_watch", *args], url or _nats_url())
+def running(*args: str, url: str | None = None, cwd: Path = ROOT) -> Iterator[Process]:
+    process = Process(list(args), url or _nats_url(), cwd=cwd)
     try:
         yield process
     finally:
         process.close()
+
+
+def watching(*args: str, url: str | None = None) -> contextlib.AbstractContextManager[Process]:
+    return running("natsos_watch", *args, url=url)
 
 
 def test_watch_prints_each_change_and_stops_on_sigint(storage, bucket):
@@ -530,8 +612,9 @@ def test_watch_prints_each_change_and_stops_on_sigint(storage, bucket):
         assert watch.line() == f"{bucket} changed - b was updated"
         storage.delete("a")
         assert watch.line() == f"{bucket} changed - a was deleted"
-        assert watch.stop(signal.SIGINT) == 0
-        assert "Traceback" not in "".join(watch.all_stderr)
+        assert watch.stop(signal.SIGINT) == 130  # as for Ctrl-C in any command
+        assert watch.errors().splitlines()[-1] == f"stopped watching {bucket}"
+        assert "Traceback" not in watch.errors()
         assert watch.stdout.empty()
 
 
@@ -553,8 +636,8 @@ def test_watch_history_json_and_ignore_deletes_stops_on_sigterm(storage, bucket)
         storage.delete("old.txt")
         storage.save("new.txt", ContentFile(b"new"))
         assert json.loads(watch.line())["name"] == "new.txt"  # the deletion printed nothing
-        assert watch.stop(signal.SIGTERM) == 0
-        assert "Traceback" not in "".join(watch.all_stderr)
+        assert watch.stop(signal.SIGTERM) == 0  # a service manager's stop is no failure
+        assert "Traceback" not in watch.errors()
 
 
 def test_watch_waits_for_a_missing_bucket_when_asked(bucket_name):
@@ -566,7 +649,7 @@ def test_watch_waits_for_a_missing_bucket_when_asked(bucket_name):
             watch.wait_stderr(f"watching {bucket_name}")
             storage.save("second", ContentFile(b"2"))
             assert watch.line() == f"{bucket_name} changed - second was updated"
-            assert watch.stop(signal.SIGINT) == 0
+            assert watch.stop(signal.SIGINT) == 130
         finally:
             with contextlib.suppress(BucketNotFound):
                 storage.destroy()
@@ -587,8 +670,85 @@ def test_watch_resumes_after_a_server_restart(own_server):
             assert watch.line() == "configs changed - c was updated"
             storage.delete("a")
             assert watch.line() == "configs changed - a was deleted"
-            assert watch.stop(signal.SIGINT) == 0
-            assert "Traceback" not in "".join(watch.all_stderr)
+            assert watch.stop(signal.SIGINT) == 130
+            assert "Traceback" not in watch.errors()
+
+
+def test_a_closed_stdout_ends_watch_quietly(storage, bucket, tmp_path):
+    # As in "natsos_watch BUCKET | head -1": the reader goes away after one line.
+    storage.save("a", ContentFile(b"1"))
+    with (tmp_path / "stderr").open("w+b") as errors:
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "django", "natsos_watch", bucket, "--history"],
+            env=subprocess_env(_nats_url()),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
+        try:
+            assert watch.stdout is not None
+            assert select.select([watch.stdout], [], [], LINE_TIMEOUT)[0], "no line from the watch"
+            assert watch.stdout.readline() == f"{bucket} changed - a was updated\n".encode()
+            watch.stdout.close()  # the reader's end of the pipe: the next line written breaks it
+            deadline = time.monotonic() + LINE_TIMEOUT
+            for saved in itertools.count():
+                if watch.poll() is not None:
+                    break
+                assert time.monotonic() < deadline, "the watch kept running with no one reading"
+                storage.save(f"more-{saved}", ContentFile(b"2"))
+                time.sleep(0.2)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+            watch.wait()
+        errors.seek(0)
+        assert (watch.returncode, errors.read().decode()) == (0, f"watching {bucket} for changes (Ctrl-C to stop)\n")
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------------
+
+
+def test_ctrl_c_in_put_exits_130_with_one_line_and_stores_nothing(storage, bucket):
+    with running("natsos_put", bucket, "big.bin", "-") as put:
+        assert put.popen.stdin is not None
+        put.popen.stdin.write(os.urandom(16 * 1024 * 1024))  # more than a piece: chunks are published
+        put.popen.stdin.flush()
+        deadline = time.monotonic() + LINE_TIMEOUT
+        while stream_state(storage)["messages"] == 0:  # its first chunks have landed; stdin stays open
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert put.stop(signal.SIGINT) == 130
+        assert put.errors() == "Interrupted: nothing was stored as 'big.bin'.\n"
+    assert not storage.exists("big.bin")
+    assert stream_state(storage)["messages"] == 0  # its chunks were purged on the way out
+
+
+def test_ctrl_c_at_the_destroy_prompt_exits_130_and_destroys_nothing(storage, bucket):
+    with running("natsos_destroy", bucket) as destroy:
+        assert "This deletes the NATS bucket" in destroy.line()
+        time.sleep(0.5)  # at the prompt, waiting for the name to be typed
+        assert destroy.stop(signal.SIGINT) == 130
+        assert destroy.errors() == f"\nInterrupted: bucket '{bucket}' was not destroyed.\n"
+    assert storage.bucket_exists()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A URL where something accepts connections and never answers: a NATS server that hangs."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        yield f"nats://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_ctrl_c_in_get_exits_130_and_leaves_no_file(silent_server, tmp_path):
+    with running("natsos_get", "configs", "a.bin", "out.bin", url=silent_server, cwd=tmp_path) as get:
+        deadline = time.monotonic() + LINE_TIMEOUT
+        while not list(tmp_path.iterdir()):  # its temporary file is there: it waits for NATS
+            assert get.popen.poll() is None, get.errors()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert get.stop(signal.SIGINT) == 130
+        assert get.errors() == "Interrupted: nothing was written to out.bin.\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_ls_and_get_show_and_fetch_any_name_another_client_wrote(storage, bucket, tmp_path):

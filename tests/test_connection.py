@@ -115,6 +115,8 @@ SLEEP_THROUGH_CTRL_C = """
 import asyncio, signal, threading, time
 from natsstorage import _bridge
 
+signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever this process inherited (pytest &: ignored)
+
 def press_ctrl_c():
     time.sleep(0.5)
     # Caught by this thread while the main one sleeps in run(): the race a real Ctrl-C can hit.

@@ -61,3 +61,10 @@ def test_a_model_file_field_saves_into_the_bucket(configs_bucket):
     assert fresh.upload.size == 12
     fresh.upload.delete(save=True)
     assert not NatsStorage("configs").exists("docs/app_settings.yaml")
+
+
+@pytest.mark.django_db
+def test_natsstorage_has_a_migration_for_each_change_to_its_models():
+    out = io.StringIO()
+    call_command("makemigrations", "natsstorage", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()

@@ -2,8 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import TemplateView
 
+from tests.testapp import views
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("files/", include("natsstorage.urls")),
     path("styled/", TemplateView.as_view(template_name="testapp/styled.html")),  # static files from a bucket
+    path("sizes/", views.sizes),  # a page touching fifty files
 ]

@@ -1,8 +1,21 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
 from django.utils.html import format_html
 
+from natsstorage.exceptions import NatsUnavailable
+
 from .models import Document
+
+
+def problem(error: OSError) -> str:
+    """What a file's trouble means to someone reading the list."""
+    if isinstance(error, FileNotFoundError):
+        return "missing from the bucket"
+    if isinstance(error, NatsUnavailable):
+        return "NATS is unreachable"
+    return f"unreadable: {error}"
 
 
 @admin.register(Document)
@@ -24,5 +37,30 @@ class DocumentAdmin(admin.ModelAdmin):
     def size(self, document: Document) -> str:
         try:
             return filesizeformat(document.file.size)
-        except OSError as error:  # missing from the bucket, or NATS is down
-            return f"({type(error).__name__})"
+        except OSError as error:  # missing from the bucket, or NATS is down (then every row says so at once)
+            return f"({problem(error)})"
+
+    # The admin runs these in a transaction: when NATS is away, the row is left as it was.
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except NatsUnavailable as error:
+            return self.unavailable(request, "Nothing was saved", error)
+
+    def changelist_view(self, request, extra_context=None):  # its "Delete selected documents" action
+        try:
+            return super().changelist_view(request, extra_context)
+        except NatsUnavailable as error:
+            return self.unavailable(request, "Nothing was deleted", error)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except NatsUnavailable as error:
+            return self.unavailable(request, "Nothing was deleted", error)
+
+    def unavailable(self, request, outcome: str, error: NatsUnavailable) -> HttpResponseRedirect:
+        self.message_user(
+            request, f"{outcome}: the file store is unreachable ({error}). Try again shortly.", messages.ERROR
+        )
+        return HttpResponseRedirect(reverse("admin:documents_document_changelist"))

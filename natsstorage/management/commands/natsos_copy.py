@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import posixpath
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ class Command(NatsCommand):
         "Copy every file of one configured storage (settings.STORAGES alias) into another, e.g. FileSystemStorage "
         "media into a NatsStorage bucket or back. Files already at the destination with the same size and SHA-256 "
         "are skipped, so a second run resumes where the first stopped; a destination file that differs is replaced. "
-        "Nothing is ever deleted from the source."
+        "Nothing is ever deleted from the source, and a copy cut short (Ctrl-C, an error) leaves no partial file."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -48,6 +49,7 @@ class Command(NatsCommand):
             files = list(_walk(source, directory))
         progress = self.progress(options, sum(size for _, size in files))
         copied = skipped = copied_bytes = 0
+        self.interrupted = "Interrupted before copying anything; run the command again to resume."
         try:
             for name, size in files:
                 try:
@@ -65,6 +67,10 @@ class Command(NatsCommand):
                             self.stdout.write(f"copied {name} ({humanize.size(size)})")
                     copied += 1
                     copied_bytes += size
+                    self.interrupted = (
+                        f"Interrupted after copying {humanize.count(copied, 'file', 'files')}; "
+                        "run the command again to resume."
+                    )
                 except (OSError, NatsStorageError) as error:
                     raise CommandError(
                         f"copying {name!r} failed: {error}. Copied {copied} file(s) before it; "
@@ -137,6 +143,13 @@ def _copy(source: Storage, target: Storage, name: str, progress: Progress) -> No
         target.delete(name)  # it differs; the source is what counts
     with source.open(name, "rb") as file:
         content = ProgressFile(file, name, progress, content_type=getattr(file, "content_type", None))
-        saved = target.save(name, content)
+        try:
+            saved = target.save(name, content)
+        except BaseException:
+            # A NatsStorage publishes nothing unfinished; a FileSystemStorage writes in place.
+            with contextlib.suppress(Exception):
+                if target.exists(name):
+                    target.delete(name)
+            raise
     if saved != name:
         raise CommandError(f"{name!r} was saved as {saved!r}: the destination created {name!r} meanwhile")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 import tempfile
 from typing import IO, Any
@@ -22,8 +23,9 @@ class Command(NatsCommand):
     help = (
         "Write the object NAME of a NATS Object Store bucket to PATH (default: NAME's last segment in the current "
         "directory; '-' for stdout), streaming with bounded memory and checking its size and SHA-256. The data goes "
-        "to a temporary file beside PATH, renamed only once complete, so a failed download leaves nothing behind. "
-        "An existing PATH is refused unless --overwrite is given."
+        "to a temporary file beside PATH, renamed only once complete, so a failed or interrupted download leaves "
+        "nothing behind. A new file's mode follows the umask; an existing PATH is refused unless --overwrite is "
+        "given, and keeps its mode."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -37,6 +39,7 @@ class Command(NatsCommand):
         storage = self.storage(options["bucket"])
         name = options["name"]
         path = options["path"] or name.replace("\\", "/").rsplit("/", 1)[-1]
+        self.interrupted = "Interrupted." if path == "-" else f"Interrupted: nothing was written to {path}."
         if path == "-":
             out: Any = options.get("stdout") or sys.stdout
             self.copy(storage, name, getattr(out, "buffer", out), options)
@@ -47,10 +50,12 @@ class Command(NatsCommand):
         if os.path.exists(path) and not options["overwrite"]:
             raise CommandError(f"{path!r} already exists; use --overwrite to replace it")
         directory, filename = os.path.split(os.path.abspath(path))
+        mode = file_mode(path)
         descriptor, part = tempfile.mkstemp(dir=directory, prefix=f".{filename}.", suffix=PART_SUFFIX)
         try:
             with os.fdopen(descriptor, "wb") as target:
                 size = self.copy(storage, name, target, options)
+            os.chmod(part, mode)  # mkstemp's 0600 was for the download in progress, not for the file
             os.replace(part, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -60,7 +65,12 @@ class Command(NatsCommand):
             self.stdout.write(f"Wrote {name!r} from bucket {options['bucket']!r} to {path} ({humanize.size(size)})")
 
     def copy(self, storage: NatsStorage, name: str, target: IO[bytes], options: dict[str, Any]) -> int:
-        with storage.open_object(name) as source:  # any name the bucket holds
+        try:
+            source = storage.open_object(name)  # any name the bucket holds
+        except FileNotFoundError as error:
+            bucket = storage.config.bucket
+            raise CommandError(f"{error} (manage.py natsos_ls {bucket} lists its objects)") from error
+        with source:
             progress: Progress = self.progress(options, source.size, label=name)
             try:
                 for chunk in source.chunks(source.info.chunk_size if source.info else None):
@@ -69,3 +79,14 @@ class Command(NatsCommand):
             finally:
                 progress.close()
         return progress.done
+
+
+def file_mode(path: str) -> int:
+    """The mode ``path`` gets: an existing file's own (as ``cp`` keeps it), else what ``open()`` gives, 0666 less
+    the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)  # the only way to read it; set back at once
+        os.umask(umask)
+        return 0o666 & ~umask

@@ -6,25 +6,27 @@ import json
 from typing import Any
 
 from django.core.management.base import CommandParser
+from django.utils import timezone
 
 from natsstorage import humanize
 from natsstorage.humanize import count, size
 from natsstorage.management.base import NatsCommand
 from natsstorage.objectstore import ObjectInfo
 
-TITLES = ("SIZE", "MODIFIED (UTC)", "CONTENT TYPE", "NAME")
+TITLES = ("SIZE", "MODIFIED", "CONTENT TYPE", "NAME")
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the admin's object list writes times alike
 
 
 class Command(NatsCommand):
     help = (
-        "List the objects in a NATS Object Store bucket, with size, modification time and content type. "
-        "PREFIX keeps only the names that start with it."
+        "List the objects in a NATS Object Store bucket, with size, modification time (in the project's TIME_ZONE, "
+        "as the admin shows it) and content type. PREFIX keeps only the names that start with it."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("bucket", help="The bucket's name.")
         parser.add_argument("prefix", nargs="?", default="", help="Only names starting with this, e.g. 'docs/'.")
-        parser.add_argument("--json", action="store_true", help="One JSON object per line, sizes in bytes.")
+        self.add_json_argument(parser, "object")
 
     def handle(self, *args: Any, **options: Any) -> None:
         storage = self.storage(options["bucket"])
@@ -34,11 +36,17 @@ class Command(NatsCommand):
                 self.stdout.write(json.dumps(object_json(info)))
             return
         rows = [
-            (size(info.size), info.mtime.strftime("%Y-%m-%d %H:%M:%S"), info.content_type or "-", _shown(info))
+            (
+                size(info.size),
+                timezone.localtime(info.mtime).strftime(TIME_FORMAT),
+                info.content_type or "-",
+                _shown(info),
+            )
             for info in objects
         ]
-        widths = [max([len(row[i]) for row in rows] + [len(title)]) for i, title in enumerate(TITLES[:3])]
-        self.stdout.write(self.style.MIGRATE_HEADING(_line(TITLES, widths)))
+        titles = (TITLES[0], f"{TITLES[1]} ({timezone.get_current_timezone_name()})", *TITLES[2:])
+        widths = [max([len(row[i]) for row in rows] + [len(title)]) for i, title in enumerate(titles[:3])]
+        self.stdout.write(self.style.MIGRATE_HEADING(_line(titles, widths)))
         for row in rows:
             self.stdout.write(_line(row, widths))
         if options["verbosity"] >= 1:
@@ -49,6 +57,10 @@ class Command(NatsCommand):
 def _line(row: tuple[str, ...], widths: list[int]) -> str:
     size, mtime, content_type, name = row
     return f"{size:>{widths[0]}}  {mtime:<{widths[1]}}  {content_type:<{widths[2]}}  {name}"
+
+
+def _when(info: ObjectInfo) -> str:
+    return timezone.localtime(info.mtime).strftime(TIME_FORMAT)
 
 
 def _shown(info: ObjectInfo) -> str:

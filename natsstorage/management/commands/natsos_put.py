@@ -18,8 +18,9 @@ class Command(NatsCommand):
     help = (
         "Store the file at PATH ('-' for stdin) as the object NAME in a NATS Object Store bucket, streaming with "
         "bounded memory. An existing NAME is refused unless --overwrite is given; a missing bucket is an error "
-        "unless --create-bucket is given."
+        "unless --create-bucket is given. Interrupted (Ctrl-C), it stores nothing."
     )
+    missing_bucket_hint = "use --create-bucket to create it; manage.py natsos_status lists the buckets"
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("bucket", help="The bucket's name.")
@@ -37,6 +38,7 @@ class Command(NatsCommand):
             options["bucket"], create_bucket=options["create_bucket"], file_overwrite=options["overwrite"]
         )
         name, path = options["name"], options["path"]
+        self.interrupted = f"Interrupted: nothing was stored as {name!r}."
         if not options["overwrite"] and storage.exists(name):
             raise CommandError(
                 f"{name!r} already exists in bucket {options['bucket']!r}; use --overwrite to replace it"

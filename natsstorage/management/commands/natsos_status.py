@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from natsstorage.humanize import duration, size
-from natsstorage.management.base import LIST_HINT, NatsCommand, check_bucket_name
+from natsstorage.management.base import LIST_HINT, SERVER_HINT, NatsCommand, check_bucket_name
 from natsstorage.status import BucketRow, server_reports
 
 TITLES = ("BUCKET", "OBJECTS", "SIZE", "MAX SIZE", "TTL", "STORAGE", "REPLICAS", "SEALED", "USED BY")
@@ -22,7 +22,7 @@ class Command(NatsCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("bucket", nargs="?", help="Only this bucket.")
-        parser.add_argument("--json", action="store_true", help="A JSON list, with exact figures.")
+        self.add_json_argument(parser, "bucket")
 
     def handle(self, *args: Any, **options: Any) -> None:
         bucket = options["bucket"]
@@ -31,12 +31,13 @@ class Command(NatsCommand):
         reports = server_reports(bucket)
         rows = [row for report in reports for row in report.rows]
         if options["json"]:
-            self.stdout.write(json.dumps([row_json(row) for row in rows], indent=2))
+            for row in rows:
+                self.stdout.write(json.dumps(row_json(row)))
         else:
             self.table(rows, options["verbosity"])
         unreachable = [report for report in reports if not report.reachable]
         if unreachable:
-            raise CommandError(unreachable[0].error)
+            raise CommandError(f"{unreachable[0].error} ({SERVER_HINT})")
         if bucket is not None and not any(row.exists for row in rows):
             raise CommandError(f"bucket {bucket!r} does not exist on the NATS server ({LIST_HINT})")
 

@@ -26,24 +26,22 @@ WAIT_INTERVAL = 1.0  # seconds between looks for the bucket with --wait
 class Command(NatsCommand):
     help = (
         "Print a line per change to the objects of a NATS Object Store bucket as it happens: "
-        "'BUCKET changed - NAME was updated' or '... was deleted'. Resumes after a server restart; "
-        "stops cleanly on Ctrl-C or SIGTERM."
+        "'BUCKET changed - NAME was updated' or '... was deleted'. Resumes after a server restart. "
+        "Stops on SIGTERM (status 0), on Ctrl-C (status 130, as for any command) and when stdout is closed "
+        "(status 0: '| head -1' works)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("bucket", help="The bucket to watch.")
         parser.add_argument("--history", action="store_true", help="First replay every current object.")
         parser.add_argument("--ignore-deletes", action="store_true", help="Print no line for deletions.")
-        parser.add_argument(
-            "--json",
-            action="store_true",
-            help="One JSON object per line: bucket, name, event, size, digest, mtime, description.",
-        )
+        self.add_json_argument(parser, "change (bucket, name, event, size, digest, mtime, description)")
         parser.add_argument("--wait", action="store_true", help="Wait for a missing bucket to be created.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         storage = self.storage(options["bucket"])
         name = storage.config.bucket
+        self.interrupted = f"stopped watching {name}"
         try:
             with _stop_on_sigterm(), storage.watch(history=options["history"]) as changes:
                 if options["wait"]:
@@ -52,9 +50,9 @@ class Command(NatsCommand):
                 if options["verbosity"] >= 1:
                     self.note(f"watching {name} for changes (Ctrl-C to stop)")
                 self.follow(name, changes, options)
-        except KeyboardInterrupt:
+        except Terminated:
             if options["verbosity"] >= 1:
-                self.note(f"stopped watching {name}")
+                self.note(self.interrupted)
 
     def wait_for(self, storage: NatsStorage) -> None:
         if storage.bucket_exists():
@@ -110,15 +108,19 @@ def event_json(bucket: str, info: ObjectInfo) -> dict[str, Any]:
     }
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: a service manager asks the watch to stop, which is no failure."""
+
+
 @contextmanager
 def _stop_on_sigterm() -> Iterator[None]:
-    """SIGTERM stops the watch as Ctrl-C does: cleanly, with status 0."""
+    """SIGTERM stops the watch cleanly, with status 0."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:

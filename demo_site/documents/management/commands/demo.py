@@ -3,6 +3,7 @@
 import os
 import secrets
 import signal
+import socket
 import struct
 import sys
 import zlib
@@ -14,9 +15,19 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from natsstorage import close_connections
-from natsstorage.testing import NatsServer
+from natsstorage.testing import LOOPBACK, NatsServer
 
 USERNAME = "admin"
+NATS_PORT = 4222  # NATS's own default, so that the NATS tools and the commands find it too, when it is free
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
 
 
 def sample_png(width: int = 120, height: int = 80) -> bytes:
@@ -45,7 +56,8 @@ class Command(BaseCommand):
     def handle(self, *args, addrport: str, **options):
         server = None
         if not os.environ.get("NATS_URL"):
-            server = NatsServer(store_dir=settings.DATA_DIR / "nats").start()
+            port = NATS_PORT if port_is_free(NATS_PORT) else None  # else any free one: say which below
+            server = NatsServer(store_dir=settings.DATA_DIR / "nats", port=port).start()
             os.environ["NATS_URL"] = server.url
             self.stdout.write(f"Started nats-server {server.url} with JetStream in {server.store_dir}")
         else:
@@ -59,7 +71,10 @@ class Command(BaseCommand):
             host = addrport if ":" in addrport else f"127.0.0.1:{addrport}"
             self.stdout.write(
                 self.style.SUCCESS(f"\nDemo: http://{host}/admin/   log in as {USERNAME} / {password}\n")
-                + "Bucket page: http://{host}/admin/natsstorage/bucket/   Stop with Ctrl-C.\n".replace("{host}", host)
+                + f"Bucket page: http://{host}/admin/natsstorage/bucket/   Stop with Ctrl-C.\n\n"
+                + "For the natsos_* commands, in another terminal:\n"
+                + f"    export NATS_URL={os.environ['NATS_URL']}\n"
+                + "    .venv/bin/python manage.py natsos_ls configs\n"
             )
             call_command("runserver", addrport, use_reloader=False)
         finally:

@@ -1,0 +1,201 @@
+"""A bucket's objects: search by name prefix, sortable columns, numbered pages, and deleting, one or many at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import messages
+from django.contrib.admin.models import DELETION
+from django.core.paginator import Page, Paginator
+from django.http import HttpRequest, HttpResponseBase, HttpResponseRedirect
+from django.template.response import TemplateResponse
+
+from natsstorage import humanize
+from natsstorage.admin import history
+from natsstorage.admin.forms import UploadForm
+from natsstorage.admin.pages import bucket_missing, bucket_storage, find, objects_url
+from natsstorage.exceptions import BucketNotFound, NatsStorageError, NatsUnavailable
+from natsstorage.objectstore import ObjectInfo
+from natsstorage.storage import NatsStorage
+
+if TYPE_CHECKING:
+    from natsstorage.admin.buckets import BucketAdmin
+
+SEARCH_PARAMETER = "q"  # a name prefix
+PAGE_PARAMETER = "p"
+ORDER_PARAMETER = "o"  # a column, "-" first for descending
+SELECTED = "_selected_action"  # the checkboxes, as Django's admin names them (its actions.js reads them)
+DELETE_SELECTED = "delete_selected"
+NOT_SELECTED = "Items must be selected in order to perform actions on them. No items have been changed."
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    key: Callable[[ObjectInfo], Any]
+    # Largest and newest first, as "ls -S" and "ls -t" list; names and types from A.
+    descending_first: bool = False
+
+
+COLUMNS = {
+    "name": Column("Name", lambda info: info.name),
+    "size": Column("Size", lambda info: info.size, descending_first=True),
+    "modified": Column("Modified", lambda info: info.mtime, descending_first=True),  # in TIME_ZONE, as natsos_ls
+    "type": Column("Content type", lambda info: (info.content_type or "", info.name)),
+}
+DEFAULT_ORDER = "name"
+
+
+def query(request: HttpRequest, **changes: str | int | None) -> str:
+    """This page's query string with ``changes`` made (None removes a parameter)."""
+    parameters = request.GET.copy()
+    for key, value in changes.items():
+        if value is None:
+            parameters.pop(key, None)
+        else:
+            parameters[key] = str(value)
+    return "?" + parameters.urlencode() if parameters else "?"
+
+
+def ordered(infos: list[ObjectInfo], order: str) -> tuple[list[ObjectInfo], str]:
+    """``infos`` sorted by ``order`` (a column, "-" first for descending); the order applied."""
+    column = COLUMNS.get(order.removeprefix("-"))
+    if column is None:
+        order, column = DEFAULT_ORDER, COLUMNS[DEFAULT_ORDER]
+    return sorted(infos, key=column.key, reverse=order.startswith("-")), order
+
+
+def headings(request: HttpRequest, order: str) -> list[dict[str, str]]:
+    """Each sortable column's heading: its label, where a click leads, and how it is sorted now."""
+    found = []
+    for name, column in COLUMNS.items():
+        if order.removeprefix("-") == name:
+            state = "descending" if order.startswith("-") else "ascending"
+            toggled = name if order.startswith("-") else f"-{name}"
+        else:
+            state, toggled = "", f"-{name}" if column.descending_first else name
+        url = query(request, **{ORDER_PARAMETER: toggled, PAGE_PARAMETER: None})
+        found.append({"label": column.label, "url": url, "sorted": state})
+    return found
+
+
+def page_links(request: HttpRequest, page: Page[ObjectInfo]) -> list[dict[str, Any]]:
+    """Numbered links to pages, the first and last few always, the others elided as Django's admin does."""
+    links: list[dict[str, Any]] = []
+    for number in page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1):
+        if not isinstance(number, int):  # the paginator's ELLIPSIS
+            links.append({"gap": True})
+        else:
+            links.append({"number": number, "current": number == page.number, "url": query(request, p=number)})
+    return links
+
+
+def objects_page(model_admin: BucketAdmin, request: HttpRequest, bucket: str) -> HttpResponseBase:
+    storage = bucket_storage(bucket)
+    if request.method == "POST":
+        return _action(model_admin, request, bucket)
+    prefix = request.GET.get(SEARCH_PARAMETER, "")
+    error = ""
+    try:
+        infos = storage.objects(prefix)
+    except BucketNotFound:
+        raise bucket_missing(bucket) from None
+    except NatsUnavailable:
+        raise
+    except NatsStorageError as problem:  # NATS answered, but not with a listing (a corrupt metadata message)
+        infos, error = [], str(problem)
+    infos, order = ordered(infos, request.GET.get(ORDER_PARAMETER, DEFAULT_ORDER))
+    page = Paginator(infos, model_admin.list_per_page).get_page(request.GET.get(PAGE_PARAMETER))
+    context = model_admin.context(
+        request,
+        f"Objects in bucket {bucket}",
+        bucket=bucket,
+        page=page,
+        total_bytes=sum(info.size for info in infos),
+        prefix=prefix,
+        search_parameter=SEARCH_PARAMETER,
+        order_parameter=ORDER_PARAMETER,
+        order=order if order != DEFAULT_ORDER else "",
+        headings=headings(request, order),
+        page_links=page_links(request, page) if page.has_other_pages() else [],
+        upload_form=UploadForm(),
+        error=error,
+        action=DELETE_SELECTED,
+        selected=SELECTED,
+    )
+    return TemplateResponse(request, "natsstorage/admin/objects.html", context)
+
+
+def _action(model_admin: BucketAdmin, request: HttpRequest, bucket: str) -> HttpResponseBase:
+    """The "Delete selected objects" action: a confirmation page, then (its POST) the deletions."""
+    back = objects_url(bucket) + query(request)
+    if request.POST.get("action") != DELETE_SELECTED:
+        messages.warning(request, "No action selected.")
+        return HttpResponseRedirect(back)
+    if not model_admin.has_delete_permission(request):
+        messages.error(request, "You have no permission to delete objects.")
+        return HttpResponseRedirect(back)
+    names = request.POST.getlist(SELECTED)
+    if not names:
+        messages.warning(request, NOT_SELECTED)
+        return HttpResponseRedirect(back)
+    return delete_page(model_admin, request, bucket, names, back=back, done=back, bulk=True)
+
+
+def delete_page(
+    model_admin: BucketAdmin,
+    request: HttpRequest,
+    bucket: str,
+    names: list[str],
+    *,
+    back: str,
+    done: str | None = None,
+    bulk: bool = False,
+) -> HttpResponseBase:
+    """Django's convention: a page that asks, and only its POST (``post=yes``) deletes. Each deletion goes
+    into "Recent actions". ``back``: where "No" leads; ``done``: where to go after (the bucket's objects);
+    ``bulk``: the names were ticked in the list (those deleted meanwhile are left out), not named by the URL."""
+    if bulk:
+        storage = bucket_storage(bucket)
+        infos = [info for info in (_info_or_none(storage, name) for name in names) if info is not None]
+    else:
+        storage, info = find(bucket, names[0])  # named in the URL: gone is a 404
+        infos = [info]
+    done = done or objects_url(bucket)
+    if not infos:
+        messages.warning(request, "None of the selected objects is in the bucket any more.")
+        return HttpResponseRedirect(done)
+    if request.method == "POST" and request.POST.get("post") == "yes":
+        for info in infos:
+            storage.delete_object(info.name)
+            history.log(request, DELETION, bucket, info.name)
+        if len(infos) == 1:
+            message = f"The object “{infos[0].name}” was deleted from bucket “{bucket}”."
+        else:
+            message = f"Deleted {humanize.count(len(infos), 'object', 'objects')} from bucket “{bucket}”."
+        model_admin.message_user(request, message, messages.SUCCESS)
+        return HttpResponseRedirect(done)
+    context = model_admin.context(
+        request,
+        "Are you sure?",
+        bucket=bucket,
+        infos=infos,
+        total_bytes=sum(info.size for info in infos),
+        gone=len(names) - len(infos),
+        back=back,
+        bulk=bulk,
+        action=DELETE_SELECTED,
+        selected=SELECTED,
+    )
+    return TemplateResponse(request, "natsstorage/admin/delete_confirmation.html", context)
+
+
+def _info_or_none(storage: NatsStorage, name: str) -> ObjectInfo | None:
+    try:
+        return storage.object_info(name)
+    except FileNotFoundError:
+        return None  # deleted meanwhile
+    except BucketNotFound:
+        raise bucket_missing(storage.config.bucket) from None

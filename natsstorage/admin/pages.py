@@ -1,0 +1,44 @@
+"""What the object pages share: reaching a bucket as they read it, their URLs, and who asks in JSON."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest
+from django.urls import reverse
+
+from natsstorage.exceptions import BucketNotFound
+from natsstorage.objectstore import ObjectInfo, valid_bucket_name
+from natsstorage.storage import NatsStorage
+
+
+def bucket_storage(bucket: str, **options: object) -> NatsStorage:
+    """The bucket as the pages read it: its own names, never created."""
+    if not valid_bucket_name(bucket):
+        raise Http404(f"“{bucket}” is not a bucket name: bucket names have letters, digits, - and _ only.")
+    return NatsStorage(bucket, create_bucket=False, location="", **options)
+
+
+def bucket_missing(bucket: str) -> Http404:
+    return Http404(f"There is no bucket “{bucket}” on the NATS server.")
+
+
+def find(bucket: str, name: str) -> tuple[NatsStorage, ObjectInfo]:
+    storage = bucket_storage(bucket)
+    try:
+        return storage, storage.object_info(name)  # any name the bucket holds, a link as itself
+    except BucketNotFound:
+        raise bucket_missing(bucket) from None
+    except FileNotFoundError:
+        raise Http404(f"There is no object “{name}” in bucket “{bucket}”.") from None
+
+
+def objects_url(bucket: str) -> str:
+    return reverse("admin:natsstorage_bucket_objects", kwargs={"bucket": bucket})
+
+
+def object_url(bucket: str, name: str) -> str:
+    return reverse("admin:natsstorage_bucket_object", kwargs={"bucket": bucket, "name": name})
+
+
+def wants_json(request: HttpRequest) -> bool:
+    """The upload form's script asks with XMLHttpRequest and reads JSON answers."""
+    return request.headers.get("X-Requested-With") == "XMLHttpRequest"

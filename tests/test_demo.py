@@ -1,0 +1,167 @@
+"""The demo, run as its README says (``manage.py demo``), with its state in a temporary directory."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from demo_site.documents.management.commands.demo import NATS_PORT, port_is_free
+from natsstorage import NatsStorage
+from natsstorage.testing import free_port
+
+from .helpers import default_sigint
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 60.0  # seconds for the demo to migrate, start NATS and serve
+LOGIN = re.compile(r"log in as (\S+) / (\S+)")
+
+
+class Demo:
+    def __init__(self, process: subprocess.Popen[str], url: str) -> None:
+        self.process = process
+        self.url = url
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str) -> re.Match[str]:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no {pattern!r} from the demo: {''.join(self.output)}") from None
+            if found := re.search(pattern, line):
+                return found
+
+    def wait_until_serving(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/admin/login/", timeout=5).close()
+                return
+            except OSError:
+                assert self.process.poll() is None, "".join(self.output)
+                assert time.monotonic() < deadline, "".join(self.output)
+                time.sleep(0.2)
+
+    def browser(self, user: str, password: str) -> urllib.request.OpenerDirector:
+        """A signed-in admin session, as a browser keeps it (cookies, the CSRF token)."""
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        page = opener.open(self.url + "/admin/login/").read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+        form = {"username": user, "password": password, "csrfmiddlewaretoken": token, "next": "/admin/"}
+        opener.open(self.url + "/admin/login/", urllib.parse.urlencode(form).encode()).close()
+        return opener
+
+    def post_form(
+        self, browser: urllib.request.OpenerDirector, path: str, fields: dict[str, str], files: dict[str, bytes]
+    ) -> str:
+        """Fill in and send a form with files, as a browser does (multipart, with the form's CSRF token)."""
+        page = browser.open(self.url + path).read().decode()
+        fields = {**fields, "csrfmiddlewaretoken": re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]}
+        boundary = "----natsstorage-test"
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+            for k, v in fields.items()
+        ]
+        for name, data in files.items():
+            head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}.bin"\r\n\r\n'
+            parts.append(head.encode() + data + b"\r\n")
+        body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+        request = urllib.request.Request(
+            self.url + path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}", "Referer": self.url}
+        )
+        return browser.open(request).read().decode()
+
+
+@contextmanager
+def demo(tmp_path: Path, nats_url: str | None = None) -> Iterator[Demo]:
+    port = free_port()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DEMO_DATA_DIR": str(tmp_path),  # not the checkout's demo_site/data
+        "PYTHONUNBUFFERED": "1",
+        **({"NATS_URL": nats_url} if nats_url else {}),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "demo", f"127.0.0.1:{port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=default_sigint,  # stopped with Ctrl-C, as its README says
+    )
+    running = Demo(process, f"http://127.0.0.1:{port}")
+    try:
+        yield running
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def test_the_demo_starts_nats_on_a_stable_port_and_says_how_to_point_the_commands_at_it(tmp_path):
+    expected = str(NATS_PORT) if port_is_free(NATS_PORT) else r"\d+"  # NATS's default port, unless something holds it
+    with demo(tmp_path) as running:
+        url = running.wait_for(rf"^\s+export NATS_URL=(nats://127\.0\.0\.1:{expected})$")[1]
+        running.wait_until_serving()
+        listing = subprocess.run(
+            [sys.executable, "manage.py", "natsos_ls", "configs"],
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", "NATS_URL": url, "DEMO_DATA_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert listing.returncode == 0, listing.stderr
+        heading, *rows = listing.stdout.splitlines()
+        assert heading.split()[:3] == ["SIZE", "MODIFIED", "(UTC)"]  # as the demo's admin shows times
+        assert any(row.endswith("docs/welcome.txt") for row in rows)
+    assert "Stopped the nats-server." in "".join(running.output)
+
+
+def test_the_demo_document_list_says_what_is_wrong_with_a_file(tmp_path, own_server):
+    server = own_server()
+    with demo(tmp_path, nats_url=server.url) as running:
+        user, password = running.wait_for(LOGIN.pattern).groups()
+        running.wait_until_serving()
+        browser = running.browser(user, password)
+        documents = running.url + "/admin/documents/document/"
+        assert "42\xa0bytes" in browser.open(documents).read().decode()  # the sample's welcome.txt
+        NatsStorage("configs", servers=server.url).delete("docs/welcome.txt")
+        text = browser.open(documents).read().decode()
+        assert "(missing from the bucket)" in text and "FileNotFoundError" not in text
+        server.stop()
+        started = time.monotonic()
+        text = browser.open(documents).read().decode()
+        assert "(NATS is unreachable)" in text and "NatsUnavailable" not in text
+        assert time.monotonic() - started < 10  # one connect_timeout (2 s) for the page, not a timeout per row
+        added = running.post_form(browser, "/admin/documents/document/add/", {"title": "t"}, {"file": b"data"})
+        assert "Nothing was saved: the file store is unreachable" in added
+        assert "<title>Select document to change" in added  # the list, with the message: no error page
