@@ -252,6 +252,17 @@ class Index:
         return sum(1 for entry in self.entries.values() if self._live(entry))
 
 
+async def listing(bucket: Bucket, prefix: str) -> list[Entry]:
+    return list((await Index.of(bucket)).under(prefix))
+
+
+async def page(
+    bucket: Bucket, prefix: str, order: str, descending: bool, offset: int, limit: int
+) -> tuple[list[Entry], int]:
+    found = await Index.of(bucket)
+    return found.page(prefix, order=order, descending=descending, offset=offset, limit=limit)
+
+
 async def status(bucket: Bucket) -> BucketStatus:
     """The bucket's figures, its live objects counted by its index."""
     info = await bucket.stream_info()

@@ -12,6 +12,7 @@ on names; ``natsstorage.transfer`` moves the data, and
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -353,6 +354,14 @@ class Bucket:
             info = ObjectInfo.from_delivery(msg)
             if self.live(info) or (deleted and info.deleted):
                 yield info
+
+    async def infos(self, names: list[str]) -> list[ObjectInfo | None]:
+        """``info`` of many names at once: their requests in flight together."""
+        return list(await asyncio.gather(*(self.info(name) for name in names)))
+
+    async def sorted_objects(self, prefix: str) -> list[ObjectInfo]:
+        """Every live object whose name starts with ``prefix``, by name (reads every name's metadata)."""
+        return sorted([info async for info in self.objects() if info.name.startswith(prefix)], key=lambda i: i.name)
 
     async def update_meta(
         self,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from collections.abc import Mapping
@@ -361,7 +360,7 @@ class NatsStorage(Storage):
 
     def object_infos(self, keys: list[str]) -> list[ObjectInfo | None]:
         """``object_info`` of many keys at once (None for each not there): a page of rows in one round trip."""
-        return run(_infos(self.bucket, keys))
+        return run(self.bucket.infos(keys))
 
     def open_object(self, key: str) -> NatsFile:
         """Read what is stored under ``key``, following a link, whatever the name: also names another
@@ -385,16 +384,16 @@ class NatsStorage(Storage):
         all: what an admin page shows, without sorting the whole bucket."""
         if order not in ("name", "size", "mtime"):
             raise ValueError(f"order by 'name', 'size' or 'mtime', not {order!r}")
-        return run(_page(self.bucket, prefix, order, descending, offset, limit))
+        return run(index.page(self.bucket, prefix, order, descending, offset, limit))
 
     def listing(self, prefix: str = "") -> list[Entry]:
         """Name, size, modified time and link-ness of the live objects whose names start with ``prefix``,
         by name: from this process's index of the bucket, at the cost of what it returns once made."""
-        return run(_listing(self.bucket, prefix))
+        return run(index.listing(self.bucket, prefix))
 
     def objects(self, prefix: str = "") -> list[ObjectInfo]:
         """The bucket's live objects whose names start with ``prefix``, sorted by name."""
-        return run(_sorted_objects(self.bucket, prefix))
+        return run(self.bucket.sorted_objects(prefix))
 
     def watch(self, *, history: bool = False) -> Changes:
         """Changes to the bucket's objects as they happen (``history``: each object's latest first)."""
@@ -484,25 +483,6 @@ def _usable(prefix: str, entry: str) -> bool:
     except SuspiciousFileOperation:
         return False
     return True
-
-
-async def _infos(bucket: Bucket, keys: list[str]) -> list[ObjectInfo | None]:
-    return list(await asyncio.gather(*(bucket.info(key) for key in keys)))
-
-
-async def _page(
-    bucket: Bucket, prefix: str, order: str, descending: bool, offset: int, limit: int
-) -> tuple[list[Entry], int]:
-    found = await Index.of(bucket)
-    return found.page(prefix, order=order, descending=descending, offset=offset, limit=limit)
-
-
-async def _listing(bucket: Bucket, prefix: str) -> list[Entry]:
-    return list((await Index.of(bucket)).under(prefix))
-
-
-async def _sorted_objects(bucket: Bucket, prefix: str) -> list[ObjectInfo]:
-    return sorted([info async for info in bucket.objects() if info.name.startswith(prefix)], key=lambda i: i.name)
 
 
 def close_connections() -> None:
