@@ -31,14 +31,13 @@ from typing import NamedTuple
 
 from nats.aio.client import Client
 
-from natsstorage.exceptions import CorruptObject, JetStreamError, NatsUnavailable
-from natsstorage.objectstore import Bucket, BucketStatus, ObjectInfo, Watch
+from natsstorage.exceptions import CorruptObject, NatsUnavailable
+from natsstorage.objectstore import ALL_META, Bucket, BucketStatus, ObjectInfo, Watch
 
 logger = logging.getLogger("natsstorage")
 ENTRY_BYTES = 250  # an Entry, its name (of ~15 characters) and datetime, a dict slot, a place in the sorted list
 LAST_CHARACTER = "\U0010ffff"  # prefix + this sorts after every name that starts with prefix
 SKIP_DIRECTORY = "0"  # the character after "/": names from prefix + "0" on are past the directory prefix + "/"
-ERR_CONSUMER_NOT_FOUND = 10014
 # Seconds a watch may have changes waiting and deliver none before it is started again: a healthy
 # one delivers at once (and sends a heartbeat every WATCH_HEARTBEAT even when idle).
 STALLED = 1.0
@@ -87,21 +86,21 @@ class Index:
     async def fresh(self) -> None:
         """Return once every metadata change stored before this call has been applied."""
         loop = asyncio.get_running_loop()
-        watch = await self._running()
+        nc = await self.bucket.connection()
+        # The newest metadata message of all (from the stream leader): every change stored before this call
+        # is at or before it, and the watch delivers them in order.
+        last = await self.bucket.stream.get_message(nc, {"last_by_subj": ALL_META.format(bucket=self.bucket.name)})
+        target = int(last["seq"]) if last is not None else 0
+        created = (await self.bucket.stream.api(nc, f"STREAM.INFO.{self.bucket.stream.name}")).get("created")
+        watch = await self._running(instead_of=self._watch if created != self._created else None)
         progress = (watch, watch.delivered, loop.time())
         deadline = loop.time() + self.bucket.stream.timeout  # moved on by progress: a first look takes its time
         while True:
-            try:
-                nc = await self.bucket.connection()
-                info = await self.bucket.stream.api(nc, f"CONSUMER.INFO.{self.bucket.stream.name}.{watch.name}")
-            except JetStreamError as error:
-                if error.code != ERR_CONSUMER_NOT_FOUND:
-                    raise
-                # The server lost it (a restart): resume after the last change applied.
-                watch = await self._running(instead_of=watch)
-                continue
-            if int(info.get("num_pending", 0)) == 0 and watch.delivered >= int(info["delivered"]["consumer_seq"]):
-                return  # every change stored before the request went out, and has been applied
+            if self.applied >= target:
+                return
+            if self._task is None or self._task.done():
+                watch = await self._running(instead_of=watch)  # it ended (the server went quiet): resume
+                progress = (watch, watch.delivered, loop.time())
             if (watch, watch.delivered) != progress[:2]:
                 progress = (watch, watch.delivered, loop.time())
                 deadline = progress[2] + self.bucket.stream.timeout

@@ -20,7 +20,13 @@ NAMES = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(name=NAMES)
 def test_any_name_round_trips_or_is_refused(make_storage, name):
     storage = make_storage(file_overwrite=True)
