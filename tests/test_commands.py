@@ -747,7 +747,9 @@ def test_ctrl_c_in_get_exits_130_and_leaves_no_file(silent_server, tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert get.stop(signal.SIGINT) == 130
-        assert get.errors() == "Interrupted: nothing was written to out.bin.\n"
+        # One line first; the interpreter may add a note of its own as it exits mid-connect, never a traceback.
+        assert get.errors().startswith("Interrupted: nothing was written to out.bin.\n")
+        assert "Traceback" not in get.errors()
     assert list(tmp_path.iterdir()) == []
 
 
