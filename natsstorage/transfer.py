@@ -238,7 +238,7 @@ class Upload:
 class Download:
     """An object's data, chunk by chunk, checked against its size, chunk count and digest.
 
-    Up to a window of chunks come by batched direct gets (nats-server 2.11+, a
+    Up to a window of chunks come by batched direct gets (nats-server 2.12+, a
     bucket with direct access), sparing a consumer's creation and deletion (a
     round trip, and in a cluster a proposal to the meta leader). More come
     through an ephemeral pull consumer: the server copies each message of a
