@@ -230,7 +230,8 @@ def setup_django(url: str, timeout: float | None = TIMEOUT) -> None:
 
     if not settings.configured:
         options: dict[str, Any] = {"servers": [url]} | ({"timeout": timeout} if timeout is not None else {})
-        settings.configure(INSTALLED_APPS=["natsstorage"], USE_TZ=True, NATSSTORAGE=options)
+        apps = ["django.contrib.admin", "django.contrib.auth", "django.contrib.contenttypes", "natsstorage"]
+        settings.configure(INSTALLED_APPS=apps, USE_TZ=True, NATSSTORAGE=options)  # the admin's pages are timed
         django.setup()
 
 
@@ -833,8 +834,9 @@ class Bench:
             "",
             f"- after the first look: this process's index made, each call repeated for at least "
             f"{self.sizes.scale_timed:g} s; {spread[0].lower()}{spread[1:]}",
-            f'- admin page: `listing("")`, in the order named (size: largest first; modified: newest first), its '
-            f"first {scale.PAGE} rows, then `info()` of each, as the admin's objects page will show them",
+            f"- admin page: the objects page's `Rows` through Django's `Paginator`, in the order named (size: largest "
+            f"first; modified: newest first): the count and size of all, its first {scale.PAGE} rows from the index, "
+            "then their metadata in one round trip (what the page asks of NATS; the template is not rendered)",
             f'- first look: a fresh process, connected, calls `listdir("{scale.DIRECTORY}")` for the first time; '
             f"RSS growth: VmRSS after it less VmRSS before, peak: VmHWM; {looks_note}",
             "- per name: RSS growth over names (in a small bucket, mostly what any first listing costs); index.py's "

@@ -41,7 +41,8 @@ BLOCK = 4096  # random bytes the objects' data is cut from
 WINDOW = 4096  # publishes awaiting their acknowledgement: enough to keep the server busy
 ROLLUP = {"Nats-Rollup": "sub"}
 PAGE = 100  # rows on one page of the admin's objects page
-ORDERS = {"name": "name", "size": "size", "modified": "mtime"}  # the admin's orders: by name, else largest/newest first
+# The admin's orders: by name, else largest and newest first.
+ORDERS = {"name": "name", "size": "-size", "modified": "-modified"}
 # The calls the section times, by their labels; the issue's goals name some.
 LISTDIR = f'`listdir("{DIRECTORY}")`'
 COUNT = "`status().objects`"
@@ -131,9 +132,13 @@ async def _fill(url: str, bucket: str, count: int, entries: int) -> None:
 
 
 def admin_page(storage: NatsStorage, order: str) -> list[ObjectInfo]:
-    """What the admin's objects page costs: its first page in ``order`` and the count, then each row's metadata."""
-    entries, _ = storage.listing_page("", order=ORDERS[order], descending=order != "name", limit=PAGE)
-    return [info for info in storage.object_infos([entry.name for entry in entries]) if info is not None]
+    """What the admin's objects page asks of NATS: its first page in ``order`` and the count, then each row's
+    metadata (the page's own ``Rows``, as its ``Paginator`` takes them)."""
+    from django.core.paginator import Paginator
+
+    from natsstorage.admin.listing import Rows
+
+    return list(Paginator(Rows(storage, "", ORDERS[order]), PAGE).get_page(1))
 
 
 def calls(count: int, entries: int) -> dict[str, Callable[[NatsStorage], object]]:

@@ -5,8 +5,9 @@ cannot list a directory; reading every name's metadata for each listing costs
 the whole bucket. An ``Index`` reads them once (the first time a process
 lists the bucket) and then follows every change through a watch of the
 metadata subjects. Each answer is strongly consistent: ``fresh()`` asks the
-server how far the watch's consumer has delivered and waits until every
-change up to there is applied, so whatever any process stored before the
+stream leader for the first metadata change after the last one applied (up
+to the stream's last message as the call starts) and waits until it is
+applied, until there is none, so whatever any process stored before the
 call is in the answer. When the consumer is gone (a server restart, a
 cluster failover) the watch starts again right after the last change
 applied, and nothing is answered until it has caught up.
@@ -58,12 +59,21 @@ class Entry(NamedTuple):
     is_link: bool
 
 
+class Page(NamedTuple):
+    """One page of a listing, and the count and total size of all it is a page of."""
+
+    entries: list[Entry]
+    total: int
+    total_size: int
+
+
 class Index:
     """The live objects of one bucket, as of ``fresh()``; runs on the NATS loop."""
 
     def __init__(self, bucket: Bucket) -> None:
         self.bucket = bucket
         self.entries: dict[str, Entry] = {}
+        self.size = 0  # of all entries, for the admin's footer without a walk
         self.applied = 0  # the stream sequence of the last change applied
         self._sorted: list[str] | None = None  # the names in order, made at the first listing
         self._watch: Watch | None = None
@@ -85,19 +95,30 @@ class Index:
 
     async def fresh(self) -> None:
         """Return once every metadata change stored before this call has been applied."""
-        loop = asyncio.get_running_loop()
         nc = await self.bucket.connection()
-        # The newest metadata message of all (from the stream leader): every change stored before this call
-        # is at or before it, and the watch delivers them in order.
-        last = await self.bucket.stream.get_message(nc, {"last_by_subj": ALL_META.format(bucket=self.bucket.name)})
-        target = int(last["seq"]) if last is not None else 0
-        created = (await self.bucket.stream.api(nc, f"STREAM.INFO.{self.bucket.stream.name}")).get("created")
-        watch = await self._running(instead_of=self._watch if created != self._created else None)
+        info = await self.bucket.stream.api(nc, f"STREAM.INFO.{self.bucket.stream.name}")
+        last = int(info.get("state", {}).get("last_seq", 0))  # every change stored before this call is at or before it
+        watch = await self._running(instead_of=self._watch if info.get("created") != self._created else None)
+        while (target := await self._unapplied(nc, last)) is not None:
+            watch = await self._caught_up(watch, target)
+
+    async def _unapplied(self, nc: Client, last: int) -> int | None:
+        """The sequence of the first metadata change after those applied, up to ``last``; None when there is
+        none. Asked of the stream leader, from where the watch is: it costs what changed since, not the bucket
+        (the newest message of all the metadata subjects costs a walk of every subject on the server)."""
+        if self.applied >= last:
+            return None
+        found = await self.bucket.stream.get_message(
+            nc, {"seq": self.applied + 1, "next_by_subj": ALL_META.format(bucket=self.bucket.name)}
+        )
+        return None if found is None or int(found["seq"]) > last else int(found["seq"])
+
+    async def _caught_up(self, watch: Watch, target: int) -> Watch:
+        """Wait until the change at ``target`` is applied; the watch, started again if it had to be."""
+        loop = asyncio.get_running_loop()
         progress = (watch, watch.delivered, loop.time())
         deadline = loop.time() + self.bucket.stream.timeout  # moved on by progress: a first look takes its time
-        while True:
-            if self.applied >= target:
-                return
+        while self.applied < target:
             if self._task is None or self._task.done():
                 watch = await self._running(instead_of=watch)  # it ended (the server went quiet): resume
                 progress = (watch, watch.delivered, loop.time())
@@ -115,6 +136,7 @@ class Index:
                 raise NatsUnavailable(f"NATS bucket {self.bucket.name!r}: the listing index did not catch up in time")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._moved.wait(), min(remaining, 0.05))
+        return watch
 
     async def _running(self, instead_of: Watch | None = None) -> Watch:
         """The watch, started again if it stopped (or is ``instead_of``); one start at a time."""
@@ -153,7 +175,9 @@ class Index:
             self._apply(change, watch.next_seq or 0)
 
     def _apply(self, info: ObjectInfo, next_seq: int) -> None:
-        known = info.name in self.entries
+        known = self.entries.get(info.name)
+        if known is not None:
+            self.size -= known.size
         if info.deleted:
             if known:
                 del self.entries[info.name]
@@ -161,6 +185,7 @@ class Index:
                     del self._sorted[bisect_left(self._sorted, info.name)]
         else:
             self.entries[info.name] = Entry(info.name, info.size, info.mtime, info.is_link)
+            self.size += info.size
             if not known and self._sorted is not None:
                 insort(self._sorted, info.name)
         self.applied = next_seq - 1
@@ -168,6 +193,7 @@ class Index:
 
     def _reset(self) -> None:
         self.entries.clear()
+        self.size = 0
         self._sorted = None
         self.applied = 0
 
@@ -226,9 +252,10 @@ class Index:
 
     def page(
         self, prefix: str, *, order: str = "name", descending: bool = False, offset: int = 0, limit: int = 100
-    ) -> tuple[list[Entry], int]:
+    ) -> Page:
         """One page of the live objects under ``prefix`` by ``order`` (a field of ``Entry``), and how many
-        there are: by name a slice of the sorted names; by size or time a partial sort, not a full one."""
+        there are: by name a slice of the sorted names; by size or time a partial sort, not a full one.
+        The whole bucket's count and size are kept as changes come; a prefix's cost what it holds."""
         names = self._names()
         low, high = bisect_left(names, prefix), bisect_left(names, prefix + LAST_CHARACTER)
         if order == "name" and not (self.bucket.stream.config or {}).get("max_age"):
@@ -236,11 +263,12 @@ class Index:
                 window = names[max(low, high - offset - limit) : max(low, high - offset)][::-1]
             else:
                 window = names[low + offset : min(high, low + offset + limit)]
-            return [self.entries[name] for name in window], high - low
+            size = self.size if high - low == len(names) else sum(self.entries[name].size for name in names[low:high])
+            return Page([self.entries[name] for name in window], high - low, size)
         entries = [entry for entry in map(self.entries.__getitem__, names[low:high]) if self._live(entry)]
         pick = heapq.nlargest if descending else heapq.nsmallest
         key = attrgetter(order)
-        return pick(offset + limit, entries, key=key)[offset:], len(entries)
+        return Page(pick(offset + limit, entries, key=key)[offset:], len(entries), sum(e.size for e in entries))
 
     def has_under(self, prefix: str) -> bool:
         return next(self.under(prefix), None) is not None
@@ -255,9 +283,7 @@ async def listing(bucket: Bucket, prefix: str) -> list[Entry]:
     return list((await Index.of(bucket)).under(prefix))
 
 
-async def page(
-    bucket: Bucket, prefix: str, order: str, descending: bool, offset: int, limit: int
-) -> tuple[list[Entry], int]:
+async def page(bucket: Bucket, prefix: str, order: str, descending: bool, offset: int, limit: int) -> Page:
     found = await Index.of(bucket)
     return found.page(prefix, order=order, descending=descending, offset=offset, limit=limit)
 

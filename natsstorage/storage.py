@@ -31,7 +31,7 @@ from natsstorage.files import (
     normal_mode,
 )
 from natsstorage.garbage import OrphanChunks
-from natsstorage.index import Entry, Index
+from natsstorage.index import Entry, Index, Page
 from natsstorage.names import MAX_NAME_BYTES, clean_name, clean_prefix
 from natsstorage.objectstore import Bucket, BucketStatus, ObjectInfo
 from natsstorage.saving import Taken
@@ -379,9 +379,9 @@ class NatsStorage(Storage):
 
     def listing_page(
         self, prefix: str = "", *, order: str = "name", descending: bool = False, offset: int = 0, limit: int = 100
-    ) -> tuple[list[Entry], int]:
-        """One page of ``listing(prefix)`` sorted by ``order`` ("name", "size" or "mtime"), and the count of
-        all: what an admin page shows, without sorting the whole bucket."""
+    ) -> Page:
+        """One page of ``listing(prefix)`` sorted by ``order`` ("name", "size" or "mtime"), with the count
+        and total size of all: what an admin page shows, without sorting the whole bucket."""
         if order not in ("name", "size", "mtime"):
             raise ValueError(f"order by 'name', 'size' or 'mtime', not {order!r}")
         return run(index.page(self.bucket, prefix, order, descending, offset, limit))

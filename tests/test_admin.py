@@ -16,9 +16,10 @@ from django.urls import reverse
 
 from natsstorage import NatsStorage
 from natsstorage.admin import BucketAdmin
+from natsstorage.objectstore import encode_key
 from natsstorage.testing import free_port
 
-from .helpers import MiB, random_bytes
+from .helpers import MiB, put_foreign, random_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -145,7 +146,7 @@ def test_staff_with_the_view_permission_see_the_pages_but_cannot_change_anything
     assert page.status_code == 200 and "deletelink" not in page.text and "<textarea" not in page.text
     delete = reverse("admin:natsstorage_bucket_delete", kwargs={"bucket": bucket, "name": "a.txt"})
     assert client.post(delete, {"post": "yes"}).status_code == 403
-    bulk = {"action": "delete_selected", "_selected_action": ["a.txt"], "post": "yes"}
+    bulk = {"action": "delete_selected", "_selected_action": [encode_key("a.txt")], "post": "yes"}
     assert "no permission to delete" in client.post(objects_url(bucket), bulk, follow=True).text
     edit = {"description": "mine", "headers": "", "seq": storage.info("a.txt").seq}
     object_url = reverse("admin:natsstorage_bucket_object", kwargs={"bucket": bucket, "name": "a.txt"})
@@ -301,3 +302,50 @@ def test_uploading_through_the_admin_form_and_following_the_currently_link(admin
         assert b"".join(response.streaming_content) == data
     finally:
         NatsStorage("configs").delete(document.upload.name)
+
+
+def test_a_page_of_objects_comes_from_the_listing_index_not_a_read_of_the_whole_bucket(
+    admin_client, storage, monkeypatch
+):
+    for index in range(7):
+        storage.save(f"logs/{index}.txt", ContentFile(b"x" * (index + 1)))
+    storage.save("other.txt", ContentFile(b"o"))
+
+    def whole_bucket(*args, **kwargs):
+        raise AssertionError("the objects page read every object's metadata")
+
+    monkeypatch.setattr(NatsStorage, "objects", whole_bucket)
+    monkeypatch.setattr(BucketAdmin, "list_per_page", 3)
+    response = admin_client.get(objects_url(storage.config.bucket), {"q": "logs/", "o": "-size", "p": 2})
+    assert [info.name for info in response.context["page"]] == ["logs/3.txt", "logs/2.txt", "logs/1.txt"]
+    assert "7 objects, 28 B whose name starts with “logs/”" in response.text
+    assert response.context["page"].paginator.num_pages == 3
+
+
+def test_the_content_type_column_is_shown_but_not_sorted_by(admin_client, storage):
+    storage.save("a.txt", ContentFile(b"a"))
+    response = admin_client.get(objects_url(storage.config.bucket), {"o": "type"})
+    headings = {h["label"]: h for h in response.context["headings"]}
+    assert headings["Content type"] == {"label": "Content type", "url": "", "sorted": ""}
+    assert headings["Name"]["sorted"] == "ascending"  # an order the page cannot apply falls back to names
+
+
+def test_names_other_clients_wrote_are_listed_escaped_and_can_be_opened_downloaded_and_deleted(admin_client, storage):
+    storage.save("mine.txt", ContentFile(b"mine"))
+    odd = ["new\nline.txt", "back\\slash.txt", "../up.txt", "/abs.txt", "a//b.txt"]
+    for name in odd:
+        put_foreign(storage, name, name.encode())
+    bucket = storage.config.bucket
+    text = admin_client.get(objects_url(bucket)).text
+    assert "new\\nline.txt" in text and "back\\\\slash.txt" in text and "new\nline.txt" not in text
+    for name in odd:
+        detail = reverse("admin:natsstorage_bucket_object", kwargs={"bucket": bucket, "name": name})
+        assert admin_client.get(detail).status_code == 200, name
+        download = reverse("admin:natsstorage_bucket_download", kwargs={"bucket": bucket, "name": name})
+        assert b"".join(admin_client.get(download).streaming_content) == name.encode(), name
+    delete = reverse("admin:natsstorage_bucket_delete", kwargs={"bucket": bucket, "name": odd[0]})
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 302
+    ticked = re.findall(r'name="_selected_action" value="([^"]*)"', text)  # every checkbox, as a browser sends it
+    assert len(ticked) == len(odd) + 1
+    admin_client.post(objects_url(bucket), {"action": "delete_selected", "_selected_action": ticked, "post": "yes"})
+    assert storage.listdir("") == ([], []) and storage.object_infos(odd) == [None] * len(odd)

@@ -154,8 +154,8 @@ def test_deleting_selected_objects_asks_once_then_deletes_and_logs_each(admin_cl
         storage.save(name, ContentFile(b"12345"))
     bucket = storage.config.bucket
     page = admin_client.get(objects_url(bucket), {"q": "", "o": "-size"}).text
-    assert 'name="_selected_action" value="a.txt"' in page and 'id="action-toggle"' in page
-    chosen = {"action": "delete_selected", "_selected_action": ["a.txt", "b.txt"]}
+    assert f'name="_selected_action" value="{encode_key("a.txt")}"' in page and 'id="action-toggle"' in page
+    chosen = {"action": "delete_selected", "_selected_action": [encode_key("a.txt"), encode_key("b.txt")]}
     url = objects_url(bucket) + "?o=-size"
     confirmation = admin_client.post(url, chosen)
     assert "Are you sure you want to delete these 2 objects (10 B)" in confirmation.text

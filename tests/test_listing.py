@@ -112,7 +112,7 @@ def test_a_page_of_the_listing_by_name_size_or_time_and_the_count_of_all(storage
     storage.save("q/other.bin", ContentFile(b"x" * 100))
 
     def page(**kwargs):
-        entries, total = storage.listing_page("p/", **kwargs)
+        entries, total, _ = storage.listing_page("p/", **kwargs)
         return [entry.name for entry in entries], total
 
     assert page(limit=2) == (["p/0.bin", "p/1.bin"], 5)

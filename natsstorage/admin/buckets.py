@@ -11,7 +11,7 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, register_converter
 from django.utils import timezone
 
 from natsstorage.admin import detail, listing, uploads
@@ -23,6 +23,21 @@ from natsstorage.objectstore import valid_bucket_name
 from natsstorage.status import server_reports
 
 RETRY_AFTER = "5"  # seconds, for a page NATS could not answer
+
+
+class AnyName:
+    """Any object name another client may have written, line breaks included (``<path:…>`` stops at one)."""
+
+    regex = "(?s:.+)"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(AnyName, "anyname")
 
 if TYPE_CHECKING:
     ModelAdmin = admin.ModelAdmin[Bucket]
@@ -65,9 +80,9 @@ class BucketAdmin(ModelAdmin):
             path("<str:object_id>/change/", page(self.logged_object_view), name="natsstorage_natsobject_change"),
             path("<str:bucket>/", page(self.objects_view), name="natsstorage_bucket_objects"),
             path("<str:bucket>/upload/", page(self.upload_view), name="natsstorage_bucket_upload"),
-            path("<str:bucket>/object/<path:name>", page(self.object_view), name="natsstorage_bucket_object"),
-            path("<str:bucket>/download/<path:name>", page(self.download_view), name="natsstorage_bucket_download"),
-            path("<str:bucket>/delete/<path:name>", page(self.delete_object_view), name="natsstorage_bucket_delete"),
+            path("<str:bucket>/object/<anyname:name>", page(self.object_view), name="natsstorage_bucket_object"),
+            path("<str:bucket>/download/<anyname:name>", page(self.download_view), name="natsstorage_bucket_download"),
+            path("<str:bucket>/delete/<anyname:name>", page(self.delete_object_view), name="natsstorage_bucket_delete"),
         ]
 
     def _answering(self, view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:

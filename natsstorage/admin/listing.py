@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, overload
 
 from django.contrib import messages
 from django.contrib.admin.models import DELETION
@@ -34,18 +36,56 @@ NOT_SELECTED = "Items must be selected in order to perform actions on them. No i
 @dataclass(frozen=True)
 class Column:
     label: str
-    key: Callable[[ObjectInfo], Any]
-    # Largest and newest first, as "ls -S" and "ls -t" list; names and types from A.
+    order: str | None  # what ``NatsStorage.listing_page`` sorts by; None: not sortable
+    # Largest and newest first, as "ls -S" and "ls -t" list; names from A.
     descending_first: bool = False
 
 
 COLUMNS = {
-    "name": Column("Name", lambda info: info.name),
-    "size": Column("Size", lambda info: info.size, descending_first=True),
-    "modified": Column("Modified", lambda info: info.mtime, descending_first=True),  # in TIME_ZONE, as natsos_ls
-    "type": Column("Content type", lambda info: (info.content_type or "", info.name)),
+    "name": Column("Name", "name"),
+    "size": Column("Size", "size", descending_first=True),
+    "modified": Column("Modified", "mtime", descending_first=True),  # in TIME_ZONE, as natsos_ls
+    "type": Column("Content type", None),  # not in the listing index: sorting by it would read every object
 }
 DEFAULT_ORDER = "name"
+
+
+class Rows(Sequence[ObjectInfo]):
+    """The objects under a prefix in a column's order, as Django's ``Paginator`` takes them: the count and
+    one page from the listing index, then that page's metadata in one round trip. A page costs what it
+    shows, whatever the bucket holds."""
+
+    def __init__(self, storage: NatsStorage, prefix: str, order: str) -> None:
+        column = COLUMNS.get(order.removeprefix("-"))
+        if column is None or column.order is None:
+            order, column = DEFAULT_ORDER, COLUMNS[DEFAULT_ORDER]
+        assert column.order is not None
+        self.storage, self.prefix, self.order = storage, prefix, order
+        self._listing = partial(storage.listing_page, prefix, order=column.order, descending=order.startswith("-"))
+        self._totals: tuple[int, int] | None = None
+
+    def totals(self) -> tuple[int, int]:
+        """How many objects there are under the prefix, and their bytes."""
+        if self._totals is None:
+            found = self._listing(limit=0)
+            self._totals = found.total, found.total_size
+        return self._totals
+
+    def __len__(self) -> int:
+        return self.totals()[0]
+
+    @overload
+    def __getitem__(self, index: int) -> ObjectInfo: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[ObjectInfo]: ...
+    def __getitem__(self, index: int | slice) -> ObjectInfo | list[ObjectInfo]:
+        if isinstance(index, int):
+            return self[index : index + 1][0]
+        start, stop = index.start or 0, index.stop
+        found = self._listing(offset=start, limit=stop - start)
+        self._totals = found.total, found.total_size
+        infos = self.storage.object_infos([entry.name for entry in found.entries])
+        return [info for info in infos if info is not None]  # None: deleted since
 
 
 def query(request: HttpRequest, **changes: str | int | None) -> str:
@@ -59,18 +99,13 @@ def query(request: HttpRequest, **changes: str | int | None) -> str:
     return "?" + parameters.urlencode() if parameters else "?"
 
 
-def ordered(infos: list[ObjectInfo], order: str) -> tuple[list[ObjectInfo], str]:
-    """``infos`` sorted by ``order`` (a column, "-" first for descending); the order applied."""
-    column = COLUMNS.get(order.removeprefix("-"))
-    if column is None:
-        order, column = DEFAULT_ORDER, COLUMNS[DEFAULT_ORDER]
-    return sorted(infos, key=column.key, reverse=order.startswith("-")), order
-
-
 def headings(request: HttpRequest, order: str) -> list[dict[str, str]]:
     """Each sortable column's heading: its label, where a click leads, and how it is sorted now."""
     found = []
     for name, column in COLUMNS.items():
+        if column.order is None:
+            found.append({"label": column.label, "url": "", "sorted": ""})
+            continue
         if order.removeprefix("-") == name:
             state = "descending" if order.startswith("-") else "ascending"
             toggled = name if order.startswith("-") else f"-{name}"
@@ -97,23 +132,23 @@ def objects_page(model_admin: BucketAdmin, request: HttpRequest, bucket: str) ->
     if request.method == "POST":
         return _action(model_admin, request, bucket)
     prefix = request.GET.get(SEARCH_PARAMETER, "")
+    rows = Rows(storage, prefix, request.GET.get(ORDER_PARAMETER, DEFAULT_ORDER))
     error = ""
     try:
-        infos = storage.objects(prefix)
+        page = Paginator(rows, model_admin.list_per_page).get_page(request.GET.get(PAGE_PARAMETER))
     except BucketNotFound:
         raise bucket_missing(bucket) from None
     except NatsUnavailable:
         raise
-    except NatsStorageError as problem:  # NATS answered, but not with a listing (a corrupt metadata message)
-        infos, error = [], str(problem)
-    infos, order = ordered(infos, request.GET.get(ORDER_PARAMETER, DEFAULT_ORDER))
-    page = Paginator(infos, model_admin.list_per_page).get_page(request.GET.get(PAGE_PARAMETER))
+    except NatsStorageError as problem:  # NATS answered, but not with a listing
+        page, error = Paginator([], model_admin.list_per_page).get_page(1), str(problem)
+    order = rows.order
     context = model_admin.context(
         request,
         f"Objects in bucket {bucket}",
         bucket=bucket,
         page=page,
-        total_bytes=sum(info.size for info in infos),
+        total_bytes=rows.totals()[1] if not error else 0,
         prefix=prefix,
         search_parameter=SEARCH_PARAMETER,
         order_parameter=ORDER_PARAMETER,
@@ -137,7 +172,7 @@ def _action(model_admin: BucketAdmin, request: HttpRequest, bucket: str) -> Http
     if not model_admin.has_delete_permission(request):
         messages.error(request, "You have no permission to delete objects.")
         return HttpResponseRedirect(back)
-    names = request.POST.getlist(SELECTED)
+    names = [name for name in map(_decode_key, request.POST.getlist(SELECTED)) if name is not None]
     if not names:
         messages.warning(request, NOT_SELECTED)
         return HttpResponseRedirect(back)
@@ -199,3 +234,11 @@ def _info_or_none(storage: NatsStorage, name: str) -> ObjectInfo | None:
         return None  # deleted meanwhile
     except BucketNotFound:
         raise bucket_missing(storage.config.bucket) from None
+
+
+def _decode_key(key: str) -> str | None:
+    """A ticked checkbox's object name (its metadata subject token); None for what no name encodes to."""
+    try:
+        return base64.urlsafe_b64decode(key.encode()).decode()
+    except (ValueError, UnicodeError):
+        return None
