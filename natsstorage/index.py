@@ -25,7 +25,7 @@ import heapq
 import logging
 import weakref
 from bisect import bisect_left, insort
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import NamedTuple
@@ -265,10 +265,15 @@ class Index:
                 window = names[low + offset : min(high, low + offset + limit)]
             size = self.size if high - low == len(names) else sum(self.entries[name].size for name in names[low:high])
             return Page([self.entries[name] for name in window], high - low, size)
-        entries = [entry for entry in map(self.entries.__getitem__, names[low:high]) if self._live(entry)]
+        whole = high - low == len(names)
+        entries: Collection[Entry] = self.entries.values()
+        if not whole:
+            entries = [self.entries[name] for name in names[low:high]]
+        if (self.bucket.stream.config or {}).get("max_age"):
+            entries, whole = [entry for entry in entries if self._live(entry)], False
         pick = heapq.nlargest if descending else heapq.nsmallest
-        key = attrgetter(order)
-        return Page(pick(offset + limit, entries, key=key)[offset:], len(entries), sum(e.size for e in entries))
+        chosen = pick(offset + limit, entries, key=attrgetter(order))[offset:]
+        return Page(chosen, len(entries), self.size if whole else sum(entry.size for entry in entries))
 
     def has_under(self, prefix: str) -> bool:
         return next(self.under(prefix), None) is not None
