@@ -7,9 +7,11 @@ import hashlib
 import json
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from django.core.files.base import ContentFile
 from nats.aio.client import Client
 
 from natsstorage import NatsStorage
@@ -104,3 +106,16 @@ def default_sigint() -> None:
     foreground job has it. A suite run as a background job (``pytest &``) ignores SIGINT, and its
     children would inherit that: Python then installs no KeyboardInterrupt handler."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def save_once_back(storage: NatsStorage, name: str, data: bytes, *, within: float = 15) -> None:
+    """Save ``name`` as soon as the client has reconnected after a server restart (it does so in the background)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            storage.save(name, ContentFile(data))
+            return
+        except OSError:  # NatsUnavailable, and whatever else a connection coming back raises
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -156,8 +156,8 @@ def test_in_a_1024_px_window_upload_edit_and_delete_objects_of_a_bucket(live_ser
 
     # Delete both uploads at once.
     page.get_by_role("link", name=bucket, exact=True).click()
-    page.check("input.action-select[value='uploads/big.bin']")
-    page.check("input.action-select[value='uploads/small.csv']")
+    page.get_by_role("checkbox", name="Select uploads/big.bin").check()
+    page.get_by_role("checkbox", name="Select uploads/small.csv").check()
     expect(page.locator(".action-counter")).to_have_text("2 of 3 selected")  # Django's own actions.js
     page.select_option("select[name=action]", "delete_selected")
     page.click("button[name=index]")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.contrib.staticfiles.utils import get_files
 from django.core.files.base import ContentFile
@@ -11,7 +9,7 @@ from nats.js.api import ObjectMeta
 
 from natsstorage import NatsStorage
 
-from .helpers import put_foreign, with_nats
+from .helpers import put_foreign, save_once_back, with_nats
 
 FOREIGN_NAMES = ["a//b", "a/", "../x", "dir/./y", "new\nline.txt", "back\\slash.txt", "/abs.txt", "dir/../z"]
 
@@ -82,15 +80,7 @@ def test_the_index_resumes_after_a_server_restart_without_a_stale_answer(own_ser
     storage.save("before.txt", ContentFile(b"1"))
     assert storage.listdir("") == ([], ["before.txt"])
     server.restart()  # the index's consumer is gone with it
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            storage.save("after.txt", ContentFile(b"2"))
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    save_once_back(storage, "after.txt", b"2")
     assert storage.listdir("") == ([], ["after.txt", "before.txt"])
     storage.delete("before.txt")
     assert storage.listdir("") == ([], ["after.txt"])
