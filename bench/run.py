@@ -47,7 +47,8 @@ NATS_PY_BUCKET = "bench_nats_py"
 NATS_PY_STREAM = f"OBJ_{NATS_PY_BUCKET}"
 NATS_PY_BATCH = 100  # nats-py operations timed between two clean-ups of the consumers its get leaves
 SWEEP_BUCKET = "bench_sweep"  # NatsStorage's, with default settings, emptied after every run
-OPERATIONS = ("save", "open + read()", "exists")  # what the size sweep measures, as Django's API names it
+OPERATIONS = ("save", "open + read()", "open + read(), first sight", "exists")  # the size sweep's, as Django names them
+FIRST_SIGHT = OPERATIONS[2]  # a read of names this process has not written or read (no client but ours remembers)
 FLOOR_GOAL = 0.8  # the issue's "within 20% of the protocol's floor"
 NATSGO = (("save", "put"), ("open + read()", "get"), ("exists", "info"))  # natsgo's op for each operation
 THREADS = (1, 4, 16)  # sharing one NatsStorage (one connection) in the concurrency section
@@ -533,7 +534,7 @@ class Bench:
         disk_dir = self.workdir / "sweep"
         disk = FileSystemStorage(location=disk_dir)
         passes = max(1, self.sizes.exists_calls // count)  # exists is quick: time enough calls of it
-        calls = {"save": count, "open + read()": count, "exists": count * passes}
+        calls = {"save": count, "open + read()": count, FIRST_SIGHT: count, "exists": count * passes}
 
         def django_run(storage: Any) -> dict[str, float]:
             """Django's Storage API as projects call it, for NatsStorage and FileSystemStorage alike."""
@@ -547,6 +548,15 @@ class Bench:
                 with storage.open(name) as handle:
                     assert len(handle.read()) == size
             seconds["open + read()"] = time.perf_counter() - started
+            if storage is self.plain:  # as another process reads them: no chunk ids remembered
+                self.plain.bucket.recent.clear()
+                started = time.perf_counter()
+                for name in names:
+                    with storage.open(name) as handle:
+                        assert len(handle.read()) == size
+                seconds[FIRST_SIGHT] = time.perf_counter() - started
+            else:
+                seconds[FIRST_SIGHT] = seconds["open + read()"]
             started = time.perf_counter()
             for name in names * passes:
                 assert storage.exists(name)
@@ -570,6 +580,7 @@ class Bench:
                 operation: self.natsgo.seconds(op, prefix, size=size, count=count, passes=calls[operation] // count)
                 for operation, op in NATSGO
             }
+            seconds[FIRST_SIGHT] = seconds["open + read()"]  # it remembers nothing between reads
             self.floor.purge_stream(natsgo_runner.STREAM)
             return per_second(calls, seconds)
 
@@ -584,6 +595,7 @@ class Bench:
                 "open + read()": self.floor.seconds(self.floor.read, names),
                 "exists": self.floor.seconds(self.floor.exists, names * passes),
             }
+            seconds[FIRST_SIGHT] = seconds["open + read()"]
             self.floor.purge_stream(floor.STREAM)
             return per_second(calls, seconds)
 
@@ -601,7 +613,7 @@ class Bench:
 
             seconds = {"save": self.nats_py_seconds(put, names)}
             if size <= self.sizes.nats_py_get_max:  # its get is quadratic: beyond, it would take minutes
-                seconds["open + read()"] = self.nats_py_seconds(get, names)
+                seconds["open + read()"] = seconds[FIRST_SIGHT] = self.nats_py_seconds(get, names)
             seconds["exists"] = self.nats_py_seconds(get_info, names * passes)
             self.floor.purge_stream(NATS_PY_STREAM)
             return per_second(calls, seconds)
@@ -804,12 +816,18 @@ class Bench:
         reps, natsgo = self.sizes.sweep_reps, self.natsgo
         spread = f"Median of {reps} runs ± half their range, as a share of the median." if reps > 1 else "One run."
         reference = f"Reference: nats.go {natsgo.version} (bench/natsgo)." if natsgo else self.natsgo_skipped
+        from natsstorage import objectstore
+
         sweep_notes = [
             f"{spread} Distinct names, default settings. {reference}",
             "",
             "- save: `storage.save(name, ContentFile(data))`; nats.go `PutBytes`, nats-py `put`",
             "- open + read(): `with storage.open(name) as f: f.read()`; nats.go `GetBytes`, nats-py `get` "
-            f"(not above {size_label(self.sizes.nats_py_get_max)}: it is quadratic)",
+            f"(not above {size_label(self.sizes.nats_py_get_max)}: it is quadratic). NatsStorage remembers the "
+            f"chunk id of the last {objectstore.RECENT_OBJECTS:,} one-chunk objects it wrote or read and asks for "
+            "the chunk beside the metadata: these names were just saved",
+            "- open + read(), first sight: the same reads with nothing remembered, as another process reads them "
+            "(the references remember nothing: their numbers are the read's)",
             f"- exists: `storage.exists(name)`; nats.go `GetInfo`, nats-py `get_info`; over the saved names as many "
             f"times as it takes to make at least {self.sizes.exists_calls:,} calls",
             "- floor: the same round trips made with nats-py directly on one connection, nothing else "

@@ -18,6 +18,7 @@ import binascii
 import json
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -62,6 +63,9 @@ WATCH_EXPIRES = timedelta(seconds=30)
 WATCH_HEARTBEAT = timedelta(seconds=1)
 ACK_V1_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
 LISTING_WINDOW = 1024  # metadata messages in flight when listing (a few hundred bytes each)
+# One-chunk objects whose chunk id a bucket remembers, so that a read asks for the chunk beside the metadata
+# (about 200 bytes each).
+RECENT_OBJECTS = 1024
 
 logger = logging.getLogger("natsstorage")
 
@@ -277,6 +281,7 @@ class Bucket:
         self.name = name
         self.chunk_size = chunk_size
         self.window = window  # None: as many chunks as fit in WINDOW_BYTES
+        self.recent: OrderedDict[str, str] = OrderedDict()  # name -> nuid of one-chunk objects seen lately
         self.stream = Stream(
             STREAM.format(bucket=name),
             connect,
@@ -284,6 +289,17 @@ class Bucket:
             label=f"bucket {name!r}",
             create=create.stream_config(name) if create else None,
         )
+
+    def remember(self, info: ObjectInfo) -> None:
+        """Note the chunk id of an object written or read here: while it stays that version, a read can
+        ask for its chunk together with its metadata (the metadata still decides)."""
+        if info.chunks == 1 and info.link is None and not info.deleted:
+            self.recent[info.name] = info.nuid
+            self.recent.move_to_end(info.name)
+            if len(self.recent) > RECENT_OBJECTS:
+                self.recent.popitem(last=False)
+        else:
+            self.recent.pop(info.name, None)
 
     def window_for(self, chunk_size: int) -> int:
         """How many chunks of ``chunk_size`` a transfer keeps in flight."""
@@ -404,6 +420,7 @@ class Bucket:
                 await self.put_meta(nc, name, raw, expected_seq=info.seq)
             except ObjectChanged:
                 continue
+            self.recent.pop(name, None)
             await self.stream.purge(nc, CHUNK_SUBJECT.format(bucket=self.name, nuid=info.nuid))
             return True
 

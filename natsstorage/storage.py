@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Mapping
@@ -176,15 +177,29 @@ class NatsStorage(Storage):
     async def _open_for_reading(
         self, name: str, *, verbatim: bool = False
     ) -> tuple[Bucket, ObjectInfo, Download | None, list[bytes]]:
-        """The object's metadata and, when it is one chunk, its data, checked: in one hop to the NATS loop."""
-        bucket, info = await self._located(name, verbatim=verbatim)
-        if info.chunks != 1:
-            return bucket, info, None, []
-        download = await Download.begin(bucket, info)
+        """The object's metadata and, when it is one chunk, its data, checked: in one hop to the NATS loop.
+
+        The chunk of a one-chunk object this process wrote or read lately is asked for with the metadata,
+        in the same round trip; it is used when the metadata names it.
+        """
+        nuid = self.bucket.recent.get(name if verbatim else self.key(name))
+        early = asyncio.ensure_future(Download.ask_only_chunk(self.bucket, nuid)) if nuid else None
         try:
-            return bucket, info, download, [await download.read()]
-        except CorruptObject:  # said when the data is read, as for any object
-            return bucket, info, None, []
+            bucket, info = await self._located(name, verbatim=verbatim)
+            bucket.remember(info)
+            if info.chunks != 1:
+                return bucket, info, None, []
+            if bucket is not self.bucket or info.nuid != nuid:
+                _cancelled(early)
+                early = None
+            download = await Download.begin(bucket, info, only_chunk=early)
+            early = None
+            try:
+                return bucket, info, download, [await download.read()]
+            except CorruptObject:  # said when the data is read, as for any object
+                return bucket, info, None, []
+        finally:
+            _cancelled(early)
 
     # -- Django's Storage API ----------------------------------------------------
 
@@ -500,3 +515,10 @@ def bucket_names(**options: Any) -> list[str]:
         return await objectstore.bucket_names(nc, timeout=config.timeout)
 
     return run(names())
+
+
+def _cancelled(task: asyncio.Future[Any] | None) -> None:
+    """Stop ``task`` if it is still running, and let its outcome go (nothing waits for it)."""
+    if task is not None:
+        task.cancel()
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())

@@ -187,7 +187,9 @@ class Upload:
             old = CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=previous.nuid)
             self.bucket.stream.purge_soon(self.nc, old, f"the replaced version of {self._name}")
         # By this client's clock; reading the metadata back gives the server's.
-        return ObjectInfo.from_raw(raw, seq=seq, time=datetime.now(UTC))
+        info = ObjectInfo.from_raw(raw, seq=seq, time=datetime.now(UTC))
+        self.bucket.remember(info)
+        return info
 
     async def _put_meta_beside_chunk(self, name: str, raw: Mapping[str, Any], expected_seq: int) -> int:
         """The metadata of a one-chunk object sent before the chunk's acknowledgement: one round trip.
@@ -260,6 +262,7 @@ class Download:
         first_byte: int = 0,
         start_seq: int = 0,
         source: DirectBatch | Pull | None = None,
+        only_chunk: asyncio.Future[dict[str, Any] | None] | None = None,
     ) -> None:
         self.bucket = bucket
         self.nc = nc
@@ -273,10 +276,19 @@ class Download:
         self._sha256 = hashlib.sha256()
         self._start_seq = start_seq  # first_chunk's stream sequence; 0: not known (or the first chunk)
         self._source = source  # started at first_chunk; None: made at the first read
+        self._only_chunk_asked = only_chunk  # a one-chunk object's direct get, sent with its metadata's
 
     @classmethod
-    async def begin(cls, bucket: Bucket, info: ObjectInfo) -> Download:
-        return cls(bucket, await bucket.connection(), info)
+    async def begin(
+        cls, bucket: Bucket, info: ObjectInfo, only_chunk: asyncio.Future[dict[str, Any] | None] | None = None
+    ) -> Download:
+        return cls(bucket, await bucket.connection(), info, only_chunk=only_chunk)
+
+    @staticmethod
+    async def ask_only_chunk(bucket: Bucket, nuid: str) -> dict[str, Any] | None:
+        """The chunk of the one-chunk object ``nuid``: asked before its metadata has confirmed it."""
+        subject = CHUNK_SUBJECT.format(bucket=bucket.name, nuid=nuid)
+        return await bucket.stream.direct_get(await bucket.connection(), {"seq": 0, "next_by_subj": subject})
 
     @classmethod
     async def at(cls, bucket: Bucket, info: ObjectInfo, offset: int) -> tuple[Download, int]:
@@ -411,8 +423,11 @@ class Download:
             await asyncio.sleep(REPLICA_RETRY_WAIT)
 
     async def _only_chunk(self) -> bytes:
-        """A one-chunk object in one request, without a consumer."""
-        message = await self.bucket.stream.direct_get(self.nc, {"seq": 0, "next_by_subj": self.subject})
+        """A one-chunk object in one request, without a consumer (or the one sent with its metadata's)."""
+        asked, self._only_chunk_asked = self._only_chunk_asked, None
+        message = await asked if asked is not None else None
+        if message is None:
+            message = await self.bucket.stream.direct_get(self.nc, {"seq": 0, "next_by_subj": self.subject})
         if message is None:
             raise self._corrupt("0 of the 1 chunks to read are on the server")
         data: bytes = message["data"]

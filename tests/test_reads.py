@@ -24,7 +24,7 @@ from natsstorage import NatsStorage
 from natsstorage.exceptions import CorruptObject
 from natsstorage.objectstore import BucketConfig
 
-from .helpers import MiB, corrupt_last_byte, jetstream, random_bytes, with_nats
+from .helpers import MiB, corrupt_last_byte, jetstream, put_foreign, random_bytes, with_nats
 
 CHUNK = 64 * 1024  # small chunks: many chunks without many bytes
 
@@ -248,3 +248,36 @@ def direct_gets_answered_as(storage: NatsStorage, name: str, versions: list[str]
         yield
     finally:
         with_nats(storage, lambda nc: responder.unsubscribe())
+
+
+# -- one-chunk objects written or read here: the chunk asked for beside the metadata ---------------
+
+
+def test_an_object_written_here_is_read_with_its_chunk_asked_for_beside_its_metadata(storage):
+    name = storage.save("seen.txt", ContentFile(b"mine"))
+    put_foreign(storage, name, b"", deleted=True)  # another client deletes it (and leaves the chunk)
+    with requests(storage, "DIRECT.GET") as gets, pytest.raises(FileNotFoundError):
+        storage.open(name)
+    # The chunk was asked for before the metadata had answered that the object is gone.
+    subjects = [json.loads(msg.data).get("next_by_subj") or json.loads(msg.data).get("last_by_subj") for msg in gets]
+    assert sorted(subject.split(".")[2] for subject in subjects) == ["C", "M"]
+
+
+def test_an_object_another_client_replaced_is_read_as_it_is_now(make_storage):
+    storage = make_storage(chunk_size=CHUNK)
+    name = storage.save("doc.txt", ContentFile(b"first"))
+    assert storage.open(name).read() == b"first"
+    put_foreign(storage, name, b"theirs")  # one chunk, another nuid
+    assert storage.open(name).read() == b"theirs"
+    bigger = random_bytes(3 * CHUNK + 1)
+    make_storage(chunk_size=CHUNK, file_overwrite=True).save(name, ContentFile(bigger))  # another process
+    assert storage.open(name).read() == bigger
+    put_foreign(storage, name, b"small again")
+    assert storage.open(name).read() == b"small again"
+
+
+def test_a_corrupt_chunk_of_an_object_written_here_is_reported(storage):
+    name = storage.save("flip.txt", ContentFile(b"one small chunk"))
+    corrupt_last_byte(storage, name)
+    with pytest.raises(CorruptObject, match="SHA-256 digest does not match"), storage.open(name) as f:
+        f.read()
