@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import io
 import mimetypes
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 METADATA_PARAMETER = "Metadata"  # in get_object_parameters(): the object's metadata map, as S3Storage names it
 MAX_COMMIT_ATTEMPTS = 100  # concurrent writers of one name each win within a few
+HASH_BESIDE_BYTES = 256 * 1024  # a piece at least this big is hashed by the caller's thread, beside the publishing
 
 
 class Taken(enum.Enum):
@@ -105,7 +108,9 @@ def save(storage: NatsStorage, name: str, content: IO[Any]) -> str:
     content_type = getattr(content, "content_type", None)
     taken = Taken.REPLACE if storage.config.file_overwrite else Taken.REPORT
     head, rest = _first_piece(content)
-    if rest is None:
+    if rest is None and len(head) >= HASH_BESIDE_BYTES:
+        upload, published = _put_hashing_beside(storage, name, head, headers_for(storage, name, content_type), taken)
+    elif rest is None:
         upload, published = run(_put(storage, name, head, headers_for(storage, name, content_type), taken))
     else:
         upload, published = _stream(storage, name, head, rest, headers_for(storage, name, content_type), taken)
@@ -120,16 +125,24 @@ def save(storage: NatsStorage, name: str, content: IO[Any]) -> str:
 
 
 async def _put(
-    storage: NatsStorage, name: str, data: bytes, headers: Mapping[str, list[str]], taken: Taken
+    storage: NatsStorage,
+    name: str,
+    data: bytes,
+    headers: Mapping[str, list[str]],
+    taken: Taken,
+    digest: Future[bytes] | None = None,
 ) -> tuple[Upload, bool]:
-    """An object in hand, no bigger than a piece, stored in one hop to the NATS loop."""
+    """An object in hand, no bigger than a piece, stored in one hop to the NATS loop (``digest``: its
+    SHA-256, being computed by the caller's thread meanwhile)."""
     bucket, key = storage.bucket, storage.key(name)
-    upload = await Upload.begin(bucket, name=key)
+    upload = await Upload.begin(bucket, name=key, caller_hashes=digest is not None)
     try:
         # A replacement asks for the version it replaces while its chunk travels.
         asked = asyncio.ensure_future(bucket.latest(key)) if taken is Taken.REPLACE else None
         try:
             await upload.write(data)
+            if digest is not None:
+                upload.hashed(await asyncio.wrap_future(digest))
             previous = await asked if asked is not None else None
         finally:
             if asked is not None:
@@ -138,6 +151,20 @@ async def _put(
     except BaseException:
         await upload.abort()
         raise
+
+
+def _put_hashing_beside(
+    storage: NatsStorage, name: str, data: bytes, headers: Mapping[str, list[str]], taken: Taken
+) -> tuple[Upload, bool]:
+    """``_put`` of a piece worth hashing in the caller's thread (hashlib lets go of the GIL): the NATS loop
+    publishes the chunks meanwhile, and the metadata follows once the digest is in."""
+    digest: Future[bytes] = Future()
+    work = _bridge.submit(_put(storage, name, data, headers, taken, digest))
+    try:
+        digest.set_result(hashlib.sha256(data).digest())
+    finally:
+        digest.cancel()  # a no-op once set; else the upload is aborted
+    return _bridge.wait(work)
 
 
 def _stream(
@@ -180,7 +207,8 @@ def _alternative_name(storage: NatsStorage, name: str) -> str:
 
 def _first_piece(content: IO[Any]) -> tuple[bytes, Iterator[bytes] | None]:
     """Up to a piece of ``content``; then the rest of it, or None when that was all."""
-    chunks = (chunk.encode() if isinstance(chunk, str) else chunk for chunk in content.chunks())  # type: ignore[attr-defined]
+    pieces = content.chunks(PIECE_BYTES)  # type: ignore[attr-defined]  # a piece per read: no joining
+    chunks = (chunk.encode() if isinstance(chunk, str) else chunk for chunk in pieces)
     head: list[bytes] = []
     size = 0
     for chunk in chunks:

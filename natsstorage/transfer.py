@@ -61,6 +61,7 @@ class Upload:
         self.size = 0
         self.chunks = 0
         self._sha256 = hashlib.sha256()
+        self._digest: bytes | None = None  # given by hashed(), instead of _sha256's
         self._buffer = bytearray()
         self._acks: deque[asyncio.Future[Msg]] = deque()
         self._writing = asyncio.Lock()  # FIFO, so queued writes keep their order
@@ -122,6 +123,10 @@ class Upload:
         """Add ``data`` to the digest (``caller_hashes`` uploads): every byte written, in order, once."""
         self._sha256.update(data)
 
+    def hashed(self, digest: bytes) -> None:
+        """The SHA-256 of every byte written, computed whole by the caller (``caller_hashes`` uploads)."""
+        self._digest = digest
+
     async def _settle(self, ack: asyncio.Future[Msg]) -> None:
         stream = self.bucket.stream
         try:
@@ -164,7 +169,7 @@ class Upload:
             "size": self.size,
             "mtime": format_time(datetime.now(UTC)),
             "chunks": self.chunks,
-            "digest": encode_digest(self._sha256.digest()),
+            "digest": encode_digest(self._digest or self._sha256.digest()),
         }
         for key in ("description", "headers", "metadata"):
             if not raw[key]:

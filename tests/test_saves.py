@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -111,3 +113,20 @@ def test_threads_saving_side_by_side_each_land_whole(storage):
     for i, name in enumerate(names):
         assert storage.open(name).read() == f"object {i}".encode() * (i + 1)
     assert stream_state(storage)["messages"] == 2 * 160  # a chunk and a metadata message each
+
+
+@pytest.mark.parametrize("size", [300 * 1024, 1024 * 1024])
+def test_a_piece_hashed_by_the_callers_thread_carries_its_digest_and_reads_back(storage, size):
+    data = random_bytes(size)  # one piece, big enough to be hashed beside its upload
+    name = storage.save("hashed.bin", ContentFile(data))
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+    assert storage.info(name).digest == f"SHA-256={digest}"
+    assert storage.open(name).read() == data
+    taken = storage.save("hashed.bin", ContentFile(data))  # a taken name: the digest goes to the alternative
+    assert taken != name and storage.info(taken).digest == f"SHA-256={digest}"
+
+
+def test_text_is_saved_in_pieces_of_its_encoding(storage):
+    text = "ünïcödé " * 200_000  # more than a piece once encoded
+    name = storage.save("text.txt", ContentFile(text))
+    assert storage.open(name).read() == text.encode()
