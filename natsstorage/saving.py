@@ -18,6 +18,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+from django.core.files.base import File
+
 from natsstorage import _bridge
 from natsstorage._bridge import run
 from natsstorage.exceptions import ObjectChanged
@@ -207,7 +209,9 @@ def _alternative_name(storage: NatsStorage, name: str) -> str:
 
 def _first_piece(content: IO[Any]) -> tuple[bytes, Iterator[bytes] | None]:
     """Up to a piece of ``content``; then the rest of it, or None when that was all."""
-    pieces = content.chunks(PIECE_BYTES)  # type: ignore[attr-defined]  # a piece per read: no joining
+    # Django's own File.chunks() reads a piece at a time when asked (nothing to join); an override may take no size.
+    by_piece = getattr(getattr(content, "chunks", None), "__func__", None) is File.chunks
+    pieces = content.chunks(PIECE_BYTES) if by_piece else content.chunks()  # type: ignore[attr-defined]
     chunks = (chunk.encode() if isinstance(chunk, str) else chunk for chunk in pieces)
     head: list[bytes] = []
     size = 0

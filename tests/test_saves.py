@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 
 from natsstorage import NatsStorage
 from natsstorage.exceptions import BucketFull
@@ -130,3 +130,15 @@ def test_text_is_saved_in_pieces_of_its_encoding(storage):
     text = "ünïcödé " * 200_000  # more than a piece once encoded
     name = storage.save("text.txt", ContentFile(text))
     assert storage.open(name).read() == text.encode()
+
+
+def test_a_file_whose_chunks_takes_no_size_is_saved_through_its_own_chunks(storage):
+    class Generated(File):
+        def chunks(self):  # as some File subclasses (and Django's own tests) write it
+            yield from (b"a" * 700_000, b"b" * 700_000)
+
+    name = storage.save("generated.bin", Generated(None, name="generated.bin"))
+    assert storage.open(name).read() == b"a" * 700_000 + b"b" * 700_000
+    patched = ContentFile(b"ignored")
+    patched.chunks = lambda: iter([b"what chunks() gives"])  # replaced on the instance, as Django's tests do
+    assert storage.open(storage.save("patched.bin", patched)).read() == b"what chunks() gives"
