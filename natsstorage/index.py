@@ -26,7 +26,7 @@ import logging
 import weakref
 from bisect import bisect_left, insort
 from collections.abc import Collection, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -215,8 +215,7 @@ class Index:
         return self._sorted
 
     def _live(self, entry: Entry) -> bool:
-        max_age = (self.bucket.stream.config or {}).get("max_age", 0)
-        return not max_age or (datetime.now(UTC) - entry.mtime).total_seconds() * 1e9 < max_age
+        return not self.bucket.expired(entry.mtime)
 
     def under(self, prefix: str) -> Iterator[Entry]:
         """Every live object whose name starts with ``prefix``, by name."""
@@ -256,30 +255,27 @@ class Index:
         """One page of the live objects under ``prefix`` by ``order`` (a field of ``Entry``), and how many
         there are: by name a slice of the sorted names; by size or time a partial sort, not a full one.
         The whole bucket's count and size are kept as changes come; a prefix's cost what it holds."""
-        names = self._names()
+        names, expiring = self._names(), self.bucket.ttl is not None
         low, high = bisect_left(names, prefix), bisect_left(names, prefix + LAST_CHARACTER)
-        if order == "name" and not (self.bucket.stream.config or {}).get("max_age"):
-            if descending:
-                window = names[max(low, high - offset - limit) : max(low, high - offset)][::-1]
-            else:
-                window = names[low + offset : min(high, low + offset + limit)]
-            size = self.size if high - low == len(names) else sum(self.entries[name].size for name in names[low:high])
-            return Page([self.entries[name] for name in window], high - low, size)
-        whole = high - low == len(names)
+        whole = high - low == len(names) and not expiring
         entries: Collection[Entry] = self.entries.values()
-        if not whole:
+        if high - low != len(names):
             entries = [self.entries[name] for name in names[low:high]]
-        if (self.bucket.stream.config or {}).get("max_age"):
-            entries, whole = [entry for entry in entries if self._live(entry)], False
+        if expiring:
+            entries = [entry for entry in entries if self._live(entry)]
+        size = self.size if whole else sum(entry.size for entry in entries)
+        if order == "name" and not expiring:  # the names are in order already: a slice
+            start, stop = (high - offset - limit, high - offset) if descending else (low + offset, low + offset + limit)
+            window = names[max(low, start) : max(low, min(high, stop))]
+            return Page([self.entries[name] for name in (window[::-1] if descending else window)], high - low, size)
         pick = heapq.nlargest if descending else heapq.nsmallest
-        chosen = pick(offset + limit, entries, key=attrgetter(order))[offset:]
-        return Page(chosen, len(entries), self.size if whole else sum(entry.size for entry in entries))
+        return Page(pick(offset + limit, entries, key=attrgetter(order))[offset:], len(entries), size)
 
     def has_under(self, prefix: str) -> bool:
         return next(self.under(prefix), None) is not None
 
     def count(self) -> int:
-        if not (self.bucket.stream.config or {}).get("max_age"):
+        if self.bucket.ttl is None:
             return len(self.entries)
         return sum(1 for entry in self.entries.values() if self._live(entry))
 

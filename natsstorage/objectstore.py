@@ -352,9 +352,18 @@ class Bucket:
 
     def live(self, info: ObjectInfo) -> bool:
         """Neither deleted nor past the bucket's TTL (which the server may not have acted on yet)."""
+        return not info.deleted and not self.expired(info.mtime)
+
+    @property
+    def ttl(self) -> timedelta | None:
+        """How long objects live (the stream's ``max_age``), once the bucket has been used; None: for ever."""
         max_age = (self.stream.config or {}).get("max_age", 0)
-        expires = info.mtime + timedelta(microseconds=max_age / 1000)
-        return not info.deleted and (not max_age or expires > datetime.now(UTC))
+        return timedelta(microseconds=max_age / 1000) if max_age else None
+
+    def expired(self, mtime: datetime) -> bool:
+        """Whether an object stored at ``mtime`` is past the bucket's TTL."""
+        ttl = self.ttl
+        return ttl is not None and mtime + ttl <= datetime.now(UTC)
 
     async def _metadata_messages(self) -> AsyncIterator[Msg]:
         """Every name's latest metadata message, in stream order."""

@@ -337,7 +337,9 @@ class NatsStorage(Storage):
             return link
         seconds = expire.total_seconds() if isinstance(expire, timedelta) else expire
         expiry = int(seconds) if seconds is not None else self.config.url_expiry
-        query = signing.sign(self.config.bucket, self.key(name.lstrip("/")), expiry=expiry, overrides=overrides)
+        # Signed for the name the link carries (a backslash reads as "/" there), which is what the view checks.
+        carried = self.key(name.replace("\\", "/").lstrip("/"))
+        query = signing.sign(self.config.bucket, carried, expiry=expiry, overrides=overrides)
         return link + "?" + urlencode(query)
 
     def info(self, name: str) -> ObjectInfo:

@@ -140,3 +140,13 @@ def test_a_walk_of_a_bucket_other_clients_wrote_serves_every_file_through_the_vi
     # What Django code may not use stays out of the view's reach: not found, or refused as suspicious.
     for path in ("new%0Aline.txt", "..%2Fx", "dir/../z"):
         assert client.get(f"/files/{storage.config.bucket}/{path}").status_code in (400, 404), path
+
+
+def test_the_signed_link_of_a_name_with_a_backslash_is_valid_for_the_name_it_carries(storage, client, settings):
+    served = {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": storage.config.bucket}}  # signed links
+    settings.STORAGES = {**settings.STORAGES, "theirs": served}
+    storage.save("back/slash.txt", ContentFile(b"the directory one"))
+    put_foreign(storage, "back\\slash.txt", b"the backslash one")
+    response = client.get(storage.url("back\\slash.txt"))  # "back/slash.txt", as Django's filepath_to_uri writes it
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"the directory one"

@@ -56,12 +56,11 @@ class Rows(Sequence[ObjectInfo]):
     shows, whatever the bucket holds."""
 
     def __init__(self, storage: NatsStorage, prefix: str, order: str) -> None:
-        column = COLUMNS.get(order.removeprefix("-"))
-        if column is None or column.order is None:
-            order, column = DEFAULT_ORDER, COLUMNS[DEFAULT_ORDER]
-        assert column.order is not None
-        self.storage, self.prefix, self.order = storage, prefix, order
-        self._listing = partial(storage.listing_page, prefix, order=column.order, descending=order.startswith("-"))
+        sorted_by = getattr(COLUMNS.get(order.removeprefix("-")), "order", None)
+        if sorted_by is None:  # not a column, or one that cannot be sorted
+            order, sorted_by = DEFAULT_ORDER, "name"
+        self.storage, self.order = storage, order
+        self._listing = partial(storage.listing_page, prefix, order=sorted_by, descending=order.startswith("-"))
         self._totals: tuple[int, int] | None = None
 
     def totals(self) -> tuple[int, int]:

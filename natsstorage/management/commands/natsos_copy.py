@@ -146,10 +146,12 @@ def _copy(source: Storage, target: Storage, name: str, progress: Progress) -> No
         try:
             saved = target.save(name, content)
         except BaseException:
-            # A NatsStorage publishes nothing unfinished; a FileSystemStorage writes in place.
-            with contextlib.suppress(Exception):
-                if target.exists(name):
-                    target.delete(name)
+            # A NatsStorage publishes nothing unfinished (what is there now is another writer's); a
+            # FileSystemStorage writes in place, and leaves a part behind.
+            if not isinstance(target, NatsStorage):
+                with contextlib.suppress(Exception):
+                    if target.exists(name):
+                        target.delete(name)
             raise
     if saved != name:
         raise CommandError(f"{name!r} was saved as {saved!r}: the destination created {name!r} meanwhile")

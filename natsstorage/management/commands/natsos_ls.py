@@ -38,7 +38,7 @@ class Command(NatsCommand):
         rows = [
             (
                 size(info.size),
-                timezone.localtime(info.mtime).strftime(TIME_FORMAT),
+                _when(info),
                 info.content_type or "-",
                 _shown(info),
             )

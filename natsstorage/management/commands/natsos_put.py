@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from natsstorage import humanize
+from natsstorage import NatsStorage, humanize
 from natsstorage.management.base import NatsCommand
 from natsstorage.progress import ProgressFile
 
@@ -39,7 +39,7 @@ class Command(NatsCommand):
         )
         name, path = options["name"], options["path"]
         self.interrupted = f"Interrupted: nothing was stored as {name!r}."
-        if not options["overwrite"] and storage.exists(name):
+        if not options["overwrite"] and _stored(storage, name):
             raise CommandError(
                 f"{name!r} already exists in bucket {options['bucket']!r}; use --overwrite to replace it"
             )
@@ -67,3 +67,13 @@ class Command(NatsCommand):
             return str(storage.save(name, ProgressFile(source, name, progress, content_type=options["content_type"])))
         finally:
             progress.close()
+
+
+def _stored(storage: NatsStorage, name: str) -> bool:
+    """Whether an object holds ``name``: one metadata read (``exists()`` would also look for a directory,
+    which in a fresh process means reading every name in the bucket)."""
+    try:
+        storage.object_info(storage.key(name))  # a link is an object too: not followed
+    except FileNotFoundError:
+        return False
+    return True
