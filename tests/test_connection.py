@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import signal
 import subprocess
@@ -143,3 +144,46 @@ def test_work_that_ends_as_a_wait_slice_runs_out_gives_its_result_not_a_timeout(
 
     with pytest.raises(TimeoutError, match="its own"):
         _bridge.run(times_out())
+
+
+# Which thread runs the loop: a worker thread's call runs it itself (no hand-off, no two wake-ups).
+
+
+async def running_thread() -> threading.Thread:
+    return threading.current_thread()
+
+
+def in_a_worker_thread(work):
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(work).result(timeout=30)
+
+
+def test_a_call_from_a_worker_thread_runs_the_loop_in_that_thread():
+    def calls() -> tuple[threading.Thread, list[threading.Thread]]:
+        ran_in = []
+        for _ in range(2):
+            time.sleep(20 * _bridge.HAND_BACK_AFTER)  # the loop thread takes the loop back meanwhile
+            # The first call asks for the loop back (the loop thread may still serve it); the next runs here.
+            ran_in += [_bridge.run(running_thread()), _bridge.run(running_thread())]
+        return threading.current_thread(), ran_in
+
+    me, ran_in = in_a_worker_thread(calls)
+    assert ran_in[1] is me and ran_in[3] is me
+
+
+def test_a_call_from_the_main_thread_or_under_a_running_loop_is_handed_to_the_loop_thread():
+    loop_thread = _bridge._get_runtime().thread
+    assert _bridge.run(running_thread()) is loop_thread
+
+    async def blocking_call_inside_another_loop() -> threading.Thread:
+        return _bridge.run(running_thread())
+
+    assert in_a_worker_thread(lambda: asyncio.run(blocking_call_inside_another_loop())) is loop_thread
+
+
+def test_the_loop_runs_between_calls_when_a_worker_thread_ran_it_last():
+    """What arrives unasked (watched changes, pings) is read when no caller runs the loop."""
+    in_a_worker_thread(lambda: _bridge.run(running_thread()))
+    arrived = threading.Event()
+    _bridge._get_runtime().loop.call_soon_threadsafe(arrived.set)  # as a socket's readiness would
+    assert arrived.wait(timeout=5)
