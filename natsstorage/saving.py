@@ -12,7 +12,7 @@ import enum
 import hashlib
 import io
 import mimetypes
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import Future
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -62,23 +62,29 @@ class Saving:
 SAVING: ContextVar[Saving | None] = ContextVar("natsstorage_saving", default=None)
 
 
-def headers_for(storage: NatsStorage, name: str, content_type: str | None) -> dict[str, list[str]]:
+@dataclass(frozen=True)
+class Head:
+    """What an object carries beside its data: its headers and its ``metadata`` map."""
+
+    headers: dict[str, list[str]]
+    metadata: dict[str, str]
+
+
+def head_for(storage: NatsStorage, name: str, content_type: str | None) -> Head:
+    """From ``get_object_parameters(name)``, asked once, in the caller's thread (an override may use the
+    database): its ``Metadata`` is the metadata map, as S3Storage takes it; the rest are headers."""
     content_type = content_type or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
     parameters = storage.get_object_parameters(name)
     headers = {key: [value] for key, value in parameters.items() if key != METADATA_PARAMETER}
-    return {"Content-Type": [content_type]} | headers
-
-
-def metadata_for(storage: NatsStorage, name: str) -> dict[str, str]:
-    """The object's ``metadata`` map: ``get_object_parameters(name)["Metadata"]``, as S3Storage takes it."""
-    return dict(storage.get_object_parameters(name).get(METADATA_PARAMETER) or {})
+    metadata = dict(parameters.get(METADATA_PARAMETER) or {})
+    return Head({"Content-Type": [content_type]} | headers, metadata)
 
 
 async def commit(
     storage: NatsStorage,
     upload: Upload,
     name: str,
-    headers: Mapping[str, list[str]],
+    head: Head,
     taken: Taken,
     previous: ObjectInfo | None | Unknown = Unknown.VALUE,
 ) -> bool:
@@ -96,7 +102,7 @@ async def commit(
                 raise FileExistsError(f"{name!r} is already in the NATS bucket {bucket.name!r}")
             return False
         try:
-            await upload.commit(key, previous=previous, headers=headers, metadata=metadata_for(storage, name))
+            await upload.commit(key, previous=previous, headers=head.headers, metadata=head.metadata)
         except ObjectChanged:
             previous = await bucket.latest(key)
             continue
@@ -109,17 +115,17 @@ def save(storage: NatsStorage, name: str, content: IO[Any]) -> str:
     name = clean_name(name)
     content_type = getattr(content, "content_type", None)
     taken = Taken.REPLACE if storage.config.file_overwrite else Taken.REPORT
-    head, rest = _first_piece(content)
-    if rest is None and len(head) >= HASH_BESIDE_BYTES:
-        upload, published = _put_hashing_beside(storage, name, head, headers_for(storage, name, content_type), taken)
+    first, rest = _first_piece(content)
+    if rest is None and len(first) >= HASH_BESIDE_BYTES:
+        upload, published = _put_hashing_beside(storage, name, first, head_for(storage, name, content_type), taken)
     elif rest is None:
-        upload, published = run(_put(storage, name, head, headers_for(storage, name, content_type), taken))
+        upload, published = run(_put(storage, name, first, head_for(storage, name, content_type), taken))
     else:
-        upload, published = _stream(storage, name, head, rest, headers_for(storage, name, content_type), taken)
+        upload, published = _stream(storage, name, first, rest, head_for(storage, name, content_type), taken)
     try:
         while not published:  # another object holds the name
             name = _alternative_name(storage, name)
-            published = run(commit(storage, upload, name, headers_for(storage, name, content_type), taken))
+            published = run(commit(storage, upload, name, head_for(storage, name, content_type), taken))
     except BaseException:
         run(upload.abort())
         raise
@@ -130,7 +136,7 @@ async def _put(
     storage: NatsStorage,
     name: str,
     data: bytes,
-    headers: Mapping[str, list[str]],
+    head: Head,
     taken: Taken,
     digest: Future[bytes] | None = None,
 ) -> tuple[Upload, bool]:
@@ -149,19 +155,17 @@ async def _put(
         finally:
             if asked is not None:
                 asked.cancel()
-        return upload, await commit(storage, upload, name, headers, taken, previous)
+        return upload, await commit(storage, upload, name, head, taken, previous)
     except BaseException:
         await upload.abort()
         raise
 
 
-def _put_hashing_beside(
-    storage: NatsStorage, name: str, data: bytes, headers: Mapping[str, list[str]], taken: Taken
-) -> tuple[Upload, bool]:
+def _put_hashing_beside(storage: NatsStorage, name: str, data: bytes, head: Head, taken: Taken) -> tuple[Upload, bool]:
     """``_put`` of a piece worth hashing in the caller's thread (hashlib lets go of the GIL): the NATS loop
     publishes the chunks meanwhile, and the metadata follows once the digest is in."""
     digest: Future[bytes] = Future()
-    work = _bridge.submit(_put(storage, name, data, headers, taken, digest))
+    work = _bridge.submit(_put(storage, name, data, head, taken, digest))
     try:
         digest.set_result(hashlib.sha256(data).digest())
     finally:
@@ -170,7 +174,7 @@ def _put_hashing_beside(
 
 
 def _stream(
-    storage: NatsStorage, name: str, head: bytes, rest: Iterator[bytes], headers: Mapping[str, list[str]], taken: Taken
+    storage: NatsStorage, name: str, first: bytes, rest: Iterator[bytes], head: Head, taken: Taken
 ) -> tuple[Upload, bool]:
     """An object bigger than a piece: the caller's thread reads and hashes while the NATS loop publishes."""
     bucket, key = storage.bucket, storage.key(name)
@@ -179,13 +183,13 @@ def _stream(
     try:
         # The buffer gathers Django's small chunks into pieces worth a hop to the loop.
         pieces = io.BufferedWriter(sink, buffer_size=PIECE_BYTES)
-        pieces.write(head)
+        pieces.write(first)
         for piece in rest:
             pieces.write(piece)
         pieces.flush()
         sink.drain()
         previous = _bridge.wait(asked) if asked is not None else None
-        return sink.upload, run(commit(storage, sink.upload, name, headers, taken, previous))
+        return sink.upload, run(commit(storage, sink.upload, name, head, taken, previous))
     except BaseException:
         if asked is not None:
             asked.cancel()

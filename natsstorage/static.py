@@ -51,9 +51,11 @@ class NatsStaticStorage(NatsStorage):
         content.seek(0)
         if size != info.size or sha256.digest() != info.sha256:
             return False
-        wanted = saving.headers_for(self, name, getattr(content, "content_type", None))
-        if {key: list(values) for key, values in info.headers.items()} != wanted:
-            self.update_meta(name, headers=wanted)  # a new Cache-Control, say: no need to upload again
+        wanted = saving.head_for(self, name, getattr(content, "content_type", None))
+        headers = {key: list(values) for key, values in info.headers.items()}
+        if headers != wanted.headers or dict(info.metadata) != wanted.metadata:
+            # A new Cache-Control, say: no need to upload again.
+            self.update_meta(name, headers=wanted.headers, metadata=wanted.metadata)
         return True
 
 

@@ -226,10 +226,10 @@ class NatsStorage(Storage):
         key, taken = self.key(name), Taken.REFUSE if mode.startswith("x") else Taken.REPLACE
         if taken is Taken.REFUSE and run(self.bucket.info(key)) is not None:
             raise FileExistsError(f"{name!r} is already in the NATS bucket {self.config.bucket!r}")
-        headers = saving.headers_for(self, name, None)
+        head = saving.head_for(self, name, None)
 
         def commit(sink: ObjectSink) -> None:
-            run(saving.commit(self, sink.upload, name, headers, taken))
+            run(saving.commit(self, sink.upload, name, head, taken))
 
         def open_sink() -> ObjectSink:
             return ObjectSink(run(Upload.begin(self.bucket, caller_hashes=True, name=key)), commit)
@@ -463,11 +463,11 @@ class NatsStorage(Storage):
         mode = normal_mode(mode)
         if mode in ("wb", "xb"):
             name = clean_name(name)
-            headers, taken = saving.headers_for(self, name, None), Taken.REFUSE if mode == "xb" else Taken.REPLACE
+            head, taken = saving.head_for(self, name, None), Taken.REFUSE if mode == "xb" else Taken.REPLACE
             upload = await _bridge.arun(Upload.begin(self.bucket, name=self.key(name)))
 
             async def commit(upload: Upload) -> str:
-                await saving.commit(self, upload, name, headers, taken)
+                await saving.commit(self, upload, name, head, taken)
                 return name
 
             return AsyncNatsWriter(name, upload, commit)

@@ -226,6 +226,25 @@ def test_object_parameters_are_stored_and_sent(make_storage, client, settings):
     assert response["Content-Language"] == "fr"
 
 
+@pytest.mark.django_db
+def test_object_parameters_are_asked_once_per_save_in_the_callers_thread(make_storage):
+    """An override may use the database (no event loop runs in the caller's thread) and is not asked twice."""
+    from django.contrib.auth.models import User
+
+    asked: list[threading.Thread] = []
+
+    class Owned(NatsStorage):
+        def get_object_parameters(self, name: str) -> dict[str, object]:
+            asked.append(threading.current_thread())
+            return {"Metadata": {"users": str(User.objects.count())}}
+
+    files = Owned(make_storage().config.bucket)
+    for name, size in (("small.bin", 10), ("large.bin", 3 * MiB)):
+        files.save(name, ContentFile(random_bytes(size)))
+        assert files.info(name).metadata == {"users": "0"}
+    assert asked == [threading.current_thread()] * 2
+
+
 def test_a_stored_inline_disposition_cannot_make_html_run_in_the_site(make_storage, client, settings):
     files = make_storage(public=True, object_parameters={"Content-Disposition": "inline"})
     settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {}}}
