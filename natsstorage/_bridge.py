@@ -148,6 +148,7 @@ class _Runtime:
         self.driver: threading.Thread | None = None  # the thread running the loop now
         self.handed = 0  # work handed to the loop whose caller does not run it: the loop thread must
         self.takers = 0  # callers' threads waiting for the loop thread to let go of the loop
+        self.calling = 0  # calls under way from threads that may run the loop
         self.let_go = 0.0  # when a caller's thread last stopped running the loop (time.monotonic())
         self.handing_over = False  # whether the loop thread's run was asked to end
         self.closing = False
@@ -192,18 +193,27 @@ class _Runtime:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """``coro``'s result, running the loop in this thread when that is allowed and the loop is free."""
         me = threading.current_thread()
-        if me is not threading.main_thread() and not _loop_running_here():
-            with self.turns:
-                free = self.driver is None
-                if free:
-                    self.driver = me
-                # The loop thread took the loop back while this thread was away, and serves no one else: ask.
-                ask = not free and self.driver is self.thread and not self.handed
+        if me is threading.main_thread() or _loop_running_here():
+            return wait(self._submit(coro))
+        with self.turns:
+            self.calling += 1
+            # Only a thread calling alone runs the loop: when several call at once, the loop thread serves
+            # them all, batched, rather than the loop going from thread to thread.
+            alone = self.calling == 1 and not self.handed
+            free = alone and self.driver is None
             if free:
-                return self._drive(coro)
+                self.driver = me
+            # The loop thread took the loop back while this thread was away: ask for it.
+            ask = alone and self.driver is self.thread
+        try:
+            if free:
+                return self._drive(_caught_up(coro))
             if ask:
                 return self._take_over(me, self._submit(coro, handed=False))
-        return wait(self._submit(coro))
+            return wait(self._submit(coro))
+        finally:
+            with self.turns:
+                self.calling -= 1
 
     def _take_over(self, me: threading.Thread, future: concurrent.futures.Future[T]) -> T:
         """Ask the loop thread to let go of the loop, then run it here until ``future`` is done."""
@@ -334,6 +344,15 @@ async def _close(nc: Client) -> None:
         await asyncio.wait_for(nc.close(), CLOSE_TIMEOUT)
     except (TimeoutError, OSError, nats.errors.Error) as error:
         logger.debug("natsstorage: closing a NATS connection: %s", _describe(error))
+
+
+async def _caught_up(coro: Coroutine[Any, Any, T]) -> T:
+    """``coro``, once the loop has read what arrived while no thread ran it: a connection the server
+    closed meanwhile is then known lost (nats-py's reader marks it), not used for a request that would
+    wait its whole timeout for an answer."""
+    await asyncio.sleep(0)  # what arrived is read...
+    await asyncio.sleep(0)  # ...and the tasks waiting for it have run
+    return await coro
 
 
 async def _reconnected(nc: Client, timeout: float) -> bool:

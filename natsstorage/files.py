@@ -108,8 +108,8 @@ class ObjectStream(io.RawIOBase):
     def _close_download(self) -> None:
         if self.download is not None:
             download, self.download = self.download, None
-            # Closing only sends messages, nothing to wait for; safe from any thread.
-            _bridge.submit(download.close())
+            if download.receiving:  # closing only sends messages, nothing to wait for; safe from any thread
+                _bridge.submit(download.close())
 
     def close(self) -> None:
         if not self.closed:

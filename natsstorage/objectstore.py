@@ -395,13 +395,20 @@ class Bucket:
         description: str | None = None,
         headers: Mapping[str, list[str]] | None = None,
         metadata: Mapping[str, str] | None = None,
+        expected_seq: int | None = None,
     ) -> ObjectInfo | None:
-        """Replace an object's description, headers and/or metadata map without touching its data."""
+        """Replace an object's description, headers and/or metadata map without touching its data.
+
+        ``expected_seq``: only if its metadata is still that version, else ``ObjectChanged``; without
+        it, a change by another writer meanwhile is read and the update made over it.
+        """
         nc = await self.connection()
         while True:
             info = await self.info(name)
             if info is None:
                 return None
+            if expected_seq is not None and info.seq != expected_seq:
+                raise ObjectChanged(f"{name!r} in bucket {self.name!r} was changed meanwhile")
             raw = dict(info.raw)
             if description is not None:
                 raw["description"] = description
@@ -413,6 +420,8 @@ class Bucket:
             try:
                 await self.put_meta(nc, name, raw, expected_seq=info.seq)
             except ObjectChanged:
+                if expected_seq is not None:
+                    raise
                 continue
             return await self.info(name)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from functools import cached_property, partial
 from typing import IO, Any, ClassVar
@@ -384,6 +384,28 @@ class NatsStorage(Storage):
         client wrote that Django code may not use (control characters, ``..``), for the admin and commands."""
         bucket, info, download, fetched = run(self._open_for_reading(key, verbatim=True))
         return NatsFile(key, "rb", info=info, open_stream=partial(ObjectStream, bucket, info, download, fetched))
+
+    def update_object(
+        self,
+        key: str,
+        *,
+        seq: int,
+        description: str | None = None,
+        headers: Mapping[str, list[str]] | None = None,
+    ) -> ObjectInfo:
+        """``update_meta`` of what is stored under ``key``, whatever the name, only if its metadata is still
+        the version at ``seq`` (what an editor was shown); ``ObjectChanged`` when another writer came first."""
+        info = run(self.bucket.update_meta(key, description=description, headers=headers, expected_seq=seq))
+        if info is None:
+            raise self._missing(key)
+        return info
+
+    def follow_link(
+        self, link: ObjectInfo, buckets: Callable[[str], Bucket | None] | None = None
+    ) -> tuple[Bucket, ObjectInfo]:
+        """The bucket and metadata of what ``link`` names, followed once as nats.go does; ``buckets(name)``: the
+        bucket a link into another one may lead to (default: one a storage of this project serves)."""
+        return run(links.follow(self.bucket, link, buckets or served_bucket))
 
     def delete_object(self, key: str) -> bool:
         """Delete what is stored under ``key``, whatever the name; False when nothing was there."""

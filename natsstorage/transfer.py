@@ -455,6 +455,11 @@ class Download:
     def _corrupt(self, why: str) -> CorruptObject:
         return CorruptObject(f"{self.info.name!r} in bucket {self.bucket.name!r} is corrupt: {why}")
 
+    @property
+    def receiving(self) -> bool:
+        """Whether a consumer or a batch is under way, for ``close()`` to end."""
+        return self._source is not None
+
     async def close(self) -> None:
         if self._source is not None:
             source, self._source = self._source, None

@@ -253,6 +253,25 @@ def test_the_object_page_links_downloads(admin_client, storage):
     assert admin_client.get(missing).status_code == 404
 
 
+def test_downloading_a_link_gives_what_it_names(admin_client, storage):
+    elsewhere = NatsStorage(f"{storage.config.bucket}x")  # no storage of the project serves it: staff read it all
+    try:
+        elsewhere.save("target.bin", ContentFile(b"the data"))
+        storage.save("made.txt", ContentFile(b"the bucket"))
+        bucket = storage.config.bucket
+        for name, target in (("alias.bin", elsewhere.config.bucket), ("dangling.bin", bucket)):
+            put_foreign(storage, name, b"", options={"link": {"bucket": target, "name": "target.bin"}})
+
+        def download(name: str):
+            url = reverse("admin:natsstorage_bucket_download", kwargs={"bucket": bucket, "name": name})
+            return admin_client.get(url)
+
+        assert b"".join(download("alias.bin").streaming_content) == b"the data"
+        assert download("dangling.bin").status_code == 404
+    finally:
+        elsewhere.destroy()
+
+
 def test_deleting_an_object_asks_for_confirmation_then_deletes_it(admin_client, storage):
     storage.save("gone.txt", ContentFile(b"g"))
     storage.save("kept.txt", ContentFile(b"k"))

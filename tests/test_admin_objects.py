@@ -13,9 +13,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploaded
 from django.urls import reverse
 
 from natsstorage import NatsStorage
+from natsstorage.admin import detail
 from natsstorage.objectstore import META_SUBJECT, encode_key
 
-from .helpers import MiB, random_bytes, with_nats
+from .helpers import MiB, put_foreign, random_bytes, with_nats
 
 pytestmark = pytest.mark.django_db
 
@@ -130,6 +131,35 @@ def test_an_edit_over_a_change_made_meanwhile_is_refused(admin_client, storage):
     again = {"description": "mine", "headers": "", "seq": response.context["form"]["seq"].value()}
     admin_client.post(object_url(storage.config.bucket, "a.txt"), again)  # having seen theirs
     assert storage.info("a.txt").description == "mine"
+
+
+def test_an_edit_of_a_name_django_code_may_not_use(admin_client, storage):
+    storage.save("made.txt", ContentFile(b"the bucket"))
+    put_foreign(storage, "../up.txt", b"x")  # another client's name: the admin edits whatever the bucket holds
+    seq = storage.object_info("../up.txt").seq
+    response = admin_client.post(
+        object_url(storage.config.bucket, "../up.txt"), {"description": "found", "headers": "", "seq": seq}
+    )
+    assert response.status_code == 302
+    assert storage.object_info("../up.txt").description == "found"
+
+
+def test_an_edit_over_a_change_landing_while_it_is_saved_is_refused(admin_client, storage, monkeypatch):
+    storage.save("a.txt", ContentFile(b"hello"))
+    seq = storage.info("a.txt").seq
+    read = detail.find
+
+    def read_then_another_writer_changes_it(bucket: str, name: str):
+        found = read(bucket, name)
+        storage.update_meta("a.txt", description="theirs")
+        return found
+
+    monkeypatch.setattr(detail, "find", read_then_another_writer_changes_it)
+    response = admin_client.post(
+        object_url(storage.config.bucket, "a.txt"), {"description": "mine", "headers": "", "seq": seq}
+    )
+    assert "changed by someone else since this page was shown" in response.text
+    assert storage.info("a.txt").description == "theirs"
 
 
 def test_recent_actions_name_the_bucket_and_object_and_link_to_its_page(admin_client, storage):

@@ -27,7 +27,7 @@ from django.core.management import call_command, get_commands, load_command_clas
 from django.core.management.base import CommandError
 from django.test.utils import override_settings
 
-from natsstorage import NatsStorage
+from natsstorage import NatsStorage, index
 from natsstorage.exceptions import BucketNotFound
 from natsstorage.humanize import size
 from natsstorage.objectstore import CHUNK_SUBJECT
@@ -457,6 +457,18 @@ def test_copy_again_skips_what_matches_and_replaces_what_changed(storage, media)
     with storage.open("a.txt") as f:
         assert f.read() == b"b"
     assert storage.listdir("") == (["docs"], ["a.txt"])
+
+
+def test_copy_into_a_bucket_asks_for_each_name_never_reading_the_whole_bucket(storage, media, monkeypatch):
+    """exists() of a missing name reads every name of a bucket, looking for a directory: the copy never asks it."""
+
+    async def whole_bucket(cls, bucket):
+        raise AssertionError(f"read every name of {bucket.name}")
+
+    monkeypatch.setattr(index.Index, "of", classmethod(whole_bucket))
+    assert command("natsos_copy", "--from", "default", "--to", "nats").startswith("Copied 3 files")
+    (media / "a.txt").write_bytes(b"b")
+    assert command("natsos_copy", "--from", "default", "--to", "nats").startswith("Copied 1 file ")
 
 
 def test_copy_dry_run_lists_and_copies_nothing(storage, media):

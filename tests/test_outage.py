@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.files.base import ContentFile
@@ -75,6 +76,25 @@ def test_with_nats_down_a_page_of_50_files_answers_in_one_connect_timeout_and_se
     server.start()
     text = wait_until_served(client, time.monotonic() + BACKOFF + CONNECT_TIMEOUT + SLACK)
     assert "docs/49.txt: 49 bytes" in text
+
+
+def test_a_server_gone_right_after_a_worker_threads_call_is_found_lost_not_waited_on(own_server):
+    """A worker thread runs the loop for its call, then lets go of it; the next call reads what came meanwhile."""
+    server = own_server()
+    storage = NatsStorage("configs", servers=server.url, connect_timeout=CONNECT_TIMEOUT, timeout=5.0)
+    storage.save("a.txt", ContentFile(b"a"))
+
+    def size_in_a_worker_thread() -> int:
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(storage.size, "a.txt").result()
+
+    assert size_in_a_worker_thread() == 1
+    server.stop()  # at once: no thread runs the loop as the connection closes
+    started = time.monotonic()
+    with pytest.raises(NatsUnavailable, match="lost the connection"):
+        size_in_a_worker_thread()
+    took = time.monotonic() - started
+    assert took < CONNECT_TIMEOUT + SLACK, f"{took:.1f} s: a request was sent on the closed connection"
 
 
 def test_during_an_outage_every_call_fails_at_once_with_the_same_clear_error(own_server):

@@ -7,13 +7,15 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import messages
 from django.contrib.admin.models import CHANGE
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponseBase, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 from natsstorage import humanize
 from natsstorage.admin import history
 from natsstorage.admin.forms import MetadataForm, headers_text
-from natsstorage.admin.pages import find, object_url
+from natsstorage.admin.pages import any_bucket, bucket_storage, find, object_url
+from natsstorage.exceptions import ObjectChanged
+from natsstorage.links import LinkRefused
 from natsstorage.objectstore import ObjectInfo
 from natsstorage.storage import NatsStorage
 from natsstorage.views import object_response
@@ -29,6 +31,12 @@ CHANGED_MEANWHILE = (
 
 def download(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
     storage, info = find(bucket, name)
+    if info.link is not None:  # what it names, as open_object() and the serving view read a link
+        try:
+            target, info = storage.follow_link(info, any_bucket)
+        except (FileNotFoundError, LinkRefused) as error:
+            raise Http404(str(error)) from None
+        storage = bucket_storage(target.name)
     return object_response(request, storage, info, public=False)
 
 
@@ -40,12 +48,14 @@ def object_page(model_admin: BucketAdmin, request: HttpRequest, bucket: str, nam
             raise PermissionDenied
         form = MetadataForm(request.POST)
         if form.is_valid():
-            if form.cleaned_data["seq"] != info.seq:
-                form = MetadataForm({**request.POST.dict(), "seq": info.seq})  # what was typed, over this version
-                form.is_valid()
-                form.add_error(None, CHANGED_MEANWHILE)
-            else:
-                return _save(model_admin, request, storage, bucket, info, form.cleaned_data)
+            if form.cleaned_data["seq"] == info.seq:
+                try:
+                    return _save(model_admin, request, storage, bucket, info, form.cleaned_data)
+                except ObjectChanged:  # between reading it for this request and saving
+                    storage, info = find(bucket, name)
+            form = MetadataForm({**request.POST.dict(), "seq": info.seq})  # what was typed, over this version
+            form.is_valid()
+            form.add_error(None, CHANGED_MEANWHILE)
     elif model_admin.has_edit_permission(request):
         form = _form(info)
     context = model_admin.context(
@@ -93,7 +103,7 @@ def _save(
     if not changed:
         messages.info(request, "Nothing was changed.")
         return HttpResponseRedirect(url)
-    storage.update_meta(info.name, description=description, headers=headers)
+    storage.update_object(info.name, seq=info.seq, description=description, headers=headers)
     what = " and ".join(changed)
     history.log(request, CHANGE, bucket, info.name, what=what)
     model_admin.message_user(request, f"Changed {what} of “{info.name}”.", messages.SUCCESS)

@@ -6,7 +6,7 @@ from django.http import Http404, HttpRequest
 from django.urls import reverse
 
 from natsstorage.exceptions import BucketNotFound
-from natsstorage.objectstore import ObjectInfo, valid_bucket_name
+from natsstorage.objectstore import Bucket, ObjectInfo, valid_bucket_name
 from natsstorage.storage import NatsStorage
 
 
@@ -15,6 +15,11 @@ def bucket_storage(bucket: str, **options: object) -> NatsStorage:
     if not valid_bucket_name(bucket):
         raise Http404(f"“{bucket}” is not a bucket name: bucket names have letters, digits, - and _ only.")
     return NatsStorage(bucket, create_bucket=False, location="", **options)
+
+
+def any_bucket(bucket: str) -> Bucket | None:
+    """Where a link may lead in the admin: any bucket (staff see them all), not only those storages serve."""
+    return bucket_storage(bucket).bucket if valid_bucket_name(bucket) else None
 
 
 def bucket_missing(bucket: str) -> Http404:

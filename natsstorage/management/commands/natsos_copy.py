@@ -53,7 +53,8 @@ class Command(NatsCommand):
         try:
             for name, size in files:
                 try:
-                    if _same(source, target, name, size):
+                    there = _size_in(target, name)
+                    if there == size and _sha256(source, name) == _sha256(target, name):
                         skipped += 1
                         progress.update(size)
                         if verbosity >= 2:
@@ -62,7 +63,7 @@ class Command(NatsCommand):
                     if dry_run:
                         self.stdout.write(f"would copy {name} ({humanize.size(size)})")
                     else:
-                        _copy(source, target, name, progress)
+                        _copy(source, target, name, progress, replace=there is not None)
                         if verbosity >= 2:
                             self.stdout.write(f"copied {name} ({humanize.size(size)})")
                     copied += 1
@@ -132,14 +133,19 @@ def _sha256(storage: Storage, name: str) -> bytes:
     return digest.digest()
 
 
-def _same(source: Storage, target: Storage, name: str, size: int) -> bool:
-    if not target.exists(name) or target.size(name) != size:
-        return False
-    return _sha256(source, name) == _sha256(target, name)
+def _size_in(storage: Storage, name: str) -> int | None:
+    """The size of the file ``name`` in ``storage``, or None when there is none: one metadata read in a
+    NatsStorage (whose exists() of a missing name would read every name, looking for a directory)."""
+    if isinstance(storage, NatsStorage):
+        try:
+            return storage.info(name).size
+        except FileNotFoundError:
+            return None
+    return storage.size(name) if storage.exists(name) else None
 
 
-def _copy(source: Storage, target: Storage, name: str, progress: Progress) -> None:
-    if target.exists(name):
+def _copy(source: Storage, target: Storage, name: str, progress: Progress, *, replace: bool) -> None:
+    if replace:
         target.delete(name)  # it differs; the source is what counts
     with source.open(name, "rb") as file:
         content = ProgressFile(file, name, progress, content_type=getattr(file, "content_type", None))
