@@ -137,7 +137,7 @@ class _Link:
 
 
 class _Runtime:
-    """The loop thread and the connections it owns."""
+    """The loop, the thread that runs it when no caller's thread does, and the connections it owns."""
 
     def __init__(self) -> None:
         self.loop = new_event_loop()
@@ -146,7 +146,7 @@ class _Runtime:
         # Who runs the loop is decided under this condition; the loop thread waits on it for its turn.
         self.turns = threading.Condition()
         self.driver: threading.Thread | None = None  # the thread running the loop now
-        self.handed = 0  # work handed to the loop whose caller does not run it: the loop thread must
+        self.handed = 0  # work handed to the loop by callers that do not run it, so the loop thread must
         self.takers = 0  # callers' threads waiting for the loop thread to let go of the loop
         self.calling = 0  # calls under way from threads that may run the loop
         self.let_go = 0.0  # when a caller's thread last stopped running the loop (time.monotonic())
@@ -157,7 +157,9 @@ class _Runtime:
     def _serve(self) -> None:
         # Linux hands a signal sent to the process to any thread not blocking it. Python runs
         # handlers only in the main thread, which, asleep in run(), would not wake for one caught
-        # here. Threads started from here (libuv's, an executor's) inherit the mask.
+        # here. Threads started from here (libuv's, an executor's) inherit the mask; those a worker
+        # thread's run starts do not, and a signal one of them catches reaches the main thread within
+        # a wait slice (SIGNAL_CHECK_INTERVAL), as one caught by any thread of the project's would.
         if hasattr(signal, "pthread_sigmask"):
             signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals() - FAULT_SIGNALS)
         while True:
@@ -169,10 +171,12 @@ class _Runtime:
                 self.driver, self.handing_over = self.thread, False
             try:
                 self.loop.run_forever()
+            except BaseException:  # a task's SystemExit, say: the loop must go on for everyone else
+                logger.exception("natsstorage: the NATS loop stopped on an error; running it again")
             finally:
                 with self.turns:
                     self.driver = None
-                    self.let_go = time.monotonic()  # it let go because a caller asked
+                    self.let_go = time.monotonic()  # it let go because a caller asked (or at exit)
                     self.turns.notify_all()
 
     def _loop_threads_turn(self) -> bool:
@@ -199,35 +203,43 @@ class _Runtime:
             self.calling += 1
             # Only a thread calling alone runs the loop: when several call at once, the loop thread serves
             # them all, batched, rather than the loop going from thread to thread.
-            alone = self.calling == 1 and not self.handed
+            alone = self.calling == 1 and not self.handed and not self.closing
             free = alone and self.driver is None
             if free:
                 self.driver = me
-            # The loop thread took the loop back while this thread was away: ask for it.
+            # The loop thread took the loop back while this thread was away: ask for it (and keep the
+            # loop thread from taking it again once it let go).
             ask = alone and self.driver is self.thread
+            if ask:
+                self.takers += 1
         try:
             if free:
                 return self._drive(_caught_up(coro))
             if ask:
-                return self._take_over(me, self._submit(coro, handed=False))
+                return self._take_over(me, coro)
             return wait(self._submit(coro))
         finally:
             with self.turns:
                 self.calling -= 1
 
-    def _take_over(self, me: threading.Thread, future: concurrent.futures.Future[T]) -> T:
-        """Ask the loop thread to let go of the loop, then run it here until ``future`` is done."""
-        self.loop.call_soon_threadsafe(self._hand_over)
-        with self.turns:
-            self.takers += 1
-            try:
+    def _take_over(self, me: threading.Thread, coro: Coroutine[Any, Any, T]) -> T:
+        """Ask the loop thread to let go of the loop, then run it here until ``coro`` is done (or return its
+        result, when the loop thread finished it first). ``run()`` counted this thread among the takers."""
+        try:
+            future = self._submit(coro, handed=False)
+            future.add_done_callback(self._notify)
+            self.loop.call_soon_threadsafe(self._hand_over)
+            with self.turns:
                 while self.driver is not None and not future.done():
                     self.turns.wait(SIGNAL_CHECK_INTERVAL)
-            finally:
+                mine = not future.done()
+                if mine:
+                    self.driver = me
+        finally:
+            with self.turns:
                 self.takers -= 1
-            if future.done():
-                return future.result()
-            self.driver = me
+        if not mine:
+            return future.result()
         return self._drive(asyncio.wrap_future(future, loop=self.loop))
 
     def _drive(self, work: Coroutine[Any, Any, T] | asyncio.Future[T]) -> T:
@@ -255,6 +267,10 @@ class _Runtime:
     def _served(self, _: concurrent.futures.Future[Any]) -> None:
         with self.turns:
             self.handed -= 1
+
+    def _notify(self, _: concurrent.futures.Future[Any]) -> None:
+        with self.turns:
+            self.turns.notify_all()
 
     async def connection(self, settings: ConnectionSettings) -> Client:
         link = self.links.get(settings) or self.links.setdefault(settings, _Link())
@@ -332,8 +348,10 @@ class _Runtime:
             self.turns.notify_all()
         self.loop.call_soon_threadsafe(self._hand_over)
         self.thread.join(CLOSE_TIMEOUT)
-        if not self.thread.is_alive():
-            self.loop.close()
+        with self.turns:  # a daemon thread of the program's may still be running a call: never close under it
+            self.turns.wait_for(lambda: self.driver is None, CLOSE_TIMEOUT)
+            if self.driver is None and not self.thread.is_alive():
+                self.loop.close()
 
 
 async def _close(nc: Client) -> None:
@@ -478,7 +496,7 @@ def in_loop_thread() -> bool:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on the loop thread and wait for it from a synchronous caller.
+    """Run ``coro`` on the loop and wait for it from a synchronous caller (in this thread, see ``_Runtime.run``).
 
     Every coroutine given here bounds its own network waits, so no timeout is
     needed at this level.
@@ -507,7 +525,7 @@ def wait(future: concurrent.futures.Future[T]) -> T:
 
 
 async def arun(coro: Coroutine[Any, Any, T]) -> T:
-    """Await ``coro`` on the loop thread from any event loop (an async view's, say)."""
+    """Await ``coro`` on the loop from any other event loop (an async view's, say)."""
     runtime = _get_runtime()
     if in_loop_thread():
         return await coro
@@ -515,18 +533,18 @@ async def arun(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-    """Start ``coro`` on the loop thread without waiting; safe from any thread."""
+    """Start ``coro`` on the loop without waiting (the loop thread runs it); safe from any thread."""
     return _get_runtime()._submit(coro)
 
 
 # Work started on the loop that no caller waits for (purging a replaced version's chunks), by what
-# it concerns (a stream). Only the loop thread touches it.
+# it concerns (a stream). Only code on the loop touches it.
 _background: dict[str, set[asyncio.Task[Any]]] = {}
 
 
 def background(about: str, coro: Coroutine[Any, Any, Any]) -> None:
     """Start ``coro`` on the running loop without waiting; ``settled(about)`` waits for it, and so
-    does closing the connections, so that work sent is work done. Call on the loop thread."""
+    does closing the connections, so that work sent is work done. Call on the loop."""
     task = asyncio.get_running_loop().create_task(coro)
     tasks = _background.setdefault(about, set())
     tasks.add(task)
@@ -546,7 +564,7 @@ def _under_way(about: str | None = None) -> list[asyncio.Task[Any]]:
 
 
 async def connection(settings: ConnectionSettings) -> Client:
-    """The shared connection for ``settings``; call on the loop thread."""
+    """The shared connection for ``settings``; call on the loop."""
     return await _get_runtime().connection(settings)
 
 

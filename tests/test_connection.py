@@ -187,3 +187,35 @@ def test_the_loop_runs_between_calls_when_a_worker_thread_ran_it_last():
     arrived = threading.Event()
     _bridge._get_runtime().loop.call_soon_threadsafe(arrived.set)  # as a socket's readiness would
     assert arrived.wait(timeout=5)
+
+
+class HeldUp:
+    """The loop, with the thread that hands it a callback held up right after (a busy machine)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def __getattr__(self, name: str):
+        return getattr(self.loop, name)
+
+    def call_soon_threadsafe(self, *args):
+        handle = self.loop.call_soon_threadsafe(*args)
+        time.sleep(20 * _bridge.HAND_BACK_AFTER)  # the loop thread lets go, and could take the loop again
+        return handle
+
+
+def test_a_thread_asking_for_the_loop_back_is_never_left_waiting_a_slice(monkeypatch):
+    runtime = _bridge._get_runtime()
+    monkeypatch.setattr(_bridge, "SIGNAL_CHECK_INTERVAL", 5.0)  # a lost wake-up would cost a whole slice
+    monkeypatch.setattr(runtime, "loop", HeldUp(runtime.loop))
+
+    def calls() -> list[float]:
+        took = []
+        for _ in range(3):
+            time.sleep(20 * _bridge.HAND_BACK_AFTER)  # the loop thread has the loop again: the call asks for it
+            started = time.monotonic()
+            _bridge.run(asyncio.sleep(0.3))  # outlasts the hold-up
+            took.append(time.monotonic() - started)
+        return took
+
+    assert max(in_a_worker_thread(calls)) < 2.0
