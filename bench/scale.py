@@ -138,7 +138,7 @@ def admin_page(storage: NatsStorage, order: str) -> list[ObjectInfo]:
 
     from natsstorage.admin.listing import Rows
 
-    return list(Paginator(Rows(storage, "", ORDERS[order]), PAGE).get_page(1))
+    return list(Paginator(Rows(storage, "", ORDERS[order], shown=slice(0, PAGE)), PAGE).get_page(1))
 
 
 def calls(count: int, entries: int) -> dict[str, Callable[[NatsStorage], object]]:

@@ -490,7 +490,7 @@ def _loop_running_here() -> bool:
     return True
 
 
-def in_loop_thread() -> bool:
+def on_the_loop() -> bool:
     """Whether the caller is code running on the loop (in whichever thread runs it now)."""
     return _runtime is not None and _loop_running_here() and asyncio.get_running_loop() is _runtime.loop
 
@@ -501,7 +501,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     Every coroutine given here bounds its own network waits, so no timeout is
     needed at this level.
     """
-    if in_loop_thread():
+    if on_the_loop():
         coro.close()
         raise RuntimeError("a blocking natsstorage call was made from its own event loop")
     return _get_runtime().run(coro)
@@ -527,7 +527,7 @@ def wait(future: concurrent.futures.Future[T]) -> T:
 async def arun(coro: Coroutine[Any, Any, T]) -> T:
     """Await ``coro`` on the loop from any other event loop (an async view's, say)."""
     runtime = _get_runtime()
-    if in_loop_thread():
+    if on_the_loop():
         return await coro
     return await asyncio.wrap_future(runtime._submit(coro))
 

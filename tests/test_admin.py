@@ -184,6 +184,24 @@ def test_the_object_page_searches_by_name_prefix_and_paginates(admin_client, sto
     assert "5 objects, 5 B whose name starts with “logs/”; times in" in response.text
 
 
+def test_a_page_of_objects_looks_at_the_listing_once(admin_client, storage, monkeypatch):
+    """Its rows and the count and size of all come from one look (each look asks the server for changes)."""
+    for index in range(5):
+        storage.save(f"{index}.txt", ContentFile(b"l"))
+    monkeypatch.setattr(BucketAdmin, "list_per_page", 2)
+    looks = []
+    listing_page = NatsStorage.listing_page
+    monkeypatch.setattr(
+        NatsStorage, "listing_page", lambda *args, **kwargs: looks.append(kwargs) or listing_page(*args, **kwargs)
+    )
+    for number, names in ((1, ["0.txt", "1.txt"]), (3, ["4.txt"]), (9, ["4.txt"]), ("x", ["0.txt", "1.txt"])):
+        looks.clear()
+        response = admin_client.get(objects_url(storage.config.bucket), {"p": number})
+        assert [info.name for info in response.context["page"]] == names
+        assert "5 objects, 5 B" in response.text
+        assert len(looks) == (2 if number == 9 else 1)  # a page past the last: Django shows the last
+
+
 @pytest.mark.parametrize(
     ("order", "expected"),
     [

@@ -36,7 +36,8 @@ def download(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
             target, info = storage.follow_link(info, any_bucket)
         except (FileNotFoundError, LinkRefused) as error:
             raise Http404(str(error)) from None
-        storage = bucket_storage(target.name)
+        if target is not storage.bucket:
+            storage = bucket_storage(target.name)
     return object_response(request, storage, info, public=False)
 
 

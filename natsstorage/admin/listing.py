@@ -19,6 +19,7 @@ from natsstorage.admin import history
 from natsstorage.admin.forms import UploadForm
 from natsstorage.admin.pages import bucket_missing, bucket_storage, find, objects_url
 from natsstorage.exceptions import BucketNotFound, NatsStorageError, NatsUnavailable
+from natsstorage.index import Page as ListingPage
 from natsstorage.objectstore import ObjectInfo
 from natsstorage.storage import NatsStorage
 
@@ -53,22 +54,34 @@ DEFAULT_ORDER = "name"
 class Rows(Sequence[ObjectInfo]):
     """The objects under a prefix in a column's order, as Django's ``Paginator`` takes them: the count and
     one page from the listing index, then that page's metadata in one round trip. A page costs what it
-    shows, whatever the bucket holds."""
+    shows, whatever the bucket holds.
 
-    def __init__(self, storage: NatsStorage, prefix: str, order: str) -> None:
+    ``shown``: the rows the page will ask for, fetched with the count in one look at the index (each look
+    first asks the server for changes)."""
+
+    def __init__(self, storage: NatsStorage, prefix: str, order: str, *, shown: slice = slice(0, 0)) -> None:
         sorted_by = getattr(COLUMNS.get(order.removeprefix("-")), "order", None)
         if sorted_by is None:  # not a column, or one that cannot be sorted
             order, sorted_by = DEFAULT_ORDER, "name"
         self.storage, self.order = storage, order
         self._listing = partial(storage.listing_page, prefix, order=sorted_by, descending=order.startswith("-"))
-        self._totals: tuple[int, int] | None = None
+        self._shown = shown
+        self._looked: tuple[int, int, ListingPage] | None = None  # the last look: its offset, limit and answer
+
+    def _look(self, start: int, stop: int) -> ListingPage:
+        """Rows ``start`` to ``stop`` and the totals; from the last look when it covered them."""
+        if self._looked is not None:
+            offset, limit, found = self._looked
+            if offset == start and stop - start <= limit:
+                return found._replace(entries=found.entries[: stop - start])
+        found = self._listing(offset=start, limit=stop - start)
+        self._looked = start, stop - start, found
+        return found
 
     def totals(self) -> tuple[int, int]:
         """How many objects there are under the prefix, and their bytes."""
-        if self._totals is None:
-            found = self._listing(limit=0)
-            self._totals = found.total, found.total_size
-        return self._totals
+        found = self._looked[2] if self._looked is not None else self._look(self._shown.start, self._shown.stop)
+        return found.total, found.total_size
 
     def __len__(self) -> int:
         return self.totals()[0]
@@ -80,9 +93,7 @@ class Rows(Sequence[ObjectInfo]):
     def __getitem__(self, index: int | slice) -> ObjectInfo | list[ObjectInfo]:
         if isinstance(index, int):
             return self[index : index + 1][0]
-        start, stop = index.start or 0, index.stop
-        found = self._listing(offset=start, limit=stop - start)
-        self._totals = found.total, found.total_size
+        found = self._look(index.start or 0, index.stop)
         infos = self.storage.object_infos([entry.name for entry in found.entries])
         return [info for info in infos if info is not None]  # None: deleted since
 
@@ -131,16 +142,18 @@ def objects_page(model_admin: BucketAdmin, request: HttpRequest, bucket: str) ->
     if request.method == "POST":
         return _action(model_admin, request, bucket)
     prefix = request.GET.get(SEARCH_PARAMETER, "")
-    rows = Rows(storage, prefix, request.GET.get(ORDER_PARAMETER, DEFAULT_ORDER))
+    per_page, number = model_admin.list_per_page, _number(request.GET.get(PAGE_PARAMETER))
+    shown = slice((number - 1) * per_page, number * per_page)
+    rows = Rows(storage, prefix, request.GET.get(ORDER_PARAMETER, DEFAULT_ORDER), shown=shown)
     error = ""
     try:
-        page = Paginator(rows, model_admin.list_per_page).get_page(request.GET.get(PAGE_PARAMETER))
+        page = Paginator(rows, per_page).get_page(request.GET.get(PAGE_PARAMETER))
     except BucketNotFound:
         raise bucket_missing(bucket) from None
     except NatsUnavailable:
         raise
     except NatsStorageError as problem:  # NATS answered, but not with a listing
-        page, error = Paginator([], model_admin.list_per_page).get_page(1), str(problem)
+        page, error = Paginator([], per_page).get_page(1), str(problem)
     order = rows.order
     context = model_admin.context(
         request,
@@ -233,6 +246,14 @@ def _info_or_none(storage: NatsStorage, name: str) -> ObjectInfo | None:
         return None  # deleted meanwhile
     except BucketNotFound:
         raise bucket_missing(storage.config.bucket) from None
+
+
+def _number(page: str | None) -> int:
+    """The page number asked for, as ``Paginator.get_page`` reads it (anything else: the first)."""
+    try:
+        return max(1, int(page or 1))
+    except ValueError:
+        return 1
 
 
 def _decode_key(key: str) -> str | None:
