@@ -96,7 +96,8 @@ def test_upload_in_the_admin_download_the_link_and_see_the_bucket(live_server, p
         assert Path(download.value.path()).read_bytes() == data
 
         page.goto(live_server.url + reverse("admin:natsstorage_bucket_changelist"))
-        page.get_by_role("link", name="configs", exact=True).click()
+        with page.expect_navigation():
+            page.get_by_role("link", name="configs", exact=True).click()
         page.fill("#searchbar", name)
         page.click("#changelist-search input[type=submit]")
         row = page.locator("#result_list tbody tr", has_text=name)
@@ -122,7 +123,8 @@ def test_in_a_1024_px_window_upload_edit_and_delete_objects_of_a_bucket(live_ser
     assert_fits_the_window(page)
 
     # Upload two files at once, one of them large enough for the progress to be seen.
-    page.get_by_role("link", name=bucket, exact=True).click()
+    with page.expect_navigation():  # the page measured is the one the link leads to, loaded
+        page.get_by_role("link", name=bucket, exact=True).click()
     assert_fits_the_window(page)
     big, small = random_bytes(8 * MiB), b"x,y\n1,2\n"
     page.set_input_files(
@@ -144,7 +146,8 @@ def test_in_a_1024_px_window_upload_edit_and_delete_objects_of_a_bucket(live_ser
     assert storage.info("uploads/small.csv").content_type == "text/csv"
 
     # Edit one on its page.
-    page.get_by_role("link", name="uploads/small.csv", exact=True).click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="uploads/small.csv", exact=True).click()
     assert_fits_the_window(page)
     expect(page.locator(".nats-metadata")).to_contain_text(storage.info("uploads/small.csv").digest)
     page.fill("#id_description", "two rows")
