@@ -15,13 +15,16 @@ configured (pytest-django does it).
     the options a ``STORAGES`` entry would give; the bucket is destroyed after the test.
 ``nats_storage``
     ``make_nats_storage()``: the same with no options.
+
+A failed test that used the session's server shows, beside its captured output, the
+warnings and errors the server logged while it ran.
 """
 
 from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -29,6 +32,8 @@ import pytest
 if TYPE_CHECKING:
     from natsstorage import NatsStorage
     from natsstorage.testing import NatsServer
+
+LOG_SEEN = pytest.StashKey[int]()  # where the server's log ended when the last test did
 
 # Imports of natsstorage and Django wait for the fixtures: pytest loads this plugin in every
 # run of an environment that has natsstorage installed, Django projects or not, before
@@ -75,3 +80,20 @@ def make_nats_storage(nats_server: NatsServer, nats_bucket_name: str) -> Iterato
 @pytest.fixture
 def nats_storage(make_nats_storage: Callable[..., NatsStorage]) -> NatsStorage:
     return make_nats_storage()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report carries what the server logged since the test before it ended: the cause
+    of a refusal that reached the client only as a fixed sentence is there."""
+    report = yield
+    server = getattr(item, "funcargs", {}).get("nats_server")
+    if server is None:
+        return report
+    if report.failed and (troubles := server.troubles(since=item.session.stash.get(LOG_SEEN, 0))):
+        report.sections.append(("nats-server's warnings and errors", "\n".join(troubles)))
+    if call.when == "teardown":
+        item.session.stash[LOG_SEEN] = server.log_size()
+    return report

@@ -69,7 +69,7 @@ class NatsServer:
             f"jetstream {{ store_dir: {json.dumps(str(self.store_dir / 'jetstream'))} }}\n"
             f"{self.extra_config}\n"
         )
-        with (self.store_dir / "nats-server.log").open("ab") as log:
+        with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
                 [nats_server_binary(), "-c", str(config_file)], stdout=subprocess.DEVNULL, stderr=log
             )
@@ -84,7 +84,7 @@ class NatsServer:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                log = (self.store_dir / "nats-server.log").read_text(errors="replace")[-2000:]
+                log = self.log_file.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"nats-server exited with {self.process.returncode}:\n{log}")
             try:
                 self.monitor("healthz?js-enabled-only=true")
@@ -92,6 +92,24 @@ class NatsServer:
             except OSError:
                 time.sleep(0.05)
         raise TimeoutError(f"nats-server on port {self.port} not healthy within {START_TIMEOUT} s")
+
+    @property
+    def log_file(self) -> Path:
+        return self.store_dir / "nats-server.log"
+
+    def log_size(self) -> int:
+        """Where the server's log ends now: ``troubles(since=...)`` reads what it logs after."""
+        return self.log_file.stat().st_size if self.log_file.exists() else 0
+
+    def troubles(self, since: int = 0) -> list[str]:
+        """The warnings and errors the server logged after ``since`` (a ``log_size()``). Some failures
+        reach clients only as a fixed sentence ("error creating store for stream"); their cause is here."""
+        if not self.log_file.exists():
+            return []
+        with self.log_file.open("rb") as log:
+            log.seek(since)
+            lines = log.read().decode(errors="replace").splitlines()
+        return [line for line in lines if "[WRN]" in line or "[ERR]" in line or "[FTL]" in line]
 
     def monitor(self, endpoint: str) -> Any:
         """A monitoring endpoint's JSON, e.g. ``connz`` or ``jsz``."""
