@@ -12,6 +12,11 @@ call is in the answer. When the consumer is gone (a server restart, a
 cluster failover) the watch starts again right after the last change
 applied, and nothing is answered until it has caught up.
 
+An index nobody looks at for ``IDLE`` seconds is dropped: its watch stops and its
+memory is freed, so a process that once showed a bucket (the admin's status page
+shows every bucket) keeps no consumer on the server and no names for it; the next
+look reads the names again.
+
 Memory: about ``ENTRY_BYTES`` per live name, name included (measured at 100,000 and 1,000,000 names
 of about 15 characters, bench/run.py). The first look reads every name's metadata: about 2 s per
 100,000 names on a 2-core machine; the timeout bounds the wait for progress, not the whole look.
@@ -30,6 +35,7 @@ from datetime import datetime
 from operator import attrgetter
 from typing import NamedTuple
 
+import nats
 from nats.aio.client import Client
 
 from natsstorage.exceptions import CorruptObject, NatsUnavailable
@@ -42,6 +48,7 @@ SKIP_DIRECTORY = "0"  # the character after "/": names from prefix + "0" on are 
 # Seconds a watch may have changes waiting and deliver none before it is started again: a healthy
 # one delivers at once (and sends a heartbeat every WATCH_HEARTBEAT even when idle).
 STALLED = 1.0
+IDLE = 600.0  # seconds an index nobody looks at is kept current before it is dropped
 # Names a directory listing never returns: walking a bucket other clients wrote must end.
 NOT_ENTRIES = frozenset(("", ".", ".."))
 
@@ -81,6 +88,8 @@ class Index:
         self._moved = asyncio.Event()  # set each time ``applied`` moves on
         self._starting = asyncio.Lock()
         self._created: str | None = None  # when the stream was made: tells a bucket made again
+        self.looked = asyncio.get_running_loop().time()  # when a caller last asked for the index
+        self._dropping: asyncio.TimerHandle | None = None
 
     @classmethod
     async def of(cls, bucket: Bucket) -> Index:
@@ -90,8 +99,27 @@ class Index:
         index = indexes.get(bucket.name)
         if index is None:
             index = indexes[bucket.name] = cls(bucket)
+            index._drop_when_idle(indexes)
+        index.looked = asyncio.get_running_loop().time()
         await index.fresh()
         return index
+
+    def _drop_when_idle(self, indexes: dict[str, Index]) -> None:
+        """Drop this index from ``indexes`` and stop its watch once nobody has looked at it for ``IDLE`` s."""
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self.looked
+        if idle < IDLE:
+            self._dropping = loop.call_later(IDLE - idle, self._drop_when_idle, indexes)
+            return
+        if indexes.get(self.bucket.name) is self:
+            del indexes[self.bucket.name]
+        self.bucket.stream.background(self._dropped())
+
+    async def _dropped(self) -> None:
+        try:
+            await self.close()
+        except (nats.errors.Error, OSError) as error:  # the consumer's inactive threshold ends it anyway
+            logger.debug("listing index of bucket %r: stopping its watch: %s", self.bucket.name, error)
 
     async def fresh(self) -> None:
         """Return once every metadata change stored before this call has been applied."""
@@ -151,7 +179,7 @@ class Index:
 
         A bucket destroyed and made again meanwhile is another stream: then from the start.
         """
-        await self.close()
+        await self._stop_watching()
         nc = await self.bucket.connection()
         created = (await self.bucket.stream.api(nc, f"STREAM.INFO.{self.bucket.stream.name}")).get("created")
         if created != self._created:
@@ -198,6 +226,13 @@ class Index:
         self.applied = 0
 
     async def close(self) -> None:
+        """Stop keeping the index current, for good."""
+        if self._dropping is not None:
+            self._dropping.cancel()
+            self._dropping = None
+        await self._stop_watching()
+
+    async def _stop_watching(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

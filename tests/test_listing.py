@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.contrib.staticfiles.utils import get_files
 from django.core.files.base import ContentFile
 from nats.js.api import ObjectMeta
 
-from natsstorage import NatsStorage
+from natsstorage import NatsStorage, index
 
-from .helpers import put_foreign, save_once_back, with_nats
+from .helpers import put_foreign, save_once_back, stream_state, with_nats
 
 FOREIGN_NAMES = ["a//b", "a/", "../x", "dir/./y", "new\nline.txt", "back\\slash.txt", "/abs.txt", "dir/../z"]
 
@@ -32,6 +34,23 @@ def test_listdir_has_what_another_client_wrote_or_deleted_just_before(storage):
         with_nats(storage, delete)
         assert storage.listdir("dir") == ([], ["theirs.txt"])
         storage.save("dir/ours.txt", ContentFile(b"ours"))
+
+
+def test_an_index_nobody_looks_at_is_dropped_with_its_watch_and_made_again_when_asked(storage, monkeypatch):
+    monkeypatch.setattr(index, "IDLE", 0.5)
+    storage.save("a", ContentFile(b"a"))
+    assert storage.listdir("") == ([], ["a"])
+    assert stream_state(storage)["consumer_count"] == 1  # the index's watch
+    for _ in range(6):  # looked at more often than IDLE: kept
+        time.sleep(0.2)
+        assert storage.listdir("") == ([], ["a"])
+    assert stream_state(storage)["consumer_count"] == 1
+    deadline = time.monotonic() + 5
+    while stream_state(storage)["consumer_count"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stream_state(storage)["consumer_count"] == 0  # nobody looked: no consumer on the server, no names here
+    storage.save("b", ContentFile(b"b"))
+    assert storage.listdir("") == ([], ["a", "b"])
 
 
 def test_listdir_keeps_directories_apart_whatever_sorts_between_them(storage):
