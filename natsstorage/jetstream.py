@@ -23,6 +23,7 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.transport import TcpTransport
 
 from natsstorage import _bridge
 from natsstorage.exceptions import (
@@ -48,6 +49,7 @@ TIME_HEADER = "Nats-Time-Stamp"
 NUM_PENDING_HEADER = "Nats-Num-Pending"  # and in a batch: how many more the subject holds after it
 LAST_SEQUENCE_HEADER = "Nats-Last-Sequence"  # on a batch's end: the last message's sequence
 MESSAGE_SIZE_HEADER = "Nats-Msg-Size"  # what a headers-only consumer sends instead of the data
+CRLF = b"\r\n"
 HEARTBEAT = "100"
 END_OF_BATCH = "204"
 NOT_FOUND = "404"  # a direct get's "no such message", a no-wait pull's "nothing more"
@@ -271,6 +273,34 @@ class Stream:
     async def settled(self) -> None:
         """Wait for this process's background work on the stream, so its figures and limits count it."""
         await _bridge.settled(self.name)
+
+
+async def send(nc: Client, subject: str, payload: bytes | memoryview, reply: str) -> None:
+    """``nc.publish(subject, payload, reply=reply)``, without nats-py's two copies of the payload.
+
+    nats-py makes each message one new bytes object (its protocol line plus the payload, then plus CRLF):
+    a 512 KiB chunk is copied twice into fresh memory, about a fifth of a 1 MiB save. Here the payload
+    itself joins nats-py's outgoing buffer between its protocol line and CRLF, all three at once, and the
+    transport writes it from there. Only while connected over TCP, and with a nats-py whose outgoing buffer is
+    the list it has been since 2.0; otherwise nats-py's own publish (which buffers or refuses while reconnecting).
+    """
+    if isinstance(payload, memoryview) and not isinstance(payload.obj, bytes):
+        payload = bytes(payload)  # written after this returns: never from a buffer its owner may reuse
+    pending = getattr(nc, "_pending", None)
+    over_tcp = isinstance(getattr(nc, "_transport", None), TcpTransport)  # TLS included; not websockets
+    if type(pending) is not list or not over_tcp or not nc.is_connected or len(payload) > nc.max_payload:
+        await nc.publish(subject, payload, reply=reply)  # type: ignore[arg-type]
+        return
+    line = f"PUB {subject} {reply} {len(payload)}\r\n".encode()
+    pending.extend((line, payload, CRLF))
+    nc._pending_data_size += len(line) + len(payload) + len(CRLF)
+    nc.stats["out_msgs"] += 1
+    nc.stats["out_bytes"] += len(payload)
+    # What nats-py's publish does next: flush at once when its buffer is over its limit, else kick its flusher.
+    if 0 < nc._max_pending_size < nc._pending_data_size:
+        await nc._flush_pending(force_flush=True)
+    if nc._flush_queue is not None and nc._flush_queue.empty():
+        await nc._flush_pending()
 
 
 class Replies:

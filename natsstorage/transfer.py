@@ -30,6 +30,7 @@ from natsstorage.jetstream import (
     MESSAGE_SIZE_HEADER,
     MSG_ID_HEADER,
     Replies,
+    send,
 )
 from natsstorage.objectstore import (
     CHUNK_SUBJECT,
@@ -115,7 +116,10 @@ class Upload:
         reply, ack = replies.expect()
         self._acks.append(ack)
         try:
-            await self.nc.publish(self.subject, chunk, reply=reply, headers=headers)  # type: ignore[arg-type]
+            if headers is None:
+                await send(self.nc, self.subject, chunk, reply)
+            else:
+                await self.nc.publish(self.subject, chunk, reply=reply, headers=headers)  # type: ignore[arg-type]
         except nats.errors.Error as error:
             raise self.bucket.stream.unavailable(f"could not send {self._name}", error) from None
 

@@ -8,13 +8,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+import nats.protocol.command
 import pytest
 from django.core.files.base import ContentFile, File
 
 from natsstorage import NatsStorage
 from natsstorage.exceptions import BucketFull
 
-from .helpers import random_bytes, stream_state, with_nats
+from .helpers import MiB, random_bytes, stream_state, with_nats
 
 
 @contextmanager
@@ -142,3 +143,21 @@ def test_a_file_whose_chunks_takes_no_size_is_saved_through_its_own_chunks(stora
     patched = ContentFile(b"ignored")
     patched.chunks = lambda: iter([b"what chunks() gives"])  # replaced on the instance, as Django's tests do
     assert storage.open(storage.save("patched.bin", patched)).read() == b"what chunks() gives"
+
+
+def test_chunks_go_to_the_wire_without_nats_pys_copies(storage, monkeypatch):
+    """nats-py's publish copies a payload twice (its protocol line plus the payload, then plus CRLF):
+    chunks join its outgoing buffer as they are, and arrive whole."""
+    storage.save("warm", ContentFile(b"w"))  # the bucket is made: its API requests are behind us
+    built = []
+    pub_cmd = nats.protocol.command.pub_cmd
+
+    def building(subject, *rest):
+        built.append(subject)
+        return pub_cmd(subject, *rest)
+
+    monkeypatch.setattr(nats.protocol.command, "pub_cmd", building)
+    data = random_bytes(3 * MiB + 5)
+    name = storage.save("big.bin", ContentFile(data))
+    assert [subject for subject in built if ".C." in subject] == []
+    assert storage.open(name).read() == data
