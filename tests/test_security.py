@@ -28,6 +28,8 @@ from natsstorage import NatsStorage, close_connections
 from natsstorage.exceptions import NatsUnavailable
 from natsstorage.testing import NatsServer
 
+from .helpers import MiB, random_bytes
+
 PASSWORD = "pa55-w0rd-never-shown"
 TOKEN = "t0ken-never-shown"
 
@@ -220,6 +222,8 @@ def test_tls_only_server(tmp_path, bucket_name):
         url = f"tls://127.0.0.1:{nats.port}"
         trusted = NatsStorage(bucket_name, servers=url, tls_ca_file=str(ca))
         assert round_trip(trusted) == b"classified"
+        big = random_bytes(3 * MiB + 1)  # chunks written straight from the payload, through TLS
+        assert trusted.open(trusted.save("big.bin", ContentFile(big))).read() == big
         untrusted = NatsStorage(bucket_name, servers=url, tls_ca_file=str(other_ca), connect_timeout=1.0)
         with pytest.raises(NatsUnavailable, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
             untrusted.exists("a")
