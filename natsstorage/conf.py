@@ -26,7 +26,7 @@ from django.utils.functional import Promise
 
 from natsstorage._bridge import ConnectionSettings
 from natsstorage.names import clean_location
-from natsstorage.objectstore import BUCKET_NAME_RULE, CHUNK_SIZE, BucketConfig, valid_bucket_name
+from natsstorage.objectstore import BUCKET_NAME_RULE, CHUNK_SIZE, LISTING_IDLE, BucketConfig, valid_bucket_name
 
 SETTING = "NATSSTORAGE"
 SERVERS_ENVIRONMENT_VARIABLE = "NATS_URL"
@@ -162,6 +162,13 @@ class Config:
         lambda v: v is None or _int(1, 1024)(v),
         "None or a whole number of chunks from 1 to 1024",
         "chunks in flight per transfer; `None`: as many as fit in 8 MiB (bounds memory, keeps the link busy)",
+    )
+    listing_idle: float | None = option(
+        LISTING_IDLE,
+        lambda v: v is None or _positive(v),
+        f"None or {SECONDS}",
+        "seconds a process keeps a listing index nobody looks at (the bucket's names, a watch on the server); "
+        "`None`: for as long as it runs",
     )
     file_overwrite: bool = option(
         False, _bool, "True or False", "replace an existing name instead of picking Django's alternative name"

@@ -12,10 +12,10 @@ call is in the answer. When the consumer is gone (a server restart, a
 cluster failover) the watch starts again right after the last change
 applied, and nothing is answered until it has caught up.
 
-An index nobody looks at for ``IDLE`` seconds is dropped: its watch stops and its
-memory is freed, so a process that once showed a bucket (the admin's status page
-shows every bucket) keeps no consumer on the server and no names for it; the next
-look reads the names again.
+An index nobody looks at for ``listing_idle`` seconds (an option; 10 minutes) is
+dropped: its watch stops and its memory is freed, so a process that once showed a
+bucket (the admin's status page shows every bucket) keeps no consumer on the server
+and no names for it; the next look reads the names again.
 
 Memory: about ``ENTRY_BYTES`` per live name, name included (measured at 100,000 and 1,000,000 names
 of about 15 characters, bench/run.py). The first look reads every name's metadata: about 2 s per
@@ -48,7 +48,6 @@ SKIP_DIRECTORY = "0"  # the character after "/": names from prefix + "0" on are 
 # Seconds a watch may have changes waiting and deliver none before it is started again: a healthy
 # one delivers at once (and sends a heartbeat every WATCH_HEARTBEAT even when idle).
 STALLED = 1.0
-IDLE = 600.0  # seconds an index nobody looks at is kept current before it is dropped
 # Names a directory listing never returns: walking a bucket other clients wrote must end.
 NOT_ENTRIES = frozenset(("", ".", ".."))
 
@@ -89,6 +88,7 @@ class Index:
         self._starting = asyncio.Lock()
         self._created: str | None = None  # when the stream was made: tells a bucket made again
         self.looked = asyncio.get_running_loop().time()  # when a caller last asked for the index
+        self.idle = bucket.listing_idle  # seconds unlooked at before it is dropped; None: never
         self._dropping: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -100,16 +100,21 @@ class Index:
         if index is None:
             index = indexes[bucket.name] = cls(bucket)
             index._drop_when_idle(indexes)
+        elif index.idle is not None and (bucket.listing_idle is None or bucket.listing_idle > index.idle):
+            index.idle = bucket.listing_idle  # storages of one bucket asking for different times: the longest
         index.looked = asyncio.get_running_loop().time()
         await index.fresh()
         return index
 
     def _drop_when_idle(self, indexes: dict[str, Index]) -> None:
-        """Drop this index from ``indexes`` and stop its watch once nobody has looked at it for ``IDLE`` s."""
+        """Drop this index from ``indexes`` and stop its watch once nobody has looked at it for ``idle`` s."""
+        if self.idle is None:
+            self._dropping = None
+            return
         loop = asyncio.get_running_loop()
-        idle = loop.time() - self.looked
-        if idle < IDLE:
-            self._dropping = loop.call_later(IDLE - idle, self._drop_when_idle, indexes)
+        unlooked = loop.time() - self.looked
+        if unlooked < self.idle:
+            self._dropping = loop.call_later(self.idle - unlooked, self._drop_when_idle, indexes)
             return
         if indexes.get(self.bucket.name) is self:
             del indexes[self.bucket.name]

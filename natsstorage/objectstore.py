@@ -52,6 +52,7 @@ DEFAULT_CHUNK_SIZE = 128 * 1024  # what the NATS clients write by default
 # server's max_payload, and at 128 KiB per-message costs (client and server) halve
 # the throughput on a 2-core machine (see bench/run.py).
 CHUNK_SIZE = 512 * 1024
+LISTING_IDLE = 600.0  # seconds a process keeps a listing index nobody looks at
 WINDOW_BYTES = 8 * 1024 * 1024  # in flight per transfer: keeps a link busy, bounds memory
 BUCKET_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
 BUCKET_NAME_RULE = "letters, digits, '-' and '_' only"
@@ -275,12 +276,14 @@ class Bucket:
         chunk_size: int = CHUNK_SIZE,
         window: int | None = None,
         create: BucketConfig | None = None,
+        listing_idle: float | None = LISTING_IDLE,
     ) -> None:
         if not valid_bucket_name(name):
             raise ValueError(f"invalid bucket name {name!r}: use {BUCKET_NAME_RULE}")
         self.name = name
         self.chunk_size = chunk_size
         self.window = window  # None: as many chunks as fit in WINDOW_BYTES
+        self.listing_idle = listing_idle  # seconds unused before this process drops its listing index; None: never
         self.recent: OrderedDict[str, str] = OrderedDict()  # name -> nuid of one-chunk objects seen lately
         self.stream = Stream(
             STREAM.format(bucket=name),

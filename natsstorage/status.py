@@ -113,7 +113,8 @@ async def _server_report(server: _Server, only: str | None) -> ServerReport:
         if only and name != only:
             continue
         used_by = tuple(server.used_by.get(name, ()))
-        bucket = Bucket(name, partial(_bridge.connection, config.connection), timeout=config.timeout)
+        connect = partial(_bridge.connection, config.connection)
+        bucket = Bucket(name, connect, timeout=config.timeout, listing_idle=config.listing_idle)
         try:
             rows.append(BucketRow(name, where, await index.status(bucket), used_by))
         except BucketNotFound:

@@ -104,6 +104,7 @@ class NatsStorage(Storage):
             chunk_size=config.chunk_size,
             window=config.window,
             create=config.bucket_config if config.create_bucket else None,
+            listing_idle=config.listing_idle,
         )
 
     def __repr__(self) -> str:

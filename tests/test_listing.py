@@ -9,7 +9,7 @@ from django.contrib.staticfiles.utils import get_files
 from django.core.files.base import ContentFile
 from nats.js.api import ObjectMeta
 
-from natsstorage import NatsStorage, index
+from natsstorage import NatsStorage
 
 from .helpers import put_foreign, save_once_back, stream_state, with_nats
 
@@ -36,8 +36,8 @@ def test_listdir_has_what_another_client_wrote_or_deleted_just_before(storage):
         storage.save("dir/ours.txt", ContentFile(b"ours"))
 
 
-def test_an_index_nobody_looks_at_is_dropped_with_its_watch_and_made_again_when_asked(storage, monkeypatch):
-    monkeypatch.setattr(index, "IDLE", 0.5)
+def test_an_index_nobody_looks_at_is_dropped_with_its_watch_and_made_again_when_asked(make_storage):
+    storage = make_storage(listing_idle=0.5)
     storage.save("a", ContentFile(b"a"))
     assert storage.listdir("") == ([], ["a"])
     assert stream_state(storage)["consumer_count"] == 1  # the index's watch
@@ -51,6 +51,15 @@ def test_an_index_nobody_looks_at_is_dropped_with_its_watch_and_made_again_when_
     assert stream_state(storage)["consumer_count"] == 0  # nobody looked: no consumer on the server, no names here
     storage.save("b", ContentFile(b"b"))
     assert storage.listdir("") == ([], ["a", "b"])
+
+
+def test_an_index_some_storage_keeps_for_good_is_kept(make_storage, bucket_name):
+    briefly = make_storage(listing_idle=0.3)
+    briefly.save("a", ContentFile(b"a"))
+    assert briefly.listdir("") == ([], ["a"])
+    assert NatsStorage(bucket_name, listing_idle=None).listdir("") == ([], ["a"])
+    time.sleep(1)
+    assert stream_state(make_storage())["consumer_count"] == 1  # the longest time asked wins: for good
 
 
 def test_listdir_keeps_directories_apart_whatever_sorts_between_them(storage):
