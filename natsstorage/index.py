@@ -89,6 +89,8 @@ class Index:
         self._created: str | None = None  # when the stream was made: tells a bucket made again
         self.looked = asyncio.get_running_loop().time()  # when a caller last asked for the index
         self.idle = bucket.listing_idle  # seconds unlooked at before it is dropped; None: never
+        self.looking = 0  # callers inside of(): it is not dropped under them
+        self.closed = False  # dropped or forgotten: its watch is never started again
         self._dropping: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -102,8 +104,12 @@ class Index:
             index._drop_when_idle(indexes)
         elif index.idle is not None and (bucket.listing_idle is None or bucket.listing_idle > index.idle):
             index.idle = bucket.listing_idle  # storages of one bucket asking for different times: the longest
-        index.looked = asyncio.get_running_loop().time()
-        await index.fresh()
+        index.looking += 1
+        try:
+            await index.fresh()
+        finally:
+            index.looking -= 1
+            index.looked = asyncio.get_running_loop().time()
         return index
 
     def _drop_when_idle(self, indexes: dict[str, Index]) -> None:
@@ -112,7 +118,7 @@ class Index:
             self._dropping = None
             return
         loop = asyncio.get_running_loop()
-        unlooked = loop.time() - self.looked
+        unlooked = 0.0 if self.looking else loop.time() - self.looked
         if unlooked < self.idle:
             self._dropping = loop.call_later(self.idle - unlooked, self._drop_when_idle, indexes)
             return
@@ -174,6 +180,8 @@ class Index:
     async def _running(self, instead_of: Watch | None = None) -> Watch:
         """The watch, started again if it stopped (or is ``instead_of``); one start at a time."""
         async with self._starting:
+            if self.closed:
+                raise NatsUnavailable(f"NATS bucket {self.bucket.name!r}: its listing index was dropped meanwhile")
             if self._watch is None or self._watch is instead_of or self._task is None or self._task.done():
                 await self._start()
             assert self._watch is not None
@@ -231,11 +239,13 @@ class Index:
         self.applied = 0
 
     async def close(self) -> None:
-        """Stop keeping the index current, for good."""
+        """Stop keeping the index current, for good (once a watch being started has started, so it is stopped)."""
+        self.closed = True
         if self._dropping is not None:
             self._dropping.cancel()
             self._dropping = None
-        await self._stop_watching()
+        async with self._starting:
+            await self._stop_watching()
 
     async def _stop_watching(self) -> None:
         if self._task is not None:

@@ -284,8 +284,10 @@ async def send(nc: Client, subject: str, payload: bytes | memoryview, reply: str
     transport writes it from there. Only while connected over TCP, and with a nats-py whose outgoing buffer is
     the list it has been since 2.0; otherwise nats-py's own publish (which buffers or refuses while reconnecting).
     """
-    if isinstance(payload, memoryview) and not isinstance(payload.obj, bytes):
-        payload = bytes(payload)  # written after this returns: never from a buffer its owner may reuse
+    if isinstance(payload, memoryview) and not (
+        isinstance(payload.obj, bytes) and payload.c_contiguous and payload.itemsize == 1
+    ):
+        payload = payload.tobytes()  # written after this returns: never from a buffer its owner may reuse
     pending = getattr(nc, "_pending", None)
     over_tcp = isinstance(getattr(nc, "_transport", None), TcpTransport)  # TLS included; not websockets
     if type(pending) is not list or not over_tcp or not nc.is_connected or len(payload) > nc.max_payload:

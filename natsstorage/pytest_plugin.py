@@ -88,9 +88,11 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A failed test's report carries what the server logged since the test before it ended: the cause
     of a refusal that reached the client only as a fixed sentence is there."""
+    from natsstorage.testing import NatsServer
+
     report = yield
     server = getattr(item, "funcargs", {}).get("nats_server")
-    if server is None:
+    if not isinstance(server, NatsServer):  # not the plugin's (a project may have a fixture of that name)
         return report
     if report.failed and (troubles := server.troubles(since=item.session.stash.get(LOG_SEEN, 0))):
         report.sections.append(("nats-server's warnings and errors", "\n".join(troubles)))

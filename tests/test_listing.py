@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -10,6 +11,7 @@ from django.core.files.base import ContentFile
 from nats.js.api import ObjectMeta
 
 from natsstorage import NatsStorage
+from natsstorage.jetstream import Stream
 
 from .helpers import put_foreign, save_once_back, stream_state, with_nats
 
@@ -51,6 +53,25 @@ def test_an_index_nobody_looks_at_is_dropped_with_its_watch_and_made_again_when_
     assert stream_state(storage)["consumer_count"] == 0  # nobody looked: no consumer on the server, no names here
     storage.save("b", ContentFile(b"b"))
     assert storage.listdir("") == ([], ["a", "b"])
+
+
+def test_an_index_is_never_dropped_while_a_look_at_it_is_under_way(make_storage, monkeypatch):
+    storage = make_storage(listing_idle=0.1)
+    storage.save("a", ContentFile(b"a"))
+    ask = Stream.api
+
+    async def slowly(self, nc, subject, *args, **kwargs):  # a busy leader: the look outlasts listing_idle
+        if subject.startswith("STREAM.INFO"):
+            await asyncio.sleep(0.3)
+        return await ask(self, nc, subject, *args, **kwargs)
+
+    monkeypatch.setattr(Stream, "api", slowly)
+    assert storage.listdir("") == ([], ["a"])
+    monkeypatch.setattr(Stream, "api", ask)
+    deadline = time.monotonic() + 5
+    while stream_state(storage)["consumer_count"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stream_state(storage)["consumer_count"] == 0  # dropped once idle, its watch with it: none left behind
 
 
 def test_an_index_some_storage_keeps_for_good_is_kept(make_storage, bucket_name):

@@ -38,3 +38,16 @@ def test_a_failed_test_shows_what_the_server_logged_while_it_ran(pytester):
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*nats-server's warnings and errors*", "*[[]ERR[]]*Client parser ERROR*"])
     assert result.stdout.str().count("Client parser ERROR") == 1  # only the failed test's own troubles
+
+
+def test_a_project_fixture_named_nats_server_is_left_alone(pytester):
+    pytester.makepyfile(
+        plugin_settings=SETTINGS,
+        conftest="import pytest\n\n@pytest.fixture\ndef nats_server():\n    return 'nats://127.0.0.1:4222'\n",
+        test_project=(
+            "def test_passes(nats_server):\n    assert nats_server\n\n\ndef test_fails(nats_server):\n    assert 0\n"
+        ),
+    )
+    pytester.makeini("[pytest]\npythonpath = .\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--ds", "plugin_settings")
+    result.assert_outcomes(passed=1, failed=1)  # no INTERNALERROR from the plugin's report hook
