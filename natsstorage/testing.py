@@ -6,6 +6,7 @@ Python that runs this) or from ``PATH``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -38,21 +39,36 @@ def nats_server_binary() -> str:
     return found
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports: all are held while they are chosen, so none is chosen twice
+    (one at a time, the system may hand out a port it just handed out)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((LOOPBACK, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1)[0]
 
 
 class NatsServer:
     """One nats-server process with JetStream, on free loopback ports and its own store dir."""
 
-    def __init__(self, *, store_dir: str | Path | None = None, config: str = "", port: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store_dir: str | Path | None = None,
+        config: str = "",
+        port: int | None = None,
+        monitor_port: int | None = None,
+    ) -> None:
         self._own_dir = tempfile.TemporaryDirectory(prefix="natsstorage-") if store_dir is None else None
         self.store_dir = Path(store_dir or self._own_dir.name)  # type: ignore[union-attr]
-        self.port = port or free_port()
-        self.monitor_port = free_port()
+        chosen = [free for free in free_ports(3) if free not in (port, monitor_port)]  # two left, at least
+        self.port = port or chosen[0]
+        self.monitor_port = monitor_port or chosen[1]
         self.extra_config = config
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -164,11 +180,14 @@ class NatsCluster:
     def __init__(self, size: int = 3, *, base_dir: str | Path | None = None) -> None:
         self._own_dir = tempfile.TemporaryDirectory(prefix="natsstorage-cluster-") if base_dir is None else None
         base = Path(base_dir or self._own_dir.name)  # type: ignore[union-attr]
-        route_ports = [free_port() for _ in range(size)]
+        ports = free_ports(3 * size)  # each node's routes, clients and monitoring, none the same
+        route_ports, client_ports, monitor_ports = ports[:size], ports[size : 2 * size], ports[2 * size :]
         routes = [f"nats-route://{LOOPBACK}:{port}" for port in route_ports]
         self.nodes = [
             NatsServer(
                 store_dir=base / f"n{i + 1}",
+                port=client_ports[i],
+                monitor_port=monitor_ports[i],
                 config=(
                     f"server_name: n{i + 1}\n"
                     f"cluster {{\n  name: {CLUSTER_NAME}\n  listen: {LOOPBACK}:{route_ports[i]}\n"

@@ -70,6 +70,22 @@ def wait_until(condition: object, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def test_no_two_of_a_clusters_ports_are_the_same():
+    """Chosen one at a time, a node's route port once came out equal to its client port (bind: address in use)."""
+    unstarted = NatsCluster(3)
+    try:
+        routes = [
+            int(line.rsplit(":", 1)[1])
+            for n in unstarted.nodes
+            for line in n.extra_config.splitlines()
+            if line.strip().startswith("listen:")
+        ]
+        ports = [port for n in unstarted.nodes for port in (n.port, n.monitor_port)] + routes
+        assert len(ports) == len(set(ports)) == 9
+    finally:
+        unstarted.close()
+
+
 def test_the_cluster_has_a_meta_leader_and_a_bucket_gets_three_replicas(cluster, replicated):
     assert cluster.meta_leader() in {"n1", "n2", "n3"}
     name = replicated.save("a.bin", ContentFile(b"replicated" * 100_000))
