@@ -8,13 +8,15 @@ connection settings, made lazily and shared by all threads, async views and
 management commands.
 
 A daemon thread runs that loop, except while a caller's own thread does: a
-call from a thread other than the main one, finding the loop free, runs it
-itself until its work is done, and keeps it for ``HAND_BACK_AFTER`` between
-calls. Handing work to another thread and back costs two thread wake-ups,
-about a third of a small object's save on a two-core machine. The main
-thread always hands its work over: Python runs signal handlers there, and a
-KeyboardInterrupt raised inside nats-py's tasks would break the connection.
-When several threads call at once, the loop thread serves them all, batched.
+call finding the loop free runs it itself until its work is done, and keeps
+it for ``HAND_BACK_AFTER`` between calls. Handing work to another thread and
+back costs two thread wake-ups, about a third of a small object's save on a
+two-core machine. When several threads call at once, the loop thread serves
+them all, batched. The main thread, where Python runs signal handlers, runs
+the loop with those handlers deferred (``_Deferred``): a
+KeyboardInterrupt raised inside nats-py's reader task would break the
+connection, and an exception a handler raises inside one of uvloop's own
+callbacks would only be logged.
 
 When NATS cannot be reached, one caller waits ``connect_timeout`` to find out;
 then the connection is in an outage: every call on the same settings fails at
@@ -26,17 +28,20 @@ one ``connect_timeout``, not fifty.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C layer: signal.getsignal() costs 20 µs a scan
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import logging
 import os
 import signal
 import ssl
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, TypeVar
 
 import nats
@@ -64,6 +69,9 @@ HAND_BACK_AFTER = 0.005
 FAULT_SIGNALS = {
     getattr(signal, name) for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT") if hasattr(signal, name)
 }
+SIGNALS: tuple[int, ...] = tuple(sorted(signal.valid_signals()))
+
+Handler = Callable[[int, FrameType | None], Any]
 
 
 @dataclass(frozen=True)
@@ -152,11 +160,12 @@ class _Runtime:
         self.let_go = 0.0  # when a caller's thread last stopped running the loop (time.monotonic())
         self.handing_over = False  # whether the loop thread's run was asked to end
         self.closing = False
+        self.deferred: _Deferred | None = None  # the main thread's signal handlers, while it is in a call
         self.thread.start()
 
     def _serve(self) -> None:
         # Linux hands a signal sent to the process to any thread not blocking it. Python runs
-        # handlers only in the main thread, which, asleep in run(), would not wake for one caught
+        # handlers only in the main thread, which, asleep in wait(), would not wake for one caught
         # here. Threads started from here (libuv's, an executor's) inherit the mask; those a worker
         # thread's run starts do not, and a signal one of them catches reaches the main thread within
         # a wait slice (SIGNAL_CHECK_INTERVAL), as one caught by any thread of the project's would.
@@ -197,8 +206,19 @@ class _Runtime:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """``coro``'s result, running the loop in this thread when that is allowed and the loop is free."""
         me = threading.current_thread()
-        if me is threading.main_thread() or _loop_running_here():
+        if _loop_running_here():
             return wait(self._submit(coro))
+        if me is not threading.main_thread() or self.deferred is not None:  # (a call from a deferred handler)
+            return self._call(me, coro)
+        self.deferred = deferred = _Deferred(me.ident)
+        try:
+            with deferred.installed():
+                return self._call(me, coro)
+        finally:
+            self.deferred = None
+            deferred.run_caught()
+
+    def _call(self, me: threading.Thread, coro: Coroutine[Any, Any, T]) -> T:
         with self.turns:
             self.calling += 1
             # Only a thread calling alone runs the loop: when several call at once, the loop thread serves
@@ -214,7 +234,7 @@ class _Runtime:
                 self.takers += 1
         try:
             if free:
-                return self._drive(_caught_up(coro))
+                return self._drive(coro)
             if ask:
                 return self._take_over(me, coro)
             return wait(self._submit(coro))
@@ -225,16 +245,19 @@ class _Runtime:
     def _take_over(self, me: threading.Thread, coro: Coroutine[Any, Any, T]) -> T:
         """Ask the loop thread to let go of the loop, then run it here until ``coro`` is done (or return its
         result, when the loop thread finished it first). ``run()`` counted this thread among the takers."""
+        future = self._submit(coro, handed=False)
         try:
-            future = self._submit(coro, handed=False)
             future.add_done_callback(self._notify)
             self.loop.call_soon_threadsafe(self._hand_over)
-            with self.turns:
+            with _handlers_run_here(), self.turns:
                 while self.driver is not None and not future.done():
                     self.turns.wait(SIGNAL_CHECK_INTERVAL)
                 mine = not future.done()
                 if mine:
                     self.driver = me
+        except BaseException:  # Ctrl-C in the main thread, say
+            future.cancel()
+            raise
         finally:
             with self.turns:
                 self.takers -= 1
@@ -243,15 +266,29 @@ class _Runtime:
         return self._drive(asyncio.wrap_future(future, loop=self.loop))
 
     def _drive(self, work: Coroutine[Any, Any, T] | asyncio.Future[T]) -> T:
-        """Run the loop in the calling thread until ``work`` is done; the caller made it the driver."""
+        """Run the loop in the calling thread until ``work`` is done; the caller made it the driver.
+
+        In the main thread, a signal stops the loop early: the loop thread carries on with the work while
+        the signal's handler runs here (and cancels the work if it raises, as in ``wait()``)."""
+        deferred = self.deferred
         try:
-            return self.loop.run_until_complete(work)
+            if isinstance(work, Coroutine):
+                coro, work = work, self.loop.create_task(_caught_up(work))
+                # Cancelled before it started, the wrapper never starts ``coro``: closed, it warns of nothing.
+                work.add_done_callback(lambda _: coro.close())
+            if deferred is None:
+                return self.loop.run_until_complete(work)
+            deferred.run_loop_until_done(self.loop, work)
+            if work.done():
+                return work.result()
+            rest = self._submit(_awaited(work))
         finally:
             with self.turns:
                 self.driver = None
                 self.let_go = time.monotonic()
                 if self.handed or self.takers:  # others wait for the loop to be run
                     self.turns.notify_all()
+        return wait(rest)
 
     def _submit(self, coro: Coroutine[Any, Any, T], *, handed: bool = True) -> concurrent.futures.Future[T]:
         """Start ``coro`` on the loop; ``handed``: its caller does not run the loop, so the loop thread must."""
@@ -352,6 +389,94 @@ class _Runtime:
             self.turns.wait_for(lambda: self.driver is None, CLOSE_TIMEOUT)
             if self.driver is None and not self.thread.is_alive():
                 self.loop.close()
+
+
+class _Deferred:
+    """The main thread's Python signal handlers while it is in a call: run at once where the call waits
+    (raising there cancels the work, as it always did), and elsewhere noted and run once the call can take
+    it. A handler raising in the bridge's own bookkeeping would leave it broken, in nats-py's reader task
+    would lose the connection, and in one of uvloop's callbacks would only be logged."""
+
+    def __init__(self, thread: int | None) -> None:
+        self.thread = thread
+        self.handlers: dict[int, Handler] = {}  # the program's, by signal, swapped out
+        self.caught: list[tuple[int, FrameType | None]] = []
+        self.safe = False  # whether the main thread is where a handler may raise: waiting
+        self.stop: Callable[[], None] | None = None  # ends the loop's run, while the main thread runs it
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.safe:
+            self.handlers[signum](signum, frame)
+            return
+        self.caught.append((signum, frame))
+        if self.stop is not None:
+            self.stop()
+
+    def run_caught(self) -> None:
+        while self.caught:
+            signum, frame = self.caught.pop(0)
+            self.handlers[signum](signum, frame)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Every Python handler swapped for this one, and put back after (the default action, and ignoring,
+        stay: they run no Python)."""
+        try:
+            for signum in SIGNALS:
+                handler = _signal.getsignal(signum)
+                if callable(handler):
+                    self.handlers[signum] = handler
+                    _signal.signal(signum, self)
+            yield
+        finally:
+            for signum, handler in self.handlers.items():
+                if _signal.getsignal(signum) is self:  # not changed meanwhile
+                    _signal.signal(signum, handler)
+
+    @contextlib.contextmanager
+    def run_here(self) -> Iterator[None]:
+        """Where the main thread waits: what was caught runs first, then handlers run as signals arrive."""
+        try:
+            self.safe = True
+            self.run_caught()
+            yield
+        finally:
+            self.safe = False
+
+    def run_loop_until_done(self, loop: asyncio.AbstractEventLoop, task: asyncio.Future[Any]) -> None:
+        """Run ``loop`` until ``task`` is done or a signal was caught."""
+        stopped = False
+
+        def stop(_: object = None) -> None:
+            nonlocal stopped
+            if not stopped:  # once: uvloop's stop() is a callback, and a second would end the next run early
+                stopped = True
+                loop.stop()
+
+        if self.caught:
+            return
+        task.add_done_callback(stop)
+        self.stop = stop
+        try:
+            loop.run_forever()
+        except BaseException:  # raised inside the loop (a callback's SystemExit, say)
+            stopped = True
+            task.cancel()  # the loop thread finishes it
+            raise
+        finally:
+            self.stop = None
+
+
+def _handlers_run_here() -> contextlib.AbstractContextManager[None]:
+    """``_Deferred.run_here`` of the main thread's call under way, when the caller is that call."""
+    deferred = _runtime.deferred if _runtime is not None else None
+    if deferred is None or deferred.thread != threading.get_ident():
+        return contextlib.nullcontext()
+    return deferred.run_here()
+
+
+async def _awaited(task: asyncio.Future[T]) -> T:
+    return await task
 
 
 async def _close(nc: Client) -> None:
@@ -513,11 +638,12 @@ def wait(future: concurrent.futures.Future[T]) -> T:
     Cancels the work when the wait is interrupted.
     """
     try:
-        while not future.done():
-            try:
-                return future.result(SIGNAL_CHECK_INTERVAL)
-            except TimeoutError:
-                continue  # this slice ran out, or the work failed with its own TimeoutError: done() tells
+        with _handlers_run_here():
+            while not future.done():
+                try:
+                    return future.result(SIGNAL_CHECK_INTERVAL)
+                except TimeoutError:
+                    continue  # this slice ran out, or the work failed with its own TimeoutError: done() tells
         return future.result()
     except BaseException:
         future.cancel()

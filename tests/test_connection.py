@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import signal
 import subprocess
 import sys
@@ -98,8 +99,8 @@ async def _blocked_signals() -> set[signal.Signals]:
 
 
 def test_signals_to_the_process_reach_the_main_thread_not_the_loop_thread():
-    # Else Ctrl-C could land on the loop thread while the main thread sleeps in run(), and be lost.
-    blocked = _bridge.run(_blocked_signals())
+    # Else Ctrl-C could land on the loop thread while the main thread sleeps in wait(), and be lost.
+    blocked = _bridge.wait(_bridge.submit(_blocked_signals()))  # submitted work: the loop thread runs it
     assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1} <= blocked
     assert signal.SIGSEGV not in blocked
 
@@ -171,14 +172,98 @@ def test_a_call_from_a_worker_thread_runs_the_loop_in_that_thread():
     assert ran_in[1] is me and ran_in[3] is me
 
 
-def test_a_call_from_the_main_thread_or_under_a_running_loop_is_handed_to_the_loop_thread():
-    loop_thread = _bridge._get_runtime().thread
-    assert _bridge.run(running_thread()) is loop_thread
+def test_a_call_from_the_main_thread_runs_the_loop_in_the_main_thread():
+    time.sleep(20 * _bridge.HAND_BACK_AFTER)  # the loop thread takes the loop back meanwhile
+    ran_in = [_bridge.run(running_thread()), _bridge.run(running_thread())]  # the first may still be served
+    assert ran_in[1] is threading.main_thread()
 
+
+def test_a_call_under_a_running_loop_is_handed_to_the_loop_thread():
     async def blocking_call_inside_another_loop() -> threading.Thread:
         return _bridge.run(running_thread())
 
+    loop_thread = _bridge._get_runtime().thread
     assert in_a_worker_thread(lambda: asyncio.run(blocking_call_inside_another_loop())) is loop_thread
+
+
+SIGNALS_DURING_SAVES = """
+import json, signal, sys, time
+import django
+from django.conf import settings
+settings.configure()
+django.setup()
+from django.core.files.base import ContentFile
+from natsstorage import NatsStorage
+
+storage = NatsStorage(bucket=sys.argv[2], servers=[sys.argv[1]])
+storage.save("warm.txt", ContentFile(b"warm"))
+
+class SoftTimeLimitExceeded(Exception):  # what Celery's soft time limit raises from a signal handler
+    pass
+
+armed = False  # whether the handler raises: only while a save is under way, not in this script's own lines
+
+def raising(error):
+    def handler(signum, frame):
+        global armed
+        if armed:
+            armed = False
+            raise error
+    return handler
+
+noted = []
+outcomes = {}
+for name, handler in [
+    ("ctrl_c", raising(KeyboardInterrupt)),
+    ("time_limit", raising(SoftTimeLimitExceeded)),
+    ("log_rotation", lambda signum, frame: noted.append(signum)),  # raises nothing: the save goes on
+]:
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+    saved = raised = 0
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        try:
+            armed = True
+            storage.save(f"{name}/{saved + raised}.txt", ContentFile(b"x" * 1024))
+            armed = False
+            saved += 1
+        except (KeyboardInterrupt, SoftTimeLimitExceeded):
+            raised += 1
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    outcomes[name] = {"saved": saved, "raised": raised}
+
+started = time.monotonic()
+name = storage.save("after.txt", ContentFile(b"after"))
+with storage.open(name) as handle:
+    assert handle.read() == b"after"
+print(json.dumps({
+    "outcomes": outcomes,
+    "noted": len(noted),
+    "after": time.monotonic() - started,
+    "sigint": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+}))
+"""
+
+
+def test_signal_handlers_raising_during_main_thread_calls_raise_there_and_leave_the_connection_working(
+    nats_server, bucket_name
+):
+    # The main thread runs the loop: a handler raising inside nats-py's reader task would end it (the connection
+    # would be lost), and inside one of uvloop's callbacks would only be logged. Handlers are deferred until the
+    # loop stops, then run in the caller, as they would around any blocking call.
+    args = [sys.executable, "-c", SIGNALS_DURING_SAVES, nats_server.url, bucket_name]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Exception in callback" not in done.stderr, done.stderr
+    report = json.loads(done.stdout)
+    for handler in ("ctrl_c", "time_limit"):
+        assert report["outcomes"][handler]["raised"] > 10, report
+    assert report["outcomes"]["log_rotation"] == {"saved": report["outcomes"]["log_rotation"]["saved"], "raised": 0}
+    assert report["noted"] > 10, report  # the handler that raises nothing ran, and the saves went on
+    assert report["after"] < 5.0, report  # no request waited out a timeout on a lost connection
+    assert report["sigint"], report  # the program's handlers are back
 
 
 def test_the_loop_runs_between_calls_when_a_worker_thread_ran_it_last():
