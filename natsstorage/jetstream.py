@@ -204,12 +204,33 @@ class Stream:
 
     async def publish(self, nc: Client, subject: str, payload: bytes, headers: dict[str, str], name: str) -> int:
         """Publish one message and wait for the stream's acknowledgement; its sequence."""
+        return await self.settle(await self.start_publish(nc, subject, payload, headers, repr(name)), name)
+
+    async def start_publish(
+        self, nc: Client, subject: str, payload: bytes | memoryview, headers: dict[str, str] | None, about: str
+    ) -> asyncio.Future[Msg]:
+        """Publish one message without waiting: the future of its acknowledgement, for ``settle``.
+
+        It is queued before this returns, so what is published next follows it, in the same write to
+        the socket when nothing waits in between.
+        """
+        reply, ack = (await Replies.of(nc)).expect()
         try:
-            reply = await nc.request(subject, payload, timeout=self.timeout, headers=headers)
-        except nats.errors.NoRespondersError:
-            raise self.unanswered(name) from None
+            if headers is None:
+                await send(nc, subject, payload, reply)
+            else:
+                await nc.publish(subject, payload, reply=reply, headers=headers)  # type: ignore[arg-type]
         except nats.errors.Error as error:
-            raise self.unavailable(f"no acknowledgement for {name!r}", error) from None
+            ack.cancel()
+            raise self.unavailable(f"could not send {about}", error) from None
+        return ack
+
+    async def settle(self, ack: asyncio.Future[Msg], name: str, about: str = "") -> int:
+        """The sequence of ``name``'s message that ``ack`` acknowledges (``about``: what it was, for messages)."""
+        try:
+            reply = await asyncio.wait_for(ack, self.timeout)
+        except TimeoutError:
+            raise self.unavailable(f"no acknowledgement for {about or repr(name)}", TimeoutError()) from None
         return self.acknowledged(reply, name)
 
     def acknowledged(self, reply: Msg, name: str) -> int:

@@ -103,7 +103,8 @@ def parse_time(value: str) -> datetime:
 
 
 def format_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """As Go writes it, to the microsecond (isoformat: a sixth of strftime's time)."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds").removesuffix("+00:00") + "Z"
 
 
 @dataclass(frozen=True)
@@ -445,19 +446,25 @@ class Bucket:
             await self.stream.purge(nc, CHUNK_SUBJECT.format(bucket=self.name, nuid=info.nuid))
             return True
 
-    async def put_meta(
-        self, nc: Client, name: str, raw: Mapping[str, Any], *, expected_seq: int, after: str | None = None
-    ) -> int:
+    async def put_meta(self, nc: Client, name: str, raw: Mapping[str, Any], *, expected_seq: int) -> int:
         """Publish ``name``'s metadata if its latest is still at ``expected_seq`` (0: none); its sequence.
 
-        Raises ``ObjectChanged`` when another writer got there first. ``after``: only if the
-        stream's last message is the one published with that ``Nats-Msg-Id``.
+        Raises ``ObjectChanged`` when another writer got there first.
+        """
+        return await self.stream.settle(await self.start_put_meta(nc, name, raw, expected_seq=expected_seq), name)
+
+    async def start_put_meta(
+        self, nc: Client, name: str, raw: Mapping[str, Any], *, expected_seq: int, after: str | None = None
+    ) -> asyncio.Future[Msg]:
+        """``put_meta`` without waiting: the future of its acknowledgement, for ``stream.settle``.
+
+        ``after``: only if the stream's last message is the one published with that ``Nats-Msg-Id``.
         """
         subject = META_SUBJECT.format(bucket=self.name, key=encode_key(name))
         headers = {ROLLUP_HEADER: ROLLUP_SUBJECT, EXPECTED_SUBJECT_SEQ_HEADER: str(expected_seq)}
         if after is not None:
             headers[EXPECTED_LAST_MSG_ID_HEADER] = after
-        return await self.stream.publish(nc, subject, json.dumps(raw).encode(), headers, name)
+        return await self.stream.start_publish(nc, subject, json.dumps(raw).encode(), headers, repr(name))
 
     def watch(self, *, history: bool = False, start_seq: int | None = None) -> Watch:
         """Changes to the bucket's objects as they happen; see ``Watch``."""

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.nuid import NUID
@@ -29,8 +28,6 @@ from natsstorage.jetstream import (
     ERR_WRONG_LAST_MSG_ID,
     MESSAGE_SIZE_HEADER,
     MSG_ID_HEADER,
-    Replies,
-    send,
 )
 from natsstorage.objectstore import (
     CHUNK_SUBJECT,
@@ -106,22 +103,13 @@ class Upload:
         self._buffer += view
 
     async def _publish(self, chunk: bytes | memoryview, headers: dict[str, str] | None = None) -> None:
-        replies = await Replies.of(self.nc)
         if not self.caller_hashes:
             self._sha256.update(chunk)
         self.size += len(chunk)
         self.chunks += 1
         if len(self._acks) >= self.window:
             await self._settle(self._acks.popleft())
-        reply, ack = replies.expect()
-        self._acks.append(ack)
-        try:
-            if headers is None:
-                await send(self.nc, self.subject, chunk, reply)
-            else:
-                await self.nc.publish(self.subject, chunk, reply=reply, headers=headers)  # type: ignore[arg-type]
-        except nats.errors.Error as error:
-            raise self.bucket.stream.unavailable(f"could not send {self._name}", error) from None
+        self._acks.append(await self.bucket.stream.start_publish(self.nc, self.subject, chunk, headers, self._name))
 
     def hash(self, data: bytes) -> None:
         """Add ``data`` to the digest (``caller_hashes`` uploads): every byte written, in order, once."""
@@ -132,12 +120,7 @@ class Upload:
         self._digest = digest
 
     async def _settle(self, ack: asyncio.Future[Msg]) -> None:
-        stream = self.bucket.stream
-        try:
-            msg = await asyncio.wait_for(ack, stream.timeout)
-        except TimeoutError:
-            raise stream.unavailable(f"no acknowledgement for a chunk of {self._name}", TimeoutError()) from None
-        stream.acknowledged(msg, self._name.strip("'"))
+        await self.bucket.stream.settle(ack, self._name.strip("'"), f"a chunk of {self._name}")
 
     async def commit(
         self,
@@ -159,6 +142,8 @@ class Upload:
         if self._buffer:
             await self._publish(bytes(self._buffer), {MSG_ID_HEADER: self.nuid} if alone else None)
             self._buffer.clear()
+            if alone:
+                await asyncio.sleep(0)  # nats-py's flusher sends it now: stored while the metadata is made
         if not alone:
             while self._acks:
                 await self._settle(self._acks.popleft())
@@ -208,20 +193,15 @@ class Upload:
         landed between the two, it is sent again once the chunk's acknowledgement is in.
         """
         chunk = self._acks.popleft()
-        meta = asyncio.ensure_future(
-            self.bucket.put_meta(self.nc, name, raw, expected_seq=expected_seq, after=self.nuid)
-        )
+        meta = await self.bucket.start_put_meta(self.nc, name, raw, expected_seq=expected_seq, after=self.nuid)
         try:
             await self._settle(chunk)  # the chunk's refusal is the cause of the metadata's, if any
         except BaseException:
-            await asyncio.wait([meta], timeout=self.bucket.stream.timeout)
-            if meta.done() and not meta.cancelled():
-                meta.exception()  # retrieved: it only echoes the chunk's failure
-            else:
-                meta.cancel()
+            await asyncio.wait([meta], timeout=self.bucket.stream.timeout)  # it only echoes the chunk's failure
+            meta.cancel()
             raise
         try:
-            return await meta
+            return await self.bucket.stream.settle(meta, name)
         except JetStreamError as error:
             if error.code != ERR_WRONG_LAST_MSG_ID:
                 raise
