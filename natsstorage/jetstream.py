@@ -260,16 +260,17 @@ class Stream:
         A direct get may be answered by a replica that has not caught up yet, so
         "not found" there is asked again of the stream leader, unless there are no replicas.
         """
+        # Through the shared reply inbox: nats-py's request draws a random token from the OS for each.
+        subject = f"{API}DIRECT.GET.{self.name}"
+        answer = await self.start_publish(nc, subject, json.dumps(request).encode(), None, "a direct get")
         try:
-            reply = await nc.request(f"{API}DIRECT.GET.{self.name}", json.dumps(request).encode(), timeout=self.timeout)
-        except nats.errors.NoRespondersError:  # allow_direct is off on this stream
-            return await self.get_message(nc, request)
-        except nats.errors.Error as error:
-            raise self.unavailable("no answer to a direct get", error) from None
+            reply = await asyncio.wait_for(answer, self.timeout)
+        except TimeoutError:
+            raise self.unavailable("no answer to a direct get", TimeoutError()) from None
         headers = reply.headers or {}
         if headers.get(STATUS_HEADER) == NOT_FOUND and not self.replicated:
             return None
-        if STATUS_HEADER in headers or SEQUENCE_HEADER not in headers:
+        if STATUS_HEADER in headers or SEQUENCE_HEADER not in headers:  # no responders: allow_direct is off
             return await self.get_message(nc, request)
         return {"data": reply.data, "seq": int(headers[SEQUENCE_HEADER]), "time": headers.get(TIME_HEADER, "")}
 
