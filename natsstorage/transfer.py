@@ -11,10 +11,13 @@ flat whatever the object's size.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
+import os
 import time
 from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,8 +44,21 @@ from natsstorage.objectstore import (
 )
 
 REPLICA_RETRY_WAIT = 0.2  # seconds between reads of a replicated bucket that saw chunks missing
+# A chunk read at least this big is hashed by a thread of its own while the NATS loop receives the next
+# (hashlib lets go of the GIL): on two cores, a tenth off a 100 MiB read. At most HASH_AHEAD chunks wait.
+HASH_BESIDE_BYTES = 256 * 1024
+HASH_AHEAD = 4
 
 _nuid = NUID()
+_hasher: tuple[int, ThreadPoolExecutor] | None = None  # by the process it was made in: none survives a fork
+
+
+def _hash_beside(sha256: Any, data: bytes) -> concurrent.futures.Future[None]:
+    """``sha256.update(data)`` on the hashing thread, after every update given it before."""
+    global _hasher
+    if _hasher is None or _hasher[0] != os.getpid():
+        _hasher = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="natsstorage-hash"))
+    return _hasher[1].submit(sha256.update, data)
 
 
 class Upload:
@@ -263,6 +279,7 @@ class Download:
         self.window = bucket.window_for(info.chunk_size or DEFAULT_CHUNK_SIZE)
         self._partial = first_chunk > 0  # a read that skipped chunks cannot check the digest
         self._sha256 = hashlib.sha256()
+        self._hashing: deque[concurrent.futures.Future[None]] = deque()  # chunks on the hashing thread
         self._start_seq = start_seq  # first_chunk's stream sequence; 0: not known (or the first chunk)
         self._source = source  # started at first_chunk; None: made at the first read
         self._only_chunk_asked = only_chunk  # a one-chunk object's direct get, sent with its metadata's
@@ -426,7 +443,13 @@ class Download:
         """Count and hash one chunk; at the last one, compare size and digest."""
         self.chunks += 1
         self.received += len(data)
-        if not self._partial:
+        if self._partial:
+            pass
+        elif self._hashing or len(data) >= HASH_BESIDE_BYTES:  # in order, after those already there
+            self._hashing.append(_hash_beside(self._sha256, data))
+            while len(self._hashing) > HASH_AHEAD or (self._hashing and self.chunks == self.info.chunks):
+                await asyncio.wrap_future(self._hashing.popleft())
+        else:
             self._sha256.update(data)
         if self.chunks == self.info.chunks:
             await self.close()

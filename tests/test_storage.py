@@ -12,6 +12,7 @@ from django.core.files.base import ContentFile, File
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from natsstorage.exceptions import CorruptObject
+from natsstorage.transfer import HASH_BESIDE_BYTES
 
 from .helpers import MiB, corrupt_last_byte, random_bytes, stream_state, with_nats
 
@@ -214,6 +215,19 @@ def test_a_corrupted_chunk_is_detected_by_its_digest(storage):
     storage.save("c.bin", ContentFile(random_bytes(2 * storage.config.chunk_size + 1000)))
     corrupt_last_byte(storage, "c.bin")
     with storage.open("c.bin") as f, pytest.raises(CorruptObject, match="SHA-256 digest does not match"):
+        f.read()
+
+
+def test_chunks_hashed_beside_the_loop_are_checked_too(make_storage):
+    # Chunks this big are hashed on a thread of their own while the next arrives.
+    storage = make_storage(chunk_size=HASH_BESIDE_BYTES)
+    data = random_bytes(5 * HASH_BESIDE_BYTES + 1000)
+    storage.save("good.bin", ContentFile(data))
+    storage.save("bad.bin", ContentFile(data))
+    corrupt_last_byte(storage, "bad.bin")
+    with storage.open("good.bin") as f:
+        assert f.read() == data
+    with storage.open("bad.bin") as f, pytest.raises(CorruptObject, match="SHA-256 digest does not match"):
         f.read()
 
 
