@@ -77,6 +77,7 @@ class Upload:
         self._sha256 = hashlib.sha256()
         self._digest: bytes | None = None  # given by hashed(), instead of _sha256's
         self._buffer = bytearray()
+        self._held: memoryview | None = None  # instead of _buffer: the end of one write of immutable bytes, uncopied
         self._acks: deque[asyncio.Future[Msg]] = deque()
         self._writing = asyncio.Lock()  # FIFO, so queued writes keep their order
         self._name = repr(name) if name else "a new object"  # for messages; commit gives the final name
@@ -105,6 +106,9 @@ class Upload:
     async def _write(self, data: bytes) -> None:
         size = self.chunk_size
         view = memoryview(data)
+        if self._held is not None:  # more follows it: copied after all
+            self._buffer += self._held
+            self._held = None
         if self._buffer:
             taken = size - len(self._buffer)
             self._buffer += view[:taken]
@@ -116,7 +120,10 @@ class Upload:
         while len(view) >= size:
             await self._publish(view[:size])
             view = view[size:]
-        self._buffer += view
+        if view and not self._buffer and type(data) is bytes:
+            self._held = view
+        else:
+            self._buffer += view
 
     async def _publish(self, chunk: bytes | memoryview, headers: dict[str, str] | None = None) -> None:
         if not self.caller_hashes:
@@ -154,10 +161,12 @@ class Upload:
         After a replacement the old object's chunks are purged in the background.
         """
         self._name = repr(name)
-        alone = not self.chunks and bool(self._buffer)  # the whole object is the chunk about to go
-        if self._buffer:
-            await self._publish(bytes(self._buffer), {MSG_ID_HEADER: self.nuid} if alone else None)
-            self._buffer.clear()
+        tail = self._held if self._held is not None else bytes(self._buffer)
+        self._held = None
+        self._buffer.clear()
+        alone = not self.chunks and bool(tail)  # the whole object is the chunk about to go
+        if tail:
+            await self._publish(tail, {MSG_ID_HEADER: self.nuid} if alone else None)
             if alone:
                 await asyncio.sleep(0)  # nats-py's flusher sends it now: stored while the metadata is made
         if not alone:

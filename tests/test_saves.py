@@ -150,17 +150,21 @@ def test_chunks_go_to_the_wire_without_nats_pys_copies(storage, monkeypatch):
     chunks join its outgoing buffer as they are, and arrive whole."""
     storage.save("warm", ContentFile(b"w"))  # the bucket is made: its API requests are behind us
     built = []
-    pub_cmd = nats.protocol.command.pub_cmd
 
-    def building(subject, *rest):
-        built.append(subject)
-        return pub_cmd(subject, *rest)
+    def building(command):
+        def build(subject, *rest):
+            built.append(subject)
+            return command(subject, *rest)
 
-    monkeypatch.setattr(nats.protocol.command, "pub_cmd", building)
-    data = random_bytes(3 * MiB + 5)
-    name = storage.save("big.bin", ContentFile(data))
+        return build
+
+    for command in ("pub_cmd", "hpub_cmd"):  # without headers, and with (a one-chunk object's Nats-Msg-Id)
+        monkeypatch.setattr(nats.protocol.command, command, building(getattr(nats.protocol.command, command)))
+    data, small = random_bytes(3 * MiB + 5), random_bytes(100_000)
+    name, small_name = storage.save("big.bin", ContentFile(data)), storage.save("small.bin", ContentFile(small))
     assert [subject for subject in built if ".C." in subject] == []
     assert storage.open(name).read() == data
+    assert storage.open(small_name).read() == small
 
 
 def test_content_giving_strided_views_leaves_the_shared_connection_working(storage):
