@@ -213,9 +213,11 @@ class _Runtime:
         self.deferred = deferred = _Deferred(me.ident)
         try:
             with deferred.installed():
-                return self._call(me, coro)
+                try:
+                    return self._call(me, coro)
+                finally:
+                    self.deferred = None  # before the program's handlers are back: one may call again
         finally:
-            self.deferred = None
             deferred.run_caught()
 
     def _call(self, me: threading.Thread, coro: Coroutine[Any, Any, T]) -> T:

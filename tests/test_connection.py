@@ -211,15 +211,16 @@ def raising(error):
             raise error
     return handler
 
-noted = []
+noted, looked = [], []
 outcomes = {}
-for name, handler in [
-    ("ctrl_c", raising(KeyboardInterrupt)),
-    ("time_limit", raising(SoftTimeLimitExceeded)),
-    ("log_rotation", lambda signum, frame: noted.append(signum)),  # raises nothing: the save goes on
+for name, handler, every in [
+    ("ctrl_c", raising(KeyboardInterrupt), 0.0005),
+    ("time_limit", raising(SoftTimeLimitExceeded), 0.0005),
+    ("log_rotation", lambda signum, frame: noted.append(signum), 0.0005),  # raises nothing: the save goes on
+    ("uses_storage", lambda signum, frame: looked.append(storage.exists("warm.txt")), 0.005),  # a call in a call
 ]:
     signal.signal(signal.SIGALRM, handler)
-    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+    signal.setitimer(signal.ITIMER_REAL, every, every)
     saved = raised = 0
     deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:
@@ -241,6 +242,7 @@ with storage.open(name) as handle:
 print(json.dumps({
     "outcomes": outcomes,
     "noted": len(noted),
+    "looked": looked.count(True) if all(looked) else "not found",
     "after": time.monotonic() - started,
     "sigint": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
 }))
@@ -262,6 +264,7 @@ def test_signal_handlers_raising_during_main_thread_calls_raise_there_and_leave_
         assert report["outcomes"][handler]["raised"] > 10, report
     assert report["outcomes"]["log_rotation"] == {"saved": report["outcomes"]["log_rotation"]["saved"], "raised": 0}
     assert report["noted"] > 10, report  # the handler that raises nothing ran, and the saves went on
+    assert report["outcomes"]["uses_storage"]["raised"] == 0 and report["looked"] > 10, report
     assert report["after"] < 5.0, report  # no request waited out a timeout on a lost connection
     assert report["sigint"], report  # the program's handlers are back
 
