@@ -218,6 +218,7 @@ class _Runtime:
                 finally:
                     self.deferred = None  # before the program's handlers are back: one may call again
         finally:
+            self.deferred = None  # (a handler raised before they were swapped)
             deferred.run_caught()
 
     def _call(self, me: threading.Thread, coro: Coroutine[Any, Any, T]) -> T:
@@ -251,7 +252,9 @@ class _Runtime:
         try:
             future.add_done_callback(self._notify)
             self.loop.call_soon_threadsafe(self._hand_over)
-            with _handlers_run_here(), self.turns:
+            # Not a place for the main thread's handlers: one calling the storage would wait for the loop thread,
+            # which leaves the loop alone while a thread waits to take it over. They run once this is over.
+            with self.turns:
                 while self.driver is not None and not future.done():
                     self.turns.wait(SIGNAL_CHECK_INTERVAL)
                 mine = not future.done()
