@@ -275,7 +275,7 @@ class _Runtime:
 
         In the main thread, a signal stops the loop early: the loop thread carries on with the work while
         the signal's handler runs here (and cancels the work if it raises, as in ``wait()``)."""
-        deferred = self.deferred
+        deferred = _deferred_here()  # (not a worker thread's while the main thread starts a call)
         try:
             if isinstance(work, Coroutine):
                 coro, work = work, self.loop.create_task(_caught_up(work))
@@ -472,12 +472,16 @@ class _Deferred:
             self.stop = None
 
 
+def _deferred_here() -> _Deferred | None:
+    """The main thread's deferred handlers, when the caller is the main thread's call under way."""
+    deferred = _runtime.deferred if _runtime is not None else None
+    return deferred if deferred is not None and deferred.thread == threading.get_ident() else None
+
+
 def _handlers_run_here() -> contextlib.AbstractContextManager[None]:
     """``_Deferred.run_here`` of the main thread's call under way, when the caller is that call."""
-    deferred = _runtime.deferred if _runtime is not None else None
-    if deferred is None or deferred.thread != threading.get_ident():
-        return contextlib.nullcontext()
-    return deferred.run_here()
+    deferred = _deferred_here()
+    return contextlib.nullcontext() if deferred is None else deferred.run_here()
 
 
 async def _awaited(task: asyncio.Future[T]) -> T:
