@@ -45,7 +45,7 @@ from natsstorage.objectstore import (
 
 REPLICA_RETRY_WAIT = 0.2  # seconds between reads of a replicated bucket that saw chunks missing
 # A chunk read at least this big is hashed by a thread of its own while the NATS loop receives the next
-# (hashlib lets go of the GIL): on two cores, a tenth off a 100 MiB read. At most HASH_AHEAD chunks wait.
+# (hashlib lets go of the GIL): about 5% off a 100 MiB read on two cores. At most HASH_AHEAD chunks wait.
 HASH_BESIDE_BYTES = 256 * 1024
 HASH_AHEAD = 4
 
