@@ -47,6 +47,7 @@ EXPECTED_LAST_MSG_ID_HEADER = "Nats-Expected-Last-Msg-Id"  # the stream's last m
 SEQUENCE_HEADER = "Nats-Sequence"  # on a direct get's answer, with:
 TIME_HEADER = "Nats-Time-Stamp"
 NUM_PENDING_HEADER = "Nats-Num-Pending"  # and in a batch: how many more the subject holds after it
+LAST_CONSUMER_HEADER = "Nats-Last-Consumer"  # on a pull consumer's heartbeat: the last consumer sequence it sent
 LAST_SEQUENCE_HEADER = "Nats-Last-Sequence"  # on a batch's end: the last message's sequence
 MESSAGE_SIZE_HEADER = "Nats-Msg-Size"  # what a headers-only consumer sends instead of the data
 CRLF = b"\r\n"

@@ -33,6 +33,7 @@ from natsstorage.jetstream import (
     EXPECTED_LAST_MSG_ID_HEADER,
     EXPECTED_SUBJECT_SEQ_HEADER,
     HEARTBEAT,
+    LAST_CONSUMER_HEADER,
     NANOSECONDS,
     REQUEST_EXPIRED,
     ROLLUP_HEADER,
@@ -480,7 +481,8 @@ class Watch(Consumer):
     a deletion from an update) and raises ``NatsUnavailable`` when the
     server has gone quiet for longer than the bucket's timeout; calling
     ``start`` again then resumes right after the last change returned, so
-    nothing is lost or repeated across a server restart. At most
+    nothing is lost or repeated across a server restart. A change sent that
+    never arrived (the consumer takes no acks) starts it again the same way. At most
     ``LISTING_WINDOW`` changes are ever in flight.
     """
 
@@ -499,9 +501,17 @@ class Watch(Consumer):
         else:
             self.config["deliver_policy"] = "last_per_subject" if self.history else "new"
         created = await self.create(await self.bucket.connection())
+        self.delivered = 0
         if self.next_seq is None:
             self.next_seq = int((created.get("delivered") or {}).get("stream_seq", 0)) + 1
         await self._request()
+
+    def _missed(self, msg: Msg, status: str | None) -> bool:
+        """Whether the consumer sent changes that never arrived: this one is not the next, or a heartbeat
+        counts more than arrived (the last ones before a quiet spell went astray)."""
+        if status is None:
+            return bool(msg.metadata.sequence.consumer != self.delivered + 1)
+        return status == HEARTBEAT and int((msg.headers or {}).get(LAST_CONSUMER_HEADER, 0)) > self.delivered
 
     async def _request(self) -> None:
         self._left = LISTING_WINDOW
@@ -512,6 +522,11 @@ class Watch(Consumer):
             raise RuntimeError("Watch.next() before Watch.start()")
         while True:
             msg, status = await self.receive("no heartbeat while watching")
+            if self._missed(msg, status):
+                # A change was sent and never arrived (lost in a reconnect or a failover): the consumer does
+                # not send it again (no acks), so a new one resumes right after the last change returned.
+                await self.start()
+                continue
             if status is None:
                 self.next_seq = msg.metadata.sequence.stream + 1
                 self.delivered = msg.metadata.sequence.consumer
