@@ -434,9 +434,22 @@ class _Deferred:
                     _signal.signal(signum, self)
             yield
         finally:
-            for signum, handler in self.handlers.items():
-                if _signal.getsignal(signum) is self:  # not changed meanwhile
-                    _signal.signal(signum, handler)
+            self._put_back()
+
+    def _put_back(self) -> None:
+        """The program's handlers back; one put back early that raises (its signal arriving meanwhile) is
+        raised once all are back, not left to leave the rest as this one."""
+        raised: BaseException | None = None
+        while True:
+            try:
+                for signum, handler in self.handlers.items():
+                    if _signal.getsignal(signum) is self:  # not changed meanwhile
+                        _signal.signal(signum, handler)
+                break
+            except BaseException as error:
+                raised = error
+        if raised is not None:
+            raise raised
 
     @contextlib.contextmanager
     def run_here(self) -> Iterator[None]:

@@ -199,6 +199,13 @@ storage = NatsStorage(bucket=sys.argv[2], servers=[sys.argv[1]])
 storage.save("warm.txt", ContentFile(b"warm"))
 sigint = signal.getsignal(signal.SIGINT)  # whatever this process inherited (pytest &: ignored)
 
+def on_other(signum, frame):  # the program's handlers of signals put back after SIGALRM's
+    pass
+
+OTHERS = [signal.SIGTERM, *range(signal.SIGRTMIN, signal.SIGRTMAX + 1)]
+for other in OTHERS:
+    signal.signal(other, on_other)
+
 class SoftTimeLimitExceeded(Exception):  # what Celery's soft time limit raises from a signal handler
     pass
 
@@ -247,6 +254,7 @@ print(json.dumps({
     "after": time.monotonic() - started,
     "sigint": repr(signal.getsignal(signal.SIGINT)),
     "sigint_at_start": repr(sigint),
+    "others_not_back": [other for other in OTHERS if signal.getsignal(other) is not on_other],
 }))
 """
 
@@ -269,6 +277,7 @@ def test_signal_handlers_raising_during_main_thread_calls_raise_there_and_leave_
     assert report["outcomes"]["uses_storage"]["raised"] == 0 and report["looked"] > 10, report
     assert report["after"] < 5.0, report  # no request waited out a timeout on a lost connection
     assert "natsstorage" not in report["sigint"], report  # none of natsstorage's handlers is left behind
+    assert report["others_not_back"] == [], report  # not even when SIGALRM's, put back before them, raised
 
 
 def test_the_loop_runs_between_calls_when_a_worker_thread_ran_it_last():
