@@ -418,9 +418,20 @@ class _Deferred:
             self.stop()
 
     def run_caught(self) -> None:
+        """Each noted signal's handler, once; the first exception one raised is raised after all have run
+        (Python too runs every signal that arrived, not only those before a handler that raised)."""
+        raised: BaseException | None = None
         while self.caught:
             signum, frame = self.caught.pop(0)
-            self.handlers[signum](signum, frame)
+            try:
+                self.handlers[signum](signum, frame)
+            except BaseException as error:
+                raised = raised or error
+        if raised is not None:
+            try:
+                raise raised
+            finally:
+                raised = None  # no cycle: see _put_back
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -449,7 +460,12 @@ class _Deferred:
             except BaseException as error:
                 raised = error
         if raised is not None:
-            raise raised
+            try:
+                raise raised
+            finally:
+                # No cycle (it, its traceback, this frame) for a later collection to free at any point of the
+                # program, and the call's task with it: a signal's handler raising there would only be logged.
+                raised = None
 
     @contextlib.contextmanager
     def run_here(self) -> Iterator[None]:

@@ -280,6 +280,64 @@ def test_signal_handlers_raising_during_main_thread_calls_raise_there_and_leave_
     assert report["others_not_back"] == [], report  # not even when SIGALRM's, put back before them, raised
 
 
+TWO_SIGNALS_IN_ONE_CALL = """
+import os, signal, sys, threading, time
+import django
+from django.conf import settings
+settings.configure()
+django.setup()
+from django.core.files.base import ContentFile
+from natsstorage import NatsStorage
+
+storage = NatsStorage(bucket=sys.argv[2], servers=[sys.argv[1]])
+storage.save("warm.txt", ContentFile(b"warm"))
+
+class SoftTimeLimitExceeded(Exception):
+    pass
+
+def soft_time_limit(signum, frame):
+    raise SoftTimeLimitExceeded()
+
+terms = []
+signal.signal(signal.SIGUSR1, soft_time_limit)
+signal.signal(signal.SIGTERM, lambda signum, frame: terms.append(signum))
+
+pairs, raised = 0, 0
+stop = threading.Event()
+
+def pairs_of_signals():  # a soft time limit and a SIGTERM at once, every 5 ms
+    global pairs
+    while not stop.wait(0.005):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        pairs += 1
+
+sender = threading.Thread(target=pairs_of_signals)
+sender.start()
+deadline = time.monotonic() + 1.5
+while time.monotonic() < deadline:
+    try:
+        storage.save("small.txt", ContentFile(b"x" * 1024))
+    except SoftTimeLimitExceeded:
+        raised += 1
+stop.set()
+sender.join()
+time.sleep(0.05)
+print(pairs, raised, len(terms))
+"""
+
+
+def test_a_handler_raising_in_a_call_leaves_no_other_signal_unhandled(nats_server, bucket_name):
+    # Python runs every signal that arrived, even after one's handler raised: Celery's soft time limit and a
+    # SIGTERM arriving during one save both reach the program.
+    args = [sys.executable, "-c", TWO_SIGNALS_IN_ONE_CALL, nats_server.url, bucket_name]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    pairs, raised, terms = map(int, done.stdout.split())
+    assert pairs > 50 and raised > 50, done.stdout
+    assert terms == pairs, done.stdout  # every SIGTERM's handler ran
+
+
 def test_the_loop_runs_between_calls_when_a_worker_thread_ran_it_last():
     """What arrives unasked (watched changes, pings) is read when no caller runs the loop."""
     in_a_worker_thread(lambda: _bridge.run(running_thread()))
