@@ -18,7 +18,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from natsstorage.exceptions import CorruptObject
+from natsstorage.exceptions import CorruptObject, NatsUnavailable
 from natsstorage.jetstream import (
     API,
     DESCRIPTION_HEADER,
@@ -173,6 +173,7 @@ class Pull(Consumer):
         self._received = 0
         self._done = False
         self._retry_until = 0.0  # set by the first 503
+        self.next_seq = int(self.config.get("opt_start_seq", 0))  # the stream sequence to go on from; 0: the start
 
     async def __aenter__(self) -> Pull:
         await self.start()
@@ -208,6 +209,10 @@ class Pull(Consumer):
             msg, status = await self.receive("no data from the server")
             if status is None:
                 self._received += 1
+                sequence = msg.metadata.sequence
+                if sequence.consumer != self._received:  # no acks: one that went astray is never sent again
+                    raise Astray(f"NATS {self.stream.label}: a message the server sent never arrived (a reconnect?)")
+                self.next_seq = sequence.stream + 1
                 # Past what was pending at creation, a listing is a snapshot; fewer (a name
                 # rolled up meanwhile) end with the no-wait request's 404/408 below.
                 self._done = self._received >= self.pending
@@ -235,6 +240,10 @@ class Pull(Consumer):
         await asyncio.sleep(PULL_RETRY_WAIT)
         self._requested = self._received
         await self._ask()
+
+
+class Astray(NatsUnavailable):
+    """A message a ``Pull``'s consumer sent never arrived: read on from its ``next_seq``, another way."""
 
 
 class NoBatch(Exception):

@@ -25,7 +25,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.nuid import NUID
 
-from natsstorage.delivery import DirectBatch, NoBatch, Pull, answers_batches
+from natsstorage.delivery import Astray, DirectBatch, NoBatch, Pull, answers_batches
 from natsstorage.exceptions import CorruptObject, JetStreamError, NatsStorageError, NatsUnavailable
 from natsstorage.jetstream import (
     ERR_WRONG_LAST_MSG_ID,
@@ -377,7 +377,14 @@ class Download:
                 await self.close()
                 logger.debug("reading the rest of %r through a consumer: %s", self.info.name, why)
                 self._source = await self._consumer()
-        msg = await self._source.next()
+        try:
+            msg = await self._source.next()
+        except Astray as why:  # lost in a reconnect: the rest from the one that never arrived
+            self._start_seq = self._source.next_seq
+            await self.close()
+            logger.debug("reading the rest of %r through a new consumer: %s", self.info.name, why)
+            self._source = await self._consumer()
+            msg = await self._source.next()
         assert msg is not None  # an exact pull raises rather than end early
         return await self._check(msg.data)
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from django.core.files.base import ContentFile
 from nats.aio.client import Client
+from nats.aio.subscription import Subscription
 
 from natsstorage import NatsStorage
 from natsstorage.testing import on_connection
@@ -119,3 +120,19 @@ def save_once_back(storage: NatsStorage, name: str, data: bytes, *, within: floa
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def steal_a_message(storage: NatsStorage) -> Subscription:
+    """Ask the bucket's one consumer for a message on an inbox of our own, as if one it sent got lost (in a
+    reconnect, a failover): the server takes turns between pull requests. The subscription it will arrive on."""
+    (consumer,) = jetstream(storage, "CONSUMER.NAMES")["consumers"]
+
+    async def ask(nc: Client) -> Subscription:
+        inbox = nc.new_inbox()
+        taken = await nc.subscribe(inbox, max_msgs=1)
+        request = json.dumps({"batch": 1, "expires": 5_000_000_000}).encode()
+        await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.OBJ_{storage.config.bucket}.{consumer}", request, reply=inbox)
+        await nc.flush()
+        return taken
+
+    return with_nats(storage, ask)

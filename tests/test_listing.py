@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import pytest
 from django.contrib.staticfiles.utils import get_files
 from django.core.files.base import ContentFile
-from nats.aio.client import Client
-from nats.aio.subscription import Subscription
 from nats.js.api import ObjectMeta
 
 from natsstorage import NatsStorage
 from natsstorage.jetstream import Stream
 
-from .helpers import jetstream, put_foreign, save_once_back, stream_state, with_nats
+from .helpers import put_foreign, save_once_back, steal_a_message, stream_state, with_nats
 
 FOREIGN_NAMES = ["a//b", "a/", "../x", "dir/./y", "new\nline.txt", "back\\slash.txt", "/abs.txt", "dir/../z"]
 
@@ -204,26 +201,10 @@ def test_the_signed_link_of_a_name_with_a_backslash_is_valid_for_the_name_it_car
     assert b"".join(response.streaming_content) == b"the directory one"
 
 
-def steal_a_change(storage: NatsStorage) -> Subscription:
-    """Ask the bucket's one consumer for a change on an inbox of our own, as if its delivery got lost
-    (in a reconnect, a failover): the server takes turns between pull requests."""
-    (consumer,) = jetstream(storage, "CONSUMER.NAMES")["consumers"]
-
-    async def ask(nc: Client) -> Subscription:
-        inbox = nc.new_inbox()
-        taken = await nc.subscribe(inbox, max_msgs=1)
-        request = json.dumps({"batch": 1, "expires": 5_000_000_000}).encode()
-        await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.OBJ_{storage.config.bucket}.{consumer}", request, reply=inbox)
-        await nc.flush()
-        return taken
-
-    return with_nats(storage, ask)
-
-
 def test_a_change_the_listing_never_received_is_fetched_again_not_skipped(storage):
     storage.save("a.txt", ContentFile(b"a"))
     assert storage.listdir("") == ([], ["a.txt"])
-    stolen = steal_a_change(storage)
+    stolen = steal_a_message(storage)
     storage.save("b.txt", ContentFile(b"b"))  # one of these two goes astray
     storage.save("c.txt", ContentFile(b"c"))
     with_nats(storage, lambda nc: stolen.next_msg(timeout=5))
@@ -234,7 +215,7 @@ def test_a_change_the_listing_never_received_is_fetched_again_not_skipped(storag
 def test_a_watch_gets_the_last_change_again_when_it_went_astray(storage):
     with storage.watch() as changes:
         changes.start()
-        stolen = steal_a_change(storage)
+        stolen = steal_a_message(storage)
         storage.save("b.txt", ContentFile(b"b"))  # to the watch
         storage.save("c.txt", ContentFile(b"c"))  # astray: only the next heartbeat tells
         with_nats(storage, lambda nc: stolen.next_msg(timeout=5))

@@ -24,7 +24,7 @@ from natsstorage import NatsStorage
 from natsstorage.exceptions import CorruptObject
 from natsstorage.objectstore import BucketConfig
 
-from .helpers import MiB, corrupt_last_byte, jetstream, put_foreign, random_bytes, with_nats
+from .helpers import MiB, corrupt_last_byte, jetstream, put_foreign, random_bytes, steal_a_message, with_nats
 
 CHUNK = 64 * 1024  # small chunks: many chunks without many bytes
 
@@ -101,6 +101,18 @@ def test_chunks_larger_than_the_metadata_says_come_in_batches_of_at_most_a_windo
         assert storage.open(name).read() == data
     assert created == []
     assert batches(gets) == [20, 4]  # the first ended at 16 chunks, 8 MiB
+
+
+def test_a_chunk_sent_that_never_arrived_is_asked_for_again_not_taken_for_corruption(make_storage):
+    storage = make_storage(chunk_size=CHUNK, window=4)
+    data = random_bytes(40 * CHUNK)
+    name = storage.save("forty.bin", ContentFile(data))
+    with storage.open(name) as f:
+        head = f.read(CHUNK)  # the read's consumer is made, its first chunks asked for
+        stolen = steal_a_message(storage)  # as if one it sends next got lost in a reconnect
+        rest = f.read()
+    with_nats(storage, lambda nc: stolen.next_msg(timeout=5))
+    assert head + rest == data
 
 
 def test_a_seek_reads_from_the_chunk_it_lands_in_without_a_consumer(make_storage):
