@@ -16,6 +16,7 @@ import base64
 import itertools
 import json
 import logging
+import re
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
@@ -42,6 +43,7 @@ DESCRIPTION_HEADER = "Description"
 ROLLUP_HEADER = "Nats-Rollup"
 ROLLUP_SUBJECT = "sub"
 EXPECTED_SUBJECT_SEQ_HEADER = "Nats-Expected-Last-Subject-Sequence"
+EXPECTED_STREAM_HEADER = "Nats-Expected-Stream"  # the stream must have this name
 MSG_ID_HEADER = "Nats-Msg-Id"
 EXPECTED_LAST_MSG_ID_HEADER = "Nats-Expected-Last-Msg-Id"  # the stream's last message must carry this Msg-Id
 SEQUENCE_HEADER = "Nats-Sequence"  # on a direct get's answer, with:
@@ -68,6 +70,7 @@ ERR_MAX_BYTES = 10077
 ERR_SEALED = 10109
 
 NANOSECONDS = 1_000_000_000
+PROBE_STREAM = "natsstorage-probe"  # no stream's name: a publish expecting it is refused, and stores nothing
 LEADER_WAIT = 0.05  # seconds between looks for a new replicated stream's first leader
 
 logger = logging.getLogger("natsstorage")
@@ -136,14 +139,30 @@ class Stream:
         return config
 
     async def _led(self, nc: Client, info: Mapping[str, Any]) -> None:
-        """Wait, within the timeout, until a replicated stream has a leader to take publishes."""
+        """Wait, within the timeout, until a replicated stream has a leader to take publishes, and the server
+        ``nc`` is on knows it: until then a publish meets no responders (seen in CI, once, right after a
+        cluster formed)."""
+        if int(info["config"].get("num_replicas", 1)) <= 1:
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
-        while int(info["config"].get("num_replicas", 1)) > 1 and not (info.get("cluster") or {}).get("leader"):
+        probe = re.sub(r"(?<=\.)[*>]", "probe", info["config"]["subjects"][0])  # a subject of the stream's
+        while not ((info.get("cluster") or {}).get("leader") and await self._answers(nc, probe, deadline)):
             if loop.time() > deadline:
-                raise NatsUnavailable(f"NATS {self.label}: no leader elected within {self.timeout:g} s")
+                raise NatsUnavailable(f"NATS {self.label}: no leader took publishes within {self.timeout:g} s")
             await asyncio.sleep(LEADER_WAIT)
             info = await self.api(nc, f"STREAM.INFO.{self.name}")
+
+    async def _answers(self, nc: Client, subject: str, deadline: float) -> bool:
+        """Whether a publish to ``subject`` meets the stream: one it refuses, for naming another stream."""
+        remaining = max(deadline - asyncio.get_running_loop().time(), LEADER_WAIT)
+        try:
+            await nc.request(subject, b"", timeout=remaining, headers={EXPECTED_STREAM_HEADER: PROBE_STREAM})
+        except nats.errors.NoRespondersError:
+            return False
+        except nats.errors.Error as error:
+            raise self.unavailable("no answer to a publish", error) from None
+        return True
 
     # -- errors ------------------------------------------------------------------
 
