@@ -107,6 +107,7 @@ def test_a_new_replicated_bucket_takes_its_first_save_through_any_node(cluster, 
         finally:
             storage.destroy()
 
+
 @dataclass
 class Load:
     """What a writer and a reader saw while a node died and came back."""
