@@ -219,6 +219,7 @@ class _Runtime:
                     self.deferred = None  # before the program's handlers are back: one may call again
         finally:
             self.deferred = None  # (a handler raised before they were swapped)
+            deferred.put_back()  # again, here: Python 3.13.0 may skip the ``finally`` that did it (see installed)
             deferred.run_caught()
 
     def _call(self, me: threading.Thread, coro: Coroutine[Any, Any, T]) -> T:
@@ -431,7 +432,7 @@ class _Deferred:
             try:
                 raise raised
             finally:
-                raised = None  # no cycle: see _put_back
+                raised = None  # no cycle: see put_back
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -440,14 +441,18 @@ class _Deferred:
         try:
             for signum in SIGNALS:
                 handler = _signal.getsignal(signum)
+                if isinstance(handler, _Deferred):  # left behind by a call cut short: the program's is under it
+                    handler = handler.handlers.get(signum, handler)
                 if callable(handler):
                     self.handlers[signum] = handler
                     _signal.signal(signum, self)
             yield
         finally:
-            self._put_back()
+            # Python 3.13.0 may skip this when a handler raises within the loop above (the exception is
+            # placed outside the ``try``): ``run()`` puts them back again, and the next call unwraps any left.
+            self.put_back()
 
-    def _put_back(self) -> None:
+    def put_back(self) -> None:
         """The program's handlers back; one put back early that raises (its signal arriving meanwhile) is
         raised once all are back, not left to leave the rest as this one."""
         raised: BaseException | None = None
