@@ -526,6 +526,8 @@ async def _close(nc: Client) -> None:
     """Close one connection within CLOSE_TIMEOUT, even one still trying to reconnect."""
     if nc.is_closed:
         return
+    if not nc.is_connected:  # what waits for a reconnect: nats-py would write it into the closed socket, and raise
+        nc._pending, nc._pending_data_size = [], 0
     try:
         await asyncio.wait_for(nc.close(), CLOSE_TIMEOUT)
     except (TimeoutError, OSError, nats.errors.Error) as error:
@@ -598,6 +600,10 @@ async def _connect(settings: ConnectionSettings) -> Client:
             user_credentials=settings.credentials,
             tls=settings.tls_context(),
             connect_timeout=settings.connect_timeout,  # type: ignore[arg-type]
+            # A publish that fills nats-py's buffer waits for its flusher, which a lost connection can leave
+            # waiting forever (a flush queued behind a write the reconnect cancels): bound it. What did not
+            # go out waits in the buffer, and the caller's acknowledgement times out as it should.
+            flush_timeout=settings.connect_timeout,
             allow_reconnect=True,
             max_reconnect_attempts=RECONNECT_FOREVER,
             reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]

@@ -243,10 +243,14 @@ class Stream:
             raise self.unavailable(f"could not send {about}", error) from None
         return ack
 
-    async def settle(self, ack: asyncio.Future[Msg], name: str, about: str = "") -> int:
-        """The sequence of ``name``'s message that ``ack`` acknowledges (``about``: what it was, for messages)."""
+    async def settle(self, ack: asyncio.Future[Msg], name: str, about: str = "", *, due: float | None = None) -> int:
+        """The sequence of ``name``'s message that ``ack`` acknowledges (``about``: what it was, for messages).
+
+        ``due``: the loop time by which it must have come (the timeout after it was sent); else a timeout from now.
+        """
+        wait = self.timeout if due is None else max(0.0, due - asyncio.get_running_loop().time())
         try:
-            reply = await asyncio.wait_for(ack, self.timeout)
+            reply = await asyncio.wait_for(ack, wait)
         except TimeoutError:
             raise self.unavailable(f"no acknowledgement for {about or repr(name)}", TimeoutError()) from None
         return self.acknowledged(reply, name)

@@ -78,7 +78,7 @@ class Upload:
         self._digest: bytes | None = None  # given by hashed(), instead of _sha256's
         self._buffer = bytearray()
         self._held: memoryview | None = None  # instead of _buffer: the end of one write of immutable bytes, uncopied
-        self._acks: deque[asyncio.Future[Msg]] = deque()
+        self._acks: deque[tuple[asyncio.Future[Msg], float]] = deque()  # and when each is overdue (loop time)
         self._writing = asyncio.Lock()  # FIFO, so queued writes keep their order
         self._name = repr(name) if name else "a new object"  # for messages; commit gives the final name
         self._meta_sent = False  # metadata published without a known outcome: abort() keeps the chunks
@@ -130,9 +130,13 @@ class Upload:
             self._sha256.update(chunk)
         self.size += len(chunk)
         self.chunks += 1
-        if len(self._acks) >= self.window:
+        # A full window waits for its oldest acknowledgement; so does one overdue, else a server that stopped
+        # reading (frozen, or gone without a word) would keep a wide window's publishes waiting on a full socket.
+        loop = asyncio.get_running_loop()
+        while self._acks and (len(self._acks) >= self.window or self._acks[0][1] <= loop.time()):
             await self._settle(self._acks.popleft())
-        self._acks.append(await self.bucket.stream.start_publish(self.nc, self.subject, chunk, headers, self._name))
+        ack = await self.bucket.stream.start_publish(self.nc, self.subject, chunk, headers, self._name)
+        self._acks.append((ack, loop.time() + self.bucket.stream.timeout))
 
     def hash(self, data: bytes) -> None:
         """Add ``data`` to the digest (``caller_hashes`` uploads): every byte written, in order, once."""
@@ -142,8 +146,9 @@ class Upload:
         """The SHA-256 of every byte written, computed whole by the caller (``caller_hashes`` uploads)."""
         self._digest = digest
 
-    async def _settle(self, ack: asyncio.Future[Msg]) -> None:
-        await self.bucket.stream.settle(ack, self._name.strip("'"), f"a chunk of {self._name}")
+    async def _settle(self, sent: tuple[asyncio.Future[Msg], float]) -> None:
+        ack, due = sent
+        await self.bucket.stream.settle(ack, self._name.strip("'"), f"a chunk of {self._name}", due=due)
 
     async def commit(
         self,
@@ -238,7 +243,7 @@ class Upload:
         Never raises: it runs while another error is on its way to the caller.
         What it cannot remove (the server is gone) ``natsos_gc`` collects later.
         """
-        acks, self._acks = list(self._acks), deque()
+        acks, self._acks = [ack for ack, _ in self._acks], deque()
         if acks:
             await asyncio.wait(acks, timeout=self.bucket.stream.timeout)
             for ack in acks:

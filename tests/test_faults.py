@@ -66,9 +66,7 @@ def test_a_server_stopped_mid_save_fails_the_save_and_keeps_the_previous_version
     storage = NatsStorage(bucket_name, servers=server.url, timeout=TIMEOUT, file_overwrite=True)
     storage.save("big.bin", ContentFile(b"previous version"))
     content = GeneratedFile(48 * MiB, pause_after=16 * MiB)
-    outcome: list[BaseException | str] = []
-    saving = threading.Thread(target=lambda: outcome.append(_save(storage, "big.bin", content)))
-    saving.start()
+    saving, outcome = start_saving(storage, "big.bin", content)
     assert content.paused.wait(LINE_TIMEOUT)
     assert stream_state(storage)["messages"] > 1  # chunks of the new version have landed
     server.stop()
@@ -96,11 +94,43 @@ def test_a_server_stopped_mid_save_fails_the_save_and_keeps_the_previous_version
     assert storage.open("big.bin").read() == b"previous version"
 
 
-def _save(storage: NatsStorage, name: str, content: GeneratedFile) -> BaseException | str:
-    try:
-        return storage.save(name, content)
-    except Exception as error:  # noqa: BLE001 - the test inspects it
-        return error
+def test_a_server_that_stops_reading_mid_save_fails_the_save_within_its_timeouts(server, bucket_name):
+    # Frozen, as behind a network that drops everything without a word: the socket fills, and a wide window
+    # would keep the save publishing into it. Every chunk must be acknowledged within the timeout of its sending.
+    storage = NatsStorage(bucket_name, servers=server.url, timeout=TIMEOUT, window=1024)
+    storage.save("before.txt", ContentFile(b"before"))
+    saving, outcome = start_saving(storage, "big.bin", GeneratedFile(256 * MiB))
+    deadline = time.monotonic() + LINE_TIMEOUT
+    while stream_state(storage)["messages"] < 4:  # the save is under way
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP)
+    frozen = time.monotonic()
+    saving.join(3 * LINE_TIMEOUT)
+    failed_within = time.monotonic() - frozen
+    server.stop(kill=True)
+    assert not saving.is_alive(), "the save hung on a frozen server"
+
+    [error] = outcome
+    assert isinstance(error, NatsUnavailable), error
+    assert f"within {TIMEOUT:g} s" in str(error)
+    assert failed_within < 3 * TIMEOUT + LINE_TIMEOUT  # no hang, with slack for a loaded machine
+
+
+def start_saving(storage: NatsStorage, name: str, content: GeneratedFile) -> tuple[threading.Thread, list[object]]:
+    """A save in a thread of its own, and where its name or error will be; a daemon: a hang fails one test only."""
+    outcome: list[object] = []
+
+    def save() -> None:
+        try:
+            outcome.append(storage.save(name, content))
+        except Exception as error:  # noqa: BLE001 - the test inspects it
+            outcome.append(error)
+
+    saving = threading.Thread(target=save, daemon=True)
+    saving.start()
+    return saving, outcome
 
 
 WRITER = """
