@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -86,6 +88,22 @@ def test_an_object_larger_than_a_window_is_read_through_a_consumer(make_storage)
     with requests(storage, "CONSUMER.CREATE") as created:
         assert storage.open(name).read() == data
     assert len(created) == 1
+
+
+def test_read_of_a_whole_object_holds_it_once_not_its_chunks_beside_it(storage):
+    data = random_bytes(32 * MiB)
+    name = storage.save("big.bin", ContentFile(data))
+    digest = hashlib.sha256(data).digest()
+    del data
+    with storage.open(name) as f:
+        tracemalloc.start()
+        try:
+            read = f.read()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert hashlib.sha256(read).digest() == digest
+    assert peak < 1.5 * len(read), f"{peak / MiB:.1f} MiB at most, for {len(read) / MiB:.0f} MiB read"
 
 
 def test_chunks_larger_than_the_metadata_says_come_in_batches_of_at_most_a_window_of_bytes(storage):
