@@ -560,9 +560,10 @@ async def _reconnected(nc: Client, timeout: float) -> bool:
     return True
 
 
-async def _stop(task: asyncio.Future[Any]) -> None:
-    """Cancel ``task`` and wait, within CLOSE_TIMEOUT, for it to end. nats-py's connect swallows a
-    cancellation that lands while it closes a failed attempt, and would retry for ever: cancel again."""
+async def stop_task(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait, within CLOSE_TIMEOUT, for it to end. nats-py swallows a cancellation that
+    lands while it closes a failed connect attempt (which would retry for ever) or waits for its flusher:
+    cancel again."""
     deadline = asyncio.get_running_loop().time() + CLOSE_TIMEOUT
     while not task.done() and asyncio.get_running_loop().time() < deadline:
         task.cancel()
@@ -604,6 +605,9 @@ async def _connect(settings: ConnectionSettings) -> Client:
             # waiting forever (a flush queued behind a write the reconnect cancels): bound it. What did not
             # go out waits in the buffer, and the caller's acknowledgement times out as it should.
             flush_timeout=settings.connect_timeout,
+            # Its flusher's queue unbounded: each forced flush, SUB and UNSUB adds to it, and while a server stops
+            # reading, a bounded one fills and every later command waits for room, without a timeout.
+            flusher_queue_size=0,
             allow_reconnect=True,
             max_reconnect_attempts=RECONNECT_FOREVER,
             reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]
@@ -620,7 +624,7 @@ async def _connect(settings: ConnectionSettings) -> Client:
         connecting.result()
         connected.set()
     except BaseException as error:  # a failure, or closing down during a background attempt
-        await _stop(connecting)
+        await stop_task(connecting)
         await _close(nc)
         if not isinstance(error, TimeoutError | OSError | nats.errors.Error):
             raise

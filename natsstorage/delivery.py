@@ -10,6 +10,7 @@ gets, nats-server 2.12+), with no consumer to create and delete.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Mapping
 from datetime import timedelta
@@ -142,7 +143,7 @@ class Consumer(Inbox):
         if heartbeat:
             body["idle_heartbeat"] = nanoseconds(heartbeat)
         subject = f"{API}CONSUMER.MSG.NEXT.{self.stream.name}.{self.name}"
-        await self.nc.publish(subject, json.dumps(body).encode(), reply=self._sub.subject)
+        await self.stream.tell(self.nc, subject, json.dumps(body).encode(), self._sub.subject, "a pull request")
 
     async def close(self) -> None:
         await super().close()
@@ -150,7 +151,8 @@ class Consumer(Inbox):
             # No need to wait for the answer: the inactive threshold is the safety net.
             subject = f"{API}CONSUMER.DELETE.{self.stream.name}.{self.name}"
             self.name = ""
-            await self.nc.publish(subject, b"", reply=self.nc.new_inbox())
+            with contextlib.suppress(NatsUnavailable):
+                await self.stream.tell(self.nc, subject, b"", self.nc.new_inbox(), "a consumer's deletion")
 
 
 class Pull(Consumer):
@@ -320,7 +322,7 @@ class DirectBatch(Inbox):
         self._asked += wanted
         body = {"seq": self._ask_from, "next_by_subj": self.subject, "batch": wanted, "max_bytes": self.max_bytes}
         subject = f"{API}DIRECT.GET.{self.stream.name}"
-        await self.nc.publish(subject, json.dumps(body).encode(), reply=self._sub.subject)
+        await self.stream.tell(self.nc, subject, json.dumps(body).encode(), self._sub.subject, "a batched direct get")
 
     def ready(self) -> bool:
         return self._held is not None or super().ready()

@@ -38,6 +38,7 @@ from typing import NamedTuple
 import nats
 from nats.aio.client import Client
 
+from natsstorage import _bridge
 from natsstorage.exceptions import CorruptObject, NatsUnavailable
 from natsstorage.objectstore import ALL_META, Bucket, BucketStatus, ObjectInfo, Watch
 
@@ -203,7 +204,7 @@ class Index:
         self._task = asyncio.get_running_loop().create_task(self._follow(self._watch))
 
     async def _follow(self, watch: Watch) -> None:
-        while True:
+        while watch is self._watch:  # else stopped, though a cancellation did not end it
             try:
                 change = await watch.next()
             except NatsUnavailable:
@@ -213,7 +214,8 @@ class Index:
                 self.applied = (watch.next_seq or 1) - 1
                 self._moved.set()
                 continue
-            self._apply(change, watch.next_seq or 0)
+            if watch is self._watch:
+                self._apply(change, watch.next_seq or 0)
 
     def _apply(self, info: ObjectInfo, next_seq: int) -> None:
         known = self.entries.get(info.name)
@@ -248,14 +250,12 @@ class Index:
             await self._stop_watching()
 
     async def _stop_watching(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
-        if self._watch is not None:
-            await self._watch.close()
-            self._watch = None
+        watch, self._watch = self._watch, None  # first: a follower its cancellation did not end sees it and ends
+        task, self._task = self._task, None
+        if task is not None:
+            await _bridge.stop_task(task)
+        if watch is not None:
+            await watch.close()
 
     # -- answers (call ``fresh()`` first) -------------------------------------------
 

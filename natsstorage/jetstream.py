@@ -243,6 +243,13 @@ class Stream:
             raise self.unavailable(f"could not send {about}", error) from None
         return ack
 
+    async def tell(self, nc: Client, subject: str, payload: bytes, reply: str, about: str) -> None:
+        """Publish what is answered elsewhere (a pull request, on its inbox); nats-py's refusal as NatsUnavailable."""
+        try:
+            await nc.publish(subject, payload, reply=reply)
+        except nats.errors.Error as error:  # over its buffer while reconnecting, say
+            raise self.unavailable(f"could not send {about}", error) from None
+
     async def settle(self, ack: asyncio.Future[Msg], name: str, about: str = "", *, due: float | None = None) -> int:
         """The sequence of ``name``'s message that ``ack`` acknowledges (``about``: what it was, for messages).
 

@@ -135,8 +135,9 @@ class Upload:
         loop = asyncio.get_running_loop()
         while self._acks and (len(self._acks) >= self.window or self._acks[0][1] <= loop.time()):
             await self._settle(self._acks.popleft())
+        due = loop.time() + self.bucket.stream.timeout  # from now: sending may itself wait (a full socket)
         ack = await self.bucket.stream.start_publish(self.nc, self.subject, chunk, headers, self._name)
-        self._acks.append((ack, loop.time() + self.bucket.stream.timeout))
+        self._acks.append((ack, due))
 
     def hash(self, data: bytes) -> None:
         """Add ``data`` to the digest (``caller_hashes`` uploads): every byte written, in order, once."""
@@ -243,9 +244,10 @@ class Upload:
         Never raises: it runs while another error is on its way to the caller.
         What it cannot remove (the server is gone) ``natsos_gc`` collects later.
         """
-        acks, self._acks = [ack for ack, _ in self._acks], deque()
-        if acks:
-            await asyncio.wait(acks, timeout=self.bucket.stream.timeout)
+        sent, self._acks = list(self._acks), deque()
+        acks = [ack for ack, _ in sent]
+        if acks:  # until the last is due: those overdue are not waited for again
+            await asyncio.wait(acks, timeout=max(0.0, sent[-1][1] - asyncio.get_running_loop().time()))
             for ack in acks:
                 ack.cancel()  # no longer awaited: its reply, if any, is dropped
         if not self.chunks:
