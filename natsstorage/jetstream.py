@@ -291,9 +291,10 @@ class Stream:
         """
         # Through the shared reply inbox: nats-py's request draws a random token from the OS for each.
         subject = f"{API}DIRECT.GET.{self.name}"
+        due = asyncio.get_running_loop().time() + self.timeout  # sending counts: it may wait for a full socket
         answer = await self.start_publish(nc, subject, json.dumps(request).encode(), None, "a direct get")
         try:
-            reply = await asyncio.wait_for(answer, self.timeout)
+            reply = await asyncio.wait_for(answer, max(0.0, due - asyncio.get_running_loop().time()))
         except TimeoutError:
             raise self.unavailable("no answer to a direct get", TimeoutError()) from None
         headers = reply.headers or {}
