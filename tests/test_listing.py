@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -11,6 +12,7 @@ from django.core.files.base import ContentFile
 from nats.js.api import ObjectMeta
 
 from natsstorage import NatsStorage
+from natsstorage.index import Index
 from natsstorage.jetstream import Stream
 
 from .helpers import put_foreign, save_once_back, steal_a_message, stream_state, with_nats
@@ -220,3 +222,30 @@ def test_a_watch_gets_the_last_change_again_when_it_went_astray(storage):
         storage.save("c.txt", ContentFile(b"c"))  # astray: only the next heartbeat tells
         with_nats(storage, lambda nc: stolen.next_msg(timeout=5))
         assert [changes.next().name, changes.next().name] == ["b.txt", "c.txt"]
+
+
+def test_closing_a_listing_index_ends_a_watch_task_that_swallowed_its_cancellation(storage):
+    # nats-py swallows a cancellation that lands while a task waits for its flusher (a forced flush, when its
+    # buffer is over its limit): the index's task then went on following the bucket, and closing waited for ever.
+    storage.save("docs/a.txt", ContentFile(b"a"))
+    assert storage.listdir("docs") == ([], ["a.txt"])
+
+    async def close_with_a_task_that_swallows_one_cancellation(nc: object) -> float:
+        index = await Index.of(storage.bucket)
+        assert index._task is not None and index._watch is not None
+        watch, following = index._watch, index._task
+        following.cancel()
+
+        async def as_in_a_forced_flush() -> None:
+            with contextlib.suppress(asyncio.CancelledError):  # as nats-py's _flush_pending does
+                await asyncio.sleep(60)
+            await index._follow(watch)  # goes on following: heartbeats keep it waiting
+
+        index._task = asyncio.get_running_loop().create_task(as_in_a_forced_flush())
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        await asyncio.wait_for(index.close(), 20)  # (which returns at 20 s when close swallows its cancellation)
+        return time.monotonic() - started
+
+    took = with_nats(storage, close_with_a_task_that_swallows_one_cancellation)
+    assert took < 10, f"closing the index took {took:.1f} s"  # the task is stopped within 2 s: no hang
