@@ -18,12 +18,13 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.test.utils import override_settings
+from nats.aio.client import Client
 
 from natsstorage import NatsStorage
 from natsstorage.exceptions import NatsUnavailable
 from natsstorage.testing import NatsServer
 
-from .helpers import MiB, random_bytes, stream_state
+from .helpers import MiB, random_bytes, stream_state, with_nats
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 2.0  # the storages' timeout here: how long a dead server may keep a save waiting, per wait
@@ -116,6 +117,38 @@ def test_a_server_that_stops_reading_mid_save_fails_the_save_within_its_timeouts
     assert isinstance(error, NatsUnavailable), error
     assert f"within {TIMEOUT:g} s" in str(error)
     assert failed_within < 3 * TIMEOUT + LINE_TIMEOUT  # no hang, with slack for a loaded machine
+
+
+def test_a_thousand_calls_to_a_server_that_stopped_reading_each_fail_within_the_timeout(server, bucket_name):
+    # Every command over nats-py's buffer limit queues a flush, and a flusher stuck on a server that stopped
+    # reading never takes them: a bounded queue (1,024) would keep every later command waiting for room.
+    storage = NatsStorage(bucket_name, servers=server.url, timeout=TIMEOUT)
+    storage.save("a.txt", ContentFile(b"a"))
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP)
+
+    def publish(count: int) -> None:
+        async def send(nc: Client) -> None:
+            piece = random_bytes(MiB)
+            await asyncio.gather(*(nc.publish("natsstorage.test.ballast", piece) for _ in range(count)))
+
+        with_nats(storage, send)
+
+    publish(48)  # the flusher writes it all, then waits for the socket
+    publish(3)  # nats-py's buffer, past its limit: each command now queues a flush
+
+    async def many() -> tuple[list[object], float]:
+        started = time.monotonic()
+        calls = (storage.aexists("a.txt") for _ in range(1100))
+        outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 3 * LINE_TIMEOUT)
+        return outcomes, time.monotonic() - started
+
+    try:
+        outcomes, took = asyncio.run(many())
+    finally:
+        server.stop(kill=True)
+    assert {type(outcome) for outcome in outcomes} == {NatsUnavailable}
+    assert took < 3 * TIMEOUT + LINE_TIMEOUT, f"{took:.1f} s"  # no call waited for room: no hang
 
 
 def start_saving(storage: NatsStorage, name: str, content: GeneratedFile) -> tuple[threading.Thread, list[object]]:
