@@ -549,7 +549,7 @@ class Bench:
                     assert len(handle.read()) == size
             seconds["open + read()"] = time.perf_counter() - started
             if storage is self.plain:  # as another process reads them: no chunk ids remembered
-                self.plain.bucket.recent.clear()
+                self.plain.bucket.known.clear()
                 started = time.perf_counter()
                 for name in names:
                     with storage.open(name) as handle:
@@ -830,8 +830,8 @@ class Bench:
             "- save: `storage.save(name, ContentFile(data))`; nats.go `PutBytes`, nats-py `put`",
             "- open + read(): `with storage.open(name) as f: f.read()`; nats.go `GetBytes`, nats-py `get` "
             f"(not above {size_label(self.sizes.nats_py_get_max)}: it is quadratic). NatsStorage remembers the "
-            f"chunk id of the last {objectstore.RECENT_OBJECTS:,} one-chunk objects it wrote or read and asks for "
-            "the chunk beside the metadata: these names were just saved",
+            f"metadata of the last {objectstore.KNOWN_NAMES:,} names it wrote, read or deleted, and asks for a "
+            "one-chunk object's chunk beside its metadata: these names were just saved",
             "- open + read(), first sight: the same reads with nothing remembered, as another process reads them "
             "(the references remember nothing: their numbers are the read's)",
             f"- exists: `storage.exists(name)`; nats.go `GetInfo`, nats-py `get_info`; over the saved names as many "

@@ -65,9 +65,10 @@ WATCH_EXPIRES = timedelta(seconds=30)
 WATCH_HEARTBEAT = timedelta(seconds=1)
 ACK_V1_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
 LISTING_WINDOW = 1024  # metadata messages in flight when listing (a few hundred bytes each)
-# One-chunk objects whose chunk id a bucket remembers, so that a read asks for the chunk beside the metadata
-# (about 200 bytes each).
-RECENT_OBJECTS = 1024
+# Names whose latest metadata a bucket remembers from this process's own reads, writes and deletes (about a
+# kilobyte each): a read asks for a one-chunk object's chunk beside its metadata, a delete or a save over a
+# deletion marker expects that version in its compare-and-set, without asking first.
+KNOWN_NAMES = 1024
 
 logger = logging.getLogger("natsstorage")
 
@@ -286,7 +287,7 @@ class Bucket:
         self.chunk_size = chunk_size
         self.window = window  # None: as many chunks as fit in WINDOW_BYTES
         self.listing_idle = listing_idle  # seconds unused before this process drops its listing index; None: never
-        self.recent: OrderedDict[str, str] = OrderedDict()  # name -> nuid of one-chunk objects seen lately
+        self.known: OrderedDict[str, ObjectInfo] = OrderedDict()  # name -> its latest metadata, as seen lately
         self.stream = Stream(
             STREAM.format(bucket=name),
             connect,
@@ -295,16 +296,31 @@ class Bucket:
             create=create.stream_config(name) if create else None,
         )
 
-    def remember(self, info: ObjectInfo) -> None:
-        """Note the chunk id of an object written or read here: while it stays that version, a read can
-        ask for its chunk together with its metadata (the metadata still decides)."""
-        if info.chunks == 1 and info.link is None and not info.deleted:
-            self.recent[info.name] = info.nuid
-            self.recent.move_to_end(info.name)
-            if len(self.recent) > RECENT_OBJECTS:
-                self.recent.popitem(last=False)
-        else:
-            self.recent.pop(info.name, None)
+    def remember(self, name: str, info: ObjectInfo | None) -> None:
+        """Note ``name``'s latest metadata (None: it has none), as this process just wrote, read or deleted it.
+
+        Only ever a guess: what is done with it is checked by the server (the metadata a read gets back,
+        the compare-and-set of a write), so a name another process changed meanwhile costs a round trip more.
+        """
+        if info is None:
+            self.known.pop(name, None)
+            return
+        self.known[name] = info
+        self.known.move_to_end(name)
+        if len(self.known) > KNOWN_NAMES:
+            self.known.popitem(last=False)
+
+    def known_chunk(self, name: str) -> str | None:
+        """The chunk id of the one-chunk object ``name`` was lately."""
+        info = self.known.get(name)
+        if info is None or info.chunks != 1 or info.link is not None or info.deleted:
+            return None
+        return info.nuid
+
+    def known_deleted(self, name: str) -> ObjectInfo | None:
+        """The deletion marker ``name`` had lately, which a write of a new object there replaces."""
+        info = self.known.get(name)
+        return info if info is not None and info.deleted else None
 
     def window_for(self, chunk_size: int) -> int:
         """How many chunks of ``chunk_size`` a transfer keeps in flight."""
@@ -346,9 +362,11 @@ class Bucket:
         # A replicated bucket's replicas may lag behind a write just acknowledged: ask the leader.
         get = self.stream.get_message if self.stream.replicated else self.stream.direct_get
         message = await get(nc, {"last_by_subj": subject})
-        if message is None:
-            return None
-        return ObjectInfo.from_message(message["data"], seq=message["seq"], time=parse_time(message["time"]))
+        info = None
+        if message is not None:
+            info = ObjectInfo.from_message(message["data"], seq=message["seq"], time=parse_time(message["time"]))
+        self.remember(name, info)
+        return info
 
     async def info(self, name: str) -> ObjectInfo | None:
         """The object's metadata, or None when it is missing, deleted or expired."""
@@ -431,21 +449,26 @@ class Bucket:
             return await self.info(name)
 
     async def delete(self, name: str) -> bool:
-        """Mark the object deleted and purge its chunks; False when it was not there."""
+        """Mark the object deleted and purge its chunks; False when it was not there.
+
+        A name this process wrote or read lately is marked without asking first: the
+        compare-and-set says whether it is still that version."""
         nc = await self.connection()
-        while True:
+        info = self.known.get(name)
+        if info is None or not self.live(info):
             info = await self.info(name)
-            if info is None:
-                return False
+        while info is not None:
             raw = {key: value for key, value in info.raw.items() if key != "digest"}
             raw.update(deleted=True, size=0, chunks=0, mtime=format_time(datetime.now(UTC)))
             try:
-                await self.put_meta(nc, name, raw, expected_seq=info.seq)
+                seq = await self.put_meta(nc, name, raw, expected_seq=info.seq)
             except ObjectChanged:
+                info = await self.info(name)
                 continue
-            self.recent.pop(name, None)
+            self.remember(name, ObjectInfo.from_raw(raw, seq=seq, time=datetime.now(UTC)))
             await self.stream.purge(nc, CHUNK_SUBJECT.format(bucket=self.name, nuid=info.nuid))
             return True
+        return False
 
     async def put_meta(self, nc: Client, name: str, raw: Mapping[str, Any], *, expected_seq: int) -> int:
         """Publish ``name``'s metadata if its latest is still at ``expected_seq`` (0: none); its sequence.

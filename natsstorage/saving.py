@@ -96,6 +96,8 @@ async def commit(
     bucket, key = storage.bucket, storage.key(name)
     if previous is Unknown.VALUE:
         previous = await bucket.latest(key) if taken is Taken.REPLACE else None
+    if previous is None:  # a name this process deleted: the compare-and-set expects the marker, not nothing
+        previous = bucket.known_deleted(key)
     for _ in range(MAX_COMMIT_ATTEMPTS):
         if previous is not None and taken is not Taken.REPLACE and bucket.live(previous):
             if taken is Taken.REFUSE:

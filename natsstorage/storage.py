@@ -183,11 +183,10 @@ class NatsStorage(Storage):
         The chunk of a one-chunk object this process wrote or read lately is asked for with the metadata,
         in the same round trip; it is used when the metadata names it.
         """
-        nuid = self.bucket.recent.get(name if verbatim else self.key(name))
+        nuid = self.bucket.known_chunk(name if verbatim else self.key(name))
         early = asyncio.ensure_future(Download.ask_only_chunk(self.bucket, nuid)) if nuid else None
         try:
             bucket, info = await self._located(name, verbatim=verbatim)
-            bucket.remember(info)
             if info.chunks != 1:
                 return bucket, info, None, []
             if bucket is not self.bucket or info.nuid != nuid:

@@ -69,6 +69,31 @@ def test_a_deleted_name_is_reused_as_it_is(storage):
     assert storage.open("again.txt").read() == b"2"
 
 
+def test_a_name_deleted_here_is_written_again_asking_nothing_first(storage):
+    # The idiom of projects that overwrite: delete, then save under the same name.
+    storage.save("avatar.png", ContentFile(b"old"))
+    with metadata_lookups(storage) as lookups:
+        storage.delete("avatar.png")
+        assert storage.save("avatar.png", ContentFile(b"new")) == "avatar.png"
+    assert lookups == []
+    assert storage.open("avatar.png").read() == b"new"
+
+
+def test_what_another_writer_changed_meanwhile_is_what_a_delete_or_a_save_here_finds(make_storage):
+    here, there = make_storage(), make_storage(file_overwrite=True)  # two processes, each remembering its own
+    here.save("shared.txt", ContentFile(b"mine"))
+    there.save("shared.txt", ContentFile(b"theirs"))
+    here.delete("shared.txt")  # the version there wrote, not the one here remembers
+    assert not here.exists("shared.txt") and not there.exists("shared.txt")
+
+    here.save("reused.txt", ContentFile(b"1"))
+    here.delete("reused.txt")
+    there.save("reused.txt", ContentFile(b"theirs"))
+    mine = here.save("reused.txt", ContentFile(b"mine"))
+    assert mine != "reused.txt"  # taken again since the delete here: Django's alternative name
+    assert there.open("reused.txt").read() == b"theirs" and here.open(mine).read() == b"mine"
+
+
 class Dated(NatsStorage):
     """A subclass that names files its own way, as projects do."""
 
