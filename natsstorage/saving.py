@@ -25,7 +25,7 @@ from natsstorage._bridge import run
 from natsstorage.exceptions import ObjectChanged
 from natsstorage.files import PIECE_BYTES, ObjectSink
 from natsstorage.names import clean_name
-from natsstorage.objectstore import ObjectInfo
+from natsstorage.objectstore import Bucket, ObjectInfo
 from natsstorage.transfer import Upload
 
 if TYPE_CHECKING:
@@ -90,14 +90,15 @@ async def commit(
 ) -> bool:
     """Publish a written object under ``name``; False when another object holds it (``Taken.REPORT``).
 
-    ``previous``: the name's latest metadata, if known; else a new name is assumed free (the
-    compare-and-set says when it is not) and a replacement looks first.
+    ``previous``: the name's latest metadata, if asked for; else what this process knows of it. A new
+    object assumes the name free (or the deletion marker this process left there) and a replacement
+    the version this process knows, else it looks first: the compare-and-set says when they are not.
     """
     bucket, key = storage.bucket, storage.key(name)
     if previous is Unknown.VALUE:
-        previous = await bucket.latest(key) if taken is Taken.REPLACE else None
-    if previous is None:  # a name this process deleted: the compare-and-set expects the marker, not nothing
-        previous = bucket.known_deleted(key)
+        previous = _assumed(bucket, key, taken)
+    if previous is Unknown.VALUE:
+        previous = await bucket.latest(key)
     for _ in range(MAX_COMMIT_ATTEMPTS):
         if previous is not None and taken is not Taken.REPLACE and bucket.live(previous):
             if taken is Taken.REFUSE:
@@ -134,6 +135,16 @@ def save(storage: NatsStorage, name: str, content: IO[Any]) -> str:
     return name
 
 
+def _assumed(bucket: Bucket, key: str, taken: Taken) -> ObjectInfo | None | Unknown:
+    """What a commit at ``key`` expects there without asking (``Unknown``: it must ask).
+
+    Whether a name is taken is only ever the server's to say: a name known taken is still assumed free."""
+    if taken is not Taken.REPLACE:
+        return bucket.known_deleted(key)
+    known = bucket.known.get(key)
+    return Unknown.VALUE if known is None else known
+
+
 async def _put(
     storage: NatsStorage,
     name: str,
@@ -147,13 +158,15 @@ async def _put(
     bucket, key = storage.bucket, storage.key(name)
     upload = await Upload.begin(bucket, name=key, caller_hashes=digest is not None)
     try:
-        # A replacement asks for the version it replaces while its chunk travels.
-        asked = asyncio.ensure_future(bucket.latest(key)) if taken is Taken.REPLACE else None
+        # A replacement of a version this process does not know asks for it while the chunk travels.
+        previous = _assumed(bucket, key, taken)
+        asked = asyncio.ensure_future(bucket.latest(key)) if previous is Unknown.VALUE else None
         try:
             await upload.write(data)
             if digest is not None:
                 upload.hashed(await asyncio.wrap_future(digest))
-            previous = await asked if asked is not None else None
+            if asked is not None:
+                previous = await asked
         finally:
             if asked is not None:
                 asked.cancel()
@@ -181,7 +194,8 @@ def _stream(
     """An object bigger than a piece: the caller's thread reads and hashes while the NATS loop publishes."""
     bucket, key = storage.bucket, storage.key(name)
     sink = ObjectSink(run(Upload.begin(bucket, caller_hashes=True, name=key)))
-    asked = _bridge.submit(bucket.latest(key)) if taken is Taken.REPLACE else None
+    previous = _assumed(bucket, key, taken)
+    asked = _bridge.submit(bucket.latest(key)) if previous is Unknown.VALUE else None
     try:
         # The buffer gathers Django's small chunks into pieces worth a hop to the loop.
         pieces = io.BufferedWriter(sink, buffer_size=PIECE_BYTES)
@@ -190,7 +204,8 @@ def _stream(
             pieces.write(piece)
         pieces.flush()
         sink.drain()
-        previous = _bridge.wait(asked) if asked is not None else None
+        if asked is not None:
+            previous = _bridge.wait(asked)
         return sink.upload, run(commit(storage, sink.upload, name, head, taken, previous))
     except BaseException:
         if asked is not None:

@@ -79,12 +79,25 @@ def test_a_name_deleted_here_is_written_again_asking_nothing_first(storage):
     assert storage.open("avatar.png").read() == b"new"
 
 
+def test_a_replacement_of_a_version_written_here_asks_nothing_first(make_storage):
+    storage = make_storage(file_overwrite=True)
+    storage.save("config.json", ContentFile(b"{}"))
+    with metadata_lookups(storage) as lookups:
+        storage.save("config.json", ContentFile(b'{"a": 1}'))
+    assert lookups == []
+    assert storage.open("config.json").read() == b'{"a": 1}'
+    assert storage.status().objects == 1  # (once the purges under way are done)
+    assert stream_state(storage)["messages"] == 2  # the old version's chunk purged: one chunk, one metadata
+
+
 def test_what_another_writer_changed_meanwhile_is_what_a_delete_or_a_save_here_finds(make_storage):
     here, there = make_storage(), make_storage(file_overwrite=True)  # two processes, each remembering its own
     here.save("shared.txt", ContentFile(b"mine"))
     there.save("shared.txt", ContentFile(b"theirs"))
     here.delete("shared.txt")  # the version there wrote, not the one here remembers
     assert not here.exists("shared.txt") and not there.exists("shared.txt")
+    there.save("shared.txt", ContentFile(b"again"))  # over the deletion, not the version there remembers
+    assert here.open("shared.txt").read() == b"again"
 
     here.save("reused.txt", ContentFile(b"1"))
     here.delete("reused.txt")
