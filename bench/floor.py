@@ -11,7 +11,9 @@ than these (the wire layout of ADR-20, which every NATS client shares):
 
 One connection, on a loop of its own that nothing else uses, timed inside the
 loop: what is left is the server and the wire. Reads check the size, not the
-digest; saves must compute it, the metadata carries it.
+digest (unless asked to); saves must compute it, the metadata carries it.
+``calls`` times the same operations each run by a call of its own, as a
+synchronous program (a Django view) would have to use nats-py.
 """
 
 from __future__ import annotations
@@ -86,6 +88,14 @@ class Floor:
 
         return self.run(timed())
 
+    def calls(self, operation: Callable[[str], Coroutine[Any, Any, object]], names: list[str]) -> float:
+        """How long ``operation`` takes on every name in turn, each a call of its own from this thread: what a
+        synchronous program pays to use nats-py directly (the loop run once per call)."""
+        started = time.perf_counter()
+        for name in names:
+            self.run(operation(name))
+        return time.perf_counter() - started
+
     def purge_stream(self, stream: str) -> None:
         """Empty a bucket's stream (any bucket's: between runs, untimed)."""
         self.run(self.api(f"STREAM.PURGE.{stream}", {}))
@@ -116,7 +126,8 @@ class Floor:
         headers = {"Nats-Rollup": "sub", "Nats-Expected-Last-Subject-Sequence": "0"}
         await self._publish(meta_subject(BUCKET, name), json.dumps(meta).encode(), headers)
 
-    async def read(self, name: str) -> bytes:
+    async def read(self, name: str, *, check: bool = False) -> bytes:
+        """The object's data, its size checked; ``check``: its digest too, as every natsstorage read does."""
         meta = await self._direct_get(meta_subject(BUCKET, name))
         if meta is None:
             raise FileNotFoundError(name)
@@ -124,6 +135,8 @@ class Floor:
         data = await self._direct_get(chunk_subject(BUCKET, info["nuid"]))
         if data is None or len(data) != info["size"]:
             raise RuntimeError(f"{name}: chunk missing or of the wrong size")
+        if check and info["digest"] != "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode():
+            raise RuntimeError(f"{name}: the data does not match its digest")
         return data
 
     async def exists(self, name: str) -> bool:

@@ -53,7 +53,12 @@ FLOOR_GOAL = 0.8  # the issue's "within 20% of the protocol's floor"
 NATSGO = (("save", "put"), ("open + read()", "get"), ("exists", "info"))  # natsgo's op for each operation
 THREADS = (1, 4, 16)  # sharing one NatsStorage (one connection) in the concurrency section
 CONCURRENT_SIZES = (KiB, 100 * KiB)
-STEPS = ("throughput", "memory", "small_ops", "listing", "seeking", "sweep", "concurrency", "listing_at_scale")
+STEPS = (
+    "throughput", "memory", "small_ops", "listing", "seeking", "sweep", "floor_gap", "concurrency", "listing_at_scale",
+)  # fmt: skip
+WORKER = "worker thread"  # the floor-gap columns: natsstorage called from one
+FLOOR_CALLS = "floor, a call each"
+FLOOR_CHECKED = "floor, digest checked"
 SCALE_FIRST_LOOKS = 3  # fresh processes listing the --scale bucket (each takes its first look, the slow one)
 LISTING_GOAL_MS = 100  # the issue's "under 100 ms", for the count and an admin page
 LISTDIR_GOAL = 2.0  # the issue's "listdir within 2x of the same call in a small bucket"
@@ -152,11 +157,11 @@ class RateRow:
     def cell(self, column: str) -> str:
         return str(self.rates[column]) if column in self.rates else "—"
 
-    def versus(self, column: str) -> str:
-        """natsstorage's rate over ``column``'s."""
-        if column not in self.rates:
+    def versus(self, column: str, of: str = "natsstorage") -> str:
+        """``of``'s rate over ``column``'s."""
+        if column not in self.rates or of not in self.rates:
             return "—"
-        return f"{self.rates['natsstorage'].median / self.rates[column].median:.2f}x"
+        return f"{self.rates[of].median / self.rates[column].median:.2f}x"
 
     def near_floor(self) -> str:
         if "floor" not in self.rates:
@@ -164,15 +169,20 @@ class RateRow:
         return "yes" if self.rates["natsstorage"].median >= FLOOR_GOAL * self.rates["floor"].median else "**no**"
 
 
-def rate_table(labels: list[str], columns: list[str], versus: list[str], rows: list[RateRow]) -> str:
-    """Rows of objects/s as Markdown: the labels, a column per backend, natsstorage versus some of them."""
+def rate_table(
+    labels: list[str], columns: list[str], versus: list[str] | list[tuple[str, str]], rows: list[RateRow]
+) -> str:
+    """Rows of objects/s as Markdown: the labels, a column per backend, natsstorage (or another column, in
+    ``(of, column)`` pairs) versus some of them."""
     floor_goal = "floor" in versus
-    heads = [*labels, *columns, *(f"vs {column}" for column in versus)]
+    pairs = [pair if isinstance(pair, tuple) else ("natsstorage", pair) for pair in versus]
+    versus_heads = (f"vs {column}" if of == "natsstorage" else f"{of} vs {column}" for of, column in pairs)
+    heads = [*labels, *columns, *versus_heads]
     heads += [f"within {1 - FLOOR_GOAL:.0%} of floor"] if floor_goal else []
     aligns = ["---"] * len(labels) + ["---:"] * (len(columns) + len(versus)) + (["---"] if floor_goal else [])
     lines = [f"| {' | '.join(heads)} |", f"|{'|'.join(aligns)}|"]
     for row in rows:
-        cells = [*row.labels, *map(row.cell, columns), *map(row.versus, versus)]
+        cells = [*row.labels, *map(row.cell, columns), *(row.versus(column, of) for of, column in pairs)]
         cells += [row.near_floor()] if floor_goal else []
         lines.append(f"| {' | '.join(cells)} |")
     return "\n".join(lines)
@@ -266,6 +276,7 @@ class Bench:
             print(f"bench: {self.natsgo_skipped}", file=sys.stderr, flush=True)
         self.rows: list[Row] = []
         self.sweep_rows: list[RateRow] = []
+        self.gap_rows: list[RateRow] = []
         self.threads_rows: list[RateRow] = []
         self._runs = itertools.count()  # see prefix()
         # Listing at scale: names per bucket, the --scale one only when asked.
@@ -527,7 +538,6 @@ class Bench:
 
     def sweep_of(self, size: int, count: int) -> None:
         """Objects/s of save, open + read() and exists on ``count`` distinct names, for every backend that can."""
-        from django.core.files.base import ContentFile
         from django.core.files.storage import FileSystemStorage
 
         payload = os.urandom(size)
@@ -536,40 +546,13 @@ class Bench:
         passes = max(1, self.sizes.exists_calls // count)  # exists is quick: time enough calls of it
         calls = {"save": count, "open + read()": count, FIRST_SIGHT: count, "exists": count * passes}
 
-        def django_run(storage: Any) -> dict[str, float]:
-            """Django's Storage API as projects call it, for NatsStorage and FileSystemStorage alike."""
-            names, seconds = names_of(self.prefix(), count), {}
-            started = time.perf_counter()
-            for name in names:
-                assert storage.save(name, ContentFile(payload)) == name
-            seconds["save"] = time.perf_counter() - started
-            started = time.perf_counter()
-            for name in names:
-                with storage.open(name) as handle:
-                    assert len(handle.read()) == size
-            seconds["open + read()"] = time.perf_counter() - started
-            if storage is self.plain:  # as another process reads them: no chunk ids remembered
-                self.plain.bucket.known.clear()
-                started = time.perf_counter()
-                for name in names:
-                    with storage.open(name) as handle:
-                        assert len(handle.read()) == size
-                seconds[FIRST_SIGHT] = time.perf_counter() - started
-            else:
-                seconds[FIRST_SIGHT] = seconds["open + read()"]
-            started = time.perf_counter()
-            for name in names * passes:
-                assert storage.exists(name)
-            seconds["exists"] = time.perf_counter() - started
-            return per_second(calls, seconds)
-
         def ours_run() -> dict[str, float]:
-            rates = django_run(self.plain)
+            rates = self.django_rates(self.plain, payload, calls)
             self.floor.purge_stream(f"OBJ_{SWEEP_BUCKET}")
             return rates
 
         def disk_run() -> dict[str, float]:
-            rates = django_run(disk)
+            rates = self.django_rates(disk, payload, calls)
             shutil.rmtree(disk_dir)
             return rates
 
@@ -582,21 +565,6 @@ class Bench:
             }
             seconds[FIRST_SIGHT] = seconds["open + read()"]  # it remembers nothing between reads
             self.floor.purge_stream(natsgo_runner.STREAM)
-            return per_second(calls, seconds)
-
-        def floor_run() -> dict[str, float]:
-            names = names_of(self.prefix(), count)
-
-            async def save(name: str) -> None:
-                await self.floor.save(name, payload)
-
-            seconds = {
-                "save": self.floor.seconds(save, names),
-                "open + read()": self.floor.seconds(self.floor.read, names),
-                "exists": self.floor.seconds(self.floor.exists, names * passes),
-            }
-            seconds[FIRST_SIGHT] = seconds["open + read()"]
-            self.floor.purge_stream(floor.STREAM)
             return per_second(calls, seconds)
 
         def nats_py_run() -> dict[str, float]:
@@ -622,12 +590,95 @@ class Bench:
         if self.natsgo is not None:
             measures["nats.go"] = natsgo_run
         if size <= floor.CHUNK_SIZE:
-            measures["floor"] = floor_run
+            measures["floor"] = partial(self.floor_rates, payload, calls)
         measures["nats-py ObjectStore"] = nats_py_run
         measures["FileSystemStorage"] = disk_run
         runs = dict(zip(measures, interleaved_runs(self.sizes.sweep_reps, *measures.values()), strict=True))
         for operation in OPERATIONS:
             self.sweep_rows.append(RateRow((size_label(size), operation), rates_of(runs, operation)))
+
+    def django_rates(self, storage: Any, payload: bytes, calls: dict[str, int]) -> dict[str, float]:
+        """Objects/s of Django's Storage API as projects call it, for NatsStorage and FileSystemStorage alike:
+        ``calls`` says which operations (``exists`` over the names again and again) and how many."""
+        from django.core.files.base import ContentFile
+
+        names, seconds, size = names_of(self.prefix(), calls["save"]), {}, len(payload)
+        started = time.perf_counter()
+        for name in names:
+            assert storage.save(name, ContentFile(payload)) == name
+        seconds["save"] = time.perf_counter() - started
+        for operation in ("open + read()", FIRST_SIGHT):
+            if operation == FIRST_SIGHT and storage is self.plain:  # as another process reads them
+                self.plain.bucket.known.clear()
+            started = time.perf_counter()
+            for name in names:
+                with storage.open(name) as handle:
+                    assert len(handle.read()) == size
+            seconds[operation] = time.perf_counter() - started
+            if storage is not self.plain:  # nothing remembered, nothing to forget: the same reads
+                seconds[FIRST_SIGHT] = seconds[operation]
+                break
+        if "exists" in calls:
+            started = time.perf_counter()
+            for name in names * (calls["exists"] // len(names)):
+                assert storage.exists(name)
+            seconds["exists"] = time.perf_counter() - started
+        return per_second(calls, seconds)
+
+    def floor_rates(
+        self, payload: bytes, calls: dict[str, int], *, each_a_call: bool = False, check: bool = False
+    ) -> dict[str, float]:
+        """The floor's objects/s: timed inside its loop, or ``each_a_call`` from this thread (as a synchronous
+        program calls nats-py); ``check``: its reads check the digest, as every read here does."""
+        names = names_of(self.prefix(), calls["save"])
+        timed = self.floor.calls if each_a_call else self.floor.seconds
+
+        async def save(name: str) -> None:
+            await self.floor.save(name, payload)
+
+        async def read(name: str) -> None:
+            await self.floor.read(name, check=check)
+
+        seconds = {"save": timed(save, names), "open + read()": timed(read, names)}
+        seconds[FIRST_SIGHT] = seconds["open + read()"]
+        if "exists" in calls:
+            seconds["exists"] = timed(self.floor.exists, names * (calls["exists"] // len(names)))
+        self.floor.purge_stream(floor.STREAM)
+        return per_second(calls, seconds)
+
+    # -- 7b: where the gap to the floor is ---------------------------------------------
+
+    def floor_gap(self) -> None:
+        """Objects of one chunk: natsstorage from the main thread and from a worker thread, against the floor
+        timed inside its loop, the floor called once per operation from the main thread, and the floor checking
+        the digest as natsstorage's reads do."""
+        with ThreadPoolExecutor(1) as worker:  # one thread, kept, as a server's are
+            for size, count in self.sizes.sweep:
+                if size <= floor.CHUNK_SIZE:
+                    self._floor_gap(size, count, worker)
+
+    def _floor_gap(self, size: int, count: int, worker: ThreadPoolExecutor) -> None:
+        payload = os.urandom(size)
+        calls = dict.fromkeys(OPERATIONS[:3], count)
+
+        def ours(in_worker: bool) -> dict[str, float]:
+            if in_worker:
+                rates = worker.submit(self.django_rates, self.plain, payload, calls).result()
+            else:
+                rates = self.django_rates(self.plain, payload, calls)
+            self.floor.purge_stream(f"OBJ_{SWEEP_BUCKET}")
+            return rates
+
+        measures: dict[str, Callable[[], dict[str, float]]] = {
+            "natsstorage": partial(ours, False),
+            WORKER: partial(ours, True),
+            "floor": partial(self.floor_rates, payload, calls),
+            FLOOR_CALLS: partial(self.floor_rates, payload, calls, each_a_call=True),
+            FLOOR_CHECKED: partial(self.floor_rates, payload, calls, check=True),
+        }
+        runs = dict(zip(measures, interleaved_runs(self.sizes.sweep_reps, *measures.values()), strict=True))
+        for operation in calls:
+            self.gap_rows.append(RateRow((size_label(size), operation), rates_of(runs, operation)))
 
     # -- 8: concurrency --------------------------------------------------------------
 
@@ -772,6 +823,14 @@ class Bench:
             self.sweep_rows,
         )
 
+    def gap_table(self) -> str:
+        return rate_table(
+            ["size", "operation"],
+            ["natsstorage", WORKER, "floor", FLOOR_CALLS, FLOOR_CHECKED],
+            [("natsstorage", "floor"), ("natsstorage", FLOOR_CALLS), (WORKER, "floor"), (WORKER, FLOOR_CHECKED)],
+            self.gap_rows,
+        )
+
     def threads_table(self) -> str:
         return rate_table(["size", "threads", "operation"], ["natsstorage", "nats.go"], ["nats.go"], self.threads_rows)
 
@@ -840,6 +899,13 @@ class Bench:
             f"(objects of one {size_label(floor.CHUNK_SIZE)} chunk only; bench/floor.py)",
             "- vs: natsstorage's objects/s over the reference's (above 1.00x: natsstorage is faster)",
         ]
+        gap_notes = [
+            f"{spread} The size sweep's operations on objects of one chunk, from where the time goes: natsstorage "
+            "called from the main thread (as above), and from one worker thread (a pool's, kept, as most servers "
+            "run Django); the floor timed inside its loop (as above), called once per operation from the main thread "
+            "(what a synchronous program using nats-py directly pays: the loop run once per call; uvloop sets up its "
+            "signal wake-up on every run in the main thread), and checking the digest as every read here does.",
+        ]
         threads_note = (
             f"{spread} {self.sizes.concurrent} objects saved, then read, per run, shared among the threads; "
             "nats.go: as many goroutines on its one connection. The threads are a pool's, not the main thread: "
@@ -872,6 +938,11 @@ class Bench:
         sections = [
             ("## Targets", [self.table()], self.rows),
             ("## Size sweep: objects/s", ["\n".join(sweep_notes), self.sweep_table()], self.sweep_rows),
+            (
+                "## Small objects: where the gap to the floor is, objects/s",
+                ["\n".join(gap_notes), self.gap_table()],
+                self.gap_rows,
+            ),
             (
                 "## Concurrency: objects/s, threads sharing one NatsStorage",
                 [threads_note, self.threads_table()],
