@@ -373,6 +373,12 @@ class Bucket:
         info = await self.latest(name)
         return info if info is not None and self.live(info) else None
 
+    async def _assumed_current(self, name: str) -> ObjectInfo | None:
+        """The live version of ``name`` this process knows, else the server's: what a compare-and-set over
+        it expects first (the server refuses it when another process changed the name meanwhile)."""
+        info = self.known.get(name)
+        return info if info is not None and self.live(info) else await self.info(name)
+
     def live(self, info: ObjectInfo) -> bool:
         """Neither deleted nor past the bucket's TTL (which the server may not have acted on yet)."""
         return not info.deleted and not self.expired(info.mtime)
@@ -420,14 +426,17 @@ class Bucket:
         metadata: Mapping[str, str] | None = None,
         expected_seq: int | None = None,
     ) -> ObjectInfo | None:
-        """Replace an object's description, headers and/or metadata map without touching its data.
+        """Replace an object's description, headers and/or metadata map without touching its data; the
+        object as updated.
 
         ``expected_seq``: only if its metadata is still that version, else ``ObjectChanged``; without
         it, a change by another writer meanwhile is read and the update made over it.
         """
         nc = await self.connection()
+        info = await self._assumed_current(name)
+        if info is not None and expected_seq is not None and info.seq != expected_seq:
+            info = await self.info(name)  # what this process knew may be older than what the caller saw
         while True:
-            info = await self.info(name)
             if info is None:
                 return None
             if expected_seq is not None and info.seq != expected_seq:
@@ -441,22 +450,20 @@ class Bucket:
                 raw["metadata"] = dict(metadata)
             raw["mtime"] = format_time(datetime.now(UTC))
             try:
-                await self.put_meta(nc, name, raw, expected_seq=info.seq)
+                seq = await self.put_meta(nc, name, raw, expected_seq=info.seq)
             except ObjectChanged:
                 if expected_seq is not None:
                     raise
+                info = await self.info(name)
                 continue
-            return await self.info(name)
+            updated = ObjectInfo.from_raw(raw, seq=seq, time=datetime.now(UTC))  # by this client's clock
+            self.remember(name, updated)
+            return updated
 
     async def delete(self, name: str) -> bool:
-        """Mark the object deleted and purge its chunks; False when it was not there.
-
-        A name this process wrote or read lately is marked without asking first: the
-        compare-and-set says whether it is still that version."""
+        """Mark the object deleted and purge its chunks; False when it was not there."""
         nc = await self.connection()
-        info = self.known.get(name)
-        if info is None or not self.live(info):
-            info = await self.info(name)
+        info = await self._assumed_current(name)
         while info is not None:
             raw = {key: value for key, value in info.raw.items() if key != "digest"}
             raw.update(deleted=True, size=0, chunks=0, mtime=format_time(datetime.now(UTC)))

@@ -1,4 +1,5 @@
-"""What a save costs on the wire: no question before it, one round trip for an object of one chunk."""
+"""What a save costs on the wire: no question before it, one round trip for an object of one chunk; nor before
+a delete, a metadata update or a replacement of what this process wrote or read."""
 
 from __future__ import annotations
 
@@ -77,6 +78,26 @@ def test_a_name_deleted_here_is_written_again_asking_nothing_first(storage):
         assert storage.save("avatar.png", ContentFile(b"new")) == "avatar.png"
     assert lookups == []
     assert storage.open("avatar.png").read() == b"new"
+
+
+def test_a_metadata_update_or_a_delete_of_what_was_written_here_asks_nothing_first(storage):
+    storage.save("notes.txt", ContentFile(b"notes"))
+    with metadata_lookups(storage) as lookups:
+        updated = storage.update_meta("notes.txt", description="kept", metadata={"by": "us"})
+        assert storage.delete("notes.txt") is None
+    assert lookups == []
+    assert (updated.description, dict(updated.metadata)) == ("kept", {"by": "us"})
+    assert not storage.exists("notes.txt")
+
+
+def test_a_metadata_update_lands_on_what_another_writer_changed_meanwhile(make_storage):
+    here, there = make_storage(), make_storage()
+    here.save("shared.txt", ContentFile(b"data"))
+    there.update_meta("shared.txt", metadata={"by": "them"})
+    updated = here.update_meta("shared.txt", description="ours")  # not over the version here remembers
+    assert (updated.description, dict(updated.metadata)) == ("ours", {"by": "them"})
+    info = there.object_info("shared.txt")
+    assert (info.description, dict(info.metadata)) == ("ours", {"by": "them"})
 
 
 def test_a_replacement_of_a_version_written_here_asks_nothing_first(make_storage):
