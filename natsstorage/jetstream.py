@@ -80,6 +80,11 @@ def nanoseconds(seconds: float) -> int:
     return int(seconds * NANOSECONDS)
 
 
+def seconds_until(due: float) -> float:
+    """What is left until ``due``, a time of the running loop: none once it has passed."""
+    return max(0.0, due - asyncio.get_running_loop().time())
+
+
 class Stream:
     """One stream on a shared connection; its configuration is read (or the stream created) once.
 
@@ -255,7 +260,7 @@ class Stream:
 
         ``due``: the loop time by which it must have come (the timeout after it was sent); else a timeout from now.
         """
-        wait = self.timeout if due is None else max(0.0, due - asyncio.get_running_loop().time())
+        wait = self.timeout if due is None else seconds_until(due)
         try:
             reply = await asyncio.wait_for(ack, wait)
         except TimeoutError:
@@ -294,7 +299,7 @@ class Stream:
         due = asyncio.get_running_loop().time() + self.timeout  # sending counts: it may wait for a full socket
         answer = await self.start_publish(nc, subject, json.dumps(request).encode(), None, "a direct get")
         try:
-            reply = await asyncio.wait_for(answer, max(0.0, due - asyncio.get_running_loop().time()))
+            reply = await asyncio.wait_for(answer, seconds_until(due))
         except TimeoutError:
             raise self.unavailable("no answer to a direct get", TimeoutError()) from None
         headers = reply.headers or {}

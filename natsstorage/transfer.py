@@ -31,6 +31,7 @@ from natsstorage.jetstream import (
     ERR_WRONG_LAST_MSG_ID,
     MESSAGE_SIZE_HEADER,
     MSG_ID_HEADER,
+    seconds_until,
 )
 from natsstorage.objectstore import (
     CHUNK_SUBJECT,
@@ -247,7 +248,7 @@ class Upload:
         sent, self._acks = list(self._acks), deque()
         acks = [ack for ack, _ in sent]
         if acks:  # until the last is due: those overdue are not waited for again
-            await asyncio.wait(acks, timeout=max(0.0, sent[-1][1] - asyncio.get_running_loop().time()))
+            await asyncio.wait(acks, timeout=seconds_until(sent[-1][1]))
             for ack in acks:
                 ack.cancel()  # no longer awaited: its reply, if any, is dropped
         if not self.chunks:
