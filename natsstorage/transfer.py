@@ -256,6 +256,11 @@ class Upload:
         if self._meta_sent:
             logger.warning("kept the chunks at %s: their metadata may yet land (else natsos_gc)", self.subject)
             return
+        if not self.nc.is_connected:  # a purge would only wait out its timeout before the caller hears why
+            logger.warning(
+                "kept the chunks at %s: the connection to NATS is lost (natsos_gc will remove them)", self.subject
+            )
+            return
         await self.bucket.stream.purge_or_warn(self.nc, self.subject, f"an aborted upload of {self._name}")
 
 

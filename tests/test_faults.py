@@ -63,7 +63,7 @@ def gc(server: NatsServer, bucket: str, *args: str) -> str:
     return out.getvalue()
 
 
-def test_a_server_stopped_mid_save_fails_the_save_and_keeps_the_previous_version(server, bucket_name):
+def test_a_server_stopped_mid_save_fails_the_save_and_keeps_the_previous_version(server, bucket_name, caplog):
     storage = NatsStorage(bucket_name, servers=server.url, timeout=TIMEOUT, file_overwrite=True)
     storage.save("big.bin", ContentFile(b"previous version"))
     content = GeneratedFile(48 * MiB, pause_after=16 * MiB)
@@ -83,6 +83,8 @@ def test_a_server_stopped_mid_save_fails_the_save_and_keeps_the_previous_version
     # Bounded by the storage's timeout per wait (a write, the acks in flight, the purge that cannot land),
     # with slack for a loaded machine: this proves "no hang", not a speed.
     assert failed_within < 3 * TIMEOUT + LINE_TIMEOUT
+    # Its chunks are left to natsos_gc at once: a purge could only wait out its timeout on a lost connection.
+    assert "the connection to NATS is lost (natsos_gc will remove them)" in caplog.text, caplog.text
 
     server.start()
     assert storage.open("big.bin").read() == b"previous version"  # the first operation after the restart
