@@ -96,9 +96,7 @@ async def commit(
     """
     bucket, key = storage.bucket, storage.key(name)
     if previous is Unknown.VALUE:
-        previous = _assumed(bucket, key, taken)
-    if previous is Unknown.VALUE:
-        previous = await bucket.latest(key)
+        previous = await _previous(bucket, key, taken)
     for _ in range(MAX_COMMIT_ATTEMPTS):
         if previous is not None and taken is not Taken.REPLACE and bucket.live(previous):
             if taken is Taken.REFUSE:
@@ -136,13 +134,19 @@ def save(storage: NatsStorage, name: str, content: IO[Any]) -> str:
 
 
 def _assumed(bucket: Bucket, key: str, taken: Taken) -> ObjectInfo | None | Unknown:
-    """What a commit at ``key`` expects there without asking (``Unknown``: it must ask).
+    """What a commit at ``key`` expects there without asking (``Unknown``: it must ask); on the NATS loop.
 
     Whether a name is taken is only ever the server's to say: a name known taken is still assumed free."""
     if taken is not Taken.REPLACE:
         return bucket.known_deleted(key)
     known = bucket.known.get(key)
     return Unknown.VALUE if known is None else known
+
+
+async def _previous(bucket: Bucket, key: str, taken: Taken) -> ObjectInfo | None:
+    """What a commit at ``key`` expects there: what this process knows, else (a replacement) the server's answer."""
+    previous = _assumed(bucket, key, taken)
+    return await bucket.latest(key) if previous is Unknown.VALUE else previous
 
 
 async def _put(
@@ -194,8 +198,7 @@ def _stream(
     """An object bigger than a piece: the caller's thread reads and hashes while the NATS loop publishes."""
     bucket, key = storage.bucket, storage.key(name)
     sink = ObjectSink(run(Upload.begin(bucket, caller_hashes=True, name=key)))
-    previous = _assumed(bucket, key, taken)
-    asked = _bridge.submit(bucket.latest(key)) if previous is Unknown.VALUE else None
+    asked = _bridge.submit(_previous(bucket, key, taken))  # a replacement's question, if any, while the data goes
     try:
         # The buffer gathers Django's small chunks into pieces worth a hop to the loop.
         pieces = io.BufferedWriter(sink, buffer_size=PIECE_BYTES)
@@ -204,12 +207,9 @@ def _stream(
             pieces.write(piece)
         pieces.flush()
         sink.drain()
-        if asked is not None:
-            previous = _bridge.wait(asked)
-        return sink.upload, run(commit(storage, sink.upload, name, head, taken, previous))
+        return sink.upload, run(commit(storage, sink.upload, name, head, taken, _bridge.wait(asked)))
     except BaseException:
-        if asked is not None:
-            asked.cancel()
+        asked.cancel()
         sink.abort()
         raise
     finally:
