@@ -39,7 +39,7 @@ import signal
 import ssl
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, TypeVar
@@ -210,16 +210,20 @@ class _Runtime:
             return wait(self._submit(coro))
         if me is not threading.main_thread() or self.deferred is not None:  # (a call from a deferred handler)
             return self._call(me, coro)
+        # Plain try/finally, no generator-based context managers on the way out: contextlib's keeps the exception
+        # it passes on in a frame of that exception's traceback, a cycle that a later collection frees at any
+        # point of the program, and the call's task with it (a signal's handler raising in the task's weakref
+        # callback there would only be logged).
         self.deferred = deferred = _Deferred(me.ident)
         try:
-            with deferred.installed():
-                try:
-                    return self._call(me, coro)
-                finally:
-                    self.deferred = None  # before the program's handlers are back: one may call again
+            deferred.install()
+            try:
+                return self._call(me, coro)
+            finally:
+                self.deferred = None  # before the program's handlers are back: one may call again
         finally:
             self.deferred = None  # (a handler raised before they were swapped)
-            deferred.put_back()  # again, here: Python 3.13.0 may skip the ``finally`` that did it (see installed)
+            deferred.put_back()
             deferred.run_caught()
 
     def _call(self, me: threading.Thread, coro: Coroutine[Any, Any, T]) -> T:
@@ -434,23 +438,16 @@ class _Deferred:
             finally:
                 raised = None  # no cycle: see put_back
 
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        """Every Python handler swapped for this one, and put back after (the default action, and ignoring,
-        stay: they run no Python)."""
-        try:
-            for signum in SIGNALS:
-                handler = _signal.getsignal(signum)
-                if isinstance(handler, _Deferred):  # left behind by a call cut short: the program's is under it
-                    handler = handler.handlers.get(signum, handler)
-                if callable(handler):
-                    self.handlers[signum] = handler
-                    _signal.signal(signum, self)
-            yield
-        finally:
-            # Python 3.13.0 may skip this when a handler raises within the loop above (the exception is
-            # placed outside the ``try``): ``run()`` puts them back again, and the next call unwraps any left.
-            self.put_back()
+    def install(self) -> None:
+        """Every Python handler swapped for this one (the default action, and ignoring, stay: they run no
+        Python); ``put_back`` puts them back, also after a handler that raised half-way through this."""
+        for signum in SIGNALS:
+            handler = _signal.getsignal(signum)
+            if isinstance(handler, _Deferred):  # left behind by a call cut short: the program's is under it
+                handler = handler.handlers.get(signum, handler)
+            if callable(handler):
+                self.handlers[signum] = handler
+                _signal.signal(signum, self)
 
     def put_back(self) -> None:
         """The program's handlers back; one put back early that raises (its signal arriving meanwhile) is
@@ -472,15 +469,9 @@ class _Deferred:
                 # program, and the call's task with it: a signal's handler raising there would only be logged.
                 raised = None
 
-    @contextlib.contextmanager
-    def run_here(self) -> Iterator[None]:
+    def run_here(self) -> _RunHere:
         """Where the main thread waits: what was caught runs first, then handlers run as signals arrive."""
-        try:
-            self.safe = True
-            self.run_caught()
-            yield
-        finally:
-            self.safe = False
+        return _RunHere(self)
 
     def run_loop_until_done(self, loop: asyncio.AbstractEventLoop, task: asyncio.Future[Any]) -> None:
         """Run ``loop`` until ``task`` is done or a signal was caught."""
@@ -504,6 +495,24 @@ class _Deferred:
             raise
         finally:
             self.stop = None
+
+
+class _RunHere:
+    """``_Deferred.run_here``; a class, not a generator (see ``_Runtime.run``)."""
+
+    def __init__(self, deferred: _Deferred) -> None:
+        self.deferred = deferred
+
+    def __enter__(self) -> None:
+        self.deferred.safe = True
+        try:
+            self.deferred.run_caught()
+        except BaseException:
+            self.deferred.safe = False
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.deferred.safe = False
 
 
 def _deferred_here() -> _Deferred | None:
