@@ -39,6 +39,7 @@ import signal
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from types import FrameType
@@ -593,6 +594,8 @@ async def _connect(settings: ConnectionSettings) -> Client:
         logger.debug("NATS connection to %s: %s", settings.where, _describe(error))
 
     async def on_disconnect() -> None:
+        for callback in _when_lost.get(nc, ()):
+            callback()
         if connected.is_set():
             logger.warning("lost the connection to NATS at %s; reconnecting", settings.where)
 
@@ -644,6 +647,15 @@ async def _connect(settings: ConnectionSettings) -> Client:
             f"cannot connect to NATS at {settings.where} within {settings.connect_timeout:g} s{reason}"
         ) from None
     return nc
+
+
+# What runs (on the loop) each time a connection loses its server, by connection.
+_when_lost: weakref.WeakKeyDictionary[Client, list[Callable[[], None]]] = weakref.WeakKeyDictionary()
+
+
+def when_lost(nc: Client, callback: Callable[[], None]) -> None:
+    """Call ``callback`` on the loop each time ``nc`` loses its server (or is closed)."""
+    _when_lost.setdefault(nc, []).append(callback)
 
 
 _runtime: _Runtime | None = None

@@ -80,6 +80,17 @@ def nanoseconds(seconds: float) -> int:
     return int(seconds * NANOSECONDS)
 
 
+class ConnectionLost(Exception):
+    """What a reply still awaited when its connection lost its server gets: the answer will not come."""
+
+
+def let_go(future: asyncio.Future[Any] | None) -> None:
+    """Stop waiting for ``future`` and let its outcome go (nothing waits for it): never "never retrieved"."""
+    if future is not None:
+        future.cancel()
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
 def seconds_until(due: float) -> float:
     """What is left until ``due``, a time of the running loop: none once it has passed."""
     return max(0.0, due - asyncio.get_running_loop().time())
@@ -263,8 +274,8 @@ class Stream:
         wait = self.timeout if due is None else seconds_until(due)
         try:
             reply = await asyncio.wait_for(ack, wait)
-        except TimeoutError:
-            raise self.unavailable(f"no acknowledgement for {about or repr(name)}", TimeoutError()) from None
+        except (TimeoutError, ConnectionLost) as error:
+            raise self.unavailable(f"no acknowledgement for {about or repr(name)}", error) from None
         return self.acknowledged(reply, name)
 
     def acknowledged(self, reply: Msg, name: str) -> int:
@@ -300,8 +311,8 @@ class Stream:
         answer = await self.start_publish(nc, subject, json.dumps(request).encode(), None, "a direct get")
         try:
             reply = await asyncio.wait_for(answer, seconds_until(due))
-        except TimeoutError:
-            raise self.unavailable("no answer to a direct get", TimeoutError()) from None
+        except (TimeoutError, ConnectionLost) as error:
+            raise self.unavailable("no answer to a direct get", error) from None
         headers = reply.headers or {}
         if headers.get(STATUS_HEADER) == NOT_FOUND and not self.replicated:
             return None
@@ -383,6 +394,7 @@ class Replies:
         self._tokens = itertools.count()
         self._sub: Any = None
         self._subscribing = asyncio.Lock()
+        _bridge.when_lost(nc, self._lost)
 
     @classmethod
     async def of(cls, nc: Client) -> Replies:
@@ -407,6 +419,14 @@ class Replies:
         future = self._waiting.pop(msg.subject[len(self.prefix) :], None)
         if future is not None and not future.done():
             future.set_result(msg)
+
+    def _lost(self) -> None:
+        """The connection lost its server: what was asked of it will not be answered (nats-py keeps no
+        request across a reconnect), so what waits for it fails now rather than at its timeout."""
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionLost("the connection to NATS was lost"))
 
 
 _replies: weakref.WeakKeyDictionary[Client, Replies] = weakref.WeakKeyDictionary()

@@ -24,6 +24,7 @@ from natsstorage import _bridge
 from natsstorage._bridge import run
 from natsstorage.exceptions import ObjectChanged
 from natsstorage.files import PIECE_BYTES, ObjectSink
+from natsstorage.jetstream import let_go
 from natsstorage.names import clean_name
 from natsstorage.objectstore import Bucket, ObjectInfo
 from natsstorage.transfer import Upload
@@ -172,8 +173,7 @@ async def _put(
             if asked is not None:
                 previous = await asked
         finally:
-            if asked is not None:
-                asked.cancel()
+            let_go(asked)
         return upload, await commit(storage, upload, name, head, taken, previous)
     except BaseException:
         await upload.abort()

@@ -33,6 +33,7 @@ from natsstorage.files import (
 )
 from natsstorage.garbage import OrphanChunks
 from natsstorage.index import Entry, Index, Page
+from natsstorage.jetstream import let_go
 from natsstorage.names import MAX_NAME_BYTES, clean_name, clean_prefix
 from natsstorage.objectstore import Bucket, BucketStatus, ObjectInfo
 from natsstorage.saving import Taken
@@ -190,7 +191,7 @@ class NatsStorage(Storage):
             if info.chunks != 1:
                 return bucket, info, None, []
             if bucket is not self.bucket or info.nuid != nuid:
-                _cancelled(early)
+                let_go(early)
                 early = None
             download = await Download.begin(bucket, info, only_chunk=early)
             early = None
@@ -199,7 +200,7 @@ class NatsStorage(Storage):
             except CorruptObject:  # said when the data is read, as for any object
                 return bucket, info, None, []
         finally:
-            _cancelled(early)
+            let_go(early)
 
     # -- Django's Storage API ----------------------------------------------------
 
@@ -539,10 +540,3 @@ def bucket_names(**options: Any) -> list[str]:
         return await objectstore.bucket_names(nc, timeout=config.timeout)
 
     return run(names())
-
-
-def _cancelled(task: asyncio.Future[Any] | None) -> None:
-    """Stop ``task`` if it is still running, and let its outcome go (nothing waits for it)."""
-    if task is not None:
-        task.cancel()
-        task.add_done_callback(lambda done: done.cancelled() or done.exception())

@@ -31,6 +31,7 @@ from natsstorage.jetstream import (
     ERR_WRONG_LAST_MSG_ID,
     MESSAGE_SIZE_HEADER,
     MSG_ID_HEADER,
+    let_go,
     seconds_until,
 )
 from natsstorage.objectstore import (
@@ -230,7 +231,7 @@ class Upload:
             await self._settle(chunk)  # the chunk's refusal is the cause of the metadata's, if any
         except BaseException:
             await asyncio.wait([meta], timeout=self.bucket.stream.timeout)  # it only echoes the chunk's failure
-            meta.cancel()
+            let_go(meta)
             raise
         try:
             return await self.bucket.stream.settle(meta, name)
@@ -250,7 +251,7 @@ class Upload:
         if acks:  # until the last is due: those overdue are not waited for again
             await asyncio.wait(acks, timeout=seconds_until(sent[-1][1]))
             for ack in acks:
-                ack.cancel()  # no longer awaited: its reply, if any, is dropped
+                let_go(ack)  # no longer awaited: its reply, if any, is dropped
         if not self.chunks:
             return
         if self._meta_sent:

@@ -153,6 +153,30 @@ def test_a_thousand_calls_to_a_server_that_stopped_reading_each_fail_within_the_
     assert took < 3 * TIMEOUT + LINE_TIMEOUT, f"{took:.1f} s"  # no call waited for room: no hang
 
 
+def test_a_call_waiting_for_an_answer_when_its_connection_drops_fails_then_not_at_its_timeout(server, bucket_name):
+    # Frozen, the server takes the question and says nothing; killed, it closes the connection. The answer
+    # will never come (nats-py keeps no request across a reconnect): the call must not wait out its timeout.
+    storage = NatsStorage(bucket_name, servers=server.url, timeout=3 * LINE_TIMEOUT)
+    storage.save("a.txt", ContentFile(b"a"))
+    os.kill(server.process.pid, signal.SIGSTOP)
+    outcome: list[object] = []
+
+    def exists() -> None:
+        try:
+            outcome.append(storage.exists("a.txt"))
+        except Exception as error:  # noqa: BLE001 - the test inspects it
+            outcome.append(error)
+
+    asking = threading.Thread(target=exists, daemon=True)
+    asking.start()
+    time.sleep(0.5)  # the question is out
+    server.stop(kill=True)  # a stopped process dies of SIGKILL: its connections close
+    asking.join(LINE_TIMEOUT)
+    assert not asking.is_alive(), "the call waited for an answer on a connection already lost"
+    [error] = outcome
+    assert isinstance(error, NatsUnavailable) and "the connection to NATS was lost" in str(error), error
+
+
 def start_saving(storage: NatsStorage, name: str, content: GeneratedFile) -> tuple[threading.Thread, list[object]]:
     """A save in a thread of its own, and where its name or error will be; a daemon: a hang fails one test only."""
     outcome: list[object] = []
