@@ -23,6 +23,10 @@ STEPS = st.lists(
     max_size=30,
 )
 RUNS = itertools.count()  # a prefix per example: the bucket is the test's, shared by its examples
+# The same examples every run, each test's bucket shared by its examples (a function-scoped fixture).
+REPEATABLE = settings(
+    deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 # Characters that matter to NATS subjects, paths and Django, mixed into arbitrary Unicode.
 TRICKY = list("./\\*>$ \t\x00\n\x7f\x85-_=~") + ["..", "ä", "名", "\u2028", "\ud800", "🎉"]
@@ -32,13 +36,7 @@ NAMES = st.one_of(
 )
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@settings(REPEATABLE, max_examples=150)
 @given(name=NAMES)
 def test_any_name_round_trips_or_is_refused(make_storage, name):
     storage = make_storage(file_overwrite=True)
@@ -85,13 +83,7 @@ def is_object(storage, name: str) -> bool:
     return True
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@settings(REPEATABLE, max_examples=40)
 @given(steps=STEPS)
 def test_two_processes_taking_turns_each_see_what_the_other_did(make_storage, steps):
     # Each storage remembers the versions it wrote, read and deleted, and its writes expect them: the other's
