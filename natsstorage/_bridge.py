@@ -150,19 +150,24 @@ class _Runtime:
 
     def __init__(self) -> None:
         self.loop = new_event_loop()
-        self.links: dict[ConnectionSettings, _Link] = {}
-        self.thread = threading.Thread(target=self._serve, name="natsstorage", daemon=True)
-        # Who runs the loop is decided under this condition; the loop thread waits on it for its turn.
-        self.turns = threading.Condition()
-        self.driver: threading.Thread | None = None  # the thread running the loop now
-        self.handed = 0  # work handed to the loop by callers that do not run it, so the loop thread must
-        self.takers = 0  # callers' threads waiting for the loop thread to let go of the loop
-        self.calling = 0  # calls under way from threads that may run the loop
-        self.let_go = 0.0  # when a caller's thread last stopped running the loop (time.monotonic())
-        self.handing_over = False  # whether the loop thread's run was asked to end
-        self.closing = False
-        self.deferred: _Deferred | None = None  # the main thread's signal handlers, while it is in a call
-        self.thread.start()
+        try:
+            self.links: dict[ConnectionSettings, _Link] = {}
+            self.thread = threading.Thread(target=self._serve, name="natsstorage", daemon=True)
+            # Who runs the loop is decided under this condition; the loop thread waits on it for its turn.
+            self.turns = threading.Condition()
+            self.driver: threading.Thread | None = None  # the thread running the loop now
+            self.handed = 0  # work handed to the loop by callers that do not run it, so the loop thread must
+            self.takers = 0  # callers' threads waiting for the loop thread to let go of the loop
+            self.calling = 0  # calls under way from threads that may run the loop
+            self.let_go = 0.0  # when a caller's thread last stopped running the loop (time.monotonic())
+            self.handing_over = False  # whether the loop thread's run was asked to end
+            self.closing = False
+            self.deferred: _Deferred | None = None  # the main thread's signal handlers, while it is in a call
+            self.thread.start()
+        except BaseException:  # Ctrl-C while the runtime was being made: no open loop left for a collection to log
+            if not self.thread.is_alive():
+                self.loop.close()
+            raise
 
     def _serve(self) -> None:
         # Linux hands a signal sent to the process to any thread not blocking it. Python runs
@@ -710,7 +715,12 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     if on_the_loop():
         coro.close()
         raise RuntimeError("a blocking natsstorage call was made from its own event loop")
-    return _get_runtime().run(coro)
+    try:
+        runtime = _get_runtime()
+    except BaseException:  # Ctrl-C before the loop was made: the work never starts (no "never awaited" warning)
+        coro.close()
+        raise
+    return runtime.run(coro)
 
 
 def wait(future: concurrent.futures.Future[T]) -> T:
