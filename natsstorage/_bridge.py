@@ -165,7 +165,8 @@ class _Runtime:
             self.deferred: _Deferred | None = None  # the main thread's signal handlers, while it is in a call
             self.thread.start()
         except BaseException:  # Ctrl-C while the runtime was being made: no open loop left for a collection to log
-            if not self.thread.is_alive():
+            thread = getattr(self, "thread", None)  # (not made yet, when the signal came before it)
+            if thread is None or not thread.is_alive():
                 self.loop.close()
             raise
 
