@@ -23,12 +23,14 @@ from typing import Any, cast
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.utils.functional import Promise
+from django.utils.module_loading import import_string
 
 from natsstorage._bridge import ConnectionSettings
 from natsstorage.names import clean_location
 from natsstorage.objectstore import BUCKET_NAME_RULE, CHUNK_SIZE, LISTING_IDLE, BucketConfig, valid_bucket_name
 
 SETTING = "NATSSTORAGE"
+STORAGES = "STORAGES"  # Django's; NatsStorage(alias=...) reads an entry's OPTIONS
 SERVERS_ENVIRONMENT_VARIABLE = "NATS_URL"
 DEFAULT_SERVERS = ("nats://localhost:4222",)
 MAX_CHUNK_SIZE = 1024 * 1024  # the server's default max_payload
@@ -257,6 +259,40 @@ def problems(options: Any, where: str) -> list[tuple[str, str]]:
 
 def project_options() -> Any:
     return getattr(settings, SETTING, {})
+
+
+def alias_of(backend: type, options: Mapping[str, Any]) -> str | None:
+    """The ``STORAGES`` alias whose ``BACKEND(**OPTIONS)`` is a storage of class ``backend`` with ``options``,
+    as Django builds one; None when the storage was made in code."""
+    for alias, configured in getattr(settings, STORAGES, {}).items():
+        if not isinstance(configured, Mapping) or configured.get("OPTIONS", {}) != options:
+            continue
+        try:
+            if import_string(configured.get("BACKEND", "")) is backend:
+                return str(alias)
+        except ImportError:
+            continue
+    return None
+
+
+def alias_options(alias: str, base: type) -> Mapping[str, Any]:
+    """``STORAGES[alias]["OPTIONS"]``, for a storage made with ``alias=`` (a copy rebuilt from ``deconstruct()``
+    or a pickle): its secrets come from settings. The entry's ``BACKEND`` must be a ``base``."""
+    where = f"settings.{STORAGES}[{alias!r}]"
+    configured = getattr(settings, STORAGES, {}).get(alias)
+    if not isinstance(configured, Mapping):
+        raise ImproperlyConfigured(f"alias={alias!r} names no entry of settings.{STORAGES}.")
+    try:
+        backend = import_string(configured.get("BACKEND", ""))
+    except ImportError:
+        backend = None
+    if not (isinstance(backend, type) and issubclass(backend, base)):
+        raise ImproperlyConfigured(f"alias={alias!r}: the BACKEND of {where} is not a {base.__name__}.")
+    options = configured.get("OPTIONS", {})
+    found = problems(options, f"{where}['OPTIONS']")
+    if found:
+        raise ImproperlyConfigured(" ".join(found[0]))
+    return cast(Mapping[str, Any], options)
 
 
 def resolve(bucket: str | None, options: Mapping[str, Any]) -> Config:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import Http404, HttpRequest
 from django.urls import reverse
 
@@ -10,7 +12,7 @@ from natsstorage.objectstore import Bucket, ObjectInfo, valid_bucket_name
 from natsstorage.storage import NatsStorage
 
 
-def bucket_storage(bucket: str, **options: object) -> NatsStorage:
+def bucket_storage(bucket: str, **options: Any) -> NatsStorage:
     """The bucket as the pages read it: its own names, never created."""
     if not valid_bucket_name(bucket):
         raise Http404(f"“{bucket}” is not a bucket name: bucket names have letters, digits, - and _ only.")
