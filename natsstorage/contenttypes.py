@@ -31,8 +31,8 @@ def normalise(value: object, *, sample: bytes | None = None) -> str:
     ``sample``: the first bytes of the object, when known. A ``text/*`` type without a charset then gets
     ``charset=utf-8`` if the first ``SNIFF_BYTES`` of them are UTF-8 (a character cut at the end counts).
     """
-    if not isinstance(value, str) or len(value) > MAX_LENGTH:
-        return DEFAULT
+    if not isinstance(value, str) or len(value) > MAX_LENGTH or "," in value:
+        return DEFAULT  # a comma anywhere may be read as a list, of which a browser takes the last
     match = _MEDIA_TYPE.fullmatch(value)
     if match is None:
         return DEFAULT
