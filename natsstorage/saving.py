@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from django.core.files.base import File
 
-from natsstorage import _bridge
+from natsstorage import _bridge, contenttypes
 from natsstorage._bridge import run
 from natsstorage.exceptions import ObjectChanged
 from natsstorage.files import PIECE_BYTES, ObjectSink
@@ -32,7 +32,7 @@ from natsstorage.transfer import Upload
 if TYPE_CHECKING:
     from natsstorage.storage import NatsStorage
 
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
+DEFAULT_CONTENT_TYPE = contenttypes.DEFAULT
 METADATA_PARAMETER = "Metadata"  # in get_object_parameters(): the object's metadata map, as S3Storage names it
 MAX_COMMIT_ATTEMPTS = 100  # concurrent writers of one name each win within a few
 HASH_BESIDE_BYTES = 256 * 1024  # a piece at least this big is hashed by the caller's thread, beside the publishing
@@ -71,14 +71,19 @@ class Head:
     metadata: dict[str, str]
 
 
-def head_for(storage: NatsStorage, name: str, content_type: str | None) -> Head:
+def head_for(storage: NatsStorage, name: str, content_type: str | None, sample: bytes | None = None) -> Head:
     """From ``get_object_parameters(name)``, asked once, in the caller's thread (an override may use the
-    database): its ``Metadata`` is the metadata map, as S3Storage takes it; the rest are headers."""
-    content_type = content_type or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
+    database): its ``Metadata`` is the metadata map, as S3Storage takes it; the rest are headers.
+
+    The ``Content-Type`` is stored in its one spelling (``contenttypes``); ``sample``: the object's first
+    bytes, when known, which give a text type its ``charset=utf-8``."""
     parameters = storage.get_object_parameters(name)
     headers = {key: [value] for key, value in parameters.items() if key != METADATA_PARAMETER}
+    for key in [key for key in headers if key.lower() == "content-type"]:
+        content_type = headers.pop(key)[0]  # the parameters' own, over the upload's
+    content_type = content_type or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
     metadata = dict(parameters.get(METADATA_PARAMETER) or {})
-    return Head({"Content-Type": [content_type]} | headers, metadata)
+    return Head({"Content-Type": [contenttypes.normalise(content_type, sample=sample)]} | headers, metadata)
 
 
 async def commit(
@@ -118,16 +123,18 @@ def save(storage: NatsStorage, name: str, content: IO[Any]) -> str:
     content_type = getattr(content, "content_type", None)
     taken = Taken.REPLACE if storage.config.file_overwrite else Taken.REPORT
     first, rest = _first_piece(content)
+    sample = first[: contenttypes.SNIFF_BYTES]  # what decides a text type's charset
+    head = head_for(storage, name, content_type, sample)
     if rest is None and len(first) >= HASH_BESIDE_BYTES:
-        upload, published = _put_hashing_beside(storage, name, first, head_for(storage, name, content_type), taken)
+        upload, published = _put_hashing_beside(storage, name, first, head, taken)
     elif rest is None:
-        upload, published = run(_put(storage, name, first, head_for(storage, name, content_type), taken))
+        upload, published = run(_put(storage, name, first, head, taken))
     else:
-        upload, published = _stream(storage, name, first, rest, head_for(storage, name, content_type), taken)
+        upload, published = _stream(storage, name, first, rest, head, taken)
     try:
         while not published:  # another object holds the name
             name = _alternative_name(storage, name)
-            published = run(commit(storage, upload, name, head_for(storage, name, content_type), taken))
+            published = run(commit(storage, upload, name, head_for(storage, name, content_type, sample), taken))
     except BaseException:
         run(upload.abort())
         raise

@@ -16,7 +16,7 @@ from typing import IO, Any, ClassVar
 
 from django.contrib.staticfiles.storage import ManifestFilesMixin
 
-from natsstorage import saving
+from natsstorage import contenttypes, saving
 from natsstorage.storage import NatsStorage
 
 HASH_BYTES = 1024 * 1024  # read at a time when hashing a file before upload
@@ -43,15 +43,16 @@ class NatsStaticStorage(NatsStorage):
             content.seek(0)
         except (FileNotFoundError, AttributeError, OSError):
             return False
-        sha256, size = hashlib.sha256(), 0
+        sha256, size, sample = hashlib.sha256(), 0, b""
         while piece := content.read(HASH_BYTES):
             data = piece.encode() if isinstance(piece, str) else piece
             sha256.update(data)
             size += len(data)
+            sample = sample or data[: contenttypes.SNIFF_BYTES]  # what decides a text type's charset
         content.seek(0)
         if size != info.size or sha256.digest() != info.sha256:
             return False
-        wanted = saving.head_for(self, name, getattr(content, "content_type", None))
+        wanted = saving.head_for(self, name, getattr(content, "content_type", None), sample)
         headers = {key: list(values) for key, values in info.headers.items()}
         if headers != wanted.headers or dict(info.metadata) != wanted.metadata:
             # A new Cache-Control, say: no need to upload again.

@@ -20,7 +20,7 @@ from django.core.files.storage import Storage
 from django.core.signals import setting_changed
 from django.urls import NoReverseMatch, reverse
 
-from natsstorage import _bridge, conf, garbage, index, links, objectstore, saving, signing
+from natsstorage import _bridge, conf, contenttypes, garbage, index, links, objectstore, saving, signing
 from natsstorage._bridge import run
 from natsstorage.changes import Changes
 from natsstorage.exceptions import CorruptObject
@@ -237,6 +237,7 @@ class NatsStorage(Storage):
         lists = None
         if headers is not None:
             lists = {key: [value] if isinstance(value, str) else list(value) for key, value in headers.items()}
+            lists = contenttypes.in_headers(lists)
         key = self.key(name)
         info = await self.bucket.update_meta(key, description=description, headers=lists, metadata=metadata)
         if info is None:
@@ -398,15 +399,15 @@ class NatsStorage(Storage):
             raise ValueError("This file is not accessible via a URL.")
         if name is None:
             return root
-        relative = signing.uri(name).lstrip("/")
-        link = root + relative
+        # The name the link carries (a backslash reads as "/" there), which is what the view checks and
+        # signs: cleaned for a public link too, so none leads out of the bucket's path ("../x").
+        carried = self.key(name.replace("\\", "/").lstrip("/"))
+        link = root + signing.uri(name).lstrip("/")
         overrides = signing.response_overrides(parameters)
         if self.config.public and not overrides:
             return link
         seconds = expire.total_seconds() if isinstance(expire, timedelta) else expire
         expiry = int(seconds) if seconds is not None else self.config.url_expiry
-        # Signed for the name the link carries (a backslash reads as "/" there), which is what the view checks.
-        carried = self.key(name.replace("\\", "/").lstrip("/"))
         query = signing.sign(self.config.bucket, carried, expiry=expiry, overrides=overrides)
         return link + "?" + urlencode(query)
 
@@ -463,6 +464,8 @@ class NatsStorage(Storage):
     ) -> ObjectInfo:
         """``update_meta`` of what is stored under ``key``, whatever the name, only if its metadata is still
         the version at ``seq`` (what an editor was shown); ``ObjectChanged`` when another writer came first."""
+        if headers is not None:
+            headers = contenttypes.in_headers(headers)
         info = run(self.bucket.update_meta(key, description=description, headers=headers, expected_seq=seq))
         if info is None:
             raise self._missing(key)

@@ -84,7 +84,7 @@ def test_editing_an_objects_description_and_headers(admin_client, storage):
     bucket = storage.config.bucket
     page = admin_client.get(object_url(bucket, "a.txt"))
     form = page.context["form"]
-    assert form.initial["headers"] == "Content-Type: text/plain"
+    assert form.initial["headers"] == "Content-Type: text/plain; charset=utf-8"  # its bytes are UTF-8
     response = admin_client.post(
         object_url(bucket, "a.txt"),
         {
@@ -222,7 +222,7 @@ def test_uploading_files_into_a_bucket_from_its_page(admin_client, storage):
     assert f"“docs/a.txt” was taken: the upload was stored as “docs/{stored}”." in response.text
     assert f"Uploaded 2 objects to bucket “{bucket}”: “docs/{stored}”, “docs/b.csv”." in response.text
     assert storage.open("docs/a.txt").read() == b"taken"
-    assert storage.info("docs/b.csv").content_type == "text/csv"
+    assert storage.info("docs/b.csv").content_type == "text/csv; charset=utf-8"
     assert [(flag, name) for flag, name, _ in logged()] == [
         (ADDITION, f"{bucket}/docs/{stored}"),
         (ADDITION, f"{bucket}/docs/b.csv"),

@@ -170,7 +170,7 @@ def test_ls_json_gives_exact_figures(storage, bucket):
     assert entry == {
         "name": "a.txt",
         "size": 5,
-        "content_type": "text/plain",
+        "content_type": "text/plain; charset=utf-8",
         "digest": info.digest,
         "description": "",
         "metadata": {},
@@ -292,7 +292,7 @@ def test_put_reads_stdin_and_takes_a_content_type(storage, bucket):
     call_command(
         "natsos_put", bucket, "piped", "-", "--content-type", "text/csv", stdin=io.BytesIO(b"a,b\n"), stdout=err
     )
-    assert storage.info("piped").content_type == "text/csv"
+    assert storage.info("piped").content_type == "text/csv; charset=utf-8"
     assert storage.info("piped").size == 4
 
 

@@ -158,7 +158,7 @@ def test_content_type_comes_from_the_upload_then_from_the_name(storage):
     storage.save("notes.txt", ContentFile(b"x"))
     storage.save("mystery", ContentFile(b"x"))
     assert storage.info("photo.bin").content_type == "image/png"
-    assert storage.info("notes.txt").content_type == "text/plain"
+    assert storage.info("notes.txt").content_type == "text/plain; charset=utf-8"  # its bytes are UTF-8
     assert storage.info("mystery").content_type == "application/octet-stream"
     assert storage.open("photo.bin").content_type == "image/png"
 
