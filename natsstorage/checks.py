@@ -10,8 +10,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
 
 from natsstorage import conf
-
-BACKENDS = ("natsstorage.NatsStorage", "natsstorage.storage.NatsStorage")
+from natsstorage.registry import backend_is
+from natsstorage.storage import NatsStorage
 
 
 @register(Tags.compatibility)
@@ -21,7 +21,7 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
         for message, hint in conf.problems(conf.project_options(), f"settings.{conf.SETTING}"):
             errors.append(Error(message, hint=hint, id="natsstorage.E001"))
     for alias, storage in getattr(settings, "STORAGES", {}).items():
-        if isinstance(storage, dict) and storage.get("BACKEND") in BACKENDS:
+        if isinstance(storage, dict) and backend_is(storage.get("BACKEND"), NatsStorage):  # subclasses too
             where = f"STORAGES[{alias!r}]['OPTIONS']"
             for message, hint in conf.problems(storage.get("OPTIONS", {}), where):
                 errors.append(Error(message, hint=hint, id="natsstorage.E002"))

@@ -35,14 +35,13 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
 
-from natsstorage import _bridge, links, signing
+from natsstorage import _bridge, links, registry, signing
 from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsUnavailable
 from natsstorage.files import AsyncNatsFile, ObjectStream
 from natsstorage.links import LinkRefused
 from natsstorage.names import clean_name
 from natsstorage.objectstore import ObjectInfo
 from natsstorage.saving import DEFAULT_CONTENT_TYPE
-from natsstorage.status import configured_storages
 from natsstorage.storage import NatsStorage, served_bucket
 from natsstorage.transfer import Download
 
@@ -74,7 +73,7 @@ def served(bucket: str, key: str) -> tuple[NatsStorage, Access] | None:
     """
     using = [
         storage
-        for _, storage in configured_storages()
+        for _, storage in registry.configured(NatsStorage)
         if storage.config.bucket == bucket
         and (not storage.config.location or key.startswith(storage.config.location + "/"))
     ]
