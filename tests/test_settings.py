@@ -9,6 +9,7 @@ from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 
 from natsstorage import NatsStorage, conf
+from natsstorage.buckettools import BucketTools
 
 
 def test_options_override_the_project_setting(settings):
@@ -93,7 +94,7 @@ def test_a_storage_from_the_storages_setting_reads_and_writes(settings, bucket_n
         assert storage.save("hello.txt", ContentFile(b"hi")) == "hello.txt"
         assert storage.open("hello.txt").read() == b"hi"
     finally:
-        storage.destroy()
+        BucketTools(storage).destroy()
 
 
 def test_the_docs_options_table_is_generated_from_the_declarations():
