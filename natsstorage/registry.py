@@ -18,16 +18,16 @@ from django.utils.module_loading import import_string
 S = TypeVar("S", bound=Storage)
 
 
-def backend_is(backend: Any, kind: type[Storage]) -> bool:
-    """Whether a ``STORAGES`` ``BACKEND`` path names ``kind`` or a subclass of it. One that does not import
-    is not: that is Django's error to report, when the storage is used."""
+def backend_class(backend: Any, kind: type[S]) -> type[S] | None:
+    """The class a ``STORAGES`` ``BACKEND`` path names, if it is ``kind`` or a subclass of it. One that does
+    not import is not: that is Django's error to report, when the storage is used."""
     if not isinstance(backend, str):
-        return False
+        return None
     try:
         found = import_string(backend)
     except ImportError:
-        return False
-    return isinstance(found, type) and issubclass(found, kind)
+        return None
+    return found if isinstance(found, type) and issubclass(found, kind) else None
 
 
 def configured(kind: type[S]) -> Iterator[tuple[str, S]]:
@@ -35,7 +35,7 @@ def configured(kind: type[S]) -> Iterator[tuple[str, S]]:
     (e.g. ``STORAGES['default']``), then model fields (e.g. ``testapp.Document.upload``)."""
     for alias, entry in settings.STORAGES.items():
         # Only those of ``kind`` are built: others may not be configured for this process (staticfiles).
-        if isinstance(entry, dict) and backend_is(entry.get("BACKEND"), kind):
+        if isinstance(entry, dict) and backend_class(entry.get("BACKEND"), kind):
             storage = storages[alias]
             if isinstance(storage, kind):
                 yield f"STORAGES[{alias!r}]", storage

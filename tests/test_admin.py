@@ -70,6 +70,18 @@ def test_the_bucket_page_marks_buckets_that_configured_storages_use(admin_client
     assert "testapp.Document.upload" in response.text
 
 
+def test_the_bucket_page_marks_buckets_that_storages_of_subclasses_use(admin_client, storage, settings):
+    bucket = storage.config.bucket
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "archive": {"BACKEND": "tests.testapp.storages.ArchiveStorage", "OPTIONS": {"bucket": bucket}},
+        "static": {"BACKEND": "natsstorage.NatsStaticStorage", "OPTIONS": {"bucket": bucket, "location": "s"}},
+    }
+    response = admin_client.get(reverse(BUCKETS))
+    row = next(row for row in rows_of(response) if row.name == bucket)
+    assert row.used_by == ("STORAGES['archive']", "STORAGES['static']")
+
+
 def test_the_bucket_page_shows_bucket_options(admin_client, make_storage):
     storage = make_storage(description="Configs of the fleet", ttl=3600.0, max_bytes=10 * MiB, compression=True)
     storage.save("a.txt", ContentFile(b"a"))
