@@ -43,7 +43,8 @@ class NatsStorage(Storage):
     ``NatsStorage("configs")`` stores into the bucket ``configs``, creating it
     on first use. Options (the fields of ``natsstorage.conf.Config``) override
     ``settings.NATSSTORAGE``. Migrations record the arguments given here, less
-    the secret ones (credentials, servers).
+    the secret ones (credentials, servers). The bucket as a whole (its figures,
+    listings, any name it holds) is ``natsstorage.buckettools.BucketTools(storage)``'s.
     """
 
     # A subclass's own defaults: over settings.NATSSTORAGE, under the options it is given.
