@@ -1,12 +1,11 @@
-"""As much of JetStream as the Object Store needs, asyncio and Django-free.
+"""As much of JetStream as the Object Store needs, in asyncio, Django-free: requests to one stream.
 
 A ``Stream`` makes API requests, acknowledged publishes, message gets and
 purges on one stream, and turns every refusal into a ``JetStreamError`` that
-carries the server's JetStream error code. A ``Consumer`` is an ephemeral
-pull consumer; ``Pull`` reads one with a bounded window of messages in
-flight. A ``DirectBatch`` reads a subject's messages by batched direct gets,
-without a consumer, where the server and the stream allow it. Every network
-wait has a timeout.
+carries the server's JetStream error code. ``Replies`` is the one inbox per
+connection that acknowledgements come back to. Receiving many messages
+(consumers, batched direct gets) is ``delivery.py``'s. Every network wait has
+a timeout.
 """
 
 from __future__ import annotations

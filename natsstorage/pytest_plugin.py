@@ -63,6 +63,7 @@ def nats_bucket_name() -> str:
 @pytest.fixture
 def make_nats_storage(nats_server: NatsServer, nats_bucket_name: str) -> Iterator[Callable[..., NatsStorage]]:
     from natsstorage import NatsStorage
+    from natsstorage.buckettools import BucketTools
     from natsstorage.exceptions import BucketNotFound
 
     made: list[NatsStorage] = []
@@ -74,7 +75,7 @@ def make_nats_storage(nats_server: NatsServer, nats_bucket_name: str) -> Iterato
     yield make
     if made:
         with contextlib.suppress(BucketNotFound):  # never used, or destroyed by the test itself
-            made[0].destroy()
+            BucketTools(made[0]).destroy()
 
 
 @pytest.fixture

@@ -16,12 +16,13 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Protocol
 
 from django.core.files.base import File
 
 from natsstorage import _bridge, contenttypes
 from natsstorage._bridge import run
+from natsstorage.conf import Config
 from natsstorage.exceptions import ObjectChanged
 from natsstorage.files import PIECE_BYTES, ObjectSink
 from natsstorage.jetstream import let_go
@@ -29,13 +30,22 @@ from natsstorage.names import clean_name
 from natsstorage.objectstore import Bucket, ObjectInfo
 from natsstorage.transfer import Upload
 
-if TYPE_CHECKING:
-    from natsstorage.storage import NatsStorage
-
 DEFAULT_CONTENT_TYPE = contenttypes.DEFAULT
 METADATA_PARAMETER = "Metadata"  # in get_object_parameters(): the object's metadata map, as S3Storage names it
 MAX_COMMIT_ATTEMPTS = 100  # concurrent writers of one name each win within a few
 HASH_BESIDE_BYTES = 256 * 1024  # a piece at least this big is hashed by the caller's thread, beside the publishing
+
+
+class SavingStorage(Protocol):
+    """What a save asks of its storage (a ``NatsStorage``, which imports this module)."""
+
+    @property
+    def bucket(self) -> Bucket: ...
+    @property
+    def config(self) -> Config: ...
+    def key(self, name: str) -> str: ...
+    def get_object_parameters(self, name: str) -> dict[str, Any]: ...
+    def get_available_name(self, name: str, max_length: int | None = None) -> str: ...
 
 
 class Taken(enum.Enum):
@@ -71,7 +81,7 @@ class Head:
     metadata: dict[str, str]
 
 
-def head_for(storage: NatsStorage, name: str, content_type: str | None, sample: bytes | None = None) -> Head:
+def head_for(storage: SavingStorage, name: str, content_type: str | None, sample: bytes | None = None) -> Head:
     """From ``get_object_parameters(name)``, asked once, in the caller's thread (an override may use the
     database): its ``Metadata`` is the metadata map, as S3Storage takes it; the rest are headers.
 
@@ -87,7 +97,7 @@ def head_for(storage: NatsStorage, name: str, content_type: str | None, sample: 
 
 
 async def commit(
-    storage: NatsStorage,
+    storage: SavingStorage,
     upload: Upload,
     name: str,
     head: Head,
@@ -117,7 +127,7 @@ async def commit(
     raise ObjectChanged(f"{name!r} in bucket {bucket.name!r} kept changing while being saved")
 
 
-def save(storage: NatsStorage, name: str, content: IO[Any]) -> str:
+def save(storage: SavingStorage, name: str, content: IO[Any]) -> str:
     """``Storage._save``: the name the object got."""
     name = clean_name(name)
     content_type = getattr(content, "content_type", None)
@@ -158,7 +168,7 @@ async def _previous(bucket: Bucket, key: str, taken: Taken) -> ObjectInfo | None
 
 
 async def _put(
-    storage: NatsStorage,
+    storage: SavingStorage,
     name: str,
     data: bytes,
     head: Head,
@@ -187,7 +197,9 @@ async def _put(
         raise
 
 
-def _put_hashing_beside(storage: NatsStorage, name: str, data: bytes, head: Head, taken: Taken) -> tuple[Upload, bool]:
+def _put_hashing_beside(
+    storage: SavingStorage, name: str, data: bytes, head: Head, taken: Taken
+) -> tuple[Upload, bool]:
     """``_put`` of a piece worth hashing in the caller's thread (hashlib lets go of the GIL): the NATS loop
     publishes the chunks meanwhile, and the metadata follows once the digest is in."""
     digest: Future[bytes] = Future()
@@ -200,7 +212,7 @@ def _put_hashing_beside(storage: NatsStorage, name: str, data: bytes, head: Head
 
 
 def _stream(
-    storage: NatsStorage, name: str, first: bytes, rest: Iterator[bytes], head: Head, taken: Taken
+    storage: SavingStorage, name: str, first: bytes, rest: Iterator[bytes], head: Head, taken: Taken
 ) -> tuple[Upload, bool]:
     """An object bigger than a piece: the caller's thread reads and hashes while the NATS loop publishes."""
     bucket, key = storage.bucket, storage.key(name)
@@ -223,7 +235,7 @@ def _stream(
         sink.close()
 
 
-def _alternative_name(storage: NatsStorage, name: str) -> str:
+def _alternative_name(storage: SavingStorage, name: str) -> str:
     """Django's answer to a taken name, by the checks ``save()`` left to the commit."""
     saving = SAVING.get()
     token = SAVING.set(None)  # these checks ask the server

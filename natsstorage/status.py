@@ -9,17 +9,10 @@ server that cannot be reached (with its error instead of figures).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
-from django.apps import apps
-from django.conf import settings
-from django.core.files.storage import storages
-from django.db.models import FileField
-from django.utils.module_loading import import_string
-
-from natsstorage import _bridge, conf, index, objectstore
+from natsstorage import _bridge, conf, index, objectstore, registry
 from natsstorage._bridge import ConnectionSettings
 from natsstorage.exceptions import BucketNotFound, NatsStorageError
 from natsstorage.objectstore import Bucket, BucketStatus
@@ -51,23 +44,6 @@ class _Server:
     used_by: dict[str, list[str]] = field(default_factory=dict)  # bucket -> labels
 
 
-def configured_storages() -> Iterator[tuple[str, NatsStorage]]:
-    """Every ``NatsStorage`` the project configures, with where: ``STORAGES`` aliases, then model fields."""
-    for alias, backend in settings.STORAGES.items():
-        # Only NatsStorage backends are built: others may not be configured for this process (staticfiles).
-        try:
-            is_nats = issubclass(import_string(backend.get("BACKEND", "")), NatsStorage)
-        except ImportError:
-            is_nats = False
-        storage = storages[alias] if is_nats else None
-        if isinstance(storage, NatsStorage):
-            yield f"STORAGES[{alias!r}]", storage
-    for model in apps.get_models():
-        for model_field in model._meta.get_fields():
-            if isinstance(model_field, FileField) and isinstance(model_field.storage, NatsStorage):
-                yield f"{model._meta.label}.{model_field.name}", model_field.storage
-
-
 @dataclass(frozen=True)
 class ServerReport:
     """One server: whether it answered, and its bucket rows."""
@@ -86,7 +62,7 @@ def server_reports(bucket: str | None = None) -> list[ServerReport]:
     servers: dict[ConnectionSettings, _Server] = {}
     project = conf.resolve(None, {})
     servers[project.connection] = _Server(project)
-    for label, storage in configured_storages():
+    for label, storage in registry.configured(NatsStorage):
         config = storage.config
         server = servers.setdefault(config.connection, _Server(config))
         server.used_by.setdefault(config.bucket, []).append(label)

@@ -34,7 +34,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
 
-from natsstorage import _bridge, contenttypes, links, signing
+from natsstorage import _bridge, contenttypes, links, registry, signing
 from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsUnavailable
 from natsstorage.files import AsyncNatsFile, ObjectStream
 from natsstorage.links import LinkRefused
@@ -42,7 +42,6 @@ from natsstorage.names import clean_name
 from natsstorage.objectstore import ObjectInfo
 from natsstorage.saving import DEFAULT_CONTENT_TYPE
 from natsstorage.static import NatsStaticStorage
-from natsstorage.status import configured_storages
 from natsstorage.storage import NatsStorage, served_bucket
 from natsstorage.transfer import Download
 
@@ -84,7 +83,7 @@ def served(bucket: str, key: str) -> tuple[NatsStorage, Access] | None:
     """
     using = [
         (label, storage)
-        for label, storage in configured_storages()
+        for label, storage in registry.configured(NatsStorage)
         if storage.config.bucket == bucket
         and (not storage.config.location or key.startswith(storage.config.location + "/"))
     ]

@@ -40,6 +40,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if item.module.__name__.rpartition(".")[2] in SLOW_MODULES or item.originalname in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
 
+
 # The plugin's fixtures under the names these tests use; the server is autouse here, so
 # every test talks to it whether or not it names a fixture.
 

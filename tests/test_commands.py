@@ -28,12 +28,12 @@ from django.core.management.base import CommandError
 from django.test.utils import override_settings
 
 from natsstorage import NatsStorage, index
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import BucketNotFound
 from natsstorage.humanize import size
 from natsstorage.objectstore import CHUNK_SUBJECT
 from natsstorage.progress import Progress
 from natsstorage.status import bucket_rows
-from natsstorage.storage import bucket_names
 from natsstorage.testing import free_port
 
 from .helpers import default_sigint, purge, put_foreign, stream_state
@@ -58,6 +58,10 @@ def command(*args: str, **options: object) -> str:
     return out.getvalue()
 
 
+def on_server(bucket: str) -> bool:
+    return BucketTools(NatsStorage(bucket)).bucket_exists()
+
+
 def json_lines(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines()]
 
@@ -74,7 +78,7 @@ class Terminal(io.StringIO):
 
 @pytest.fixture
 def bucket(storage: NatsStorage) -> str:
-    storage.status()  # the storage creates its bucket on first use
+    BucketTools(storage).status()  # the storage creates its bucket on first use
     return storage.config.bucket
 
 
@@ -103,7 +107,7 @@ def test_manage_help_lists_the_commands_with_help_texts():
 def test_an_unknown_bucket_is_a_clear_error_and_is_not_created(name, bucket_name):
     with pytest.raises(CommandError, match=f"bucket '{bucket_name}' does not exist"):
         command(name, bucket_name, "--noinput") if name == "natsos_destroy" else command(name, bucket_name)
-    assert bucket_name not in bucket_names()
+    assert not on_server(bucket_name)
 
 
 @pytest.mark.parametrize("name", ["natsos_ls", "natsos_destroy", "natsos_watch", "natsos_status"])
@@ -188,7 +192,7 @@ def test_status_of_one_bucket_as_a_table_and_as_json(storage, bucket):
     assert table[1].split()[:2] == [bucket, "1"]
     assert "KiB" in table[1] and "unlimited" in table[1] and "forever" in table[1]
     (row,) = json_lines(command("natsos_status", bucket, "--json"))
-    status = storage.status()
+    status = BucketTools(storage).status()
     assert row["bucket"] == bucket and row["exists"] and row["reachable"] and row["error"] is None
     assert (row["objects"], row["bytes"], row["max_bytes"], row["storage"]) == (1, status.bytes, -1, "file")
 
@@ -300,12 +304,12 @@ def test_put_never_creates_a_bucket_unless_asked_and_says_how(bucket_name, tmp_p
     (tmp_path / "f").write_bytes(b"x")
     with pytest.raises(CommandError, match="does not exist on the NATS server .use --create-bucket to create it"):
         command("natsos_put", bucket_name, "f", str(tmp_path / "f"))
-    assert bucket_name not in bucket_names()
+    assert not on_server(bucket_name)
     command("natsos_put", bucket_name, "f", str(tmp_path / "f"), "--create-bucket")
     try:
         assert NatsStorage(bucket_name, create_bucket=False).exists("f")
     finally:
-        NatsStorage(bucket_name).destroy()
+        BucketTools(NatsStorage(bucket_name)).destroy()
 
 
 def test_put_and_get_errors_say_what_to_fix(storage, bucket, tmp_path):
@@ -375,17 +379,17 @@ def test_destroy_shows_the_loss_and_needs_the_name_typed_back(storage, bucket, m
     assert storage.exists("a")
     monkeypatch.setattr(builtins, "input", lambda prompt: bucket)
     assert "Destroyed the bucket" in command("natsos_destroy", bucket)
-    assert bucket not in bucket_names()
+    assert not on_server(bucket)
 
 
 def test_destroy_names_the_configured_storages_and_models_that_use_the_bucket(storage, bucket):
-    NatsStorage(f"{bucket}x").status()  # a bucket nothing configured uses
+    BucketTools(NatsStorage(f"{bucket}x")).status()  # a bucket nothing configured uses
     assert "Used by" not in command("natsos_destroy", f"{bucket}x", "--noinput")
     storages = {"default": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket, "location": "m"}}}
     with override_settings(STORAGES=storages):
         out = command("natsos_destroy", bucket, "--noinput")
     assert "Used by STORAGES['default']: their files will be gone" in out
-    NatsStorage("configs").status()  # tests.testapp's Document.upload keeps its files there
+    BucketTools(NatsStorage("configs")).status()  # tests.testapp's Document.upload keeps its files there
     out = command("natsos_destroy", "configs", "--noinput")
     assert "Used by testapp.Document.upload: their files will be gone" in out
 
@@ -395,10 +399,10 @@ def test_destroy_noinput_touches_nothing_else(storage, bucket):
     other.save("keep", ContentFile(b"keep"))
     try:
         command("natsos_destroy", bucket, "--noinput")
-        assert bucket not in bucket_names()
+        assert not on_server(bucket)
         assert other.exists("keep")
     finally:
-        other.destroy()
+        BucketTools(other).destroy()
 
 
 def test_destroy_with_input_closed_destroys_nothing(bucket, monkeypatch):
@@ -408,7 +412,7 @@ def test_destroy_with_input_closed_destroys_nothing(bucket, monkeypatch):
     monkeypatch.setattr(builtins, "input", closed)
     with pytest.raises(CommandError, match="was not destroyed"):
         command("natsos_destroy", bucket)
-    assert bucket in bucket_names()
+    assert on_server(bucket)
 
 
 # -- natsos_copy ---------------------------------------------------------------------------
@@ -664,7 +668,7 @@ def test_watch_waits_for_a_missing_bucket_when_asked(bucket_name):
             assert watch.stop(signal.SIGINT) == 130
         finally:
             with contextlib.suppress(BucketNotFound):
-                storage.destroy()
+                BucketTools(storage).destroy()
 
 
 def test_watch_resumes_after_a_server_restart(own_server):
@@ -741,7 +745,7 @@ def test_ctrl_c_at_the_destroy_prompt_exits_130_and_destroys_nothing(storage, bu
         time.sleep(0.5)  # at the prompt, waiting for the name to be typed
         assert destroy.stop(signal.SIGINT) == 130
         assert destroy.errors() == f"\nInterrupted: bucket '{bucket}' was not destroyed.\n"
-    assert storage.bucket_exists()
+    assert BucketTools(storage).bucket_exists()
 
 
 @pytest.fixture

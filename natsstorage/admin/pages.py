@@ -1,15 +1,28 @@
-"""What the object pages share: reaching a bucket as they read it, their URLs, and who asks in JSON."""
+"""What the object pages share: reaching a bucket as they read it, the section they are shown in, their URLs,
+and who asks in JSON."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 from django.http import Http404, HttpRequest
 from django.urls import reverse
 
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import BucketNotFound
 from natsstorage.objectstore import Bucket, ObjectInfo, valid_bucket_name
 from natsstorage.storage import NatsStorage
+
+
+class Section(Protocol):
+    """What a page asks of the section that shows it (``buckets.BucketAdmin``, which imports the pages)."""
+
+    list_per_page: ClassVar[int]
+
+    def context(self, request: HttpRequest, title: str, **context: Any) -> dict[str, Any]: ...
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool: ...
+    def has_edit_permission(self, request: HttpRequest) -> bool: ...
+    def message_user(self, request: HttpRequest, message: str, level: int | str = ...) -> None: ...
 
 
 def bucket_storage(bucket: str, **options: Any) -> NatsStorage:
@@ -31,7 +44,7 @@ def bucket_missing(bucket: str) -> Http404:
 def find(bucket: str, name: str) -> tuple[NatsStorage, ObjectInfo]:
     storage = bucket_storage(bucket)
     try:
-        return storage, storage.object_info(name)  # any name the bucket holds, a link as itself
+        return storage, BucketTools(storage).object_info(name)  # any name the bucket holds, a link as itself
     except BucketNotFound:
         raise bucket_missing(bucket) from None
     except FileNotFoundError:

@@ -9,8 +9,6 @@ gets JSON back; without it, the form posts as any other.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from django.contrib import messages
 from django.contrib.admin.models import ADDITION
 from django.core.exceptions import SuspiciousFileOperation
@@ -20,16 +18,14 @@ from django.http import HttpRequest, HttpResponseBase, HttpResponseRedirect, Jso
 from natsstorage import humanize
 from natsstorage.admin import history
 from natsstorage.admin.forms import UploadForm
-from natsstorage.admin.pages import bucket_missing, bucket_storage, objects_url, wants_json
+from natsstorage.admin.pages import Section, bucket_missing, bucket_storage, objects_url, wants_json
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import NatsStorageError, NatsUnavailable
-
-if TYPE_CHECKING:
-    from natsstorage.admin.buckets import BucketAdmin
 
 FILES_FIELD = "files"
 
 
-def upload(model_admin: BucketAdmin, request: HttpRequest, bucket: str) -> HttpResponseBase:
+def upload(model_admin: Section, request: HttpRequest, bucket: str) -> HttpResponseBase:
     done = objects_url(bucket)
     if request.method != "POST":
         return HttpResponseRedirect(done)
@@ -53,7 +49,7 @@ def upload(model_admin: BucketAdmin, request: HttpRequest, bucket: str) -> HttpR
 def store(request: HttpRequest, bucket: str, files: list[UploadedFile[bytes]], *, folder: str, overwrite: bool) -> None:
     """Save each file under ``folder``; say what was stored, under which names, and what failed."""
     storage = bucket_storage(bucket, file_overwrite=overwrite)
-    if not storage.bucket_exists():
+    if not BucketTools(storage).bucket_exists():
         raise bucket_missing(bucket)
     stored: list[str] = []
     for uploaded in files:

@@ -13,6 +13,7 @@ from django.core.files.storage import InvalidStorageError, Storage, storages
 from django.core.management.base import CommandError, CommandParser
 
 from natsstorage import humanize
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import NatsStorageError
 from natsstorage.management.base import NatsCommand
 from natsstorage.names import clean_name
@@ -93,7 +94,7 @@ class Command(NatsCommand):
         """(name, size) of every object under ``directory``, by name, from the bucket's listing index;
         names Django code may not use (another client's) are skipped, each with a warning."""
         location = f"{storage.location}/" if storage.location else ""
-        for entry in storage.listing(location + (f"{directory}/" if directory else "")):
+        for entry in BucketTools(storage).listing(location + (f"{directory}/" if directory else "")):
             name = entry.name[len(location) :]
             try:
                 clean_name(name)
