@@ -24,6 +24,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from natsstorage import NatsStorage, contenttypes, signing
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import BucketNotFound
 from natsstorage.testing import NatsServer
 
@@ -50,7 +51,7 @@ def serve(bucket_name, settings):
 
     yield make
     with contextlib.suppress(BucketNotFound):
-        NatsStorage(bucket_name).destroy()
+        BucketTools(NatsStorage(bucket_name)).destroy()
 
 
 @pytest.fixture
@@ -358,7 +359,8 @@ call_command("check")
 name = default_storage.save("hello.txt", ContentFile(b"hello"))
 response = Client().get(default_storage.url(name))
 print(response.status_code, b"".join(response.streaming_content).decode())
-default_storage.destroy()
+from natsstorage.buckettools import BucketTools
+BucketTools(default_storage).destroy()
 """
 
 
