@@ -7,6 +7,8 @@ import io
 import json
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -165,3 +167,14 @@ def test_a_chunk_corrupted_on_disk_is_an_error_never_wrong_bytes(tmp_path, crash
             f.read()
         assert isinstance(raised.value, CorruptObject if not crash else FileNotFoundError)
         assert name in str(raised.value)
+
+
+# -- measured: bench/durability.py ---------------------------------------------------------
+
+
+def test_the_durability_benchmark_quick_mode_prints_its_table():
+    bench = Path(__file__).resolve().parent.parent / "bench" / "durability.py"
+    result = subprocess.run([sys.executable, str(bench), "--quick"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for size in ("1 KiB", "100 KiB", "10 MiB"):  # no timing asserted: the table is there, so it cannot rot
+        assert f"| single server, R1 | {size} |" in result.stdout
