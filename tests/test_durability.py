@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.test.utils import override_settings
@@ -126,6 +127,12 @@ def test_a_monitoring_endpoint_that_never_answers_costs_the_page_its_timeout_onl
     said = f"monitoring endpoint http://{LOOPBACK}:{port} did not answer within 0.3 s"
     assert said in response.text and said in err.getvalue()
     assert "s3cret" not in response.text + err.getvalue()
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1:8222", "127.0.0.1:8222", "http://host\n:8222", 8222])
+def test_a_monitor_url_that_is_not_an_http_url_is_refused(url):
+    with pytest.raises(ImproperlyConfigured, match="monitor_url"):
+        NatsStorage("media", monitor_url=url)
 
 
 def test_a_monitoring_endpoint_that_refuses_is_said_not_fatal(settings, storage):
