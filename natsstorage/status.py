@@ -40,6 +40,8 @@ VARZ_LIMIT = 1024 * 1024  # bytes of /varz read at most; a server's is a few KiB
 NANOSECONDS = 1e9
 # nats-server 2.9 reports no sync settings: it fsyncs every 60 s, fixed (2.10 made it `sync_interval`, default 2 min).
 SYNC_INTERVAL_2_9 = 60.0
+MAX_INTERVAL = 10 * 365 * 86400  # seconds: a larger sync_interval is no server's (and no timedelta's)
+MAX_ERROR = 200  # characters of an endpoint's own error text shown
 
 
 @dataclass(frozen=True)
@@ -57,13 +59,15 @@ class SyncPolicy:
     @classmethod
     def from_varz(cls, varz: Any) -> SyncPolicy:
         """Raises ValueError for what is not a server's /varz with JetStream enabled."""
-        config = varz.get("jetstream", {}).get("config") if isinstance(varz, dict) else None
+        jetstream = varz.get("jetstream") if isinstance(varz, dict) else None
+        config = jetstream.get("config") if isinstance(jetstream, dict) else None
         if not isinstance(config, dict):
             raise ValueError("its /varz shows no JetStream")
         interval = config.get("sync_interval", SYNC_INTERVAL_2_9 * NANOSECONDS)
         always = config.get("sync_always", False)
-        if not (isinstance(interval, int | float) and interval >= 0 and isinstance(always, bool)):
-            raise ValueError("its /varz has sync settings of the wrong types")
+        valid = type(interval) in (int, float) and 0 <= interval <= MAX_INTERVAL * NANOSECONDS
+        if not (valid and isinstance(always, bool)):
+            raise ValueError("its /varz has sync settings that are not a server's")
         return cls(always=always, interval=interval / NANOSECONDS)
 
 
@@ -103,7 +107,7 @@ async def sync_policy(config: conf.Config) -> tuple[SyncPolicy | None, str]:
     except TimeoutError:
         return None, f"monitoring endpoint {where} did not answer within {timeout:g} s"
     except (OSError, http.client.HTTPException, ValueError) as error:  # refused, not HTTP, not JSON, not /varz
-        return None, f"monitoring endpoint {where}: {' '.join(str(error).split())}"
+        return None, f"monitoring endpoint {where}: {' '.join(str(error).split())[:MAX_ERROR]}"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from django.urls import reverse
 
 from natsstorage import NatsStorage, close_connections
 from natsstorage.exceptions import CorruptObject
+from natsstorage.status import SyncPolicy
 from natsstorage.testing import LOOPBACK, NatsCluster, NatsServer, free_port
 
 BUCKETS = "admin:natsstorage_bucket_changelist"
@@ -185,3 +186,13 @@ def test_the_durability_benchmark_quick_mode_prints_its_table():
     assert result.returncode == 0, result.stderr
     for size in ("1 KiB", "100 KiB", "10 MiB"):  # no timing asserted: the table is there, so it cannot rot
         assert f"| single server, R1 | {size} |" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "varz",
+    [[], {"jetstream": []}, {"jetstream": {"config": {"sync_interval": "2m"}}},
+     {"jetstream": {"config": {"sync_interval": 10**40}}}, {"jetstream": {"config": {"sync_always": "yes"}}}],
+)  # fmt: skip
+def test_a_varz_that_is_no_servers_is_refused_clearly(varz):
+    with pytest.raises(ValueError, match="/varz"):
+        SyncPolicy.from_varz(varz)
