@@ -67,6 +67,10 @@ def _servers(value: Any) -> bool:
     return isinstance(value, list | tuple) and bool(value) and all(isinstance(url, str) and url for url in value)
 
 
+def _monitor_url(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.startswith(("http://", "https://")) and _one_line(value))
+
+
 def _location(value: Any) -> bool:
     try:
         clean_location(value)
@@ -137,6 +141,16 @@ class Config:
     tls_ca_file: str | None = option(None, _optional_str, PATH, "TLS: a CA to trust")
     tls_cert_file: str | None = option(None, _optional_str, PATH, "TLS: a client certificate")
     tls_key_file: str | None = option(None, _optional_str, PATH, "TLS: the client certificate's key", secret=True)
+    # Not discovered: a client learns no monitoring port from the server, and reading /varz over NATS needs the
+    # system account. Asked with connect_timeout as the bound, by the status command and the admin only.
+    monitor_url: str | None = option(
+        None,
+        _monitor_url,
+        "None or an http(s) URL, e.g. 'http://127.0.0.1:8222'",
+        "a server's monitoring endpoint (its `http_port`): `natsos_status` and the admin's buckets page read "
+        "its disk sync policy (`sync_interval`) from `/varz`",
+        secret=True,
+    )
     connect_timeout: float = option(2.0, _positive, SECONDS, "seconds to reach a server before `NatsUnavailable`")
     # Short: service comes back within about this long after NATS does; each background attempt
     # costs one connect (refused at once by a host that is up, up to connect_timeout for one that is not).
