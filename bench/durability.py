@@ -88,6 +88,7 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from natsstorage import NatsStorage, close_connections
+    from natsstorage.buckettools import BucketTools
     from natsstorage.testing import nats_server_binary, nats_server_version
 
     counts, reps = (QUICK_SAVES, QUICK_REPS) if args.quick else (SAVES, REPS)
@@ -116,7 +117,7 @@ def main() -> int:
                         f"| {versus:.2f}x |"
                     )
                 for store in stores.values():
-                    store.destroy()
+                    BucketTools(store).destroy()
                 close_connections()
     version = ".".join(map(str, nats_server_version(nats_server_binary())))
     print(

@@ -30,6 +30,7 @@ SLOW_TESTS = {
     "test_a_server_that_stops_reading_mid_save_fails_the_save_within_its_timeouts",
     "test_watch_resumes_after_a_server_restart",
     "test_any_name_round_trips_or_is_refused",  # Hypothesis, hundreds of names
+    "test_the_durability_benchmark_quick_mode_prints_its_table",  # two servers, interleaved saves
     "test_in_a_browser_an_html_upload_runs_no_script",  # headless Chromium
     "test_in_a_browser_images_audio_and_pdf_still_display_inline",
 }
