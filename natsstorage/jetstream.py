@@ -73,7 +73,7 @@ ERR_SEALED = 10109
 # nats-server closes a connection that sends a longer protocol line (its default max_control_line; INFO does
 # not say it), or a message whose headers and payload together exceed its max_payload: every transfer on it fails.
 MAX_CONTROL_LINE = 4096
-# What a protocol line holds besides its subject and reply subject: "HPUB", spaces, two sizes up to 2**64, CRLF.
+# What a protocol line holds besides its subject and reply subject: "HPUB", spaces, two sizes, CRLF, with room.
 CONTROL_LINE_ROOM = 48
 REPLY_ROOM = 128  # nats-py's request inboxes (``_INBOX.<nuid>.<nuid>``), for requests whose reply it makes
 

@@ -1,6 +1,6 @@
 """Secrets kept out of messages, logs and reprs: a URL without its credentials, a value by its type only.
 
-Below every other module (the connection's and the settings' alike use it), so it imports none of them.
+It imports no other module of the package, so that any (the settings', the connection's) may use it.
 """
 
 from __future__ import annotations
