@@ -28,6 +28,7 @@ from django.utils.module_loading import import_string
 from natsstorage._bridge import ConnectionSettings
 from natsstorage.names import clean_location
 from natsstorage.objectstore import BUCKET_NAME_RULE, CHUNK_SIZE, LISTING_IDLE, BucketConfig, valid_bucket_name
+from natsstorage.redaction import kind, redact_urls
 
 SETTING = "NATSSTORAGE"
 STORAGES = "STORAGES"  # Django's; NatsStorage(alias=...) reads an entry's OPTIONS
@@ -100,12 +101,12 @@ def _headers(value: Any) -> bool:
 def option(
     default: Any, valid: Callable[[Any], bool], expects: str, doc: str, *, secret: bool = False, shown: str = ""
 ) -> Any:
-    """Declare one option: ``expects`` says what a valid value looks like; ``secret`` keeps it out of migrations;
-    ``shown`` is the default as the options table writes it, when ``repr`` does not say it well."""
+    """Declare one option: ``expects`` says what a valid value looks like; ``secret`` keeps it out of migrations,
+    messages and reprs; ``shown`` is the default as the options table writes it, when ``repr`` does not say it well."""
     metadata = {"valid": valid, "expects": expects, "doc": doc, "secret": secret, "shown": shown}
     if isinstance(default, dict):
-        return field(default_factory=lambda: dict(default), metadata=metadata)
-    return field(default=default, metadata=metadata)
+        return field(default_factory=lambda: dict(default), metadata=metadata, repr=not secret)
+    return field(default=default, metadata=metadata, repr=not secret)
 
 
 PATH = "the path of a PEM file"
@@ -263,12 +264,21 @@ def problems(options: Any, where: str) -> list[tuple[str, str]]:
         if key not in OPTIONS:
             found.append((f"{where} has an unknown key {key!r}.", f"Valid keys: {', '.join(sorted(OPTIONS))}."))
         elif not OPTIONS[key].metadata["valid"](value):
-            found.append((f"{where}[{key!r}] = {value!r} is not valid.", f"Use {OPTIONS[key].metadata['expects']}."))
+            found.append(
+                (f"{where}[{key!r}] {_shown(key, value)} is not valid.", f"Use {OPTIONS[key].metadata['expects']}.")
+            )
     if options.get("credentials") and importlib.util.find_spec("nkeys") is None:
         found.append(
             (f"{where}['credentials'] needs the nkeys package to sign in.", "pip install 'natsstorage[nkeys]'.")
         )
     return found
+
+
+def _shown(key: str, value: Any) -> str:
+    """A value as a message may show it: a secret option's by its type only, any other's without URL credentials."""
+    if key in SECRETS:
+        return f"(a {kind(value)}; secret, not shown)"
+    return f"= {redact_urls(repr(value))}"
 
 
 def project_options() -> Any:

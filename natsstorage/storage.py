@@ -213,7 +213,8 @@ class NatsStorage(Storage):
         prefix = self._prefix(path)
         directories, files = (await Index.of(self.bucket)).listdir(prefix)
         # Names other clients wrote that Django code may not use (control characters, '..') are not listed.
-        return sorted(filter(partial(usable, prefix), directories)), sorted(filter(partial(usable, prefix), files))
+        allowed = partial(usable, clean_prefix(path))  # what Django code names, relative to the location
+        return sorted(filter(allowed, directories)), sorted(filter(allowed, files))
 
     async def _exists(self, name: str | os.PathLike[str] | None) -> bool:
         """An object, or a "directory": the storage's root, or a prefix some object's name has."""

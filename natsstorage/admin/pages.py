@@ -7,10 +7,11 @@ from typing import Any, ClassVar, Protocol
 
 from django.http import Http404, HttpRequest
 from django.urls import reverse
+from django.utils.text import Truncator
 
 from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import BucketNotFound
-from natsstorage.objectstore import Bucket, ObjectInfo, valid_bucket_name
+from natsstorage.objectstore import BUCKET_NAME_RULE, Bucket, ObjectInfo, valid_bucket_name
 from natsstorage.storage import NatsStorage
 
 
@@ -28,7 +29,7 @@ class Section(Protocol):
 def bucket_storage(bucket: str, **options: Any) -> NatsStorage:
     """The bucket as the pages read it: its own names, never created."""
     if not valid_bucket_name(bucket):
-        raise Http404(f"“{bucket}” is not a bucket name: bucket names have letters, digits, - and _ only.")
+        raise Http404(f"“{Truncator(bucket).chars(100)}” is not a bucket name: bucket names have {BUCKET_NAME_RULE}.")
     return NatsStorage(bucket, create_bucket=False, location="", **options)
 
 
