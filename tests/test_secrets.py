@@ -38,6 +38,8 @@ WRONG_TYPES = [
     ("servers", {URL: NUMBER}),
     ("servers", URL.encode()),
     ("servers", [URL, ""]),
+    ("monitor_url", URL.encode()),
+    ("monitor_url", NUMBER),
 ]
 IDS = [f"{key}-{type(value).__name__}" for key, value in WRONG_TYPES]
 

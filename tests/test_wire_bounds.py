@@ -21,6 +21,7 @@ from django.urls import reverse
 from nats.aio.client import Client
 
 from natsstorage import NatsStorage
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import TooLarge
 from natsstorage.jetstream import MAX_CONTROL_LINE
 from natsstorage.names import MAX_NAME_BYTES
@@ -128,17 +129,17 @@ def test_names_other_clients_wrote_near_the_limit_are_listed_read_and_deleted(st
     storage.save("mine.txt", ContentFile(b"mine"))
     name = foreign_name(storage.config.bucket)
     put_foreign(storage, name, b"theirs")
-    assert sorted(entry.name for entry in storage.listing()) == [name, "mine.txt"]
-    assert storage.open_object(name).read() == b"theirs"
-    storage.update_object(name, seq=storage.object_info(name).seq, description="seen")
-    assert storage.delete_object(name)
-    assert [entry.name for entry in storage.listing()] == ["mine.txt"]
+    assert sorted(entry.name for entry in BucketTools(storage).listing()) == [name, "mine.txt"]
+    assert BucketTools(storage).open_object(name).read() == b"theirs"
+    BucketTools(storage).update_object(name, seq=BucketTools(storage).object_info(name).seq, description="seen")
+    assert BucketTools(storage).delete_object(name)
+    assert [entry.name for entry in BucketTools(storage).listing()] == ["mine.txt"]
 
 
 def test_a_name_no_server_could_have_taken_is_simply_not_there(storage, connection):
     with pytest.raises(FileNotFoundError):
-        storage.object_info(NEVER_WRITTEN)
-    assert not storage.delete_object(NEVER_WRITTEN)
+        BucketTools(storage).object_info(NEVER_WRITTEN)
+    assert not BucketTools(storage).delete_object(NEVER_WRITTEN)
 
 
 def test_a_chunk_as_large_as_the_server_takes_still_leaves_room_for_its_headers(make_storage, connection):
@@ -206,14 +207,14 @@ def test_the_admin_object_pages_take_long_names_and_refuse_impossible_ones(admin
     for name in (LONGEST_NAME, foreign):
         assert admin_client.get(object_url(bucket, name)).status_code == 200
         assert admin_client.get(object_url(bucket, name, "download")).status_code == 200
-        seq = storage.object_info(name).seq
+        seq = BucketTools(storage).object_info(name).seq
         edit = {"description": "edited", "headers": "Cache-Control: no-cache", "seq": seq}
         assert admin_client.post(object_url(bucket, name), edit).status_code == 302
-        assert storage.object_info(name).description == "edited"
+        assert BucketTools(storage).object_info(name).description == "edited"
     for page in ("object", "download", "delete"):
         assert admin_client.get(object_url(bucket, NEVER_WRITTEN, page)).status_code == 404
     assert admin_client.post(object_url(bucket, foreign, "delete"), {"post": "yes"}).status_code == 302
-    assert [entry.name for entry in storage.listing()] == [LONGEST_NAME]
+    assert [entry.name for entry in BucketTools(storage).listing()] == [LONGEST_NAME]
 
 
 def test_an_admin_edit_too_large_for_nats_is_a_400(admin_client, storage, connection):
@@ -307,4 +308,4 @@ def test_every_command_works_on_the_longest_names(settings, storage, tmp_path, c
     with pytest.raises(CommandError, match="does not exist"):
         call_command("natsos_watch", missing, stdout=io.StringIO(), stderr=io.StringIO())
     call_command("natsos_destroy", bucket, "--noinput", stdout=io.StringIO())
-    assert not storage.bucket_exists()
+    assert not BucketTools(storage).bucket_exists()
