@@ -73,3 +73,15 @@ def test_collectstatic_clear_removes_stale_files_at_every_depth_and_spares_media
     assert not staticfiles_storage.exists("old/deeper/still/stale.js")
     assert staticfiles_storage.exists("js/deep/er/app.js")
     assert media.open("keep/this.txt").read() == b"user upload"
+
+
+def test_a_dry_run_writes_nothing_and_keeps_the_live_manifest(media, settings):
+    collectstatic()
+    manifest = staticfiles_storage.open("staticfiles.json").read()
+    # New headers would be set in place on a real run; a dry run only tells.
+    settings.STORAGES["staticfiles"]["OPTIONS"]["object_parameters"] = {"Cache-Control": "max-age=60"}
+    settings.STORAGES = {**settings.STORAGES}
+    before = stream_state(media)
+    collectstatic("--dry-run")
+    assert staticfiles_storage.open("staticfiles.json").read() == manifest
+    assert stream_state(media)["last_seq"] == before["last_seq"]  # not a message written

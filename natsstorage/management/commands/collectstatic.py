@@ -18,7 +18,7 @@ class Command(collectstatic.Command):
     def delete_file(self, path: str, prefixed_path: str, source_storage: Any) -> bool:
         if isinstance(self.storage, NatsStaticStorage):
             with source_storage.open(path) as source:
-                unchanged = self.storage.holds(prefixed_path, source)
+                unchanged = self.storage.holds(prefixed_path, source, refresh=not self.dry_run)
             if unchanged:
                 if prefixed_path not in self.unmodified_files:
                     self.unmodified_files.append(prefixed_path)
