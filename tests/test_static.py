@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import time
@@ -85,3 +86,14 @@ def test_a_dry_run_writes_nothing_and_keeps_the_live_manifest(media, settings):
     collectstatic("--dry-run")
     assert staticfiles_storage.open("staticfiles.json").read() == manifest
     assert stream_state(media)["last_seq"] == before["last_seq"]  # not a message written
+
+
+def test_collectstatic_words_its_skips_as_django_does(media):
+    collectstatic()
+    out = io.StringIO()
+    call_command("collectstatic", "--noinput", verbosity=2, stdout=out)
+    assert "Skipping 'css/site.css' (not modified)" in out.getvalue().splitlines()
+    assert "SHA-256" not in out.getvalue()  # the reason is said at -v3 only
+    out = io.StringIO()
+    call_command("collectstatic", "--noinput", verbosity=3, stdout=out)
+    assert "SHA-256" in out.getvalue()

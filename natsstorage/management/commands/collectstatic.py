@@ -22,6 +22,7 @@ class Command(collectstatic.Command):
             if unchanged:
                 if prefixed_path not in self.unmodified_files:
                     self.unmodified_files.append(prefixed_path)
-                self.log(f"Skipping '{path}' (the bucket holds the same SHA-256)")
+                self.log(f"Skipping '{path}' (not modified)")  # Django's words: tools read them
+                self.log(f"  the bucket holds the same size and SHA-256 as '{path}'", level=3)
                 return False
         return bool(super().delete_file(path, prefixed_path, source_storage))
