@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -124,7 +125,9 @@ class NatsStorage(Storage):
         return (f"{location}/" if location else "") + clean_prefix(path)
 
     def _missing(self, name: str | os.PathLike[str]) -> FileNotFoundError:
-        return FileNotFoundError(f"{os.fspath(name)!r} is not in the NATS bucket {self.config.bucket!r}")
+        """Raised as FileSystemStorage's and InMemoryStorage's are: ENOENT and the name; here, also the bucket."""
+        where = f"No such file or directory in the NATS bucket {self.config.bucket!r}"
+        return FileNotFoundError(errno.ENOENT, where, os.fspath(name))
 
     def get_object_parameters(self, name: str) -> dict[str, Any]:
         """Headers stored with the object ``name`` and sent by the view, and its ``Metadata`` map;
