@@ -255,8 +255,12 @@ class NatsStorage(Storage):
         # Only an object takes a name here: a "directory" does not (the Object Store has none).
         if max_length and len(name) > max_length:
             return False
-        if self.config.file_overwrite or saving.SAVING.get() is not None:
-            return True  # overwritten, or checked by save()'s compare-and-set
+        if self.config.file_overwrite:
+            return True
+        if type(self).exists is not NatsStorage.exists:
+            return not self.exists(name)  # an override knows more (Django asks it too)
+        if saving.SAVING.get() is not None:
+            return True  # checked by save()'s compare-and-set
         return run(self.bucket.info(self.key(name))) is None
 
     def get_alternative_name(self, file_root: str, file_ext: str) -> str:

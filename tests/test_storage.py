@@ -12,6 +12,7 @@ import pytest
 from django.core.files.base import ContentFile, File
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from natsstorage import NatsStorage
 from natsstorage.exceptions import CorruptObject
 from natsstorage.transfer import HASH_BESIDE_BYTES
 
@@ -67,6 +68,21 @@ def test_a_taken_name_gets_an_alternative_name(storage):
     assert second != first and second.startswith("report_") and second.endswith(".pdf")
     assert storage.open(first).read() == b"one"
     assert storage.open(second).read() == b"two"
+
+
+def test_save_asks_a_subclass_that_overrides_exists(storage):
+    """As Django's get_available_name does: a name the override says is taken gets an alternative."""
+
+    class Reserving(NatsStorage):
+        def exists(self, name: str) -> bool:
+            return name.startswith("reserved") or super().exists(name)
+
+    reserving = Reserving(storage.config.bucket)
+    name = reserving.save("reserved.txt", ContentFile(b"x"))
+    assert name != "reserved.txt" and name.startswith("reserved_")
+    assert not storage.exists("reserved.txt")
+    assert reserving.save("free.txt", ContentFile(b"1")) == "free.txt"
+    assert reserving.save("free.txt", ContentFile(b"2")).startswith("free_")
 
 
 def test_file_overwrite_replaces_the_object_and_purges_the_old_chunks(make_storage):
