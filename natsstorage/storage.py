@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import os
 import warnings
 from collections.abc import Mapping
@@ -188,7 +189,9 @@ class NatsStorage(Storage):
         return (f"{location}/" if location else "") + clean_prefix(path)
 
     def _missing(self, name: str | os.PathLike[str]) -> FileNotFoundError:
-        return FileNotFoundError(f"{os.fspath(name)!r} is not in the NATS bucket {self.config.bucket!r}")
+        """Raised as FileSystemStorage's and InMemoryStorage's are: ENOENT and the name; here, also the bucket."""
+        where = f"No such file or directory in the NATS bucket {self.config.bucket!r}"
+        return FileNotFoundError(errno.ENOENT, where, os.fspath(name))
 
     def get_object_parameters(self, name: str) -> dict[str, Any]:
         """Headers stored with the object ``name`` and sent by the view, and its ``Metadata`` map;
@@ -298,8 +301,12 @@ class NatsStorage(Storage):
         # Only an object takes a name here: a "directory" does not (the Object Store has none).
         if max_length and len(name) > max_length:
             return False
-        if self.config.file_overwrite or saving.SAVING.get() is not None:
-            return True  # overwritten, or checked by save()'s compare-and-set
+        if self.config.file_overwrite:
+            return True
+        if type(self).exists is not NatsStorage.exists:
+            return not self.exists(name)  # an override knows more (Django asks it too)
+        if saving.SAVING.get() is not None:
+            return True  # checked by save()'s compare-and-set
         return run(self.bucket.info(self.key(name))) is None
 
     def get_alternative_name(self, file_root: str, file_ext: str) -> str:
