@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 import errno
 import os
-import warnings
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from functools import cached_property, partial
@@ -34,13 +32,12 @@ from natsstorage.files import (
 from natsstorage.index import Index
 from natsstorage.names import clean_name, clean_prefix, usable
 from natsstorage.objectstore import Bucket, ObjectInfo
+from natsstorage.rebuilding import Rebuildable
 from natsstorage.saving import Taken
 from natsstorage.transfer import Download, Upload
 
-PATH = "natsstorage.NatsStorage"  # what migrations import
 
-
-class NatsStorage(Storage):
+class NatsStorage(Rebuildable, Storage):
     """Files kept in a NATS JetStream Object Store bucket.
 
     ``NatsStorage("configs")`` stores into the bucket ``configs``, creating it
@@ -55,16 +52,6 @@ class NatsStorage(Storage):
 
     # A subclass's own defaults: over settings.NATSSTORAGE, under the options it is given.
     defaults: ClassVar[Mapping[str, Any]] = {}
-    _constructor_args: tuple[tuple[Any, ...], dict[str, Any]]
-    # Class-level, for copies pickled before these existed.
-    _alias: str | None = None  # STORAGES[_alias]["OPTIONS"] are read under this storage's own options
-    _configured_as: str | None = None  # the STORAGES alias this storage was made from, for its copies
-    _secrets_left_out: tuple[str, ...] = ()  # a copy without the secrets it was made with in code
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> NatsStorage:
-        storage = super().__new__(cls)
-        storage._constructor_args = (args, kwargs)  # what deconstruct() writes into migrations
-        return storage
 
     def __init__(self, bucket: str | None = None, *, alias: str | None = None, **options: Any) -> None:
         self._bucket_name = bucket
@@ -72,79 +59,8 @@ class NatsStorage(Storage):
         found = conf.problems(options, "NatsStorage options")
         if found:
             raise ImproperlyConfigured(" ".join(found[0]))
-        self._alias = alias
-        if alias is not None:
-            self._configured_as = alias
-        elif conf.SECRETS & options.keys() and not self._constructor_args[0]:
-            # Django builds STORAGES[alias] as BACKEND(**OPTIONS): which alias, its copies will need to know.
-            self._configured_as = conf.alias_of(type(self), self._constructor_args[1])
+        self._remember_alias(alias)
         setting_changed.connect(self._setting_changed)
-
-    def _secret_keys(self) -> list[str]:
-        return sorted(conf.SECRETS & (self._options.keys() | self._constructor_args[1].keys()))
-
-    def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
-        """For migrations and the apps that rebuild a storage from it: the arguments given, without secrets,
-        so none lands in a migration file and changing one makes no new migration. A storage made from
-        ``STORAGES`` adds ``alias``: the rebuilt one reads the secrets from there."""
-        args, kwargs = self._constructor_args
-        path = PATH if type(self) is NatsStorage else f"{type(self).__module__}.{type(self).__qualname__}"
-        kept = {key: value for key, value in kwargs.items() if key not in conf.SECRETS}
-        left_out = self._secret_keys()
-        if left_out and self._configured_as is not None:
-            kept["alias"] = self._configured_as
-        elif left_out:
-            warnings.warn(self._left_out_message(left_out, "deconstruct() leaves them out"), stacklevel=2)
-        return path, args, kept
-
-    def _left_out_message(self, left_out: list[str], what: str) -> str:
-        bucket = self._bucket_name or self._options.get("bucket") or self.defaults.get("bucket", "")
-        return (
-            f"{type(self).__name__} for bucket {bucket!r} was given {', '.join(left_out)} in code, and {what}: "
-            "secrets are never written into migrations or pickles. Put them in settings.NATSSTORAGE, or in "
-            "STORAGES[alias]['OPTIONS'] and make the storage with alias=..."
-        )
-
-    def _state(self) -> dict[str, Any]:
-        # The bucket handle holds asyncio state of the loop thread: a copy makes its own.
-        state = self.__dict__.copy()
-        state.pop("config", None)
-        state.pop("bucket", None)
-        return state
-
-    def __getstate__(self) -> dict[str, Any]:
-        """For pickle: no secret. The copy reads them from ``STORAGES[alias]`` (or ``NATSSTORAGE``) where it
-        is unpickled; one made in code with secrets refuses to connect rather than reach another server."""
-        state = self._state()
-        left_out = self._secret_keys()
-        if left_out:
-            args, kwargs = self._constructor_args
-            state["_options"] = {key: value for key, value in self._options.items() if key not in conf.SECRETS}
-            state["_constructor_args"] = (
-                args,
-                {key: value for key, value in kwargs.items() if key not in conf.SECRETS},
-            )
-            if self._configured_as is not None:
-                state["_alias"] = self._configured_as
-            else:
-                state["_secrets_left_out"] = tuple(left_out)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        setting_changed.connect(self._setting_changed)
-
-    # copy.copy() and copy.deepcopy() stay in this process: they keep the secrets a pickle leaves out.
-    def __copy__(self) -> NatsStorage:
-        copied = type(self).__new__(type(self))
-        copied.__setstate__(self._state())
-        return copied
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> NatsStorage:
-        copied = type(self).__new__(type(self))
-        memo[id(self)] = copied
-        copied.__setstate__(copy.deepcopy(self._state(), memo))
-        return copied
 
     def _setting_changed(self, *, setting: str, **kwargs: Any) -> None:
         if setting == conf.SETTING or (setting == conf.STORAGES and self._alias is not None):
