@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from nats.aio.client import Client
@@ -26,7 +27,7 @@ from nats.aio.msg import Msg
 from nats.nuid import NUID
 
 from natsstorage.delivery import Astray, DirectBatch, NoBatch, Pull, answers_batches
-from natsstorage.exceptions import CorruptObject, JetStreamError, NatsStorageError, NatsUnavailable
+from natsstorage.exceptions import BucketNotFound, CorruptObject, JetStreamError, NatsStorageError, NatsUnavailable
 from natsstorage.jetstream import (
     ERR_WRONG_LAST_MSG_ID,
     MESSAGE_SIZE_HEADER,
@@ -86,6 +87,11 @@ class Upload:
         self._writing = asyncio.Lock()  # FIFO, so queued writes keep their order
         self._name = repr(name) if name else "a new object"  # for messages; commit gives the final name
         self._meta_sent = False  # metadata published without a known outcome: abort() keeps the chunks
+        # Until the bucket acknowledges a chunk, the chunks sent (at most a window): if it proves gone (another
+        # process destroyed it since this one last used it), they go again to the bucket made anew. None: not kept.
+        self._unconfirmed: list[tuple[bytes | memoryview, dict[str, str] | None]] | None = (
+            [] if bucket.creates else None
+        )
 
     @classmethod
     async def begin(cls, bucket: Bucket, *, caller_hashes: bool = False, name: str = "") -> Upload:
@@ -142,6 +148,8 @@ class Upload:
         due = loop.time() + self.bucket.stream.timeout  # from now: sending may itself wait (a full socket)
         ack = await self.bucket.stream.start_publish(self.nc, self.subject, chunk, headers, self._name)
         self._acks.append((ack, due))
+        if self._unconfirmed is not None:
+            self._unconfirmed.append((chunk, headers))
 
     def hash(self, data: bytes) -> None:
         """Add ``data`` to the digest (``caller_hashes`` uploads): every byte written, in order, once."""
@@ -153,7 +161,29 @@ class Upload:
 
     async def _settle(self, sent: tuple[asyncio.Future[Msg], float]) -> None:
         ack, due = sent
-        await self.bucket.stream.settle(ack, self._name.strip("'"), f"a chunk of {self._name}", due=due)
+        try:
+            await self.bucket.stream.settle(ack, self._name.strip("'"), f"a chunk of {self._name}", due=due)
+        except BucketNotFound:
+            if not self._unconfirmed:
+                raise
+            await self._send_again()
+            await self._settle(self._acks.popleft())
+        self._unconfirmed = None
+
+    async def _send_again(self) -> None:
+        """Send the chunks the bucket never took again, to the bucket made anew (``bucket.connection()``
+        creates it: its stream forgot it when it proved gone). Only once."""
+        chunks, self._unconfirmed = self._unconfirmed or [], None
+        for ack, _ in self._acks:
+            let_go(ack)  # each is the same refusal
+        self._acks.clear()
+        await self.bucket.connection()
+        loop = asyncio.get_running_loop()
+        for chunk, headers in chunks:
+            due = loop.time() + self.bucket.stream.timeout
+            self._acks.append(
+                (await self.bucket.stream.start_publish(self.nc, self.subject, chunk, headers, self._name), due)
+            )
 
     async def commit(
         self,
@@ -206,6 +236,8 @@ class Upload:
         try:
             if self._acks:
                 seq = await self._put_meta_beside_chunk(name, raw, expected_seq)
+            elif self._unconfirmed is not None:  # no chunk: the bucket may yet prove gone
+                seq = await self.bucket.again_if_gone(partial(self._put_meta, name, raw, expected_seq))
             else:
                 seq = await self.bucket.put_meta(self.nc, name, raw, expected_seq=expected_seq)
         except NatsUnavailable:
@@ -220,6 +252,9 @@ class Upload:
         info = ObjectInfo.from_raw(raw, seq=seq, time=datetime.now(UTC))
         self.bucket.remember(name, info)
         return info
+
+    async def _put_meta(self, name: str, raw: Mapping[str, Any], expected_seq: int) -> int:
+        return await self.bucket.put_meta(await self.bucket.connection(), name, raw, expected_seq=expected_seq)
 
     async def _put_meta_beside_chunk(self, name: str, raw: Mapping[str, Any], expected_seq: int) -> int:
         """The metadata of a one-chunk object sent before the chunk's acknowledgement: one round trip.
@@ -239,7 +274,8 @@ class Upload:
         try:
             return await self.bucket.stream.settle(meta, name)
         except JetStreamError as error:
-            if error.code != ERR_WRONG_LAST_MSG_ID:
+            # Or it went to a bucket gone (destroyed meanwhile): the chunk went again to the one made anew.
+            if error.code != ERR_WRONG_LAST_MSG_ID and not isinstance(error, BucketNotFound):
                 raise
         return await self.bucket.put_meta(self.nc, name, raw, expected_seq=expected_seq)
 
