@@ -35,6 +35,7 @@ from natsstorage.index import Index
 from natsstorage.names import clean_name, clean_prefix, usable
 from natsstorage.objectstore import Bucket, ObjectInfo
 from natsstorage.saving import Taken
+from natsstorage.spooled import SpooledFile, edit_mode
 from natsstorage.transfer import Download, Upload
 
 PATH = "natsstorage.NatsStorage"  # what migrations import
@@ -253,8 +254,11 @@ class NatsStorage(Storage):
 
     # -- Django's Storage API ----------------------------------------------------
 
-    def open(self, name: str, mode: str = "rb", *, encoding: str | None = None, newline: str | None = None) -> NatsFile:
-        """Stream an object: ``rb``/``r`` read it, ``wb``/``w`` write it (``xb``/``x``: only if new).
+    def open(
+        self, name: str, mode: str = "rb", *, encoding: str | None = None, newline: str | None = None
+    ) -> NatsFile | SpooledFile:
+        """Stream an object: ``rb``/``r`` read it, ``wb``/``w`` write it (``xb``/``x``: only if new); ``r+b``,
+        ``w+b``, ``ab``, ``a+b`` (or text) edit a spooled copy, written back on close (``natsstorage.spooled``).
 
         A written object appears, whole, when the file is closed; an error inside ``with`` leaves none.
         Text modes take ``encoding`` and ``newline`` as the built-in ``open()`` does.
@@ -263,7 +267,9 @@ class NatsStorage(Storage):
 
     def _open(
         self, name: str, mode: str = "rb", *, encoding: str | None = None, newline: str | None = None
-    ) -> NatsFile:
+    ) -> NatsFile | SpooledFile:
+        if edit_mode(mode) is not None:
+            return SpooledFile(self, name, edit_mode(mode) or mode, encoding=encoding, newline=newline)
         mode = normal_mode(mode)
         if mode in WRITE_MODES.values():
             return self._open_for_writing(name, mode, encoding=encoding, newline=newline)
