@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.staticfiles.storage import HashedFilesMixin
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 from django.core.signals import setting_changed
@@ -61,6 +62,11 @@ class NatsStorage(Storage):
     _alias: str | None = None  # STORAGES[_alias]["OPTIONS"] are read under this storage's own options
     _configured_as: str | None = None  # the STORAGES alias this storage was made from, for its copies
     _secrets_left_out: tuple[str, ...] = ()  # a copy without the secrets it was made with in code
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if issubclass(cls, HashedFilesMixin):  # Django writes its url() into stylesheets: links that never expire
+            cls.defaults = {"public": True, **cls.defaults}
 
     def __new__(cls, *args: Any, **kwargs: Any) -> NatsStorage:
         storage = super().__new__(cls)
