@@ -37,13 +37,13 @@ class EditingStorage(SavingStorage, Protocol):
 
 
 def edit_mode(mode: str) -> str | None:
-    """``mode`` as ``r+b``, ``w+b``, ``ab`` or ``a+b`` (``t`` instead of ``b``: text), when it edits; else None."""
+    """``mode`` as ``r+b``, ``w+b``, ``ab`` or ``a+b`` (without ``b``: text), when it edits; else None."""
     kind = "".join(sorted(set(mode) & set("rwa")))
     if len(mode) != len(set(mode)) or set(mode) - set("rwa+bt") or len(kind) != 1 or {"b", "t"} <= set(mode):
         return None
     if kind != "a" and "+" not in mode:
         return None  # rb, wb: streamed, not spooled
-    return kind + ("+" if "+" in mode else "") + ("t" if "b" not in mode else "b")
+    return kind + ("+" if "+" in mode else "") + ("b" if "b" in mode else "")
 
 
 class SpooledFile(_File):
@@ -83,7 +83,7 @@ class SpooledFile(_File):
             spool.close()
             raise
         self._spool = spool
-        if self.mode.endswith("b"):
+        if "b" in self.mode:
             return spool
         return io.TextIOWrapper(spool, self._encoding, newline=self._newline, write_through=True)
 

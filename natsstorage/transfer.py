@@ -53,6 +53,9 @@ HASH_BESIDE_BYTES = 256 * 1024
 HASH_AHEAD = 4
 # "NATS/1.0", Nats-Msg-Id and a nuid: headers count toward the server's max_payload, which a chunk may fill.
 CHUNK_HEADER_ROOM = 64
+# Chunks an upload sends before the bucket acknowledges its first: kept until then, to send again if the bucket
+# proves gone (another process destroyed it since this one last used it) and is made anew.
+UNCONFIRMED_CHUNKS = 2
 
 _nuid = NUID()
 _hasher: tuple[int, ThreadPoolExecutor] | None = None  # by the process it was made in: none survives a fork
@@ -142,8 +145,11 @@ class Upload:
         self.chunks += 1
         # A full window waits for its oldest acknowledgement; so does one overdue, else a server that stopped
         # reading (frozen, or gone without a word) would keep a wide window's publishes waiting on a full socket.
+        # One already in is settled too, and until the bucket took a chunk the window is narrow: chunks kept to
+        # send again (_unconfirmed) are let go at the first acknowledgement, and never more than a few are kept.
         loop = asyncio.get_running_loop()
-        while self._acks and (len(self._acks) >= self.window or self._acks[0][1] <= loop.time()):
+        window = self.window if self._unconfirmed is None else min(self.window, UNCONFIRMED_CHUNKS)
+        while self._acks and (len(self._acks) >= window or self._acks[0][1] <= loop.time() or self._acks[0][0].done()):
             await self._settle(self._acks.popleft())
         due = loop.time() + self.bucket.stream.timeout  # from now: sending may itself wait (a full socket)
         ack = await self.bucket.stream.start_publish(self.nc, self.subject, chunk, headers, self._name)

@@ -135,3 +135,10 @@ def test_manifest_files_mixed_into_a_storage_with_signed_links_are_refused_by_ch
     assert "natsstorage.NatsManifestStaticStorage" in str(raised.value)
     settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "tests.testapp.storages.StaticStorage"}}
     call_command("check", stdout=io.StringIO())  # public by default: no error
+
+
+def test_collectstatic_clear_recreates_a_bucket_another_process_destroyed(media, bucket_name):
+    collectstatic()
+    call_command("natsos_destroy", bucket_name, "--noinput", stdout=io.StringIO())  # a storage of its own
+    collectstatic("--clear")
+    assert staticfiles_storage.exists("js/deep/er/app.js")
