@@ -90,8 +90,8 @@ class Upload:
         self._writing = asyncio.Lock()  # FIFO, so queued writes keep their order
         self._name = repr(name) if name else "a new object"  # for messages; commit gives the final name
         self._meta_sent = False  # metadata published without a known outcome: abort() keeps the chunks
-        # Until the bucket acknowledges a chunk, the chunks sent (at most a window): if it proves gone (another
-        # process destroyed it since this one last used it), they go again to the bucket made anew. None: not kept.
+        # Until the bucket acknowledges a chunk, the chunks sent (UNCONFIRMED_CHUNKS at most): if it proves gone,
+        # they go again to the bucket made anew. None: not kept (a chunk was taken, or buckets are not created).
         self._unconfirmed: list[tuple[bytes | memoryview, dict[str, str] | None]] | None = (
             [] if bucket.creates else None
         )
