@@ -8,6 +8,7 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.contrib.staticfiles.storage import HashedFilesMixin
 from django.core.checks import CheckMessage, Error, Tags, register
 
 from natsstorage import conf
@@ -27,7 +28,23 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
             where = f"STORAGES[{alias!r}]['OPTIONS']"
             for message, hint in conf.problems(_nats_options(backend, storage.get("OPTIONS", {})), where):
                 errors.append(Error(message, hint=hint, id="natsstorage.E002"))
+            if issubclass(backend, HashedFilesMixin) and not _public(backend, storage.get("OPTIONS", {})):
+                errors.append(
+                    Error(
+                        f"STORAGES[{alias!r}]: {backend.__name__} has Django write its links into stylesheets, and "
+                        "with public=False they are signed and expire",
+                        hint="Use 'BACKEND': 'natsstorage.NatsManifestStaticStorage' (or drop public=False).",
+                        id="natsstorage.E003",
+                    )
+                )
     return errors
+
+
+def _public(backend: type[NatsStorage], options: Any) -> bool:
+    """Whether a storage of ``backend`` with ``options`` gives plain links: its options, its class's defaults,
+    then ``NATSSTORAGE``, as ``NatsStorage.config`` reads them."""
+    layers = [options, backend.defaults, conf.project_options()]
+    return bool(next((layer["public"] for layer in layers if isinstance(layer, Mapping) and "public" in layer), False))
 
 
 def _nats_options(backend: type[NatsStorage], options: Any) -> Any:

@@ -131,7 +131,7 @@ class ObjectStream(io.RawIOBase):
 
 READ_MODES = {"rb": "rb", "r": "r", "br": "rb", "rt": "r", "tr": "r"}
 WRITE_MODES = {"wb": "wb", "w": "w", "bw": "wb", "wt": "w", "tw": "w", "xb": "xb", "x": "x", "bx": "xb"}
-SUPPORTED_MODES = "'rb', 'r', 'wb', 'w', 'xb' and 'x'"
+SUPPORTED_MODES = "'rb', 'r', 'wb', 'w', 'xb' and 'x' (streamed), or 'r+b', 'w+b', 'ab', 'a+b' and their text forms"
 PIECE_BYTES = 1024 * 1024  # what a writer hands to the NATS loop at once
 PIECES_IN_FLIGHT = 3  # handed over and not yet written: bounds a writer's memory
 
@@ -140,10 +140,7 @@ def normal_mode(mode: str) -> str:
     """``mode`` spelled as ``READ_MODES``/``WRITE_MODES`` values; ValueError for what cannot be streamed."""
     found = READ_MODES.get(mode) or WRITE_MODES.get(mode)
     if found is None:
-        raise ValueError(
-            f"NatsStorage cannot open a file in mode {mode!r}: objects are streamed, not edited in place. "
-            f"Use {SUPPORTED_MODES}."
-        )
+        raise ValueError(f"NatsStorage cannot open a file in mode {mode!r}. Use {SUPPORTED_MODES}.")
     return found
 
 

@@ -22,7 +22,8 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -75,6 +76,7 @@ LISTING_WINDOW = 1024  # metadata messages in flight when listing (a few hundred
 KNOWN_NAMES = 1024
 
 logger = logging.getLogger("natsstorage")
+T = TypeVar("T")
 
 
 def valid_bucket_name(name: Any) -> bool:
@@ -292,6 +294,7 @@ class Bucket:
         self.window = window  # None: as many chunks as fit in WINDOW_BYTES
         self.listing_idle = listing_idle  # seconds unused before this process drops its listing index; None: never
         self.known: OrderedDict[str, ObjectInfo] = OrderedDict()  # name -> its latest metadata, as seen lately
+        self.creates = create is not None  # a missing bucket is created on first use, and again if destroyed
         self.stream = Stream(
             STREAM.format(bucket=name),
             connect,
@@ -334,6 +337,19 @@ class Bucket:
         """The shared connection, with the bucket made sure of (or created) once per process."""
         return await self.stream.connection()
 
+    async def again_if_gone(self, work: Callable[[], Awaitable[T]]) -> T:
+        """``work()``, and once more if the bucket proved gone and missing buckets are created here.
+
+        This process knows a bucket exists from its first use on: one that another process destroyed since
+        is found gone by the next request to it, which forgets it; the second try creates it, as a first use does.
+        """
+        try:
+            return await work()
+        except BucketNotFound:
+            if not self.creates:
+                raise
+        return await work()
+
     @property
     def max_bytes(self) -> int:
         """The bucket's size limit (-1: none), once the bucket has been used."""
@@ -361,6 +377,9 @@ class Bucket:
 
     async def latest(self, name: str) -> ObjectInfo | None:
         """The name's latest metadata whatever its state (deleted, expired), or None."""
+        return await self.again_if_gone(partial(self._latest, name))
+
+    async def _latest(self, name: str) -> ObjectInfo | None:
         nc = await self.connection()
         subject = META_SUBJECT.format(bucket=self.name, key=encode_key(name))
         if len(subject) > MAX_CONTROL_LINE:  # no client could have written it: nats-server takes no such line

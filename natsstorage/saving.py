@@ -127,11 +127,12 @@ async def commit(
     raise ObjectChanged(f"{name!r} in bucket {bucket.name!r} kept changing while being saved")
 
 
-def save(storage: SavingStorage, name: str, content: IO[Any]) -> str:
-    """``Storage._save``: the name the object got."""
+def save(storage: SavingStorage, name: str, content: IO[Any], *, taken: Taken | None = None) -> str:
+    """``Storage._save``: the name the object got; ``taken``: what a taken name gets (default: by file_overwrite)."""
     name = clean_name(name)
     content_type = getattr(content, "content_type", None)
-    taken = Taken.REPLACE if storage.config.file_overwrite else Taken.REPORT
+    if taken is None:
+        taken = Taken.REPLACE if storage.config.file_overwrite else Taken.REPORT
     first, rest = _first_piece(content)
     sample = first[: contenttypes.SNIFF_BYTES]  # what decides a text type's charset
     head = head_for(storage, name, content_type, sample)

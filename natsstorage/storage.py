@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.staticfiles.storage import HashedFilesMixin
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 from django.core.signals import setting_changed
@@ -34,6 +35,7 @@ from natsstorage.names import clean_name, clean_prefix, usable
 from natsstorage.objectstore import Bucket, ObjectInfo
 from natsstorage.rebuilding import Rebuildable
 from natsstorage.saving import Taken
+from natsstorage.spooled import SpooledFile, edit_mode
 from natsstorage.transfer import Download, Upload
 
 
@@ -52,6 +54,11 @@ class NatsStorage(Rebuildable, Storage):
 
     # A subclass's own defaults: over settings.NATSSTORAGE, under the options it is given.
     defaults: ClassVar[Mapping[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if issubclass(cls, HashedFilesMixin):  # Django writes its url() into stylesheets: links that never expire
+            cls.defaults = {"public": True, **cls.defaults}
 
     def __init__(self, bucket: str | None = None, *, alias: str | None = None, **options: Any) -> None:
         self._bucket_name = bucket
@@ -169,8 +176,11 @@ class NatsStorage(Rebuildable, Storage):
 
     # -- Django's Storage API ----------------------------------------------------
 
-    def open(self, name: str, mode: str = "rb", *, encoding: str | None = None, newline: str | None = None) -> NatsFile:
-        """Stream an object: ``rb``/``r`` read it, ``wb``/``w`` write it (``xb``/``x``: only if new).
+    def open(
+        self, name: str, mode: str = "rb", *, encoding: str | None = None, newline: str | None = None
+    ) -> NatsFile | SpooledFile:
+        """Stream an object: ``rb``/``r`` read it, ``wb``/``w`` write it (``xb``/``x``: only if new); ``r+b``,
+        ``w+b``, ``ab``, ``a+b`` (or text) edit a spooled copy, written back on close (``natsstorage.spooled``).
 
         A written object appears, whole, when the file is closed; an error inside ``with`` leaves none.
         Text modes take ``encoding`` and ``newline`` as the built-in ``open()`` does.
@@ -179,7 +189,9 @@ class NatsStorage(Rebuildable, Storage):
 
     def _open(
         self, name: str, mode: str = "rb", *, encoding: str | None = None, newline: str | None = None
-    ) -> NatsFile:
+    ) -> NatsFile | SpooledFile:
+        if edit_mode(mode) is not None:
+            return SpooledFile(self, name, edit_mode(mode) or mode, encoding=encoding, newline=newline)
         mode = normal_mode(mode)
         if mode in WRITE_MODES.values():
             return self._open_for_writing(name, mode, encoding=encoding, newline=newline)
@@ -259,10 +271,8 @@ class NatsStorage(Rebuildable, Storage):
 
     @property
     def base_url(self) -> str | None:
-        """The URL of this storage's files, ending in ``/``: the ``base_url`` option (a lazy one is
-        evaluated now, not at construction), else where ``natsstorage.urls`` serves the location.
-
-        Assignable, as ``FileSystemStorage.base_url`` is; ``None`` then means files have no URL."""
+        """The URL of this storage's files, ending in ``/``: the ``base_url`` option (a lazy one evaluated now),
+        else where ``natsstorage.urls`` serves the location. Assignable as FileSystemStorage's (``None``: no URL)."""
         configured = self.__dict__.get("_base_url", self.config.base_url)
         if "_base_url" in self.__dict__ and configured is None:
             return None
