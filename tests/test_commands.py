@@ -480,6 +480,13 @@ def test_copy_dry_run_lists_and_copies_nothing(storage, media):
     assert storage.listdir("") == ([], ["a.txt"])
 
 
+def test_copy_dry_run_into_a_missing_bucket_lists_everything_and_creates_nothing(storage, media):
+    storage.destroy()
+    out = command("natsos_copy", "--from", "default", "--to", "nats", "--dry-run")
+    assert "Would copy 3 files" in out and "would skip 0 already there" in out
+    assert not storage.bucket_exists()
+
+
 def test_copy_a_prefix_only(storage, media):
     assert command("natsos_copy", "--from", "default", "--to", "nats", "docs/old").startswith("Copied 1 file ")
     assert storage.listdir("docs/old") == ([], ["c.txt"]) and not storage.exists("a.txt")
