@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from django.apps import apps
 from django.conf import settings
@@ -24,6 +25,9 @@ from natsstorage._bridge import ConnectionSettings
 from natsstorage.exceptions import BucketNotFound, NatsStorageError
 from natsstorage.objectstore import Bucket, BucketStatus
 from natsstorage.storage import NatsStorage
+
+# The oldest nats-server the docs name (docs/quickstart.md): the oldest the whole suite passes on.
+OLDEST_SUPPORTED_SERVER = (2, 12, 4)
 
 
 @dataclass(frozen=True)
@@ -75,10 +79,28 @@ class ServerReport:
     server: str  # the server URLs, without user info
     rows: list[BucketRow]
     error: str = ""  # why it could not be read; empty when it answered
+    version: str = ""  # the nats-server's version, as its INFO gave it; empty when it did not answer
 
     @property
     def reachable(self) -> bool:
         return not self.error
+
+    @property
+    def warning(self) -> str:
+        """What to know about the server that answered: that it is older than the docs support, or nothing."""
+        return too_old(self.version)
+
+
+def too_old(version: str) -> str:
+    """A warning when the nats-server ``version`` (e.g. "2.9.10") is older than the oldest supported, else ""."""
+    try:
+        found = tuple(int(part) for part in version.split("-")[0].split(".")[:3])
+    except ValueError:
+        return ""  # not a release's version (a build of the server's main branch): nothing to compare
+    if len(found) < 3 or found >= OLDEST_SUPPORTED_SERVER:
+        return ""
+    oldest = ".".join(map(str, OLDEST_SUPPORTED_SERVER))
+    return f"nats-server {version} is older than {oldest}, the oldest natsstorage supports: upgrade it"
 
 
 def server_reports(bucket: str | None = None) -> list[ServerReport]:
@@ -103,6 +125,7 @@ async def _server_report(server: _Server, only: str | None) -> ServerReport:
     where = config.connection.where
     try:
         nc = await _bridge.connection(config.connection)
+        version = nc.connected_server_version
         names = set(await objectstore.bucket_names(nc, timeout=config.timeout))
     except NatsStorageError as error:
         wanted = [only] if only else sorted(server.used_by)
@@ -123,4 +146,12 @@ async def _server_report(server: _Server, only: str | None) -> ServerReport:
             rows.append(BucketRow(name, where, None, used_by, str(error)))
     if only and not rows:
         rows.append(BucketRow(only, where, None))
-    return ServerReport(where, rows)
+    return ServerReport(where, rows, version=_version(version))
+
+
+def _version(version: Any) -> str:
+    """nats-py's ``ServerVersion`` as text; "" when the server sent none it can parse."""
+    try:
+        return f"{version.major}.{version.minor}.{version.patch}"
+    except ValueError:
+        return ""

@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import queue
+import re
 import select
 import signal
 import socket
@@ -32,7 +33,7 @@ from natsstorage.exceptions import BucketNotFound
 from natsstorage.humanize import size
 from natsstorage.objectstore import CHUNK_SUBJECT
 from natsstorage.progress import Progress
-from natsstorage.status import bucket_rows
+from natsstorage.status import bucket_rows, too_old
 from natsstorage.storage import bucket_names
 from natsstorage.testing import free_port
 
@@ -184,13 +185,32 @@ def test_ls_json_gives_exact_figures(storage, bucket):
 def test_status_of_one_bucket_as_a_table_and_as_json(storage, bucket):
     storage.save("a", ContentFile(b"x" * 3000))
     table = command("natsos_status", bucket).splitlines()
-    assert table[0].split()[:3] == ["BUCKET", "OBJECTS", "SIZE"]
-    assert table[1].split()[:2] == [bucket, "1"]
-    assert "KiB" in table[1] and "unlimited" in table[1] and "forever" in table[1]
+    assert re.fullmatch(rf"NATS at {re.escape(_nats_url())} \(nats-server \d+\.\d+\.\d+\):", table[0])
+    assert table[1].split()[:3] == ["BUCKET", "OBJECTS", "SIZE"]
+    assert table[2].split()[:2] == [bucket, "1"]
+    assert "KiB" in table[2] and "unlimited" in table[2] and "forever" in table[2]
     (row,) = json_lines(command("natsos_status", bucket, "--json"))
     status = storage.status()
     assert row["bucket"] == bucket and row["exists"] and row["reachable"] and row["error"] is None
     assert (row["objects"], row["bytes"], row["max_bytes"], row["storage"]) == (1, status.bytes, -1, "file")
+
+
+def test_status_of_a_missing_bucket_prints_only_the_error(bucket_name):
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError, match=f"bucket '{bucket_name}' does not exist on the NATS server"):
+        call_command("natsos_status", bucket_name, stdout=out, stderr=err)
+    assert out.getvalue() == err.getvalue() == ""
+    # A configured bucket nothing has saved into yet: the error says what uses it and what will create it.
+    with pytest.raises(CommandError, match=r"used by testapp\.Document\.upload: the first file saved creates it"):
+        command("natsos_status", "configs")
+
+
+def test_status_warns_of_a_server_older_than_the_oldest_supported():
+    assert too_old("2.9.10") == ("nats-server 2.9.10 is older than 2.12.4, the oldest natsstorage supports: upgrade it")
+    assert too_old("2.12.3") and not too_old("2.12.4") and not too_old("2.14.0-dev") and not too_old("main")
+    err = io.StringIO()
+    call_command("natsos_status", stdout=io.StringIO(), stderr=err)
+    assert err.getvalue() == ""  # the suite's server is new enough
 
 
 def test_status_lists_every_bucket_and_what_uses_it(bucket):
