@@ -218,12 +218,17 @@ class Stream:
     async def api(self, nc: Client, subject: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """One JetStream API request (``subject`` after ``$JS.API.``); its answer, or the typed error."""
         payload = json.dumps(body).encode() if body is not None else b""
+        about = f"{subject.split('.')[0].lower()} request"
+        # Through the shared reply inbox, which fails what waits when the connection loses its server: an
+        # answer nats-py's own request waits for would never come, and the caller would wait its whole timeout.
+        due = asyncio.get_running_loop().time() + self.timeout
+        answer = await self.start_publish(nc, API + subject, payload, None, f"a {about}")
         try:
-            reply = await nc.request(API + subject, payload, timeout=self.timeout)
-        except nats.errors.NoRespondersError:
-            raise NatsUnavailable(f"JetStream is not enabled on the NATS server ({self.label})") from None
-        except nats.errors.Error as error:
-            raise self.unavailable(f"no answer to {subject.split('.')[0].lower()} request", error) from None
+            reply = await asyncio.wait_for(answer, seconds_until(due))
+        except (TimeoutError, ConnectionLost) as error:
+            raise self.unavailable(f"no answer to {about}", error) from None
+        if reply.headers and reply.headers.get(STATUS_HEADER) == NO_RESPONDERS:
+            raise NatsUnavailable(f"JetStream is not enabled on the NATS server ({self.label})")
         response: dict[str, Any] = json.loads(reply.data)
         if "error" in response:
             raise self.refused(response["error"])
