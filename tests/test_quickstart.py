@@ -1,0 +1,182 @@
+"""docs/quickstart.md, followed literally: a fresh virtual environment, a fresh ``django-admin startproject``.
+
+The code blocks marked ``<!-- walkthrough: ... -->`` in the page are what runs here, so the page cannot drift:
+install as it says (from a copy of this checkout, as from a clone: nothing is published), configure as it
+says, ``migrate``, ``collectstatic``, then upload a file through the admin, fetch it, and fetch the admin's CSS.
+pip may reach PyPI for Django and nats-py.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from natsstorage import NatsStorage
+from natsstorage.testing import free_port
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = ROOT / "docs" / "quickstart.md"
+MARKED_BLOCK = re.compile(r"<!-- walkthrough: (\S+) -->\n```\w*\n(.*?)```", re.DOTALL)
+INSTALL_TIMEOUT = 600.0  # seconds for pip, which may download Django
+SERVE_TIMEOUT = 60.0
+
+
+def walkthrough() -> dict[str, str]:
+    """The page's marked code blocks, by their mark."""
+    return dict(MARKED_BLOCK.findall(QUICKSTART.read_text()))
+
+
+def commands(block: str) -> list[list[str]]:
+    """A shell block's commands, comments dropped."""
+    return [shlex.split(line, comments=True) for line in block.splitlines() if shlex.split(line, comments=True)]
+
+
+def fresh_clone(into: Path) -> Path:
+    """What `git clone` gives: the checkout's tracked files (as they are now), nothing it built."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (into / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, into / name)
+    return into
+
+
+class Browser:
+    """An admin session as a browser keeps it: cookies and the CSRF token of each form."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def get(self, path: str) -> tuple[int, str, bytes]:
+        with self.opener.open(self.url + path, timeout=30) as response:
+            return response.status, response.headers.get("Content-Type", ""), response.read()
+
+    def post(self, path: str, fields: dict[str, str], files: dict[str, tuple[str, bytes]] | None = None) -> str:
+        page = self.get(path)[2].decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+        fields = {**fields, "csrfmiddlewaretoken": token}
+        boundary = "----quickstart"
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+            for name, value in fields.items()
+        ]
+        for field, (filename, data) in (files or {}).items():
+            head = f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n\r\n'
+            parts.append(head.encode() + data + b"\r\n")
+        request = urllib.request.Request(
+            self.url + path,
+            b"".join(parts) + f"--{boundary}--\r\n".encode(),
+            {"Content-Type": f"multipart/form-data; boundary={boundary}", "Referer": self.url + path},
+        )
+        with self.opener.open(request, timeout=60) as response:
+            return response.read().decode()
+
+
+def test_the_quickstart_followed_literally_gives_a_styled_admin_that_stores_files_in_nats(tmp_path, nats_server):
+    blocks = walkthrough()
+    assert set(blocks) == {"install", "settings.py", "urls.py", "commands"}, "the marks in docs/quickstart.md moved"
+    env = {
+        "PATH": f"{tmp_path / 'venv' / 'bin'}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "NATS_URL": nats_server.url,  # where the page's default (no "servers") finds NATS
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        **{
+            key: os.environ[key]
+            for key in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS")
+            if key in os.environ
+        },
+    }
+
+    def run(args: list[str], cwd: Path, timeout: float = 120.0) -> str:
+        done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, f"{shlex.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout + done.stderr
+
+    # Install, as the page says: git clone (here, a copy of this checkout), then pip.
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)
+    for args in commands(blocks["install"]):
+        if args[:2] == ["git", "clone"]:
+            fresh_clone(tmp_path / Path(args[2]).name)
+        else:
+            run(args, tmp_path, INSTALL_TIMEOUT)
+
+    # A fresh project, configured as the page says: its blocks added to the files startproject wrote.
+    project = tmp_path / "mysite"
+    project.mkdir()
+    run(["django-admin", "startproject", "mysite", "."], project)
+    for name in ("settings.py", "urls.py"):
+        with (project / "mysite" / name).open("a") as file:
+            file.write("\n" + blocks[name])
+
+    # Its commands: check, migrate, collectstatic (each with --noinput where Django would ask).
+    for args in commands(blocks["commands"]):
+        out = run([*args, "--noinput"] if args[-1] == "collectstatic" else args, project)
+        assert "WARNINGS" not in out and "ERRORS" not in out, out
+    run(["python", "-c", CREATE_ADMIN], project)
+
+    # The admin, served by runserver: styled from the bucket, uploading into it.
+    port = free_port()
+    server = subprocess.Popen(
+        ["python", "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        cwd=project,
+        env={**env, "DJANGO_SETTINGS_MODULE": "mysite.settings"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        browser = Browser(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + SERVE_TIMEOUT
+        while True:
+            try:
+                browser.get("/admin/login/")
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "runserver did not start"
+                time.sleep(0.2)
+        browser.post("/admin/login/", {"username": "admin", "password": "quickstart", "next": "/admin/"})
+
+        status, _, page = browser.get("/admin/")
+        css = re.search(r'<link rel="stylesheet" href="([^"]+/admin/css/base\.[0-9a-f]{12}\.css)"', page.decode())
+        assert status == 200 and css, "the admin links no hashed base.css from the bucket"
+        status, content_type, body = browser.get(css[1])
+        assert (status, content_type.split(";")[0]) == (200, "text/css") and b"body" in body
+
+        answer = browser.post(
+            "/admin/natsstorage/bucket/site/upload/", {"folder": "media/uploads"}, {"files": ("hello.txt", b"hello\n")}
+        )
+        assert "Uploaded 1 object to “media/uploads/”" in answer
+        link = re.search(r'href="([^"]+)" class="nats-download" title="Download media/uploads/hello\.txt"', answer)
+        assert link, answer
+        status, _, body = browser.get(link[1].replace("&amp;", "&"))
+        assert (status, body) == (200, b"hello\n")
+    finally:
+        server.terminate()
+        server.wait(30)
+        assert server.stderr is not None
+        server.stderr.close()
+        NatsStorage("site", servers=nats_server.url).destroy()
+
+
+CREATE_ADMIN = """
+import django, os
+os.environ["DJANGO_SETTINGS_MODULE"] = "mysite.settings"
+django.setup()
+from django.contrib.auth.models import User
+User.objects.create_superuser("admin", "admin@example.com", "quickstart")
+"""
