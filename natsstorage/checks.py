@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,8 +12,8 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from natsstorage import conf
-
-BACKENDS = ("natsstorage.NatsStorage", "natsstorage.storage.NatsStorage")
+from natsstorage.registry import backend_class
+from natsstorage.storage import NatsStorage
 
 
 @register(Tags.compatibility)
@@ -22,11 +23,27 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
         for message, hint in conf.problems(conf.project_options(), f"settings.{conf.SETTING}"):
             errors.append(Error(message, hint=hint, id="natsstorage.E001"))
     for alias, storage in getattr(settings, "STORAGES", {}).items():
-        if isinstance(storage, dict) and storage.get("BACKEND") in BACKENDS:
+        backend = backend_class(storage.get("BACKEND"), NatsStorage) if isinstance(storage, dict) else None
+        if backend is not None:  # NatsStorage or any subclass
             where = f"STORAGES[{alias!r}]['OPTIONS']"
-            for message, hint in conf.problems(storage.get("OPTIONS", {}), where):
+            for message, hint in conf.problems(_nats_options(backend, storage.get("OPTIONS", {})), where):
                 errors.append(Error(message, hint=hint, id="natsstorage.E002"))
     return errors
+
+
+def _nats_options(backend: type[NatsStorage], options: Any) -> Any:
+    """``options`` less those a subclass's or a mixin's own ``__init__`` takes (``ManifestFilesMixin``'s
+    ``manifest_storage``): the rest reach ``NatsStorage``."""
+    if not isinstance(options, Mapping):
+        return options
+    own = {
+        parameter.name
+        for cls in backend.__mro__[: backend.__mro__.index(NatsStorage)]
+        if "__init__" in vars(cls)
+        for parameter in inspect.signature(vars(cls)["__init__"]).parameters.values()
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+    }
+    return {key: value for key, value in options.items() if key in conf.OPTIONS or key not in own}
 
 
 @register(Tags.compatibility)
@@ -35,7 +52,7 @@ def check_files(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -
     errors: list[CheckMessage] = []
     places = [(f"settings.{conf.SETTING}", conf.project_options())]
     for alias, storage in getattr(settings, "STORAGES", {}).items():
-        if isinstance(storage, dict) and storage.get("BACKEND") in BACKENDS:
+        if isinstance(storage, dict) and backend_class(storage.get("BACKEND"), NatsStorage):
             places.append((f"STORAGES[{alias!r}]['OPTIONS']", storage.get("OPTIONS", {})))
     for where, options in places:
         if isinstance(options, Mapping):

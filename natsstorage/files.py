@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from concurrent.futures import Future
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -12,6 +13,8 @@ from typing import IO, TYPE_CHECKING, Any
 from django.core.files.base import File
 
 from natsstorage import _bridge
+from natsstorage.exceptions import CorruptObject
+from natsstorage.jetstream import let_go
 from natsstorage.objectstore import Bucket, ObjectInfo
 from natsstorage.transfer import Download, Upload
 
@@ -364,3 +367,31 @@ class AsyncNatsWriter:
             await self.abort()
         else:
             await self.close()
+
+
+async def begin_reading(
+    bucket: Bucket, key: str, locate: Callable[[], Awaitable[tuple[Bucket, ObjectInfo]]]
+) -> tuple[Bucket, ObjectInfo, Download | None, list[bytes]]:
+    """What an ``ObjectStream`` of ``key`` starts from, in one hop to the NATS loop: the bucket and metadata
+    ``locate()`` finds (``key``'s, or what it links to) and, when it is one chunk, its data, checked.
+
+    The chunk of a one-chunk object this process wrote or read lately is asked for with the metadata,
+    in the same round trip; it is used when the metadata names it.
+    """
+    nuid = bucket.known_chunk(key)
+    early = asyncio.ensure_future(Download.ask_only_chunk(bucket, nuid)) if nuid else None
+    try:
+        found, info = await locate()
+        if info.chunks != 1:
+            return found, info, None, []
+        if found is not bucket or info.nuid != nuid:
+            let_go(early)
+            early = None
+        download = await Download.begin(found, info, only_chunk=early)
+        early = None
+        try:
+            return found, info, download, [await download.read()]
+        except CorruptObject:  # said when the data is read, as for any object
+            return found, info, None, []
+    finally:
+        let_go(early)

@@ -1,12 +1,11 @@
-"""As much of JetStream as the Object Store needs, asyncio and Django-free.
+"""As much of JetStream as the Object Store needs, in asyncio, Django-free: requests to one stream.
 
 A ``Stream`` makes API requests, acknowledged publishes, message gets and
 purges on one stream, and turns every refusal into a ``JetStreamError`` that
-carries the server's JetStream error code. A ``Consumer`` is an ephemeral
-pull consumer; ``Pull`` reads one with a bounded window of messages in
-flight. A ``DirectBatch`` reads a subject's messages by batched direct gets,
-without a consumer, where the server and the stream allow it. Every network
-wait has a timeout.
+carries the server's JetStream error code. ``Replies`` is the one inbox per
+connection that acknowledgements come back to. Receiving many messages
+(consumers, batched direct gets) is ``delivery.py``'s. Every network wait has
+a timeout.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from natsstorage.exceptions import (
     NatsStorageError,
     NatsUnavailable,
     ObjectChanged,
+    TooLarge,
 )
 
 API = "$JS.API."
@@ -69,11 +69,28 @@ ERR_WRONG_LAST_SEQUENCE = 10071
 ERR_MAX_BYTES = 10077
 ERR_SEALED = 10109
 
+# nats-server closes a connection that sends a longer protocol line (its default max_control_line; INFO does
+# not say it), or a message whose headers and payload together exceed its max_payload: every transfer on it fails.
+MAX_CONTROL_LINE = 4096
+# What a protocol line holds besides its subject and reply subject: "HPUB", spaces, two sizes, CRLF, with room.
+CONTROL_LINE_ROOM = 48
+REPLY_ROOM = 128  # nats-py's request inboxes (``_INBOX.<nuid>.<nuid>``), for requests whose reply it makes
+
 NANOSECONDS = 1_000_000_000
 PROBE_STREAM = "natsstorage-probe"  # no stream's name: a publish expecting it is refused, and stores nothing
 LEADER_WAIT = 0.05  # seconds between looks for a new replicated stream's first leader
 
 logger = logging.getLogger("natsstorage")
+
+
+def refuse_oversized(nc: Client, subject: str, reply: str | None, size: int, about: str) -> None:
+    """``TooLarge`` for a message nats-server would close the connection over: a protocol line longer than its
+    ``max_control_line``, or headers and payload (``size``) over its ``max_payload``."""
+    line = len(subject.encode()) + (REPLY_ROOM if reply is None else len(reply.encode())) + CONTROL_LINE_ROOM
+    if line > MAX_CONTROL_LINE:
+        raise TooLarge(f"{about}: its subject makes a {line}-byte protocol line; NATS takes {MAX_CONTROL_LINE}")
+    if size > nc.max_payload:
+        raise TooLarge(f"{about} is {size} bytes; the NATS server takes messages up to {nc.max_payload}")
 
 
 def nanoseconds(seconds: float) -> int:
@@ -222,7 +239,7 @@ class Stream:
         # Through the shared reply inbox, which fails what waits when the connection loses its server: an
         # answer nats-py's own request waits for would never come, and the caller would wait its whole timeout.
         due = asyncio.get_running_loop().time() + self.timeout
-        answer = await self.start_publish(nc, API + subject, payload, None, f"a {about}")
+        answer = await self.start_publish(nc, API + subject, payload, None, f"the {about}")
         try:
             reply = await asyncio.wait_for(answer, seconds_until(due))
         except (TimeoutError, ConnectionLost) as error:
@@ -258,14 +275,17 @@ class Stream:
         """
         reply, ack = (await Replies.of(nc)).expect()
         try:
-            await send(nc, subject, payload, reply, headers)
-        except nats.errors.Error as error:
+            await send(nc, subject, payload, reply, headers, about)
+        except BaseException as error:
             ack.cancel()
-            raise self.unavailable(f"could not send {about}", error) from None
+            if isinstance(error, nats.errors.Error):
+                raise self.unavailable(f"could not send {about}", error) from None
+            raise
         return ack
 
     async def tell(self, nc: Client, subject: str, payload: bytes, reply: str, about: str) -> None:
         """Publish what is answered elsewhere (a pull request, on its inbox); nats-py's refusal as NatsUnavailable."""
+        refuse_oversized(nc, subject, reply, len(payload), about)
         try:
             await nc.publish(subject, payload, reply=reply)
         except nats.errors.Error as error:  # over its buffer while reconnecting, say
@@ -349,7 +369,12 @@ class Stream:
 
 
 async def send(
-    nc: Client, subject: str, payload: bytes | memoryview, reply: str, headers: Mapping[str, str] | None = None
+    nc: Client,
+    subject: str,
+    payload: bytes | memoryview,
+    reply: str,
+    headers: Mapping[str, str] | None = None,
+    about: str = "a message",
 ) -> None:
     """``nc.publish(subject, payload, reply=reply, headers=headers)``, without nats-py's two copies of the payload.
 
@@ -363,13 +388,16 @@ async def send(
         isinstance(payload.obj, bytes) and payload.c_contiguous and payload.itemsize == 1
     ):
         payload = payload.tobytes()  # written after this returns: never from a buffer its owner may reuse
+    head = b""
+    if headers:
+        head = "".join([HEADER_LINE, *(f"{key}: {value}\r\n" for key, value in headers.items()), "\r\n"]).encode()
+    refuse_oversized(nc, subject, reply, len(head) + len(payload), about)
     pending = getattr(nc, "_pending", None)
     over_tcp = isinstance(getattr(nc, "_transport", None), TcpTransport)  # TLS included; not websockets
     if type(pending) is not list or not over_tcp or not nc.is_connected or len(payload) > nc.max_payload:
         await nc.publish(subject, payload, reply=reply, headers=headers)  # type: ignore[arg-type]
         return
     if headers:
-        head = "".join([HEADER_LINE, *(f"{key}: {value}\r\n" for key, value in headers.items()), "\r\n"]).encode()
         line = f"HPUB {subject} {reply} {len(head)} {len(head) + len(payload)}\r\n".encode() + head
     else:
         line = f"PUB {subject} {reply} {len(payload)}\r\n".encode()

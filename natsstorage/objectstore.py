@@ -34,6 +34,7 @@ from natsstorage.jetstream import (
     EXPECTED_SUBJECT_SEQ_HEADER,
     HEARTBEAT,
     LAST_CONSUMER_HEADER,
+    MAX_CONTROL_LINE,
     NANOSECONDS,
     REQUEST_EXPIRED,
     ROLLUP_HEADER,
@@ -56,7 +57,10 @@ CHUNK_SIZE = 512 * 1024
 LISTING_IDLE = 600.0  # seconds a process keeps a listing index nobody looks at
 WINDOW_BYTES = 8 * 1024 * 1024  # in flight per transfer: keeps a link busy, bounds memory
 BUCKET_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
-BUCKET_NAME_RULE = "letters, digits, '-' and '_' only"
+# nats-server names a stream in at most 255 characters (JSMaxNameLen): "OBJ_" and 251. In the longest subject
+# built from it, an object's metadata subject, it leaves room for the longest key (names.MAX_NAME_BYTES).
+MAX_BUCKET_NAME = 251
+BUCKET_NAME_RULE = f"at most {MAX_BUCKET_NAME} letters, digits, '-' and '_'"
 
 # A watch's pull requests last this long, with an idle heartbeat every
 # WATCH_HEARTBEAT; hearing nothing for the bucket's timeout means the consumer
@@ -75,7 +79,7 @@ logger = logging.getLogger("natsstorage")
 
 def valid_bucket_name(name: Any) -> bool:
     """Whether ``name`` may name a bucket: what every NATS client accepts."""
-    return isinstance(name, str) and bool(BUCKET_NAME.match(name))
+    return isinstance(name, str) and len(name) <= MAX_BUCKET_NAME and bool(BUCKET_NAME.match(name))
 
 
 def encode_key(name: str) -> str:
@@ -359,6 +363,9 @@ class Bucket:
         """The name's latest metadata whatever its state (deleted, expired), or None."""
         nc = await self.connection()
         subject = META_SUBJECT.format(bucket=self.name, key=encode_key(name))
+        if len(subject) > MAX_CONTROL_LINE:  # no client could have written it: nats-server takes no such line
+            self.remember(name, None)
+            return None
         # A replicated bucket's replicas may lag behind a write just acknowledged: ask the leader.
         get = self.stream.get_message if self.stream.replicated else self.stream.direct_get
         message = await get(nc, {"last_by_subj": subject})

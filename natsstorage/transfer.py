@@ -50,6 +50,8 @@ REPLICA_RETRY_WAIT = 0.2  # seconds between reads of a replicated bucket that sa
 # (hashlib lets go of the GIL): about 5% off a 100 MiB read on two cores. At most HASH_AHEAD chunks wait.
 HASH_BESIDE_BYTES = 256 * 1024
 HASH_AHEAD = 4
+# "NATS/1.0", Nats-Msg-Id and a nuid: headers count toward the server's max_payload, which a chunk may fill.
+CHUNK_HEADER_ROOM = 64
 
 _nuid = NUID()
 _hasher: tuple[int, ThreadPoolExecutor] | None = None  # by the process it was made in: none survives a fork
@@ -172,7 +174,8 @@ class Upload:
         tail = self._held if self._held is not None else bytes(self._buffer)
         self._held = None
         self._buffer.clear()
-        alone = not self.chunks and bool(tail)  # the whole object is the chunk about to go
+        # The whole object is the chunk about to go, with room for the header that lets its metadata follow at once.
+        alone = not self.chunks and bool(tail) and len(tail) + CHUNK_HEADER_ROOM <= self.nc.max_payload
         if tail:
             await self._publish(tail, {MSG_ID_HEADER: self.nuid} if alone else None)
             if alone:

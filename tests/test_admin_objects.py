@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from natsstorage import NatsStorage
 from natsstorage.admin import detail
+from natsstorage.buckettools import BucketTools
 from natsstorage.objectstore import META_SUBJECT, encode_key
 
 from .helpers import MiB, put_foreign, random_bytes, with_nats
@@ -84,7 +85,7 @@ def test_editing_an_objects_description_and_headers(admin_client, storage):
     bucket = storage.config.bucket
     page = admin_client.get(object_url(bucket, "a.txt"))
     form = page.context["form"]
-    assert form.initial["headers"] == "Content-Type: text/plain"
+    assert form.initial["headers"] == "Content-Type: text/plain; charset=utf-8"  # its bytes are UTF-8
     response = admin_client.post(
         object_url(bucket, "a.txt"),
         {
@@ -136,12 +137,12 @@ def test_an_edit_over_a_change_made_meanwhile_is_refused(admin_client, storage):
 def test_an_edit_of_a_name_django_code_may_not_use(admin_client, storage):
     storage.save("made.txt", ContentFile(b"the bucket"))
     put_foreign(storage, "../up.txt", b"x")  # another client's name: the admin edits whatever the bucket holds
-    seq = storage.object_info("../up.txt").seq
+    seq = BucketTools(storage).object_info("../up.txt").seq
     response = admin_client.post(
         object_url(storage.config.bucket, "../up.txt"), {"description": "found", "headers": "", "seq": seq}
     )
     assert response.status_code == 302
-    assert storage.object_info("../up.txt").description == "found"
+    assert BucketTools(storage).object_info("../up.txt").description == "found"
 
 
 def test_an_edit_over_a_change_landing_while_it_is_saved_is_refused(admin_client, storage, monkeypatch):
@@ -246,7 +247,7 @@ def test_uploading_files_into_a_bucket_from_its_page(admin_client, storage):
         f"</summary>“docs/{stored}”, “docs/b.csv”</details>"
     )
     assert storage.open("docs/a.txt").read() == b"taken"
-    assert storage.info("docs/b.csv").content_type == "text/csv"
+    assert storage.info("docs/b.csv").content_type == "text/csv; charset=utf-8"
     assert [(flag, name) for flag, name, _ in logged()] == [
         (ADDITION, f"{bucket}/docs/{stored}"),
         (ADDITION, f"{bucket}/docs/b.csv"),

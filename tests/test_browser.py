@@ -198,7 +198,7 @@ def test_in_a_1024_px_window_upload_edit_and_delete_objects_of_a_bucket(
     expect(page.locator(".messagelist details")).not_to_have_attribute("open", "")  # the names, behind "Show names"
     assert any(value == maximum > len(big) for value, maximum in progress), progress  # the whole request, sent
     assert storage.open("uploads/big.bin").read() == big
-    assert storage.info("uploads/small.csv").content_type == "text/csv"
+    assert storage.info("uploads/small.csv").content_type == "text/csv; charset=utf-8"
 
     # Edit one on its page.
     with page.expect_navigation():

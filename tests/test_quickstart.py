@@ -20,12 +20,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from natsstorage import NatsStorage
+from natsstorage.buckettools import BucketTools
 from natsstorage.testing import free_port
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "docs" / "quickstart.md"
@@ -170,7 +167,7 @@ def test_the_quickstart_followed_literally_gives_a_styled_admin_that_stores_file
         server.wait(30)
         assert server.stderr is not None
         server.stderr.close()
-        NatsStorage("site", servers=nats_server.url).destroy()
+        BucketTools(NatsStorage("site", servers=nats_server.url)).destroy()
 
 
 CREATE_ADMIN = """

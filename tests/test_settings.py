@@ -10,6 +10,7 @@ from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 
 from natsstorage import NatsStorage, conf
+from natsstorage.buckettools import BucketTools
 
 
 def test_options_override_the_project_setting(settings):
@@ -69,6 +70,22 @@ def test_system_checks_report_bad_settings_with_hints(settings):
     assert "replicas" in errors["natsstorage.E002"].msg and errors["natsstorage.E002"].hint
 
 
+def test_system_checks_check_the_options_of_every_natsstorage_subclass(settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {
+            "BACKEND": "natsstorage.NatsManifestStaticStorage",
+            "OPTIONS": {"replicas": 9, "manifest_storage": None},  # the second is ManifestFilesMixin's own
+        },
+        "archive": {"BACKEND": "tests.testapp.storages.ArchiveStorage", "OPTIONS": {"tenant": "a", "windoww": 3}},
+        "broken": {"BACKEND": "tests.testapp.storages.Missing"},  # Django's to report, when it is used
+    }
+    errors = [error.msg for error in run_checks() if error.id == "natsstorage.E002"]
+    assert len(errors) == 2
+    assert "STORAGES['staticfiles']['OPTIONS']['replicas']" in errors[0]
+    assert errors[1] == "STORAGES['archive']['OPTIONS'] has an unknown key 'windoww'."
+
+
 def test_good_settings_pass_the_checks(settings):
     settings.NATSSTORAGE = {"servers": ["nats://127.0.0.1:1"], "timeout": 2}
     assert not [error for error in run_checks() if error.id.startswith("natsstorage.")]
@@ -94,7 +111,7 @@ def test_a_storage_from_the_storages_setting_reads_and_writes(settings, bucket_n
         assert storage.save("hello.txt", ContentFile(b"hi")) == "hello.txt"
         assert storage.open("hello.txt").read() == b"hi"
     finally:
-        storage.destroy()
+        BucketTools(storage).destroy()
 
 
 def test_the_docs_options_table_is_generated_from_the_declarations():

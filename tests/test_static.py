@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import time
@@ -73,3 +74,26 @@ def test_collectstatic_clear_removes_stale_files_at_every_depth_and_spares_media
     assert not staticfiles_storage.exists("old/deeper/still/stale.js")
     assert staticfiles_storage.exists("js/deep/er/app.js")
     assert media.open("keep/this.txt").read() == b"user upload"
+
+
+def test_a_dry_run_writes_nothing_and_keeps_the_live_manifest(media, settings):
+    collectstatic()
+    manifest = staticfiles_storage.open("staticfiles.json").read()
+    # New headers would be set in place on a real run; a dry run only tells.
+    settings.STORAGES["staticfiles"]["OPTIONS"]["object_parameters"] = {"Cache-Control": "max-age=60"}
+    settings.STORAGES = {**settings.STORAGES}
+    before = stream_state(media)
+    collectstatic("--dry-run")
+    assert staticfiles_storage.open("staticfiles.json").read() == manifest
+    assert stream_state(media)["last_seq"] == before["last_seq"]  # not a message written
+
+
+def test_collectstatic_words_its_skips_as_django_does(media):
+    collectstatic()
+    out = io.StringIO()
+    call_command("collectstatic", "--noinput", verbosity=2, stdout=out)
+    assert "Skipping 'css/site.css' (not modified)" in out.getvalue().splitlines()
+    assert "SHA-256" not in out.getvalue()  # the reason is said at -v3 only
+    out = io.StringIO()
+    call_command("collectstatic", "--noinput", verbosity=3, stdout=out)
+    assert "SHA-256" in out.getvalue()

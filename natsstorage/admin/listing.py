@@ -6,7 +6,7 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 from django.conf import settings
 from django.contrib import messages
@@ -18,14 +18,12 @@ from django.template.response import TemplateResponse
 from natsstorage import humanize
 from natsstorage.admin import history
 from natsstorage.admin.forms import UploadForm
-from natsstorage.admin.pages import bucket_missing, bucket_storage, find, objects_url
+from natsstorage.admin.pages import Section, bucket_missing, bucket_storage, find, objects_url
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import BucketNotFound, NatsStorageError, NatsUnavailable
 from natsstorage.index import Page as ListingPage
 from natsstorage.objectstore import ObjectInfo
 from natsstorage.storage import NatsStorage
-
-if TYPE_CHECKING:
-    from natsstorage.admin.buckets import BucketAdmin
 
 SEARCH_PARAMETER = "q"  # a name prefix
 PAGE_PARAMETER = "p"
@@ -65,8 +63,8 @@ class Rows(Sequence[ObjectInfo]):
         sorted_by = getattr(COLUMNS.get(order.removeprefix("-")), "order", None)
         if sorted_by is None:  # not a column, or one that cannot be sorted
             order, sorted_by = DEFAULT_ORDER, "name"
-        self.storage, self.order = storage, order
-        self._listing = partial(storage.listing_page, prefix, order=sorted_by, descending=order.startswith("-"))
+        self.tools, self.order = BucketTools(storage), order
+        self._listing = partial(self.tools.listing_page, prefix, order=sorted_by, descending=order.startswith("-"))
         self._shown = shown
         self._looked: tuple[int, int, ListingPage] | None = None  # the last look: its offset, limit and answer
 
@@ -96,7 +94,7 @@ class Rows(Sequence[ObjectInfo]):
         if isinstance(index, int):
             return self[index : index + 1][0]
         found = self._look(index.start or 0, index.stop)
-        infos = self.storage.object_infos([entry.name for entry in found.entries])
+        infos = self.tools.object_infos([entry.name for entry in found.entries])
         return [info for info in infos if info is not None]  # None: deleted since
 
 
@@ -139,7 +137,7 @@ def page_links(request: HttpRequest, page: Page[ObjectInfo]) -> list[dict[str, A
     return links
 
 
-def objects_page(model_admin: BucketAdmin, request: HttpRequest, bucket: str) -> HttpResponseBase:
+def objects_page(model_admin: Section, request: HttpRequest, bucket: str) -> HttpResponseBase:
     storage = bucket_storage(bucket)
     if request.method == "POST":
         return _action(model_admin, request, bucket)
@@ -179,7 +177,7 @@ def objects_page(model_admin: BucketAdmin, request: HttpRequest, bucket: str) ->
     return TemplateResponse(request, "natsstorage/admin/objects.html", context)
 
 
-def _action(model_admin: BucketAdmin, request: HttpRequest, bucket: str) -> HttpResponseBase:
+def _action(model_admin: Section, request: HttpRequest, bucket: str) -> HttpResponseBase:
     """The "Delete selected objects" action: a confirmation page, then (its POST) the deletions."""
     back = objects_url(bucket) + query(request)
     if request.POST.get("action") != DELETE_SELECTED:
@@ -192,7 +190,7 @@ def _action(model_admin: BucketAdmin, request: HttpRequest, bucket: str) -> Http
     if across:  # asked again when the deletion is confirmed: what is there then goes
         prefix = request.GET.get(SEARCH_PARAMETER, "")
         try:
-            names = [entry.name for entry in bucket_storage(bucket).listing(prefix)]
+            names = [entry.name for entry in BucketTools(bucket_storage(bucket)).listing(prefix)]
         except BucketNotFound:
             raise bucket_missing(bucket) from None
     else:
@@ -204,7 +202,7 @@ def _action(model_admin: BucketAdmin, request: HttpRequest, bucket: str) -> Http
 
 
 def delete_page(
-    model_admin: BucketAdmin,
+    model_admin: Section,
     request: HttpRequest,
     bucket: str,
     names: list[str],
@@ -221,7 +219,8 @@ def delete_page(
     if bulk:
         storage = bucket_storage(bucket)
         try:
-            infos = [info for info in storage.object_infos(names) if info is not None]  # None: deleted meanwhile
+            # None: deleted meanwhile
+            infos = [info for info in BucketTools(storage).object_infos(names) if info is not None]
         except BucketNotFound:
             raise bucket_missing(bucket) from None
     else:
@@ -233,7 +232,7 @@ def delete_page(
         return HttpResponseRedirect(done)
     if request.method == "POST" and request.POST.get("post") == "yes":
         for info in infos:
-            storage.delete_object(info.name)
+            BucketTools(storage).delete_object(info.name)
             history.log(request, DELETION, bucket, info.name)
         if len(infos) == 1:
             message = f"The object “{infos[0].name}” was deleted from bucket “{bucket}”."

@@ -13,7 +13,6 @@ says what the whole upload stored, in one message.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from django.contrib import messages
 from django.contrib.admin.models import ADDITION
@@ -25,11 +24,9 @@ from django.utils.html import format_html, format_html_join
 from natsstorage import humanize
 from natsstorage.admin import history
 from natsstorage.admin.forms import UploadForm
-from natsstorage.admin.pages import bucket_missing, bucket_storage, objects_url, wants_json
+from natsstorage.admin.pages import Section, bucket_missing, bucket_storage, objects_url, wants_json
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import NatsStorageError, NatsUnavailable
-
-if TYPE_CHECKING:
-    from natsstorage.admin.buckets import BucketAdmin
 
 FILES_FIELD = "files"
 BATCH_FIELD = "batch"  # "2/3": the second of three requests of one upload, sent by the page's script
@@ -37,7 +34,7 @@ BATCH = re.compile(r"(\d{1,6})/(\d{1,6})")
 STORED_SO_FAR = "natsstorage_upload"  # session key: the names a batched upload's earlier batches stored
 
 
-def upload(model_admin: BucketAdmin, request: HttpRequest, bucket: str) -> HttpResponseBase:
+def upload(model_admin: Section, request: HttpRequest, bucket: str) -> HttpResponseBase:
     done = objects_url(bucket)
     if request.method != "POST":
         return HttpResponseRedirect(done)
@@ -61,7 +58,7 @@ def upload(model_admin: BucketAdmin, request: HttpRequest, bucket: str) -> HttpR
 def store(request: HttpRequest, bucket: str, files: list[UploadedFile[bytes]], *, folder: str, overwrite: bool) -> None:
     """Save each file under ``folder``; say what was stored, under which names, and what failed."""
     storage = bucket_storage(bucket, file_overwrite=overwrite)
-    if not storage.bucket_exists():
+    if not BucketTools(storage).bucket_exists():
         raise bucket_missing(bucket)
     stored: list[str] = []
     for uploaded in files:

@@ -11,13 +11,14 @@ from natsstorage.humanize import duration, size
 from natsstorage.management.base import LIST_HINT, SERVER_HINT, NatsCommand, check_bucket_name
 from natsstorage.status import BucketRow, ServerReport, server_reports
 
-TITLES = ("BUCKET", "OBJECTS", "SIZE", "MAX SIZE", "TTL", "STORAGE", "REPLICAS", "SEALED", "USED BY")
+TITLES = ("BUCKET", "OBJECTS", "SIZE", "MAX SIZE", "TTL", "STORAGE", "REPLICAS", "SYNC", "SEALED", "USED BY")
 
 
 class Command(NatsCommand):
     help = (
         "Show every Object Store bucket on the NATS servers the project uses (or only BUCKET): objects, bytes, "
-        "limits, and which configured storages use it. Exits with status 1 when a server cannot be reached."
+        "limits, replicas, when the server fsyncs (with the monitor_url option), and which configured storages use it. "
+        "Exits with status 1 when a server cannot be reached."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -43,6 +44,9 @@ class Command(NatsCommand):
                 self.stdout.write(json.dumps(row_json(row)))
         else:
             self.table(reports)
+        for report in reports:
+            if report.sync_error:  # the buckets are fine: said, not failed
+                self.stderr.write(f"NATS at {report.server}: no sync policy shown: {report.sync_error}")
         if unreachable:
             raise CommandError(f"{unreachable[0].error} ({SERVER_HINT})")
 
@@ -60,7 +64,7 @@ class Command(NatsCommand):
 
 
 def _line(cells: tuple[str, ...] | list[str], widths: list[int]) -> str:
-    left = {0, 5, 8}  # the text columns; figures are right-aligned
+    left = {0, 5, 7, 9}  # the text columns; figures are right-aligned
     pairs = enumerate(zip(cells, widths, strict=True))
     return "  ".join(cell.ljust(width) if i in left else cell.rjust(width) for i, (cell, width) in pairs).rstrip()
 
@@ -70,7 +74,7 @@ def row_cells(row: BucketRow) -> tuple[str, ...]:
     status = row.status
     if status is None:
         why = f"unreachable: {row.error}" if row.error else "does not exist yet"
-        return (row.name, "-", "-", "-", "-", "-", "-", "-", f"{used_by} ({why})")
+        return (row.name, "-", "-", "-", "-", "-", "-", "-", "-", f"{used_by} ({why})")
     return (
         row.name,
         str(status.objects),
@@ -79,6 +83,7 @@ def row_cells(row: BucketRow) -> tuple[str, ...]:
         duration(status.ttl) if status.ttl else "forever",
         status.storage + (", s2" if status.compression else ""),
         str(status.replicas),
+        str(row.sync) if row.sync and status.storage == "file" else "-",  # a memory bucket never reaches a disk
         "yes" if status.sealed else "no",
         used_by,
     )
@@ -102,4 +107,7 @@ def row_json(row: BucketRow) -> dict[str, Any]:
         "replicas": status.replicas if status else None,
         "sealed": status.sealed if status else None,
         "compression": status.compression if status else None,
+        # The server's, from monitor_url's /varz; None when not configured or not answered.
+        "sync_always": row.sync.always if row.sync else None,
+        "sync_interval": row.sync.interval if row.sync else None,
     }

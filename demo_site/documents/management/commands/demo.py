@@ -13,12 +13,16 @@ from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.test.utils import override_settings
 
 from natsstorage import close_connections
 from natsstorage.testing import LOOPBACK, NatsServer
 
 USERNAME = "admin"
 NATS_PORT = 4222  # NATS's own default, so that the NATS tools and the commands find it too, when it is free
+# What a site's server should run with (docs/durability.md): an upload the demo said it kept survives a power
+# loss. The cost, an fsync per chunk, is not felt at a demo's pace.
+SYNC_INTERVAL = "always"
 
 
 def port_is_free(port: int) -> bool:
@@ -57,9 +61,10 @@ class Command(BaseCommand):
         server = None
         if not os.environ.get("NATS_URL"):
             port = NATS_PORT if port_is_free(NATS_PORT) else None  # else any free one: say which below
-            server = NatsServer(store_dir=settings.DATA_DIR / "nats", port=port).start()
+            server = NatsServer(store_dir=settings.DATA_DIR / "nats", port=port, sync_interval=SYNC_INTERVAL).start()
             os.environ["NATS_URL"] = server.url
             self.stdout.write(f"Started nats-server {server.url} with JetStream in {server.store_dir}")
+            self.stdout.write(f"  sync_interval: {server.sync_interval or 'the server default'}")
         else:
             self.stdout.write(f"Using NATS at NATS_URL={os.environ['NATS_URL']}")
         # A plain `kill` must stop the nats-server too: make SIGTERM unwind like Ctrl-C.
@@ -76,7 +81,10 @@ class Command(BaseCommand):
                 + f"    export NATS_URL={os.environ['NATS_URL']}\n"
                 + "    .venv/bin/python manage.py natsos_ls configs\n"
             )
-            call_command("runserver", addrport, use_reloader=False)
+            # The bucket page shows the server's sync policy from its monitoring endpoint.
+            monitor = {"monitor_url": server.monitor_url} if server is not None else {}
+            with override_settings(NATSSTORAGE={**settings.NATSSTORAGE, **monitor}):
+                call_command("runserver", addrport, use_reloader=False)
         finally:
             close_connections()
             if server is not None:
