@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
@@ -79,5 +79,31 @@ def check_nats_url(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
             hint=f"Unset {conf.SERVERS_ENVIRONMENT_VARIABLE}, or leave 'servers' out of settings.{conf.SETTING} "
             "to take it from the environment.",
             id="natsstorage.W101",
+        )
+    ]
+
+
+STATICFILES = "django.contrib.staticfiles"
+
+
+@register(Tags.staticfiles)
+def check_app_order(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """With a static storage of ours, our ``collectstatic`` must be the one Django runs: the first app that
+    has the command wins, so ``natsstorage`` goes above ``django.contrib.staticfiles``."""
+    names = [config.name for config in apps.get_app_configs()]
+    if STATICFILES not in names or names.index("natsstorage") < names.index(STATICFILES):
+        return []
+    from natsstorage.static import NatsStaticStorage  # imports staticfiles: only once it is installed
+
+    entry = getattr(settings, "STORAGES", {}).get("staticfiles")
+    if not (isinstance(entry, dict) and backend_class(entry.get("BACKEND"), NatsStaticStorage)):
+        return []
+    return [
+        Warning(
+            f"'natsstorage' comes after '{STATICFILES}' in INSTALLED_APPS, so manage.py collectstatic is "
+            "Django's: it uploads again every file whose modification time changed (all of them after a fresh "
+            "checkout), where natsstorage's skips the files the bucket already holds.",
+            hint=f"Put 'natsstorage' above '{STATICFILES}' in INSTALLED_APPS.",
+            id="natsstorage.W102",
         )
     ]

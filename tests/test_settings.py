@@ -153,3 +153,18 @@ def test_an_exported_nats_url_that_settings_override_is_a_warning(settings, monk
     )
     monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:4222")  # the same servers: nothing to say
     assert not [message for message in run_checks() if message.id == "natsstorage.W101"]
+
+
+def test_natsstorage_after_staticfiles_with_a_nats_static_storage_is_a_warning(settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "natsstorage.NatsManifestStaticStorage", "OPTIONS": {"bucket": "static"}},
+    }
+    assert not [message for message in run_checks() if message.id == "natsstorage.W102"]  # the suite's order
+    apps = [app for app in settings.INSTALLED_APPS if app != "natsstorage"]
+    settings.INSTALLED_APPS = [*apps, "natsstorage"]
+    (warning,) = [message for message in run_checks() if message.id == "natsstorage.W102"]
+    assert "collectstatic is Django's" in warning.msg
+    assert warning.hint == "Put 'natsstorage' above 'django.contrib.staticfiles' in INSTALLED_APPS."
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
+    assert not [message for message in run_checks() if message.id == "natsstorage.W102"]  # not ours: no matter
