@@ -1,9 +1,10 @@
-"""docs/quickstart.md, followed literally: a fresh virtual environment, a fresh ``django-admin startproject``.
+"""docs/quickstart.md, followed literally: a fresh virtual environment, a fresh ``django-admin startproject``;
+and the docs built as docs/contributing.md says, in a fresh clone.
 
-The code blocks marked ``<!-- walkthrough: ... -->`` in the page are what runs here, so the page cannot drift:
+The code blocks marked ``<!-- walkthrough: ... -->`` in the pages are what runs here, so the pages cannot drift:
 install as it says (from a copy of this checkout, as from a clone: nothing is published), configure as it
 says, ``migrate``, ``collectstatic``, then upload a file through the admin, fetch it, and fetch the admin's CSS.
-pip may reach PyPI for Django and nats-py.
+pip may reach PyPI for Django, nats-py and Sphinx.
 """
 
 from __future__ import annotations
@@ -20,25 +21,41 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import natsstorage
 from natsstorage import NatsStorage
 from natsstorage.buckettools import BucketTools
 from natsstorage.testing import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "docs" / "quickstart.md"
+CONTRIBUTING = ROOT / "docs" / "contributing.md"
 MARKED_BLOCK = re.compile(r"<!-- walkthrough: (\S+) -->\n```\w*\n(.*?)```", re.DOTALL)
 INSTALL_TIMEOUT = 600.0  # seconds for pip, which may download Django
 SERVE_TIMEOUT = 60.0
 
 
-def walkthrough() -> dict[str, str]:
+def walkthrough(page: Path = QUICKSTART) -> dict[str, str]:
     """The page's marked code blocks, by their mark."""
-    return dict(MARKED_BLOCK.findall(QUICKSTART.read_text()))
+    return dict(MARKED_BLOCK.findall(page.read_text()))
 
 
 def commands(block: str) -> list[list[str]]:
     """A shell block's commands, comments dropped."""
     return [shlex.split(line, comments=True) for line in block.splitlines() if shlex.split(line, comments=True)]
+
+
+def pip_env(home: Path) -> dict[str, str]:
+    """A bare environment for pip and what it installs: no virtual environment of ours, pip's index settings kept."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        **{
+            key: os.environ[key]
+            for key in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS")
+            if key in os.environ
+        },
+    }
 
 
 def fresh_clone(into: Path) -> Path:
@@ -88,15 +105,9 @@ def test_the_quickstart_followed_literally_gives_a_styled_admin_that_stores_file
     blocks = walkthrough()
     assert set(blocks) == {"install", "settings.py", "urls.py", "commands"}, "the marks in docs/quickstart.md moved"
     env = {
+        **pip_env(tmp_path),
         "PATH": f"{tmp_path / 'venv' / 'bin'}:/usr/bin:/bin",
-        "HOME": str(tmp_path),
         "NATS_URL": nats_server.url,  # where the page's default (no "servers") finds NATS
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        **{
-            key: os.environ[key]
-            for key in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS")
-            if key in os.environ
-        },
     }
 
     def run(args: list[str], cwd: Path, timeout: float = 120.0) -> str:
@@ -168,6 +179,17 @@ def test_the_quickstart_followed_literally_gives_a_styled_admin_that_stores_file
         assert server.stderr is not None
         server.stderr.close()
         BucketTools(NatsStorage("site", servers=nats_server.url)).destroy()
+
+
+def test_the_docs_build_in_a_fresh_clone_with_the_commands_contributing_gives(tmp_path):
+    clone = fresh_clone(tmp_path / "natsstorage")
+    block = walkthrough(CONTRIBUTING)["docs"]
+    done = subprocess.run(
+        ["sh", "-e", "-c", block], cwd=clone, env=pip_env(tmp_path), capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, f"{block}\n{done.stdout}\n{done.stderr}"
+    index = (clone / "docs" / "_build" / "html" / "index.html").read_text()
+    assert f"natsstorage {natsstorage.__version__}" in index
 
 
 CREATE_ADMIN = """
