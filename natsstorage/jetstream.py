@@ -330,6 +330,8 @@ class Stream:
         A direct get may be answered by a replica that has not caught up yet, so
         "not found" there is asked again of the stream leader, unless there are no replicas.
         """
+        if not self.direct:  # nats-server 2.9 answers a direct get to such a stream with nothing: not even a 503
+            return await self.get_message(nc, request)
         # Through the shared reply inbox: nats-py's request draws a random token from the OS for each.
         subject = f"{API}DIRECT.GET.{self.name}"
         due = asyncio.get_running_loop().time() + self.timeout  # sending counts: it may wait for a full socket
@@ -337,6 +339,7 @@ class Stream:
         try:
             reply = await asyncio.wait_for(answer, seconds_until(due))
         except (TimeoutError, ConnectionLost) as error:
+            self.config = None  # looked at again next time: on nats-server 2.9, allow_direct turned off is silence
             raise self.unavailable("no answer to a direct get", error) from None
         headers = reply.headers or {}
         if headers.get(STATUS_HEADER) == NOT_FOUND and not self.replicated:
