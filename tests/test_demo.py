@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.cookiejar
+import os
 import queue
 import re
 import signal
@@ -162,6 +163,23 @@ def test_the_demo_document_list_says_what_is_wrong_with_a_file(tmp_path, own_ser
         text = browser.open(documents).read().decode()
         assert "(NATS is unreachable)" in text and "NatsUnavailable" not in text
         assert time.monotonic() - started < 10  # one connect_timeout (2 s) for the page, not a timeout per row
-        added = running.post_form(browser, "/admin/documents/document/add/", {"title": "t"}, {"file": b"data"})
+        fields = {"title": "Typed title", "description": "typed while NATS was down"}
+        added = running.post_form(browser, "/admin/documents/document/add/", fields, {"file": b"data"})
         assert "Nothing was saved: the file store is unreachable" in added
-        assert "<title>Select document to change" in added  # the list, with the message: no error page
+        assert "<title>Error: Add document" in added  # the form again, no error page, and what was typed still in it
+        assert 'value="Typed title"' in added and 'value="typed while NATS was down"' in added
+
+
+def test_the_demo_starts_its_nats_server_again_when_it_dies(tmp_path):
+    with demo(tmp_path) as running:
+        pid, url = running.wait_for(r"^Started nats-server \(pid (\d+)\) (nats://\S+) with JetStream$").groups()
+        user, password = running.wait_for(LOGIN.pattern).groups()
+        running.wait_until_serving()
+        os.kill(int(pid), signal.SIGKILL)
+        running.wait_for(rf"^The nats-server \(pid {pid}\) exited with -9; starting it again\.$")
+        again = running.wait_for(rf"^Started nats-server \(pid (\d+)\) {re.escape(url)} again\.$")[1]
+        assert again != pid and not Path(f"/proc/{pid}").exists()  # reaped: no zombie left
+        browser = running.browser(user, password)
+        added = running.post_form(browser, "/admin/documents/document/add/", {"title": "after"}, {"file": b"data"})
+        assert "was added successfully" in added
+        assert "(NATS is unreachable)" not in browser.open(running.url + "/admin/documents/document/").read().decode()
