@@ -10,10 +10,8 @@ pip may reach PyPI for Django, nats-py and Sphinx.
 from __future__ import annotations
 
 import http.cookiejar
-import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -25,6 +23,8 @@ import natsstorage
 from natsstorage import NatsStorage
 from natsstorage.buckettools import BucketTools
 from natsstorage.testing import free_port
+
+from .helpers import fresh_clone, pip_env
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "docs" / "quickstart.md"
@@ -42,31 +42,6 @@ def walkthrough(page: Path = QUICKSTART) -> dict[str, str]:
 def commands(block: str) -> list[list[str]]:
     """A shell block's commands, comments dropped."""
     return [shlex.split(line, comments=True) for line in block.splitlines() if shlex.split(line, comments=True)]
-
-
-def pip_env(home: Path) -> dict[str, str]:
-    """A bare environment for pip and what it installs: no virtual environment of ours, pip's index settings kept."""
-    return {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(home),
-        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        **{
-            key: os.environ[key]
-            for key in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS")
-            if key in os.environ
-        },
-    }
-
-
-def fresh_clone(into: Path) -> Path:
-    """What `git clone` gives: the checkout's tracked files (as they are now), nothing it built."""
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, tracked.decode().split("\0")):
-        source = ROOT / name
-        if source.is_file():
-            (into / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, into / name)
-    return into
 
 
 class Browser:
