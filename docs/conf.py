@@ -1,6 +1,6 @@
 """Sphinx configuration: Markdown pages (MyST) and the furo theme.
 
-Build (docs/contributing.md): pip install -e . --group docs, then
+Build (docs/contributing.md): pip install . --group docs, then
 .venv/bin/sphinx-build -W --keep-going -n -b html docs docs/_build/html (CI: nox -s docs).
 """
 
