@@ -199,14 +199,18 @@ def test_status_of_one_bucket_as_a_table_and_as_json(storage, bucket):
     assert (row["objects"], row["bytes"], row["max_bytes"], row["storage"]) == (1, status.bytes, -1, "file")
 
 
-def test_status_of_a_missing_bucket_prints_only_the_error(bucket_name):
+def test_status_of_a_missing_bucket_prints_only_the_error(bucket_name, settings):
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(CommandError, match=f"bucket '{bucket_name}' does not exist on the NATS server"):
         call_command("natsos_status", bucket_name, stdout=out, stderr=err)
     assert out.getvalue() == err.getvalue() == ""
     # A configured bucket nothing has saved into yet: the error says what uses it and what will create it.
-    with pytest.raises(CommandError, match=r"used by testapp\.Document\.upload: the first file saved creates it"):
-        command("natsos_status", "configs")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "fresh": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name}},
+    }
+    with pytest.raises(CommandError, match=r"used by STORAGES\['fresh'\]: the first file saved creates it"):
+        command("natsos_status", bucket_name)
 
 
 def test_status_warns_of_a_server_older_than_the_oldest_supported():
