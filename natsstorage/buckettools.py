@@ -7,6 +7,7 @@ and see the bucket's figures, listings, changes and leftovers.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from functools import partial
@@ -32,7 +33,9 @@ class BucketTools:
         return self.storage.bucket
 
     def _missing(self, key: str) -> FileNotFoundError:
-        return FileNotFoundError(f"{key!r} is not in the NATS bucket {self.bucket.name!r}")
+        """As ``NatsStorage`` raises it (and FileSystemStorage): ENOENT and the object's name."""
+        where = f"No such file or directory in the NATS bucket {self.bucket.name!r}"
+        return FileNotFoundError(errno.ENOENT, where, key)
 
     def status(self) -> BucketStatus:
         """The bucket's figures, as ``nats object status`` shows them; ``BucketNotFound`` if it is missing."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.conf import settings
 from django.contrib.staticfiles.storage import HashedFilesMixin
-from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from natsstorage import conf
 from natsstorage.registry import backend_class
@@ -60,3 +61,66 @@ def _nats_options(backend: type[NatsStorage], options: Any) -> Any:
         if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
     }
     return {key: value for key, value in options.items() if key in conf.OPTIONS or key not in own}
+
+
+@register(Tags.compatibility)
+def check_files(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """A credentials or TLS file that is not there: found now, not at the first call."""
+    errors: list[CheckMessage] = []
+    places = [(f"settings.{conf.SETTING}", conf.project_options())]
+    for alias, storage in getattr(settings, "STORAGES", {}).items():
+        if isinstance(storage, dict) and backend_class(storage.get("BACKEND"), NatsStorage):
+            places.append((f"STORAGES[{alias!r}]['OPTIONS']", storage.get("OPTIONS", {})))
+    for where, options in places:
+        if isinstance(options, Mapping):
+            for message, hint in conf.missing_files(options, where):
+                errors.append(Error(message, hint=hint, id="natsstorage.E101"))
+    return errors
+
+
+@register(Tags.compatibility)
+def check_nats_url(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """An exported NATS_URL that settings override: the shell and the site would talk to different servers."""
+    project = conf.project_options()
+    exported = os.environ.get(conf.SERVERS_ENVIRONMENT_VARIABLE, "")
+    if not exported.strip() or not isinstance(project, Mapping) or not project.get("servers"):
+        return []
+    servers = project["servers"]
+    configured = servers.split(",") if isinstance(servers, str) else servers
+    if {url.strip() for url in exported.split(",")} == {str(url).strip() for url in configured}:
+        return []
+    return [
+        Warning(
+            f"${conf.SERVERS_ENVIRONMENT_VARIABLE} is set, but settings.{conf.SETTING}['servers'] is what "
+            f"natsstorage uses: ${conf.SERVERS_ENVIRONMENT_VARIABLE} is ignored.",
+            hint=f"Unset {conf.SERVERS_ENVIRONMENT_VARIABLE}, or leave 'servers' out of settings.{conf.SETTING} "
+            "to take it from the environment.",
+            id="natsstorage.W101",
+        )
+    ]
+
+
+STATICFILES = "django.contrib.staticfiles"
+
+
+@register(Tags.staticfiles)
+def check_app_order(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """With a static storage of ours, our ``collectstatic`` must be the one Django runs: the first app that
+    has the command wins, so ``natsstorage`` goes above ``django.contrib.staticfiles``."""
+    names = [config.name for config in apps.get_app_configs()]
+    if STATICFILES not in names or names.index("natsstorage") < names.index(STATICFILES):
+        return []
+    from natsstorage.static import NatsStaticStorage  # imports staticfiles: only once it is installed
+
+    entry = getattr(settings, "STORAGES", {}).get("staticfiles")
+    if not (isinstance(entry, dict) and backend_class(entry.get("BACKEND"), NatsStaticStorage)):
+        return []
+    return [
+        Warning(
+            f"'natsstorage' comes after '{STATICFILES}' in INSTALLED_APPS, so manage.py collectstatic is "
+            "Django's: it uploads again every file whose modification time changed (all of them after a fresh "
+            "checkout), where natsstorage's skips the files the bucket already holds.",
+            hint=f"Put 'natsstorage' above '{STATICFILES}' in INSTALLED_APPS.",
+            id="natsstorage.W102",
+        )
+    ]

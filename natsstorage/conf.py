@@ -281,6 +281,20 @@ def _shown(key: str, value: Any) -> str:
     return f"= {redact_urls(repr(value))}"
 
 
+FILE_OPTIONS = ("credentials", "tls_ca_file", "tls_cert_file", "tls_key_file")
+
+
+def missing_files(options: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
+    """A (message, hint) pair per file option whose file is not there: ssl and nats-py would say only
+    "No such file or directory", without the path, at the first call."""
+    found = []
+    for key in FILE_OPTIONS:
+        path = options.get(key)
+        if isinstance(path, str) and path and not os.path.isfile(path):
+            found.append((f"{where}[{key!r}] names {path!r}, which is not a file.", "Give the path of the file."))
+    return found
+
+
 def project_options() -> Any:
     return getattr(settings, SETTING, {})
 
@@ -327,6 +341,8 @@ def resolve(bucket: str | None, options: Mapping[str, Any]) -> Config:
         if found:
             raise ImproperlyConfigured(" ".join(found[0]))
     merged = {**project, **options}
+    for message, hint in missing_files(merged, "NatsStorage options"):
+        raise ImproperlyConfigured(f"{message} {hint}")
     if bucket is not None:
         merged["bucket"] = bucket
         found = problems({"bucket": bucket}, "NatsStorage bucket")

@@ -235,13 +235,17 @@ class Stream:
     async def api(self, nc: Client, subject: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """One JetStream API request (``subject`` after ``$JS.API.``); its answer, or the typed error."""
         payload = json.dumps(body).encode() if body is not None else b""
-        refuse_oversized(nc, API + subject, None, len(payload), f"the {subject.split('.')[0].lower()} request")
+        about = f"{subject.split('.')[0].lower()} request"
+        # Through the shared reply inbox, which fails what waits when the connection loses its server: an
+        # answer nats-py's own request waits for would never come, and the caller would wait its whole timeout.
+        due = asyncio.get_running_loop().time() + self.timeout
+        answer = await self.start_publish(nc, API + subject, payload, None, f"the {about}")
         try:
-            reply = await nc.request(API + subject, payload, timeout=self.timeout)
-        except nats.errors.NoRespondersError:
-            raise NatsUnavailable(f"JetStream is not enabled on the NATS server ({self.label})") from None
-        except nats.errors.Error as error:
-            raise self.unavailable(f"no answer to {subject.split('.')[0].lower()} request", error) from None
+            reply = await asyncio.wait_for(answer, seconds_until(due))
+        except (TimeoutError, ConnectionLost) as error:
+            raise self.unavailable(f"no answer to {about}", error) from None
+        if reply.headers and reply.headers.get(STATUS_HEADER) == NO_RESPONDERS:
+            raise NatsUnavailable(f"JetStream is not enabled on the NATS server ({self.label})")
         response: dict[str, Any] = json.loads(reply.data)
         if "error" in response:
             raise self.refused(response["error"])
@@ -326,6 +330,8 @@ class Stream:
         A direct get may be answered by a replica that has not caught up yet, so
         "not found" there is asked again of the stream leader, unless there are no replicas.
         """
+        if not self.direct:  # nats-server 2.9 answers a direct get to such a stream with nothing: not even a 503
+            return await self.get_message(nc, request)
         # Through the shared reply inbox: nats-py's request draws a random token from the OS for each.
         subject = f"{API}DIRECT.GET.{self.name}"
         due = asyncio.get_running_loop().time() + self.timeout  # sending counts: it may wait for a full socket
@@ -333,6 +339,7 @@ class Stream:
         try:
             reply = await asyncio.wait_for(answer, seconds_until(due))
         except (TimeoutError, ConnectionLost) as error:
+            self.config = None  # looked at again next time: on nats-server 2.9, allow_direct turned off is silence
             raise self.unavailable("no answer to a direct get", error) from None
         headers = reply.headers or {}
         if headers.get(STATUS_HEADER) == NOT_FOUND and not self.replicated:

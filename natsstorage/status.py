@@ -35,6 +35,8 @@ NANOSECONDS = 1e9
 SYNC_INTERVAL_2_9 = 60.0
 MAX_INTERVAL = 10 * 365 * 86400  # seconds: a larger sync_interval is no server's (and no timedelta's)
 MAX_ERROR = 200  # characters of an endpoint's own error text shown
+# The oldest nats-server natsstorage serves (docs/index.md): Debian stable's 2.9; what newer ones add is detected.
+OLDEST_SUPPORTED_SERVER = (2, 9)
 
 
 @dataclass(frozen=True)
@@ -138,10 +140,28 @@ class ServerReport:
     error: str = ""  # why it could not be read; empty when it answered
     sync: SyncPolicy | None = None  # when it fsyncs, from monitor_url
     sync_error: str = ""  # why monitor_url told no sync policy; empty when it did, or is not configured
+    version: str = ""  # the nats-server's version, as its INFO gave it; empty when it did not answer
 
     @property
     def reachable(self) -> bool:
         return not self.error
+
+    @property
+    def warning(self) -> str:
+        """What to know about the server that answered: that it is older than the docs support, or nothing."""
+        return too_old(self.version)
+
+
+def too_old(version: str) -> str:
+    """A warning when the nats-server ``version`` (e.g. "2.8.4") is older than the oldest supported, else ""."""
+    try:
+        found = tuple(int(part) for part in version.split("-")[0].split(".")[:3])
+    except ValueError:
+        return ""  # not a release's version (a build of the server's main branch): nothing to compare
+    if len(found) < 3 or found[:2] >= OLDEST_SUPPORTED_SERVER:
+        return ""
+    oldest = ".".join(map(str, OLDEST_SUPPORTED_SERVER))
+    return f"nats-server {version} is older than {oldest}, the oldest natsstorage supports: upgrade it"
 
 
 def server_reports(bucket: str | None = None) -> list[ServerReport]:
@@ -172,6 +192,7 @@ async def _bucket_report(server: _Server, only: str | None) -> ServerReport:
     where = config.connection.where
     try:
         nc = await _bridge.connection(config.connection)
+        version = _version(nc.connected_server_version)
         names = set(await objectstore.bucket_names(nc, timeout=config.timeout))
     except NatsStorageError as error:
         wanted = [only] if only else sorted(server.used_by)
@@ -192,4 +213,12 @@ async def _bucket_report(server: _Server, only: str | None) -> ServerReport:
             rows.append(BucketRow(name, where, None, used_by, str(error)))
     if only and not rows:
         rows.append(BucketRow(only, where, None))
-    return ServerReport(where, rows)
+    return ServerReport(where, rows, version=version)
+
+
+def _version(version: Any) -> str:
+    """nats-py's ``ServerVersion`` as text; "" when the server sent none it can parse."""
+    try:
+        return f"{version.major}.{version.minor}.{version.patch}"
+    except ValueError:
+        return ""

@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import queue
+import re
 import select
 import signal
 import socket
@@ -33,7 +34,7 @@ from natsstorage.exceptions import BucketNotFound
 from natsstorage.humanize import size
 from natsstorage.objectstore import CHUNK_SUBJECT
 from natsstorage.progress import Progress
-from natsstorage.status import bucket_rows
+from natsstorage.status import bucket_rows, too_old
 from natsstorage.testing import free_port
 
 from .helpers import default_sigint, purge, put_foreign, stream_state
@@ -188,13 +189,37 @@ def test_ls_json_gives_exact_figures(storage, bucket):
 def test_status_of_one_bucket_as_a_table_and_as_json(storage, bucket):
     storage.save("a", ContentFile(b"x" * 3000))
     table = command("natsos_status", bucket).splitlines()
-    assert table[0].split()[:3] == ["BUCKET", "OBJECTS", "SIZE"]
-    assert table[1].split()[:2] == [bucket, "1"]
-    assert "KiB" in table[1] and "unlimited" in table[1] and "forever" in table[1]
+    assert re.fullmatch(rf"NATS at {re.escape(_nats_url())} \(nats-server \d+\.\d+\.\d+\):", table[0])
+    assert table[1].split()[:3] == ["BUCKET", "OBJECTS", "SIZE"]
+    assert table[2].split()[:2] == [bucket, "1"]
+    assert "KiB" in table[2] and "unlimited" in table[2] and "forever" in table[2]
     (row,) = json_lines(command("natsos_status", bucket, "--json"))
     status = BucketTools(storage).status()
     assert row["bucket"] == bucket and row["exists"] and row["reachable"] and row["error"] is None
     assert (row["objects"], row["bytes"], row["max_bytes"], row["storage"]) == (1, status.bytes, -1, "file")
+
+
+def test_status_of_a_missing_bucket_prints_only_the_error(bucket_name, settings):
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError, match=f"bucket '{bucket_name}' does not exist on the NATS server"):
+        call_command("natsos_status", bucket_name, stdout=out, stderr=err)
+    assert out.getvalue() == err.getvalue() == ""
+    # A configured bucket nothing has saved into yet: the error says what uses it and what will create it.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "fresh": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name}},
+    }
+    with pytest.raises(CommandError, match=r"used by STORAGES\['fresh'\]: the first file saved creates it"):
+        command("natsos_status", bucket_name)
+
+
+def test_status_warns_of_a_server_older_than_the_oldest_supported():
+    assert too_old("2.8.4") == "nats-server 2.8.4 is older than 2.9, the oldest natsstorage supports: upgrade it"
+    assert too_old("1.4.1") and not too_old("2.9.10") and not too_old("2.12.4") and not too_old("2.14.0-dev")
+    assert not too_old("main")
+    err = io.StringIO()
+    call_command("natsos_status", stdout=io.StringIO(), stderr=err)
+    assert err.getvalue() == ""  # the suite's server is new enough
 
 
 def test_status_lists_every_bucket_and_what_uses_it(bucket):
@@ -487,6 +512,13 @@ def test_copy_dry_run_lists_and_copies_nothing(storage, media):
     assert "would copy a.txt" not in out
     assert "Would copy 2 files" in out and "would skip 1 already there" in out
     assert storage.listdir("") == ([], ["a.txt"])
+
+
+def test_copy_dry_run_into_a_missing_bucket_lists_everything_and_creates_nothing(storage, media):
+    BucketTools(storage).destroy()
+    out = command("natsos_copy", "--from", "default", "--to", "nats", "--dry-run")
+    assert "Would copy 3 files" in out and "would skip 0 already there" in out
+    assert not BucketTools(storage).bucket_exists()
 
 
 def test_copy_a_prefix_only(storage, media):

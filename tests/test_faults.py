@@ -178,6 +178,30 @@ def test_a_call_waiting_for_an_answer_when_its_connection_drops_fails_then_not_a
     assert isinstance(error, NatsUnavailable) and "the connection to NATS was lost" in str(error), error
 
 
+def test_a_jetstream_api_request_waiting_when_its_connection_drops_fails_then_not_at_its_timeout(server, bucket_name):
+    # The same for what the JetStream API answers (a stream's info, a watch's consumer): natsos_watch resumed
+    # only a whole timeout after a restart, its consumer's creation sent to the server as it shut down.
+    storage = NatsStorage(bucket_name, servers=server.url, timeout=3 * LINE_TIMEOUT)
+    storage.save("a.txt", ContentFile(b"a"))
+    os.kill(server.process.pid, signal.SIGSTOP)
+    outcome: list[object] = []
+
+    def exists() -> None:
+        try:
+            outcome.append(BucketTools(storage).bucket_exists())
+        except Exception as error:  # noqa: BLE001 - the test inspects it
+            outcome.append(error)
+
+    asking = threading.Thread(target=exists, daemon=True)
+    asking.start()
+    time.sleep(0.5)  # the question is out
+    server.stop(kill=True)
+    asking.join(LINE_TIMEOUT)
+    assert not asking.is_alive(), "the request waited for an answer on a connection already lost"
+    [error] = outcome
+    assert isinstance(error, NatsUnavailable) and "the connection to NATS was lost" in str(error), error
+
+
 def start_saving(storage: NatsStorage, name: str, content: GeneratedFile) -> tuple[threading.Thread, list[object]]:
     """A save in a thread of its own, and where its name or error will be; a daemon: a hang fails one test only."""
     outcome: list[object] = []

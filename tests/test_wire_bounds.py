@@ -293,7 +293,7 @@ def test_every_command_works_on_the_longest_names(settings, storage, tmp_path, c
     assert got.read_bytes() == b"data"
     call_command("natsos_get", bucket, foreign, str(got), "--overwrite", stdout=io.StringIO())
     assert got.read_bytes() == b"theirs"
-    with pytest.raises(CommandError, match="not in the NATS bucket"):
+    with pytest.raises(CommandError, match="No such file or directory in the NATS bucket"):
         call_command("natsos_get", bucket, NEVER_WRITTEN, str(got), "--overwrite", stdout=io.StringIO())
     call_command("natsos_gc", bucket, stdout=io.StringIO())
     settings.STORAGES = {

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, overload
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.models import DELETION
 from django.core.paginator import Page, Paginator
@@ -28,6 +29,7 @@ SEARCH_PARAMETER = "q"  # a name prefix
 PAGE_PARAMETER = "p"
 ORDER_PARAMETER = "o"  # a column, "-" first for descending
 SELECTED = "_selected_action"  # the checkboxes, as Django's admin names them (its actions.js reads them)
+ACROSS = "select_across"  # "1": every object under the search's prefix, on every page (Django's "Select all N")
 DELETE_SELECTED = "delete_selected"
 NOT_SELECTED = "Items must be selected in order to perform actions on them. No items have been changed."
 
@@ -166,9 +168,11 @@ def objects_page(model_admin: Section, request: HttpRequest, bucket: str) -> Htt
         headings=headings(request, order),
         page_links=page_links(request, page) if page.has_other_pages() else [],
         upload_form=UploadForm(),
+        upload_max_files=settings.DATA_UPLOAD_MAX_NUMBER_FILES,  # the page's script sends batches under it
         error=error,
         action=DELETE_SELECTED,
         selected=SELECTED,
+        across_parameter=ACROSS,
     )
     return TemplateResponse(request, "natsstorage/admin/objects.html", context)
 
@@ -182,11 +186,19 @@ def _action(model_admin: Section, request: HttpRequest, bucket: str) -> HttpResp
     if not model_admin.has_delete_permission(request):
         messages.error(request, "You have no permission to delete objects.")
         return HttpResponseRedirect(back)
-    names = [name for name in map(_decode_key, request.POST.getlist(SELECTED)) if name is not None]
+    across = request.POST.get(ACROSS) == "1"
+    if across:  # asked again when the deletion is confirmed: what is there then goes
+        prefix = request.GET.get(SEARCH_PARAMETER, "")
+        try:
+            names = [entry.name for entry in BucketTools(bucket_storage(bucket)).listing(prefix)]
+        except BucketNotFound:
+            raise bucket_missing(bucket) from None
+    else:
+        names = [name for name in map(_decode_key, request.POST.getlist(SELECTED)) if name is not None]
     if not names:
         messages.warning(request, NOT_SELECTED)
         return HttpResponseRedirect(back)
-    return delete_page(model_admin, request, bucket, names, back=back, done=back, bulk=True)
+    return delete_page(model_admin, request, bucket, names, back=back, done=back, bulk=True, across=across)
 
 
 def delete_page(
@@ -198,13 +210,19 @@ def delete_page(
     back: str,
     done: str | None = None,
     bulk: bool = False,
+    across: bool = False,
 ) -> HttpResponseBase:
     """Django's convention: a page that asks, and only its POST (``post=yes``) deletes. Each deletion goes
     into "Recent actions". ``back``: where "No" leads; ``done``: where to go after (the bucket's objects);
-    ``bulk``: the names were ticked in the list (those deleted meanwhile are left out), not named by the URL."""
+    ``bulk``: the names were ticked in the list (those deleted meanwhile are left out), not named by the URL;
+    ``across``: they are every object under the search's prefix, which the confirmation asks for again."""
     if bulk:
         storage = bucket_storage(bucket)
-        infos = [info for info in (_info_or_none(storage, name) for name in names) if info is not None]
+        try:
+            # None: deleted meanwhile
+            infos = [info for info in BucketTools(storage).object_infos(names) if info is not None]
+        except BucketNotFound:
+            raise bucket_missing(bucket) from None
     else:
         storage, info = find(bucket, names[0])  # named in the URL: gone is a 404
         infos = [info]
@@ -231,19 +249,12 @@ def delete_page(
         gone=len(names) - len(infos),
         back=back,
         bulk=bulk,
+        across=across,
+        across_parameter=ACROSS,
         action=DELETE_SELECTED,
         selected=SELECTED,
     )
     return TemplateResponse(request, "natsstorage/admin/delete_confirmation.html", context)
-
-
-def _info_or_none(storage: NatsStorage, name: str) -> ObjectInfo | None:
-    try:
-        return BucketTools(storage).object_info(name)
-    except FileNotFoundError:
-        return None  # deleted meanwhile
-    except BucketNotFound:
-        raise bucket_missing(storage.config.bucket) from None
 
 
 def _number(page: str | None) -> int:

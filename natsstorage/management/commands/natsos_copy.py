@@ -49,12 +49,14 @@ class Command(NatsCommand):
         else:
             files = list(_walk(source, directory))
         progress = self.progress(options, sum(size for _, size in files))
+        # A dry run reads the destination, and reading never creates a bucket: a missing one holds nothing.
+        target_is_empty = dry_run and isinstance(target, NatsStorage) and not BucketTools(target).bucket_exists()
         copied = skipped = copied_bytes = 0
         self.interrupted = "Interrupted before copying anything; run the command again to resume."
         try:
             for name, size in files:
                 try:
-                    there = _size_in(target, name)
+                    there = None if target_is_empty else _size_in(target, name)
                     if there == size and _sha256(source, name) == _sha256(target, name):
                         skipped += 1
                         progress.update(size)

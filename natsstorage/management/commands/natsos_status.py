@@ -9,7 +9,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from natsstorage.humanize import duration, size
 from natsstorage.management.base import LIST_HINT, SERVER_HINT, NatsCommand, check_bucket_name
-from natsstorage.status import BucketRow, server_reports
+from natsstorage.status import BucketRow, ServerReport, server_reports
 
 TITLES = ("BUCKET", "OBJECTS", "SIZE", "MAX SIZE", "TTL", "STORAGE", "REPLICAS", "SYNC", "SEALED", "USED BY")
 
@@ -30,32 +30,37 @@ class Command(NatsCommand):
         if bucket is not None:
             check_bucket_name(bucket)
         reports = server_reports(bucket)
+        for report in reports:
+            if report.warning:
+                self.stderr.write(f"warning: {report.warning} ({report.server})", style_func=self.style.WARNING)
+        unreachable = [report for report in reports if not report.reachable]
         rows = [row for report in reports for row in report.rows]
+        if bucket is not None and not unreachable and not any(row.exists for row in rows):
+            used_by = ", ".join(label for row in rows for label in row.used_by)
+            hint = f"used by {used_by}: the first file saved creates it" if used_by else LIST_HINT
+            raise CommandError(f"bucket {bucket!r} does not exist on the NATS server ({hint})")
         if options["json"]:
             for row in rows:
                 self.stdout.write(json.dumps(row_json(row)))
         else:
-            self.table(rows, options["verbosity"])
+            self.table(reports)
         for report in reports:
             if report.sync_error:  # the buckets are fine: said, not failed
                 self.stderr.write(f"NATS at {report.server}: no sync policy shown: {report.sync_error}")
-        unreachable = [report for report in reports if not report.reachable]
         if unreachable:
             raise CommandError(f"{unreachable[0].error} ({SERVER_HINT})")
-        if bucket is not None and not any(row.exists for row in rows):
-            raise CommandError(f"bucket {bucket!r} does not exist on the NATS server ({LIST_HINT})")
 
-    def table(self, rows: list[BucketRow], verbosity: int) -> None:
-        cells = [[*row_cells(row)] for row in rows]
-        widths = [max([len(cell[i]) for cell in cells] + [len(title)]) for i, title in enumerate(TITLES)]
-        servers = {row.server for row in rows}
-        for server in sorted(servers):
-            if len(servers) > 1 or verbosity >= 2:
-                self.stdout.write(f"NATS at {server}:")
+    def table(self, reports: list[ServerReport]) -> None:
+        """A table per server, headed by the server asked (and its version), columns aligned across them."""
+        cells = [[row_cells(row) for row in report.rows] for report in reports]
+        every = [cell for rows in cells for cell in rows]
+        widths = [max([len(cell[i]) for cell in every] + [len(title)]) for i, title in enumerate(TITLES)]
+        for report, rows in zip(reports, cells, strict=True):
+            version = f" (nats-server {report.version})" if report.version else ""
+            self.stdout.write(f"NATS at {report.server}{version}:")
             self.stdout.write(self.style.MIGRATE_HEADING(_line(TITLES, widths)))
-            for row, cell in zip(rows, cells, strict=True):
-                if row.server == server:
-                    self.stdout.write(_line(cell, widths))
+            for cell in rows:
+                self.stdout.write(_line(cell, widths))
 
 
 def _line(cells: tuple[str, ...] | list[str], widths: list[int]) -> str:
