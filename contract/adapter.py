@@ -121,34 +121,27 @@ def _static(location: Any, base_url: Any) -> tuple[str, str | None, dict[str, An
     return bucket_for(directory or NO_STATIC_ROOT), os.fspath(directory) if directory else None, options
 
 
-class StaticFilesStorage(NatsStaticStorage):
-    """``StaticFilesStorage``'s signature on ``NatsStaticStorage``: the bucket standing for STATIC_ROOT."""
+class _StaticSignature:
+    """``StaticFilesStorage``'s signature: the bucket standing for STATIC_ROOT, the directory made as Django's is."""
 
     def __init__(self, location: Any = None, base_url: Any = None, *args: Any, **kwargs: Any) -> None:
         bucket, self._contract_directory, options = _static(location, base_url)
         for ignored in PERMISSIONS:
             kwargs.pop(ignored, None)
-        super().__init__(bucket, *args, **options, **kwargs)
+        super().__init__(bucket, *args, **options, **kwargs)  # type: ignore[call-arg]
 
     def _save(self, name: str, content: Any) -> str:
-        name = super()._save(name, content)
+        name = super()._save(name, content)  # type: ignore[misc]
         _local_directory_made(self._contract_directory)
         return name
 
 
-class ManifestStaticFilesStorage(NatsManifestStaticStorage):
+class StaticFilesStorage(_StaticSignature, NatsStaticStorage):
+    """``StaticFilesStorage``'s signature on ``NatsStaticStorage``."""
+
+
+class ManifestStaticFilesStorage(_StaticSignature, NatsManifestStaticStorage):
     """``ManifestStaticFilesStorage``'s signature on ``NatsManifestStaticStorage``."""
-
-    def __init__(self, location: Any = None, base_url: Any = None, *args: Any, **kwargs: Any) -> None:
-        bucket, self._contract_directory, options = _static(location, base_url)
-        for ignored in PERMISSIONS:
-            kwargs.pop(ignored, None)
-        super().__init__(bucket, *args, **options, **kwargs)
-
-    def _save(self, name: str, content: Any) -> str:
-        name = super()._save(name, content)
-        _local_directory_made(self._contract_directory)
-        return name
 
 
 StaticFilesStorage.__module__ = ManifestStaticFilesStorage.__module__ = "django.contrib.staticfiles.storage"

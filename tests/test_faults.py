@@ -154,7 +154,16 @@ def test_a_thousand_calls_to_a_server_that_stopped_reading_each_fail_within_the_
     assert took < 3 * TIMEOUT + LINE_TIMEOUT, f"{took:.1f} s"  # no call waited for room: no hang
 
 
-def test_a_call_waiting_for_an_answer_when_its_connection_drops_fails_then_not_at_its_timeout(server, bucket_name):
+@pytest.mark.parametrize(
+    "ask",
+    [
+        pytest.param(lambda storage: storage.exists("a.txt"), id="a direct get"),
+        # A JetStream API request (a stream's info, a watch's consumer): natsos_watch resumed only a whole
+        # timeout after a restart, its consumer's creation sent to the server as it shut down.
+        pytest.param(lambda storage: BucketTools(storage).bucket_exists(), id="a JetStream API request"),
+    ],
+)
+def test_a_call_waiting_for_an_answer_when_its_connection_drops_fails_then_not_at_its_timeout(server, bucket_name, ask):
     # Frozen, the server takes the question and says nothing; killed, it closes the connection. The answer
     # will never come (nats-py keeps no request across a reconnect): the call must not wait out its timeout.
     storage = NatsStorage(bucket_name, servers=server.url, timeout=3 * LINE_TIMEOUT)
@@ -162,42 +171,18 @@ def test_a_call_waiting_for_an_answer_when_its_connection_drops_fails_then_not_a
     os.kill(server.process.pid, signal.SIGSTOP)
     outcome: list[object] = []
 
-    def exists() -> None:
+    def asking_it() -> None:
         try:
-            outcome.append(storage.exists("a.txt"))
+            outcome.append(ask(storage))
         except Exception as error:  # noqa: BLE001 - the test inspects it
             outcome.append(error)
 
-    asking = threading.Thread(target=exists, daemon=True)
+    asking = threading.Thread(target=asking_it, daemon=True)
     asking.start()
     time.sleep(0.5)  # the question is out
     server.stop(kill=True)  # a stopped process dies of SIGKILL: its connections close
     asking.join(LINE_TIMEOUT)
     assert not asking.is_alive(), "the call waited for an answer on a connection already lost"
-    [error] = outcome
-    assert isinstance(error, NatsUnavailable) and "the connection to NATS was lost" in str(error), error
-
-
-def test_a_jetstream_api_request_waiting_when_its_connection_drops_fails_then_not_at_its_timeout(server, bucket_name):
-    # The same for what the JetStream API answers (a stream's info, a watch's consumer): natsos_watch resumed
-    # only a whole timeout after a restart, its consumer's creation sent to the server as it shut down.
-    storage = NatsStorage(bucket_name, servers=server.url, timeout=3 * LINE_TIMEOUT)
-    storage.save("a.txt", ContentFile(b"a"))
-    os.kill(server.process.pid, signal.SIGSTOP)
-    outcome: list[object] = []
-
-    def exists() -> None:
-        try:
-            outcome.append(BucketTools(storage).bucket_exists())
-        except Exception as error:  # noqa: BLE001 - the test inspects it
-            outcome.append(error)
-
-    asking = threading.Thread(target=exists, daemon=True)
-    asking.start()
-    time.sleep(0.5)  # the question is out
-    server.stop(kill=True)
-    asking.join(LINE_TIMEOUT)
-    assert not asking.is_alive(), "the request waited for an answer on a connection already lost"
     [error] = outcome
     assert isinstance(error, NatsUnavailable) and "the connection to NATS was lost" in str(error), error
 
