@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+OPERATIONS = ("save", "open + read()", "open + read(), first sight", "exists")
 SCALE_ROWS = [
     '| `listdir("dir")` |',
     '| `exists("dir")` |',
@@ -53,3 +54,23 @@ def test_the_benchmark_lists_the_largest_bucket_when_asked_and_runs_one_section_
         assert line in table
     assert "not run" not in table
     assert "## Targets" not in table and "## Size sweep" not in table and "## Concurrency" not in table
+
+
+def test_the_bridge_comparison_runs_two_checkouts_by_turns():
+    root = str(BENCH.parent.parent)
+    command = [
+        sys.executable,
+        str(BENCH.parent / "bridge.py"),
+        root,
+        root,
+        "--quick",
+        "--runs",
+        "1",
+        "--threads",
+        "0",
+        "2",
+    ]
+    table = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True).stdout
+    for mode, size, operation in itertools.product(("main thread", "2 worker threads"), ("1 KiB", "1 MiB"), OPERATIONS):
+        assert f"| {mode} | {size} | {operation} |" in table
+    assert "Load average (1 min) as each run began: before " in table
