@@ -38,8 +38,8 @@ from typing import NamedTuple
 import nats
 from nats.aio.client import Client
 
-from natsstorage import _bridge
 from natsstorage.exceptions import CorruptObject, NatsUnavailable
+from natsstorage.loop import stop_task
 from natsstorage.objectstore import ALL_META, Bucket, BucketStatus, ObjectInfo, Watch
 
 logger = logging.getLogger("natsstorage")
@@ -253,7 +253,7 @@ class Index:
         watch, self._watch = self._watch, None  # first: a follower its cancellation did not end sees it and ends
         task, self._task = self._task, None
         if task is not None:
-            await _bridge.stop_task(task)
+            await stop_task(task)
         if watch is not None:
             await watch.close()
 

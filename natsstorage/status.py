@@ -19,8 +19,8 @@ from django.core.files.storage import storages
 from django.db.models import FileField
 from django.utils.module_loading import import_string
 
-from natsstorage import _bridge, conf, index, objectstore
-from natsstorage._bridge import ConnectionSettings
+from natsstorage import conf, connections, index, loop, objectstore
+from natsstorage.connections import ConnectionSettings
 from natsstorage.exceptions import BucketNotFound, NatsStorageError
 from natsstorage.objectstore import Bucket, BucketStatus
 from natsstorage.storage import NatsStorage
@@ -90,7 +90,7 @@ def server_reports(bucket: str | None = None) -> list[ServerReport]:
         config = storage.config
         server = servers.setdefault(config.connection, _Server(config))
         server.used_by.setdefault(config.bucket, []).append(label)
-    return [_bridge.run(_server_report(server, bucket)) for server in servers.values()]
+    return [loop.run(_server_report(server, bucket)) for server in servers.values()]
 
 
 def bucket_rows(bucket: str | None = None) -> list[BucketRow]:
@@ -102,7 +102,7 @@ async def _server_report(server: _Server, only: str | None) -> ServerReport:
     config = server.config
     where = config.connection.where
     try:
-        nc = await _bridge.connection(config.connection)
+        nc = await connections.connection(config.connection)
         names = set(await objectstore.bucket_names(nc, timeout=config.timeout))
     except NatsStorageError as error:
         wanted = [only] if only else sorted(server.used_by)
@@ -113,7 +113,7 @@ async def _server_report(server: _Server, only: str | None) -> ServerReport:
         if only and name != only:
             continue
         used_by = tuple(server.used_by.get(name, ()))
-        connect = partial(_bridge.connection, config.connection)
+        connect = partial(connections.connection, config.connection)
         bucket = Bucket(name, connect, timeout=config.timeout, listing_idle=config.listing_idle)
         try:
             rows.append(BucketRow(name, where, await index.status(bucket), used_by))

@@ -18,8 +18,7 @@ from django.core.files.storage import Storage
 from django.core.signals import setting_changed
 from django.urls import NoReverseMatch, reverse
 
-from natsstorage import _bridge, conf, garbage, index, links, objectstore, saving, signing
-from natsstorage._bridge import run
+from natsstorage import conf, connections, garbage, index, links, loop, objectstore, saving, signing
 from natsstorage.changes import Changes
 from natsstorage.exceptions import CorruptObject
 from natsstorage.files import (
@@ -34,6 +33,7 @@ from natsstorage.files import (
 from natsstorage.garbage import OrphanChunks
 from natsstorage.index import Entry, Index, Page
 from natsstorage.jetstream import let_go
+from natsstorage.loop import run
 from natsstorage.names import MAX_NAME_BYTES, clean_name, clean_prefix
 from natsstorage.objectstore import Bucket, BucketStatus, ObjectInfo
 from natsstorage.saving import Taken
@@ -100,7 +100,7 @@ class NatsStorage(Storage):
         config = self.config
         return Bucket(
             config.bucket,
-            partial(_bridge.connection, config.connection),
+            partial(connections.connection, config.connection),
             timeout=config.timeout,
             chunk_size=config.chunk_size,
             window=config.window,
@@ -454,21 +454,21 @@ class NatsStorage(Storage):
         return await sync_to_async(self.save, thread_sensitive=False)(name, content, max_length)
 
     async def aexists(self, name: str) -> bool:
-        return await _bridge.arun(self._exists(name))
+        return await loop.arun(self._exists(name))
 
     async def asize(self, name: str) -> int:
-        return (await _bridge.arun(self._info(name))).size
+        return (await loop.arun(self._info(name))).size
 
     async def adelete(self, name: str) -> None:
         if not name:
             raise ValueError("The name must be given to delete().")
-        await _bridge.arun(self.bucket.delete(self.key(name)))
+        await loop.arun(self.bucket.delete(self.key(name)))
 
     async def alistdir(self, path: str) -> tuple[list[str], list[str]]:
-        return await _bridge.arun(self._listdir(path))
+        return await loop.arun(self._listdir(path))
 
     async def ainfo(self, name: str) -> ObjectInfo:
-        return await _bridge.arun(self._info(name))
+        return await loop.arun(self._info(name))
 
     async def aupdate_meta(
         self,
@@ -478,7 +478,7 @@ class NatsStorage(Storage):
         headers: Mapping[str, str | list[str]] | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> ObjectInfo:
-        return await _bridge.arun(self._update_meta(name, description, headers, metadata))
+        return await loop.arun(self._update_meta(name, description, headers, metadata))
 
     async def aopen(self, name: str, mode: str = "rb") -> AsyncNatsFile | AsyncNatsWriter:
         """Open from async code; use ``async with``. ``rb`` streams a read; ``wb`` (``xb``: only if new)
@@ -487,7 +487,7 @@ class NatsStorage(Storage):
         if mode in ("wb", "xb"):
             name = clean_name(name)
             head, taken = saving.head_for(self, name, None), Taken.REFUSE if mode == "xb" else Taken.REPLACE
-            upload = await _bridge.arun(Upload.begin(self.bucket, name=self.key(name)))
+            upload = await loop.arun(Upload.begin(self.bucket, name=self.key(name)))
 
             async def commit(upload: Upload) -> str:
                 await saving.commit(self, upload, name, head, taken)
@@ -496,8 +496,8 @@ class NatsStorage(Storage):
             return AsyncNatsWriter(name, upload, commit)
         if mode != "rb":
             raise ValueError(f"aopen() streams bytes: use 'rb', 'wb' or 'xb', not {mode!r}")
-        bucket, info = await _bridge.arun(self._located(name))
-        return AsyncNatsFile(info, await _bridge.arun(Download.begin(bucket, info)))
+        bucket, info = await loop.arun(self._located(name))
+        return AsyncNatsFile(info, await loop.arun(Download.begin(bucket, info)))
 
 
 # What can make an entry unusable: control characters, backslashes (a '..' between them), lone surrogates.
@@ -528,7 +528,7 @@ def _usable(prefix: str, entry: str) -> bool:
 def close_connections() -> None:
     """Close this process's NATS connections (before forking, or at the end of a test run);
     the next call on any storage connects again."""
-    _bridge.close_connections()
+    connections.close_connections()
 
 
 def bucket_names(**options: Any) -> list[str]:
@@ -536,7 +536,7 @@ def bucket_names(**options: Any) -> list[str]:
     config = conf.resolve(None, options)
 
     async def names() -> list[str]:
-        nc = await _bridge.connection(config.connection)
+        nc = await connections.connection(config.connection)
         return await objectstore.bucket_names(nc, timeout=config.timeout)
 
     return run(names())
