@@ -407,3 +407,30 @@ def test_a_handler_raising_in_a_call_leaves_no_other_signal_unhandled(nats_serve
     pairs, raised, terms = map(int, done.stdout.split())
     assert pairs > 50 and raised > 50, done.stdout
     assert terms == pairs, done.stdout  # every SIGTERM's handler ran
+
+
+SAVE_AND_EXIT = """
+import sys
+import django
+from django.conf import settings
+# Logged the way a site logs: natsstorage's warnings to stderr.
+settings.configure(LOGGING={
+    "version": 1,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"natsstorage": {"handlers": ["console"], "level": "WARNING"}},
+})
+django.setup()
+from django.core.files.base import ContentFile
+from natsstorage import NatsStorage
+
+print(NatsStorage(bucket=sys.argv[2], servers=[sys.argv[1]]).save("cron.txt", ContentFile(b"done")))
+"""
+
+
+def test_an_orderly_exit_warns_of_no_lost_connection(nats_server, bucket_name):
+    # A cron job, a management command, a test run: closing the connection at exit is no outage.
+    done = subprocess.run(
+        [sys.executable, "-c", SAVE_AND_EXIT, nats_server.url, bucket_name], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "cron.txt", done.stderr
+    assert "lost the connection" not in done.stderr and done.stderr == "", done.stderr
