@@ -313,7 +313,9 @@ class Bench:
 
     def settle(self) -> None:
         """Let our save's background purge of the version it replaced finish, untimed, before the next measurement."""
-        self.ours.bucket_exists()  # asks for the stream's info, which waits for this process's purges
+        from natsstorage.buckettools import BucketTools
+
+        BucketTools(self.ours).bucket_exists()  # asks for the stream's info, which waits for this process's purges
 
     def prefix(self) -> str:
         """A new prefix for a run's object names, so that no name is used twice."""
@@ -485,6 +487,7 @@ class Bench:
         from django.core.files.base import ContentFile
 
         from natsstorage import NatsStorage
+        from natsstorage.buckettools import BucketTools
 
         storage = NatsStorage(f"bench_list_{count}", file_overwrite=True)
         with ThreadPoolExecutor(8) as pool:
@@ -499,7 +502,7 @@ class Bench:
         seconds = median_of(self.sizes.reps, timed)
         goal = "< 0.5 s" if count >= 10_000 else f"{seconds / count * 1e6:.0f} µs per object"
         self.rows.append(Row(f"listdir of {count:,} objects", seconds, None, None, "s", goal, seconds < 0.5))
-        storage.destroy()
+        BucketTools(storage).destroy()
 
     # -- 6: seeking ------------------------------------------------------------------
 
@@ -739,6 +742,7 @@ class Bench:
     def listing_at_scale(self) -> None:
         """Buckets of many names: their first look in fresh processes, then listings, the count, admin pages."""
         from natsstorage import NatsStorage
+        from natsstorage.buckettools import BucketTools
         from natsstorage.exceptions import NatsUnavailable
 
         def progress(done: str, started: float) -> None:
@@ -782,7 +786,7 @@ class Bench:
         self.scale_runs = dict(zip(buckets, interleaved_runs(self.sizes.sweep_reps, *measures), strict=True))
         progress("calls after the first look", started)
         for storage in storages.values():
-            storage.destroy()
+            BucketTools(storage).destroy()
 
     def first_look(self, bucket: str) -> dict[str, float]:
         """What a fresh process's first ``listdir`` of ``bucket`` costs (see ``first_look_child``)."""
@@ -1011,9 +1015,10 @@ def first_look_child(bucket: str, url: str) -> None:
     """List ``bucket`` once in this fresh process; print the seconds and the RSS growth (MiB: after, and peak)."""
     setup_django(url, FIRST_LOOK_TIMEOUT)
     from natsstorage import NatsStorage
+    from natsstorage.buckettools import BucketTools
 
     storage = NatsStorage(bucket)
-    assert storage.bucket_exists()  # connects and imports: only the index is left to make
+    assert BucketTools(storage).bucket_exists()  # connects and imports: only the index is left to make
     Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current RSS
     baseline = resident("VmRSS")
     started = time.perf_counter()

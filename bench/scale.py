@@ -143,6 +143,7 @@ def admin_page(storage: NatsStorage, order: str) -> list[ObjectInfo]:
 
 def calls(count: int, entries: int) -> dict[str, Callable[[NatsStorage], object]]:
     """Each call the section times, by its label, checking its answer for a bucket of ``count`` names."""
+    from natsstorage.buckettools import BucketTools
 
     def listdir(storage: NatsStorage) -> None:
         assert len(storage.listdir(DIRECTORY)[1]) == entries
@@ -151,10 +152,10 @@ def calls(count: int, entries: int) -> dict[str, Callable[[NatsStorage], object]
         assert storage.exists(DIRECTORY)
 
     def counted(storage: NatsStorage) -> None:
-        assert storage.status().objects == count
+        assert BucketTools(storage).status().objects == count
 
     def listed(storage: NatsStorage) -> None:
-        assert len(storage.listing("")) == count
+        assert len(BucketTools(storage).listing("")) == count
 
     def page(order: str) -> Callable[[NatsStorage], object]:
         return lambda storage: admin_page(storage, order)

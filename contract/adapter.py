@@ -1,10 +1,13 @@
-"""Stand-ins for FileSystemStorage and InMemoryStorage that are NatsStorage underneath.
+"""Stand-ins for FileSystemStorage, InMemoryStorage and the static files storages that are NatsStorage underneath.
 
 Django's storage tests build ``FileSystemStorage(location=<temp dir>, ...)``
 themselves. Here each distinct directory becomes a bucket of its own, so tests
 stay as isolated as they are on disk, and ``shutil.rmtree(<that dir>)`` (how
 the tests clean up) empties the bucket. Only constructor arguments are mapped;
-every behaviour under test is NatsStorage's.
+every behaviour under test is NatsStorage's. The static files storages
+(``StaticFilesStorage``, ``ManifestStaticFilesStorage``) become
+``NatsStaticStorage`` and ``NatsManifestStaticStorage`` on the bucket standing for
+``STATIC_ROOT``; the finders keep reading the sources from disk.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 import nats
 from nats.js.errors import NotFoundError
 
-from natsstorage import NatsStorage
+from natsstorage import NatsManifestStaticStorage, NatsStaticStorage, NatsStorage
 
 STREAM = "OBJ_{bucket}"  # the NATS Object Store's stream for a bucket (ADR-20)
 JANITOR_TIMEOUT = 30.0  # seconds to empty one bucket
@@ -103,6 +106,63 @@ class InMemoryStorage(NatsStorage):
 # They stand in for Django's classes: deconstruct() and pickle name them as Django's.
 FileSystemStorage.__module__ = InMemoryStorage.__module__ = "django.core.files.storage"
 
+PERMISSIONS = ("file_permissions_mode", "directory_permissions_mode")  # FileSystemStorage's, ignored
+NO_STATIC_ROOT = "no STATIC_ROOT"  # the "directory" of a StaticFilesStorage made without one
+
+
+def _static(location: Any, base_url: Any) -> tuple[str, str | None, dict[str, Any]]:
+    """The bucket, local directory and options of ``StaticFilesStorage(location, base_url)``: STATIC_ROOT's
+    and STATIC_URL's when not given."""
+    from django.conf import settings
+
+    directory = settings.STATIC_ROOT if location is None else location
+    base_url = settings.STATIC_URL if base_url is None else base_url
+    options: dict[str, Any] = {} if base_url is None else {"base_url": base_url}
+    return bucket_for(directory or NO_STATIC_ROOT), os.fspath(directory) if directory else None, options
+
+
+class StaticFilesStorage(NatsStaticStorage):
+    """``StaticFilesStorage``'s signature on ``NatsStaticStorage``: the bucket standing for STATIC_ROOT."""
+
+    def __init__(self, location: Any = None, base_url: Any = None, *args: Any, **kwargs: Any) -> None:
+        bucket, self._contract_directory, options = _static(location, base_url)
+        for ignored in PERMISSIONS:
+            kwargs.pop(ignored, None)
+        super().__init__(bucket, *args, **options, **kwargs)
+
+    def _save(self, name: str, content: Any) -> str:
+        name = super()._save(name, content)
+        _local_directory_made(self._contract_directory)
+        return name
+
+
+class ManifestStaticFilesStorage(NatsManifestStaticStorage):
+    """``ManifestStaticFilesStorage``'s signature on ``NatsManifestStaticStorage``."""
+
+    def __init__(self, location: Any = None, base_url: Any = None, *args: Any, **kwargs: Any) -> None:
+        bucket, self._contract_directory, options = _static(location, base_url)
+        for ignored in PERMISSIONS:
+            kwargs.pop(ignored, None)
+        super().__init__(bucket, *args, **options, **kwargs)
+
+    def _save(self, name: str, content: Any) -> str:
+        name = super()._save(name, content)
+        _local_directory_made(self._contract_directory)
+        return name
+
+
+StaticFilesStorage.__module__ = ManifestStaticFilesStorage.__module__ = "django.contrib.staticfiles.storage"
+
+
+def _read_collected(test: Any, filepath: str) -> str:
+    """``CollectionTestCase._get_file``: what collectstatic put at ``filepath`` under STATIC_ROOT, read from the
+    bucket standing for STATIC_ROOT instead of the disk; OSError (FileNotFoundError) when it is not there."""
+    from django.conf import settings
+
+    assert filepath, "filepath is empty."
+    with NatsStorage(bucket_for(settings.STATIC_ROOT), create_bucket=False).open(filepath, "rb") as collected:
+        return collected.read().decode()
+
 
 class Janitor:
     """Empties buckets over a connection of its own, so isolation does not rest on the code under test."""
@@ -154,6 +214,22 @@ def install(url: str) -> Janitor:
 
     package.FileSystemStorage = filesystem.FileSystemStorage = FileSystemStorage  # type: ignore[misc]
     package.InMemoryStorage = memory.InMemoryStorage = InMemoryStorage  # type: ignore[misc]
+    static = django.contrib.staticfiles.storage
+    static.StaticFilesStorage = StaticFilesStorage  # type: ignore[misc]
+    static.ManifestStaticFilesStorage = ManifestStaticFilesStorage  # type: ignore[misc]
     janitor = Janitor(url)
     shutil.rmtree = _emptying_buckets(shutil.rmtree, janitor)  # type: ignore[assignment]
     return janitor
+
+
+def install_staticfiles() -> None:
+    """Ready Django's staticfiles tests; call once ``tests/`` is on sys.path, before they are imported.
+
+    ``natsstorage`` goes first in their INSTALLED_APPS, as its docs say (its ``collectstatic`` is the one a
+    project runs), and ``_get_file``, how they read what ``collectstatic`` wrote, reads the bucket."""
+    from staticfiles_tests.settings import TEST_SETTINGS
+
+    TEST_SETTINGS["INSTALLED_APPS"] = ["natsstorage", *TEST_SETTINGS["INSTALLED_APPS"]]
+    from staticfiles_tests.cases import CollectionTestCase
+
+    CollectionTestCase._get_file = _read_collected  # type: ignore[method-assign]

@@ -7,6 +7,13 @@ has, or InMemoryStorage's own directory tree. Never because NatsStorage fails
 it: those failures are the point of the run. Patterns are fnmatch patterns on
 unittest ids; ``*`` covers the FileStorageTests subclasses (Custom-,
 Overwriting-, DiscardingFalseContent-StorageTests).
+
+In ``staticfiles_tests`` only three kinds are excluded: symlinks (``--link``),
+permission bits, and ``path()``: what reads or writes STATIC_ROOT or MEDIA_ROOT
+on disk, or takes a storage's answer as a local path (``storage.path()``,
+``is_local_storage()``, which Django answers True only for FileSystemStorage;
+collectstatic then names the destination directory, checks it before
+prompting and finds media files). The sources stay on disk, as in a project.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from fnmatch import fnmatchcase
 
 FS = "file_storage.tests."
 MEM = "file_storage.test_inmemory_storage."
+ST = "staticfiles_tests."
+MANIFEST = ST + "test_storage.TestCollectionManifestStorage."
 
 EXCLUDED: tuple[tuple[str, str], ...] = (
     # -- file_storage/tests.py ------------------------------------------------------
@@ -64,6 +73,25 @@ EXCLUDED: tuple[tuple[str, str], ...] = (
     ("files.tests.FileTests.test_open_reopens_closed_file_and_returns_context_manager", "reopens a temp file on disk"),
     ("files.tests.FileMoveSafeTests.*", "file_move_safe(): moving files on disk"),
     ("files.tests.TemporaryUploadedFileTests.*", "TemporaryUploadedFile on disk, FILE_UPLOAD_TEMP_DIR"),
+    # -- staticfiles_tests: only symlinks, permissions and path() (files and directories on disk) ----
+    (ST + "test_management.TestCollectionLinks.*", "symlinks: collectstatic --link makes them on a local disk"),
+    (ST + "test_storage.TestStaticFilePermissions.*", "permissions: mode bits of collected files and directories"),
+    (MANIFEST + "test_manifest_does_not_ignore_permission_error", "permissions: built-in open() of a local manifest"),
+    (MANIFEST + "test_manifest_exists", "path(): os.path.exists(staticfiles_storage.path(manifest_name))"),
+    (MANIFEST + "test_clear_empties_manifest", "path(): os.path.exists(staticfiles_storage.path(name))"),
+    (MANIFEST + "test_intermediate_files", "path(): os.listdir() of STATIC_ROOT/cached on disk"),
+    (ST + "test_storage.TestCustomManifestStorage.test_read_manifest", "path(): the manifest written as a local file"),
+    (ST + "test_storage.TestCustomManifestStorage.test_save_manifest_create", "path(): os.remove(), Path.exists()"),
+    (ST + "test_finders.TestDefaultStorageFinder.test_find_first", "path(): the finder answers storage.path(name)"),
+    (ST + "test_finders.TestDefaultStorageFinder.test_find_all", "path(): the finder answers storage.path(name)"),
+    (ST + "test_finders.TestDefaultStorageFinder.test_find_all_deprecated_param", "path(): as test_find_all"),
+    (ST + "test_finders.TestMiscFinder.test_location_empty", "path(): the default storage's local location"),
+    (ST + "test_management.TestFindStatic.test_all_files_more_verbose", "path(): lists MEDIA_ROOT, a local directory"),
+    (ST + "test_management.TestConfiguration.test_location_empty", "path(): refuses an unset STATIC_ROOT"),
+    (ST + "test_management.TestConfiguration.test_local_storage_detection_helper", "path(): is_local_storage()"),
+    (ST + "test_management.TestCollectionVerbosity.test_verbosity_[12]", "path(): 'copied to <storage.path('')>'"),
+    (ST + "test_management.TestInteractiveMessages.test_no_warning_*", "path(): only a local STATIC_ROOT is looked at"),
+    (ST + "test_management.TestCollectionNeverCopyStorage.*", "path(): its storage reads STATIC_ROOT on disk"),
 )
 
 
@@ -85,7 +113,8 @@ def markdown(matches: dict[str, list[str]]) -> str:
         "A test is excluded only when it is about a local filesystem (paths, files or directories on disk,",
         "permissions, symlinks, OS-level races and locks, temp files), an option or default only",
         "FileSystemStorage or InMemoryStorage has, or InMemoryStorage's directory tree; never because",
-        "NatsStorage fails it.",
+        "NatsStorage fails it. In `staticfiles_tests`, only symlinks, permissions and `path()` (STATIC_ROOT or",
+        "MEDIA_ROOT read or written on disk, a storage's answer taken as a local path).",
         "",
     ]
     for pattern, reason in EXCLUDED:

@@ -163,6 +163,8 @@ def main() -> int:
     signal.signal(signal.SIGALRM, _alarm)
 
     labels, state = runtests.setup_run_tests(args.verbosity, None, None, args.labels)
+    if any(label.split(".")[0] == "staticfiles_tests" for label in labels):
+        adapter.install_staticfiles()
     from django.conf import settings
 
     settings.ROOT_URLCONF = "contract.urls"  # runtests.py set "urls"; this adds natsstorage.urls to it

@@ -31,9 +31,15 @@ sys.path.insert(0, str(REPO))
 from contract import excluded  # noqa: E402
 from natsstorage.testing import NatsServer  # noqa: E402
 
-DEFAULT_LABELS = ("file_storage", "files", "model_fields.test_filefield", "model_fields.test_imagefield")
+DEFAULT_LABELS = (
+    "file_storage",
+    "files",
+    "model_fields.test_filefield",
+    "model_fields.test_imagefield",
+    "staticfiles_tests",
+)
 DJANGO_REQUIREMENT = "django==5.2.*"
-SUITE = re.compile(r"\b(file_storage|files|model_fields)(?:\.|$)")
+SUITE = re.compile(r"\b(file_storage|files|model_fields|staticfiles_tests)(?:\.|$)")
 STATUSES = ("passed", "failed", "error", "skipped", "excluded")
 
 
@@ -74,10 +80,10 @@ def table(outcomes: Iterable[dict[str, Any]]) -> list[str]:
     for outcome in outcomes:
         counts[suite_of(outcome["id"])][outcome["status"]] += 1
         counts["total"][outcome["status"]] += 1
-    header = f"{'suite':<14}" + "".join(f"{status:>10}" for status in STATUSES)
+    header = f"{'suite':<18}" + "".join(f"{status:>10}" for status in STATUSES)
     rows = [header, "-" * len(header)]
     for suite in [*sorted(name for name in counts if name != "total"), "total"]:
-        rows.append(f"{suite:<14}" + "".join(f"{counts[suite][status]:>10}" for status in STATUSES))
+        rows.append(f"{suite:<18}" + "".join(f"{counts[suite][status]:>10}" for status in STATUSES))
     return rows
 
 

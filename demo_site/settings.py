@@ -28,8 +28,8 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "natsstorage",  # above staticfiles, as the docs say: its collectstatic is the one that runs
     "django.contrib.staticfiles",
-    "natsstorage",
     "demo_site.documents",
 ]
 MIDDLEWARE = [

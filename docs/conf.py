@@ -1,20 +1,23 @@
 """Sphinx configuration: Markdown pages (MyST) and the furo theme.
 
-Build: .venv/bin/sphinx-build -W --keep-going -n -b html docs docs/_build/html (CI: nox -s docs).
+Build (docs/contributing.md): pip install . --group docs, then
+.venv/bin/sphinx-build -W --keep-going -n -b html docs docs/_build/html (CI: nox -s docs).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent / "_ext"))
+# The checkout's package, whatever is installed (or not): its version and options are the ones documented.
+sys.path[:0] = [str(Path(__file__).parent / "_ext"), str(Path(__file__).parent.parent)]
+
+from natsstorage import __version__  # noqa: E402 - after the path it is found on
 
 project = "natsstorage"
 author = "The natsstorage authors"
 copyright = "the natsstorage authors"
-release = version = importlib.metadata.version("natsstorage")
+release = version = __version__
 
 extensions = [
     "myst_parser",

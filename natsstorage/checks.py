@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, register
+from django.contrib.staticfiles.storage import HashedFilesMixin
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from natsstorage import conf
-
-BACKENDS = ("natsstorage.NatsStorage", "natsstorage.storage.NatsStorage")
+from natsstorage.registry import backend_class
+from natsstorage.storage import NatsStorage
 
 
 @register(Tags.compatibility)
@@ -21,8 +24,103 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
         for message, hint in conf.problems(conf.project_options(), f"settings.{conf.SETTING}"):
             errors.append(Error(message, hint=hint, id="natsstorage.E001"))
     for alias, storage in getattr(settings, "STORAGES", {}).items():
-        if isinstance(storage, dict) and storage.get("BACKEND") in BACKENDS:
+        backend = backend_class(storage.get("BACKEND"), NatsStorage) if isinstance(storage, dict) else None
+        if backend is not None:  # NatsStorage or any subclass
             where = f"STORAGES[{alias!r}]['OPTIONS']"
-            for message, hint in conf.problems(storage.get("OPTIONS", {}), where):
+            for message, hint in conf.problems(_nats_options(backend, storage.get("OPTIONS", {})), where):
                 errors.append(Error(message, hint=hint, id="natsstorage.E002"))
+            if issubclass(backend, HashedFilesMixin) and not _public(backend, storage.get("OPTIONS", {})):
+                errors.append(
+                    Error(
+                        f"STORAGES[{alias!r}]: {backend.__name__} has Django write its links into stylesheets, and "
+                        "with public=False they are signed and expire",
+                        hint="Use 'BACKEND': 'natsstorage.NatsManifestStaticStorage' (or drop public=False).",
+                        id="natsstorage.E003",
+                    )
+                )
     return errors
+
+
+def _public(backend: type[NatsStorage], options: Any) -> bool:
+    """Whether a storage of ``backend`` with ``options`` gives plain links: its options, its class's defaults,
+    then ``NATSSTORAGE``, as ``NatsStorage.config`` reads them."""
+    layers = [options, backend.defaults, conf.project_options()]
+    return bool(next((layer["public"] for layer in layers if isinstance(layer, Mapping) and "public" in layer), False))
+
+
+def _nats_options(backend: type[NatsStorage], options: Any) -> Any:
+    """``options`` less those a subclass's or a mixin's own ``__init__`` takes (``ManifestFilesMixin``'s
+    ``manifest_storage``): the rest reach ``NatsStorage``."""
+    if not isinstance(options, Mapping):
+        return options
+    own = {
+        parameter.name
+        for cls in backend.__mro__[: backend.__mro__.index(NatsStorage)]
+        if "__init__" in vars(cls)
+        for parameter in inspect.signature(vars(cls)["__init__"]).parameters.values()
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+    }
+    return {key: value for key, value in options.items() if key in conf.OPTIONS or key not in own}
+
+
+@register(Tags.compatibility)
+def check_files(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """A credentials or TLS file that is not there: found now, not at the first call."""
+    errors: list[CheckMessage] = []
+    places = [(f"settings.{conf.SETTING}", conf.project_options())]
+    for alias, storage in getattr(settings, "STORAGES", {}).items():
+        if isinstance(storage, dict) and backend_class(storage.get("BACKEND"), NatsStorage):
+            places.append((f"STORAGES[{alias!r}]['OPTIONS']", storage.get("OPTIONS", {})))
+    for where, options in places:
+        if isinstance(options, Mapping):
+            for message, hint in conf.missing_files(options, where):
+                errors.append(Error(message, hint=hint, id="natsstorage.E101"))
+    return errors
+
+
+@register(Tags.compatibility)
+def check_nats_url(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """An exported NATS_URL that settings override: the shell and the site would talk to different servers."""
+    project = conf.project_options()
+    exported = os.environ.get(conf.SERVERS_ENVIRONMENT_VARIABLE, "")
+    if not exported.strip() or not isinstance(project, Mapping) or not project.get("servers"):
+        return []
+    servers = project["servers"]
+    configured = servers.split(",") if isinstance(servers, str) else servers
+    if {url.strip() for url in exported.split(",")} == {str(url).strip() for url in configured}:
+        return []
+    return [
+        Warning(
+            f"${conf.SERVERS_ENVIRONMENT_VARIABLE} is set, but settings.{conf.SETTING}['servers'] is what "
+            f"natsstorage uses: ${conf.SERVERS_ENVIRONMENT_VARIABLE} is ignored.",
+            hint=f"Unset {conf.SERVERS_ENVIRONMENT_VARIABLE}, or leave 'servers' out of settings.{conf.SETTING} "
+            "to take it from the environment.",
+            id="natsstorage.W101",
+        )
+    ]
+
+
+STATICFILES = "django.contrib.staticfiles"
+
+
+@register(Tags.staticfiles)
+def check_app_order(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """With a static storage of ours, our ``collectstatic`` must be the one Django runs: the first app that
+    has the command wins, so ``natsstorage`` goes above ``django.contrib.staticfiles``."""
+    names = [config.name for config in apps.get_app_configs()]
+    if STATICFILES not in names or names.index("natsstorage") < names.index(STATICFILES):
+        return []
+    from natsstorage.static import NatsStaticStorage  # imports staticfiles: only once it is installed
+
+    entry = getattr(settings, "STORAGES", {}).get("staticfiles")
+    if not (isinstance(entry, dict) and backend_class(entry.get("BACKEND"), NatsStaticStorage)):
+        return []
+    return [
+        Warning(
+            f"'natsstorage' comes after '{STATICFILES}' in INSTALLED_APPS, so manage.py collectstatic is "
+            "Django's: it uploads again every file whose modification time changed (all of them after a fresh "
+            "checkout), where natsstorage's skips the files the bucket already holds.",
+            hint=f"Put 'natsstorage' above '{STATICFILES}' in INSTALLED_APPS.",
+            id="natsstorage.W102",
+        )
+    ]

@@ -23,12 +23,15 @@ from typing import Any, cast
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.utils.functional import Promise
+from django.utils.module_loading import import_string
 
 from natsstorage.connections import ConnectionSettings
 from natsstorage.names import clean_location
 from natsstorage.objectstore import BUCKET_NAME_RULE, CHUNK_SIZE, LISTING_IDLE, BucketConfig, valid_bucket_name
+from natsstorage.redaction import kind, redact_urls
 
 SETTING = "NATSSTORAGE"
+STORAGES = "STORAGES"  # Django's; NatsStorage(alias=...) reads an entry's OPTIONS
 SERVERS_ENVIRONMENT_VARIABLE = "NATS_URL"
 DEFAULT_SERVERS = ("nats://localhost:4222",)
 MAX_CHUNK_SIZE = 1024 * 1024  # the server's default max_payload
@@ -65,6 +68,10 @@ def _servers(value: Any) -> bool:
     return isinstance(value, list | tuple) and bool(value) and all(isinstance(url, str) and url for url in value)
 
 
+def _monitor_url(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.startswith(("http://", "https://")) and _one_line(value))
+
+
 def _location(value: Any) -> bool:
     try:
         clean_location(value)
@@ -94,12 +101,12 @@ def _headers(value: Any) -> bool:
 def option(
     default: Any, valid: Callable[[Any], bool], expects: str, doc: str, *, secret: bool = False, shown: str = ""
 ) -> Any:
-    """Declare one option: ``expects`` says what a valid value looks like; ``secret`` keeps it out of migrations;
-    ``shown`` is the default as the options table writes it, when ``repr`` does not say it well."""
+    """Declare one option: ``expects`` says what a valid value looks like; ``secret`` keeps it out of migrations,
+    messages and reprs; ``shown`` is the default as the options table writes it, when ``repr`` does not say it well."""
     metadata = {"valid": valid, "expects": expects, "doc": doc, "secret": secret, "shown": shown}
     if isinstance(default, dict):
-        return field(default_factory=lambda: dict(default), metadata=metadata)
-    return field(default=default, metadata=metadata)
+        return field(default_factory=lambda: dict(default), metadata=metadata, repr=not secret)
+    return field(default=default, metadata=metadata, repr=not secret)
 
 
 PATH = "the path of a PEM file"
@@ -135,6 +142,16 @@ class Config:
     tls_ca_file: str | None = option(None, _optional_str, PATH, "TLS: a CA to trust")
     tls_cert_file: str | None = option(None, _optional_str, PATH, "TLS: a client certificate")
     tls_key_file: str | None = option(None, _optional_str, PATH, "TLS: the client certificate's key", secret=True)
+    # Not discovered: a client learns no monitoring port from the server, and reading /varz over NATS needs the
+    # system account. Asked with connect_timeout as the bound, by the status command and the admin only.
+    monitor_url: str | None = option(
+        None,
+        _monitor_url,
+        "None or an http(s) URL, e.g. 'http://127.0.0.1:8222'",
+        "a server's monitoring endpoint (its `http_port`): `natsos_status` and the admin's buckets page read "
+        "its disk sync policy (`sync_interval`) from `/varz`",
+        secret=True,
+    )
     connect_timeout: float = option(2.0, _positive, SECONDS, "seconds to reach a server before `NatsUnavailable`")
     # Short: service comes back within about this long after NATS does; each background attempt
     # costs one connect (refused at once by a host that is up, up to connect_timeout for one that is not).
@@ -247,7 +264,9 @@ def problems(options: Any, where: str) -> list[tuple[str, str]]:
         if key not in OPTIONS:
             found.append((f"{where} has an unknown key {key!r}.", f"Valid keys: {', '.join(sorted(OPTIONS))}."))
         elif not OPTIONS[key].metadata["valid"](value):
-            found.append((f"{where}[{key!r}] = {value!r} is not valid.", f"Use {OPTIONS[key].metadata['expects']}."))
+            found.append(
+                (f"{where}[{key!r}] {_shown(key, value)} is not valid.", f"Use {OPTIONS[key].metadata['expects']}.")
+            )
     if options.get("credentials") and importlib.util.find_spec("nkeys") is None:
         found.append(
             (f"{where}['credentials'] needs the nkeys package to sign in.", "pip install 'natsstorage[nkeys]'.")
@@ -255,8 +274,63 @@ def problems(options: Any, where: str) -> list[tuple[str, str]]:
     return found
 
 
+def _shown(key: str, value: Any) -> str:
+    """A value as a message may show it: a secret option's by its type only, any other's without URL credentials."""
+    if key in SECRETS:
+        return f"(a {kind(value)}; secret, not shown)"
+    return f"= {redact_urls(repr(value))}"
+
+
+FILE_OPTIONS = ("credentials", "tls_ca_file", "tls_cert_file", "tls_key_file")
+
+
+def missing_files(options: Mapping[str, Any], where: str) -> list[tuple[str, str]]:
+    """A (message, hint) pair per file option whose file is not there: ssl and nats-py would say only
+    "No such file or directory", without the path, at the first call."""
+    found = []
+    for key in FILE_OPTIONS:
+        path = options.get(key)
+        if isinstance(path, str) and path and not os.path.isfile(path):
+            found.append((f"{where}[{key!r}] names {path!r}, which is not a file.", "Give the path of the file."))
+    return found
+
+
 def project_options() -> Any:
     return getattr(settings, SETTING, {})
+
+
+def alias_of(backend: type, options: Mapping[str, Any]) -> str | None:
+    """The ``STORAGES`` alias whose ``BACKEND(**OPTIONS)`` is a storage of class ``backend`` with ``options``,
+    as Django builds one; None when the storage was made in code."""
+    for alias, configured in getattr(settings, STORAGES, {}).items():
+        if not isinstance(configured, Mapping) or configured.get("OPTIONS", {}) != options:
+            continue
+        try:
+            if import_string(configured.get("BACKEND", "")) is backend:
+                return str(alias)
+        except ImportError:
+            continue
+    return None
+
+
+def alias_options(alias: str, base: type) -> Mapping[str, Any]:
+    """``STORAGES[alias]["OPTIONS"]``, for a storage made with ``alias=`` (a copy rebuilt from ``deconstruct()``
+    or a pickle): its secrets come from settings. The entry's ``BACKEND`` must be a ``base``."""
+    where = f"settings.{STORAGES}[{alias!r}]"
+    configured = getattr(settings, STORAGES, {}).get(alias)
+    if not isinstance(configured, Mapping):
+        raise ImproperlyConfigured(f"alias={alias!r} names no entry of settings.{STORAGES}.")
+    try:
+        backend = import_string(configured.get("BACKEND", ""))
+    except ImportError:
+        backend = None
+    if not (isinstance(backend, type) and issubclass(backend, base)):
+        raise ImproperlyConfigured(f"alias={alias!r}: the BACKEND of {where} is not a {base.__name__}.")
+    options = configured.get("OPTIONS", {})
+    found = problems(options, f"{where}['OPTIONS']")
+    if found:
+        raise ImproperlyConfigured(" ".join(found[0]))
+    return cast(Mapping[str, Any], options)
 
 
 def resolve(bucket: str | None, options: Mapping[str, Any]) -> Config:
@@ -267,6 +341,8 @@ def resolve(bucket: str | None, options: Mapping[str, Any]) -> Config:
         if found:
             raise ImproperlyConfigured(" ".join(found[0]))
     merged = {**project, **options}
+    for message, hint in missing_files(merged, "NatsStorage options"):
+        raise ImproperlyConfigured(f"{message} {hint}")
     if bucket is not None:
         merged["bucket"] = bucket
         found = problems({"bucket": bucket}, "NatsStorage bucket")

@@ -43,3 +43,8 @@ class ObjectChanged(JetStreamError):
 
 class CorruptObject(NatsStorageError):
     """The data read does not match the object's size, chunk count or SHA-256 digest."""
+
+
+class TooLarge(NatsStorageError, ValueError):
+    """A name, subject or message over what nats-server takes (its ``max_control_line``, ``max_payload``):
+    refused before it is sent, for the server would close the connection, and every transfer on it, over it."""

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 from django.core.files.base import File
 
 from natsstorage import loop
+from natsstorage.exceptions import CorruptObject
+from natsstorage.jetstream import let_go
 from natsstorage.objectstore import Bucket, ObjectInfo
 from natsstorage.transfer import Download, Upload
 
@@ -127,7 +130,7 @@ class ObjectStream(io.RawIOBase):
 
 READ_MODES = {"rb": "rb", "r": "r", "br": "rb", "rt": "r", "tr": "r"}
 WRITE_MODES = {"wb": "wb", "w": "w", "bw": "wb", "wt": "w", "tw": "w", "xb": "xb", "x": "x", "bx": "xb"}
-SUPPORTED_MODES = "'rb', 'r', 'wb', 'w', 'xb' and 'x'"
+SUPPORTED_MODES = "'rb', 'r', 'wb', 'w', 'xb' and 'x' (streamed), or 'r+b', 'w+b', 'ab', 'a+b' and their text forms"
 PIECE_BYTES = 1024 * 1024  # what a writer hands to the NATS loop at once
 PIECES_IN_FLIGHT = 3  # handed over and not yet written: bounds a writer's memory
 
@@ -136,10 +139,7 @@ def normal_mode(mode: str) -> str:
     """``mode`` spelled as ``READ_MODES``/``WRITE_MODES`` values; ValueError for what cannot be streamed."""
     found = READ_MODES.get(mode) or WRITE_MODES.get(mode)
     if found is None:
-        raise ValueError(
-            f"NatsStorage cannot open a file in mode {mode!r}: objects are streamed, not edited in place. "
-            f"Use {SUPPORTED_MODES}."
-        )
+        raise ValueError(f"NatsStorage cannot open a file in mode {mode!r}. Use {SUPPORTED_MODES}.")
     return found
 
 
@@ -363,3 +363,31 @@ class AsyncNatsWriter:
             await self.abort()
         else:
             await self.close()
+
+
+async def begin_reading(
+    bucket: Bucket, key: str, locate: Callable[[], Awaitable[tuple[Bucket, ObjectInfo]]]
+) -> tuple[Bucket, ObjectInfo, Download | None, list[bytes]]:
+    """What an ``ObjectStream`` of ``key`` starts from, in one hop to the NATS loop: the bucket and metadata
+    ``locate()`` finds (``key``'s, or what it links to) and, when it is one chunk, its data, checked.
+
+    The chunk of a one-chunk object this process wrote or read lately is asked for with the metadata,
+    in the same round trip; it is used when the metadata names it.
+    """
+    nuid = bucket.known_chunk(key)
+    early = asyncio.ensure_future(Download.ask_only_chunk(bucket, nuid)) if nuid else None
+    try:
+        found, info = await locate()
+        if info.chunks != 1:
+            return found, info, None, []
+        if found is not bucket or info.nuid != nuid:
+            let_go(early)
+            early = None
+        download = await Download.begin(found, info, only_chunk=early)
+        early = None
+        try:
+            return found, info, download, [await download.read()]
+        except CorruptObject:  # said when the data is read, as for any object
+            return found, info, None, []
+    finally:
+        let_go(early)

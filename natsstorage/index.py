@@ -32,6 +32,7 @@ import weakref
 from bisect import bisect_left, insort
 from collections.abc import Collection, Iterator
 from datetime import datetime
+from functools import partial
 from operator import attrgetter
 from typing import NamedTuple
 
@@ -97,6 +98,10 @@ class Index:
     @classmethod
     async def of(cls, bucket: Bucket) -> Index:
         """The index of ``bucket`` on its connection, made (and filled) on first use."""
+        return await bucket.again_if_gone(partial(cls._of, bucket))
+
+    @classmethod
+    async def _of(cls, bucket: Bucket) -> Index:
         nc = await bucket.connection()
         indexes = _indexes.setdefault(nc, {})
         index = indexes.get(bucket.name)

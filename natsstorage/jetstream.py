@@ -1,12 +1,11 @@
-"""As much of JetStream as the Object Store needs, asyncio and Django-free.
+"""As much of JetStream as the Object Store needs, in asyncio, Django-free: requests to one stream.
 
 A ``Stream`` makes API requests, acknowledged publishes, message gets and
 purges on one stream, and turns every refusal into a ``JetStreamError`` that
-carries the server's JetStream error code. A ``Consumer`` is an ephemeral
-pull consumer; ``Pull`` reads one with a bounded window of messages in
-flight. A ``DirectBatch`` reads a subject's messages by batched direct gets,
-without a consumer, where the server and the stream allow it. Every network
-wait has a timeout.
+carries the server's JetStream error code. ``Replies`` is the one inbox per
+connection that acknowledgements come back to. Receiving many messages
+(consumers, batched direct gets) is ``delivery.py``'s. Every network wait has
+a timeout.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from natsstorage.exceptions import (
     NatsStorageError,
     NatsUnavailable,
     ObjectChanged,
+    TooLarge,
 )
 
 API = "$JS.API."
@@ -66,11 +66,28 @@ ERR_WRONG_LAST_SEQUENCE = 10071
 ERR_MAX_BYTES = 10077
 ERR_SEALED = 10109
 
+# nats-server closes a connection that sends a longer protocol line (its default max_control_line; INFO does
+# not say it), or a message whose headers and payload together exceed its max_payload: every transfer on it fails.
+MAX_CONTROL_LINE = 4096
+# What a protocol line holds besides its subject and reply subject: "HPUB", spaces, two sizes, CRLF, with room.
+CONTROL_LINE_ROOM = 48
+REPLY_ROOM = 128  # nats-py's request inboxes (``_INBOX.<nuid>.<nuid>``), for requests whose reply it makes
+
 NANOSECONDS = 1_000_000_000
 PROBE_STREAM = "natsstorage-probe"  # no stream's name: a publish expecting it is refused, and stores nothing
 LEADER_WAIT = 0.05  # seconds between looks for a new replicated stream's first leader
 
 logger = logging.getLogger("natsstorage")
+
+
+def refuse_oversized(nc: Client, subject: str, reply: str | None, size: int, about: str) -> None:
+    """``TooLarge`` for a message nats-server would close the connection over: a protocol line longer than its
+    ``max_control_line``, or headers and payload (``size``) over its ``max_payload``."""
+    line = len(subject.encode()) + (REPLY_ROOM if reply is None else len(reply.encode())) + CONTROL_LINE_ROOM
+    if line > MAX_CONTROL_LINE:
+        raise TooLarge(f"{about}: its subject makes a {line}-byte protocol line; NATS takes {MAX_CONTROL_LINE}")
+    if size > nc.max_payload:
+        raise TooLarge(f"{about} is {size} bytes; the NATS server takes messages up to {nc.max_payload}")
 
 
 def nanoseconds(seconds: float) -> int:
@@ -215,12 +232,17 @@ class Stream:
     async def api(self, nc: Client, subject: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """One JetStream API request (``subject`` after ``$JS.API.``); its answer, or the typed error."""
         payload = json.dumps(body).encode() if body is not None else b""
+        about = f"{subject.split('.')[0].lower()} request"
+        # Through the shared reply inbox, which fails what waits when the connection loses its server: an
+        # answer nats-py's own request waits for would never come, and the caller would wait its whole timeout.
+        due = asyncio.get_running_loop().time() + self.timeout
+        answer = await self.start_publish(nc, API + subject, payload, None, f"the {about}")
         try:
-            reply = await nc.request(API + subject, payload, timeout=self.timeout)
-        except nats.errors.NoRespondersError:
-            raise NatsUnavailable(f"JetStream is not enabled on the NATS server ({self.label})") from None
-        except nats.errors.Error as error:
-            raise self.unavailable(f"no answer to {subject.split('.')[0].lower()} request", error) from None
+            reply = await asyncio.wait_for(answer, seconds_until(due))
+        except (TimeoutError, ConnectionLost) as error:
+            raise self.unavailable(f"no answer to {about}", error) from None
+        if reply.headers and reply.headers.get(STATUS_HEADER) == NO_RESPONDERS:
+            raise NatsUnavailable(f"JetStream is not enabled on the NATS server ({self.label})")
         response: dict[str, Any] = json.loads(reply.data)
         if "error" in response:
             raise self.refused(response["error"])
@@ -250,17 +272,18 @@ class Stream:
         """
         reply, ack = (await Replies.of(nc)).expect()
         try:
+            refuse_oversized(nc, subject, reply, natspy.message_size(payload, headers), about)
             await natspy.send(nc, subject, payload, reply, headers)
-        except nats.errors.Error as error:
+        except BaseException as error:
             ack.cancel()
-            raise self.unavailable(f"could not send {about}", error) from None
-        except BaseException:  # cancelled: its reply is no longer awaited
-            ack.cancel()
+            if isinstance(error, nats.errors.Error):
+                raise self.unavailable(f"could not send {about}", error) from None
             raise
         return ack
 
     async def tell(self, nc: Client, subject: str, payload: bytes, reply: str, about: str) -> None:
         """Publish what is answered elsewhere (a pull request, on its inbox); nats-py's refusal as NatsUnavailable."""
+        refuse_oversized(nc, subject, reply, len(payload), about)
         try:
             await nc.publish(subject, payload, reply=reply)
         except nats.errors.Error as error:  # over its buffer while reconnecting, say
@@ -305,6 +328,8 @@ class Stream:
         A direct get may be answered by a replica that has not caught up yet, so
         "not found" there is asked again of the stream leader, unless there are no replicas.
         """
+        if not self.direct:  # nats-server 2.9 answers a direct get to such a stream with nothing: not even a 503
+            return await self.get_message(nc, request)
         # Through the shared reply inbox: nats-py's request draws a random token from the OS for each.
         subject = f"{API}DIRECT.GET.{self.name}"
         due = asyncio.get_running_loop().time() + self.timeout  # sending counts: it may wait for a full socket
@@ -312,6 +337,7 @@ class Stream:
         try:
             reply = await asyncio.wait_for(answer, seconds_until(due))
         except (TimeoutError, ConnectionLost) as error:
+            self.config = None  # looked at again next time: on nats-server 2.9, allow_direct turned off is silence
             raise self.unavailable("no answer to a direct get", error) from None
         headers = reply.headers or {}
         if headers.get(STATUS_HEADER) == NOT_FOUND and not self.replicated:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 
 from natsstorage.exceptions import NatsStorageError
@@ -31,7 +32,8 @@ async def follow(
         raise LinkRefused(f"{about} links to bucket {target_bucket!r}, which no storage of this project serves")
     info = await where.info(target_name)
     if info is None:
-        raise FileNotFoundError(f"{about} links to {target_name!r} in bucket {where.name!r}, which is not there")
+        about = f"{about} links to {target_name!r} in bucket {where.name!r}, which is not there"
+        raise FileNotFoundError(errno.ENOENT, about, link.name)
     if info.is_link:
         raise LinkRefused(f"{about} links to another link, {target_name!r}: a link is followed once, as nats.go does")
     return where, info

@@ -14,8 +14,13 @@ import re
 
 from django.core.exceptions import SuspiciousFileOperation
 
-MAX_NAME_BYTES = 1024  # base64 makes the subject 4/3 of this, well inside NATS's limits
+# S3's limit too. The longest key, a location and a name of this many bytes each, is 2,732 characters of
+# base64 in its metadata subject, 2,989 in the longest bucket's (objectstore.MAX_BUCKET_NAME): a protocol line
+# with its reply subject and sizes stays well under nats-server's 4,096 bytes (jetstream.MAX_CONTROL_LINE).
+MAX_NAME_BYTES = 1024
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What can make an entry unusable: control characters, backslashes (a '..' between them), lone surrogates.
+_SUSPECT = re.compile(r"[\x00-\x1f\x7f-\x9f\\\ud800-\udfff]")
 
 
 def clean_name(name: str | os.PathLike[str]) -> str:
@@ -58,3 +63,15 @@ def clean_location(location: object) -> str:
         raise TypeError(f"a location is a string, not {type(location).__name__}")
     location = location.strip("/")
     return clean_name(location) if location else ""
+
+
+def usable(prefix: str, entry: str) -> bool:
+    """Whether Django code may use ``prefix + entry``, an entry listed under the clean ``prefix``: the full
+    check only for an entry that could fail it."""
+    if not _SUSPECT.search(entry) and len(prefix) + len(entry) <= MAX_NAME_BYTES // 4:
+        return True  # the prefix is clean, and the index never lists '', '.' or '..'
+    try:
+        clean_name(prefix + entry)
+    except SuspiciousFileOperation:
+        return False
+    return True

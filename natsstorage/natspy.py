@@ -25,6 +25,18 @@ CRLF = b"\r\n"
 HEADER_LINE = "NATS/1.0\r\n"  # what a message's headers start with
 
 
+def header_block(headers: Mapping[str, str] | None) -> bytes:
+    """A message's headers as NATS sends them (what nats-py's publish writes), or nothing."""
+    if not headers:
+        return b""
+    return "".join([HEADER_LINE, *(f"{key}: {value}\r\n" for key, value in headers.items()), "\r\n"]).encode()
+
+
+def message_size(payload: bytes | memoryview, headers: Mapping[str, str] | None) -> int:
+    """What a message weighs against nats-server's ``max_payload``: its headers and its payload."""
+    return len(header_block(headers)) + memoryview(payload).nbytes
+
+
 async def send(
     nc: Client, subject: str, payload: bytes | memoryview, reply: str, headers: Mapping[str, str] | None = None
 ) -> None:
@@ -46,7 +58,7 @@ async def send(
         await nc.publish(subject, payload, reply=reply, headers=headers)  # type: ignore[arg-type]
         return
     if headers:
-        head = "".join([HEADER_LINE, *(f"{key}: {value}\r\n" for key, value in headers.items()), "\r\n"]).encode()
+        head = header_block(headers)
         line = f"HPUB {subject} {reply} {len(head)} {len(head) + len(payload)}\r\n".encode() + head
     else:
         line = f"PUB {subject} {reply} {len(payload)}\r\n".encode()

@@ -22,7 +22,8 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -34,6 +35,7 @@ from natsstorage.jetstream import (
     EXPECTED_SUBJECT_SEQ_HEADER,
     HEARTBEAT,
     LAST_CONSUMER_HEADER,
+    MAX_CONTROL_LINE,
     NANOSECONDS,
     REQUEST_EXPIRED,
     ROLLUP_HEADER,
@@ -56,7 +58,10 @@ CHUNK_SIZE = 512 * 1024
 LISTING_IDLE = 600.0  # seconds a process keeps a listing index nobody looks at
 WINDOW_BYTES = 8 * 1024 * 1024  # in flight per transfer: keeps a link busy, bounds memory
 BUCKET_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
-BUCKET_NAME_RULE = "letters, digits, '-' and '_' only"
+# nats-server names a stream in at most 255 characters (JSMaxNameLen): "OBJ_" and 251. In the longest subject
+# built from it, an object's metadata subject, it leaves room for the longest key (names.MAX_NAME_BYTES).
+MAX_BUCKET_NAME = 251
+BUCKET_NAME_RULE = f"at most {MAX_BUCKET_NAME} letters, digits, '-' and '_'"
 
 # A watch's pull requests last this long, with an idle heartbeat every
 # WATCH_HEARTBEAT; hearing nothing for the bucket's timeout means the consumer
@@ -71,11 +76,12 @@ LISTING_WINDOW = 1024  # metadata messages in flight when listing (a few hundred
 KNOWN_NAMES = 1024
 
 logger = logging.getLogger("natsstorage")
+T = TypeVar("T")
 
 
 def valid_bucket_name(name: Any) -> bool:
     """Whether ``name`` may name a bucket: what every NATS client accepts."""
-    return isinstance(name, str) and bool(BUCKET_NAME.match(name))
+    return isinstance(name, str) and len(name) <= MAX_BUCKET_NAME and bool(BUCKET_NAME.match(name))
 
 
 def encode_key(name: str) -> str:
@@ -288,6 +294,7 @@ class Bucket:
         self.window = window  # None: as many chunks as fit in WINDOW_BYTES
         self.listing_idle = listing_idle  # seconds unused before this process drops its listing index; None: never
         self.known: OrderedDict[str, ObjectInfo] = OrderedDict()  # name -> its latest metadata, as seen lately
+        self.creates = create is not None  # a missing bucket is created on first use, and again if destroyed
         self.stream = Stream(
             STREAM.format(bucket=name),
             connect,
@@ -330,6 +337,19 @@ class Bucket:
         """The shared connection, with the bucket made sure of (or created) once per process."""
         return await self.stream.connection()
 
+    async def again_if_gone(self, work: Callable[[], Awaitable[T]]) -> T:
+        """``work()``, and once more if the bucket proved gone and missing buckets are created here.
+
+        This process knows a bucket exists from its first use on: one that another process destroyed since
+        is found gone by the next request to it, which forgets it; the second try creates it, as a first use does.
+        """
+        try:
+            return await work()
+        except BucketNotFound:
+            if not self.creates:
+                raise
+        return await work()
+
     @property
     def max_bytes(self) -> int:
         """The bucket's size limit (-1: none), once the bucket has been used."""
@@ -357,8 +377,14 @@ class Bucket:
 
     async def latest(self, name: str) -> ObjectInfo | None:
         """The name's latest metadata whatever its state (deleted, expired), or None."""
+        return await self.again_if_gone(partial(self._latest, name))
+
+    async def _latest(self, name: str) -> ObjectInfo | None:
         nc = await self.connection()
         subject = META_SUBJECT.format(bucket=self.name, key=encode_key(name))
+        if len(subject) > MAX_CONTROL_LINE:  # no client could have written it: nats-server takes no such line
+            self.remember(name, None)
+            return None
         # A replicated bucket's replicas may lag behind a write just acknowledged: ask the leader.
         get = self.stream.get_message if self.stream.replicated else self.stream.direct_get
         message = await get(nc, {"last_by_subj": subject})

@@ -6,8 +6,11 @@ configured (pytest-django does it).
 
 ``nats_server``
     Session-wide: a ``NatsServer`` with JetStream on free loopback ports. While it
-    runs, ``NATSSTORAGE["servers"]`` points at it (your other ``NATSSTORAGE`` keys
-    stay), so every storage that names no ``servers`` of its own uses it.
+    runs, ``NATSSTORAGE["servers"]`` points at it and ``NATSSTORAGE["monitor_url"]``
+    at its monitoring endpoint (your other ``NATSSTORAGE`` keys stay), so every
+    storage that names no ``servers`` of its own uses it. It fsyncs on the server's
+    default schedule (fast); the ini option ``nats_sync_interval = always`` makes it
+    fsync before every acknowledgement, as a production server should (docs/durability.md).
 ``nats_bucket_name``
     A bucket name no other test uses.
 ``make_nats_storage``
@@ -40,17 +43,26 @@ LOG_SEEN = pytest.StashKey[int]()  # where the server's log ended when the last 
 # pytest-django has configured anything.
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "nats_sync_interval",
+        "The nats_server fixture's jetstream sync_interval: 'always', or a duration such as '10s' "
+        "(default: the server's own, every 2 minutes).",
+        default="",
+    )
+
+
 @pytest.fixture(scope="session")
-def nats_server() -> Iterator[NatsServer]:
+def nats_server(pytestconfig: pytest.Config) -> Iterator[NatsServer]:
     from django.conf import settings
     from django.test.utils import override_settings
 
     from natsstorage import close_connections
     from natsstorage.testing import NatsServer
 
-    with NatsServer() as server:
+    with NatsServer(sync_interval=pytestconfig.getini("nats_sync_interval") or None) as server:
         project = getattr(settings, "NATSSTORAGE", {})
-        with override_settings(NATSSTORAGE={**project, "servers": [server.url]}):
+        with override_settings(NATSSTORAGE={**project, "servers": [server.url], "monitor_url": server.monitor_url}):
             yield server
         close_connections()  # before the server stops, so nothing tries to reconnect
 
@@ -63,6 +75,7 @@ def nats_bucket_name() -> str:
 @pytest.fixture
 def make_nats_storage(nats_server: NatsServer, nats_bucket_name: str) -> Iterator[Callable[..., NatsStorage]]:
     from natsstorage import NatsStorage
+    from natsstorage.buckettools import BucketTools
     from natsstorage.exceptions import BucketNotFound
 
     made: list[NatsStorage] = []
@@ -74,7 +87,7 @@ def make_nats_storage(nats_server: NatsServer, nats_bucket_name: str) -> Iterato
     yield make
     if made:
         with contextlib.suppress(BucketNotFound):  # never used, or destroyed by the test itself
-            made[0].destroy()
+            BucketTools(made[0]).destroy()
 
 
 @pytest.fixture

@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Protocol
 
 from django.core.files.base import File
 
-from natsstorage import loop
+from natsstorage import contenttypes, loop
+from natsstorage.conf import Config
 from natsstorage.exceptions import ObjectChanged
 from natsstorage.files import PIECE_BYTES, ObjectSink
 from natsstorage.jetstream import let_go
@@ -29,13 +30,22 @@ from natsstorage.names import clean_name
 from natsstorage.objectstore import Bucket, ObjectInfo
 from natsstorage.transfer import Upload
 
-if TYPE_CHECKING:
-    from natsstorage.storage import NatsStorage
-
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
+DEFAULT_CONTENT_TYPE = contenttypes.DEFAULT
 METADATA_PARAMETER = "Metadata"  # in get_object_parameters(): the object's metadata map, as S3Storage names it
 MAX_COMMIT_ATTEMPTS = 100  # concurrent writers of one name each win within a few
 HASH_BESIDE_BYTES = 256 * 1024  # a piece at least this big is hashed by the caller's thread, beside the publishing
+
+
+class SavingStorage(Protocol):
+    """What a save asks of its storage (a ``NatsStorage``, which imports this module)."""
+
+    @property
+    def bucket(self) -> Bucket: ...
+    @property
+    def config(self) -> Config: ...
+    def key(self, name: str) -> str: ...
+    def get_object_parameters(self, name: str) -> dict[str, Any]: ...
+    def get_available_name(self, name: str, max_length: int | None = None) -> str: ...
 
 
 class Taken(enum.Enum):
@@ -71,18 +81,23 @@ class Head:
     metadata: dict[str, str]
 
 
-def head_for(storage: NatsStorage, name: str, content_type: str | None) -> Head:
+def head_for(storage: SavingStorage, name: str, content_type: str | None, sample: bytes | None = None) -> Head:
     """From ``get_object_parameters(name)``, asked once, in the caller's thread (an override may use the
-    database): its ``Metadata`` is the metadata map, as S3Storage takes it; the rest are headers."""
-    content_type = content_type or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
+    database): its ``Metadata`` is the metadata map, as S3Storage takes it; the rest are headers.
+
+    The ``Content-Type`` is stored in its one spelling (``contenttypes``); ``sample``: the object's first
+    bytes, when known, which give a text type its ``charset=utf-8``."""
     parameters = storage.get_object_parameters(name)
     headers = {key: [value] for key, value in parameters.items() if key != METADATA_PARAMETER}
+    for key in [key for key in headers if key.lower() == "content-type"]:
+        content_type = headers.pop(key)[0]  # the parameters' own, over the upload's
+    content_type = content_type or mimetypes.guess_type(name)[0] or DEFAULT_CONTENT_TYPE
     metadata = dict(parameters.get(METADATA_PARAMETER) or {})
-    return Head({"Content-Type": [content_type]} | headers, metadata)
+    return Head({"Content-Type": [contenttypes.normalise(content_type, sample=sample)]} | headers, metadata)
 
 
 async def commit(
-    storage: NatsStorage,
+    storage: SavingStorage,
     upload: Upload,
     name: str,
     head: Head,
@@ -112,22 +127,25 @@ async def commit(
     raise ObjectChanged(f"{name!r} in bucket {bucket.name!r} kept changing while being saved")
 
 
-def save(storage: NatsStorage, name: str, content: IO[Any]) -> str:
-    """``Storage._save``: the name the object got."""
+def save(storage: SavingStorage, name: str, content: IO[Any], *, taken: Taken | None = None) -> str:
+    """``Storage._save``: the name the object got; ``taken``: what a taken name gets (default: by file_overwrite)."""
     name = clean_name(name)
     content_type = getattr(content, "content_type", None)
-    taken = Taken.REPLACE if storage.config.file_overwrite else Taken.REPORT
+    if taken is None:
+        taken = Taken.REPLACE if storage.config.file_overwrite else Taken.REPORT
     first, rest = _first_piece(content)
+    sample = first[: contenttypes.SNIFF_BYTES]  # what decides a text type's charset
+    head = head_for(storage, name, content_type, sample)
     if rest is None and len(first) >= HASH_BESIDE_BYTES:
-        upload, published = _put_hashing_beside(storage, name, first, head_for(storage, name, content_type), taken)
+        upload, published = _put_hashing_beside(storage, name, first, head, taken)
     elif rest is None:
-        upload, published = run(_put(storage, name, first, head_for(storage, name, content_type), taken))
+        upload, published = run(_put(storage, name, first, head, taken))
     else:
-        upload, published = _stream(storage, name, first, rest, head_for(storage, name, content_type), taken)
+        upload, published = _stream(storage, name, first, rest, head, taken)
     try:
         while not published:  # another object holds the name
             name = _alternative_name(storage, name)
-            published = run(commit(storage, upload, name, head_for(storage, name, content_type), taken))
+            published = run(commit(storage, upload, name, head_for(storage, name, content_type, sample), taken))
     except BaseException:
         run(upload.abort())
         raise
@@ -151,7 +169,7 @@ async def _previous(bucket: Bucket, key: str, taken: Taken) -> ObjectInfo | None
 
 
 async def _put(
-    storage: NatsStorage,
+    storage: SavingStorage,
     name: str,
     data: bytes,
     head: Head,
@@ -180,7 +198,9 @@ async def _put(
         raise
 
 
-def _put_hashing_beside(storage: NatsStorage, name: str, data: bytes, head: Head, taken: Taken) -> tuple[Upload, bool]:
+def _put_hashing_beside(
+    storage: SavingStorage, name: str, data: bytes, head: Head, taken: Taken
+) -> tuple[Upload, bool]:
     """``_put`` of a piece worth hashing in the caller's thread (hashlib lets go of the GIL): the NATS loop
     publishes the chunks meanwhile, and the metadata follows once the digest is in."""
     digest: Future[bytes] = Future()
@@ -193,7 +213,7 @@ def _put_hashing_beside(storage: NatsStorage, name: str, data: bytes, head: Head
 
 
 def _stream(
-    storage: NatsStorage, name: str, first: bytes, rest: Iterator[bytes], head: Head, taken: Taken
+    storage: SavingStorage, name: str, first: bytes, rest: Iterator[bytes], head: Head, taken: Taken
 ) -> tuple[Upload, bool]:
     """An object bigger than a piece: the caller's thread reads and hashes while the NATS loop publishes."""
     bucket, key = storage.bucket, storage.key(name)
@@ -216,7 +236,7 @@ def _stream(
         sink.close()
 
 
-def _alternative_name(storage: NatsStorage, name: str) -> str:
+def _alternative_name(storage: SavingStorage, name: str) -> str:
     """Django's answer to a taken name, by the checks ``save()`` left to the commit."""
     saving = SAVING.get()
     token = SAVING.set(None)  # these checks ask the server

@@ -5,10 +5,16 @@ object name and any response headers the link asks for (a download file
 name, a content type), so changing ``url_expiry`` later neither shortens nor
 extends links already handed out, nobody can change what a link asks for,
 and no server-side state is needed.
+
+What is signed is one JSON array of those parts, so no choice of values can
+make two different requests sign alike; a part holding a control character
+is refused before it is signed or checked.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Mapping
 
@@ -27,6 +33,17 @@ OVERRIDES = {
 }
 
 
+# Control characters (a header's tab aside): none may be in a header value, nor in anything signed.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+EXPIRY = re.compile(r"[0-9]{1,15}", re.ASCII)  # seconds since 1970: ASCII digits, few enough for int()
+SIGNATURE_FORMAT = re.compile(r"[A-Za-z0-9_\-]{1,200}", re.ASCII)  # base64url, as Signer writes it
+
+
+def one_line(value: str) -> bool:
+    """Whether ``value`` may be sent as a header's value, or signed: no control character."""
+    return CONTROL_CHARACTERS.search(value) is None
+
+
 class LinkRefused(Exception):
     """Why a link does not give access; the message is safe to show."""
 
@@ -36,10 +53,16 @@ def _signer() -> signing.Signer:
 
 
 def _value(bucket: str, name: str, expires: int, overrides: Mapping[str, str]) -> str:
-    # Names and header values never hold control characters (see names.py and the view), so "\n"
-    # cannot be forged.
-    signed = [bucket, name, str(expires), *(f"{key}={overrides[key]}" for key in sorted(overrides))]
-    return "\n".join(signed)
+    # JSON: each part quoted and escaped, so no value can pass for two parts or for another parameter.
+    return json.dumps([bucket, name, expires, sorted(overrides.items())], separators=(",", ":"))
+
+
+def _refused(bucket: str, name: str, overrides: Mapping[str, str]) -> str | None:
+    """What a link may not sign, if anything: a part with a control character."""
+    for part in (bucket, name, *overrides, *overrides.values()):
+        if not isinstance(part, str) or not one_line(part):
+            return f"{part!r} holds a control character"
+    return None
 
 
 def sign(
@@ -48,6 +71,9 @@ def sign(
     """The query parameters that let ``name`` in ``bucket`` be read for ``expiry`` seconds, with ``overrides``
     (query parameter to value, e.g. a download file name) as part of what is signed."""
     overrides = overrides or {}
+    refused = _refused(bucket, name, overrides)
+    if refused is not None:
+        raise ValueError(f"cannot sign a link: {refused}")
     expires = int(now if now is not None else time.time()) + expiry
     signature = _signer().signature(_value(bucket, name, expires, overrides))
     return {**overrides, EXPIRES: str(expires), SIGNATURE: signature}
@@ -63,10 +89,11 @@ def verify(
     """Raise ``LinkRefused`` unless the parameters are a valid, unexpired signature of (bucket, name, overrides)."""
     if not expires or not signature:
         raise LinkRefused("This link is not signed.")
-    if not expires.isdigit():
+    overrides = overrides or {}
+    if not EXPIRY.fullmatch(expires) or not SIGNATURE_FORMAT.fullmatch(signature) or _refused(bucket, name, overrides):
         raise LinkRefused("This link has been tampered with.")
     try:
-        _signer().unsign(f"{_value(bucket, name, int(expires), overrides or {})}{_signer().sep}{signature}")
+        _signer().unsign(f"{_value(bucket, name, int(expires), overrides)}{_signer().sep}{signature}")
     except signing.BadSignature:
         raise LinkRefused("This link has been tampered with.") from None
     if int(expires) < time.time():
@@ -97,7 +124,7 @@ def response_overrides(parameters: Mapping[str, str] | None) -> dict[str, str]:
             raise ValueError(
                 f"url() parameters may be {', '.join([*RESPONSE_PARAMETERS, *headers.values()])}, not {key!r}"
             )
-        if not isinstance(value, str) or "\n" in value or "\r" in value:
-            raise ValueError(f"url() parameter {key!r} must be a one-line string")
+        if not isinstance(value, str) or not one_line(value):
+            raise ValueError(f"url() parameter {key!r} must be a string without control characters")
         overrides[OVERRIDES[header]] = value
     return overrides

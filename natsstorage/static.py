@@ -16,7 +16,7 @@ from typing import IO, Any, ClassVar
 
 from django.contrib.staticfiles.storage import ManifestFilesMixin
 
-from natsstorage import saving
+from natsstorage import contenttypes, saving
 from natsstorage.storage import NatsStorage
 
 HASH_BYTES = 1024 * 1024  # read at a time when hashing a file before upload
@@ -35,25 +35,27 @@ class NatsStaticStorage(NatsStorage):
             return name
         return super()._save(name, content)
 
-    def holds(self, name: str, content: IO[Any]) -> bool:
+    def holds(self, name: str, content: IO[Any], *, refresh: bool = True) -> bool:
         """Whether ``name`` already holds exactly ``content`` (read here, never from the bucket): same size
-        and SHA-256 as its metadata says. Headers that changed (a new ``Cache-Control``) are updated in place."""
+        and SHA-256 as its metadata says. Headers that changed (a new ``Cache-Control``) are updated in place,
+        unless ``refresh`` is False (a dry run)."""
         try:
             info = self.info(name)
             content.seek(0)
         except (FileNotFoundError, AttributeError, OSError):
             return False
-        sha256, size = hashlib.sha256(), 0
+        sha256, size, sample = hashlib.sha256(), 0, b""
         while piece := content.read(HASH_BYTES):
             data = piece.encode() if isinstance(piece, str) else piece
             sha256.update(data)
             size += len(data)
+            sample = sample or data[: contenttypes.SNIFF_BYTES]  # what decides a text type's charset
         content.seek(0)
         if size != info.size or sha256.digest() != info.sha256:
             return False
-        wanted = saving.head_for(self, name, getattr(content, "content_type", None))
+        wanted = saving.head_for(self, name, getattr(content, "content_type", None), sample)
         headers = {key: list(values) for key, values in info.headers.items()}
-        if headers != wanted.headers or dict(info.metadata) != wanted.metadata:
+        if refresh and (headers != wanted.headers or dict(info.metadata) != wanted.metadata):
             # A new Cache-Control, say: no need to upload again.
             self.update_meta(name, headers=wanted.headers, metadata=wanted.metadata)
         return True
@@ -80,7 +82,8 @@ class NatsManifestStaticStorage(ManifestFilesMixin, NatsStaticStorage):  # type:
     ) -> Iterator[tuple[str, str, bool] | tuple[str, None, RuntimeError]]:
         self._deferred = set()
         try:
-            yield from super().post_process(paths, dry_run, **options)
+            # By keyword: ManifestFilesMixin reads ``dry_run`` from its kwargs to skip writing the manifest.
+            yield from super().post_process(paths, dry_run=dry_run, **options)
         finally:
             deferred, self._deferred = self._deferred, None
             for name in sorted(deferred):

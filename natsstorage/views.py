@@ -16,11 +16,10 @@ import mimetypes
 import posixpath
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth.views import redirect_to_login
 from django.core.handlers.asgi import ASGIRequest
 from django.http import (
     Http404,
@@ -35,24 +34,33 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
 
-from natsstorage import links, loop, signing
+from natsstorage import contenttypes, links, loop, registry, signing
 from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsUnavailable
 from natsstorage.files import AsyncNatsFile, ObjectStream
 from natsstorage.links import LinkRefused
 from natsstorage.names import clean_name
 from natsstorage.objectstore import ObjectInfo
 from natsstorage.saving import DEFAULT_CONTENT_TYPE
-from natsstorage.status import configured_storages
+from natsstorage.static import NatsStaticStorage
 from natsstorage.storage import NatsStorage, served_bucket
 from natsstorage.transfer import Download
 
 logger = logging.getLogger("natsstorage")
 
-# Types a browser may show in place; anything else (HTML, SVG, scripts...) is
-# sent as an attachment so an uploaded file can never run in this site's origin.
-INLINE_TYPES = re.compile(r"^(image/(png|jpeg|gif|webp|avif|bmp|x-icon)|application/pdf|text/plain|audio/.+|video/.+)$")
+# Types a browser may show in place (of a type in its one spelling, ``contenttypes``); anything else
+# (HTML, SVG, scripts...) is sent as an attachment so an uploaded file can never run in this site's origin.
+INLINE_TYPES = re.compile(r"(image/(png|jpeg|gif|webp|avif|bmp|x-icon)|application/pdf|text/plain|audio/.+|video/.+)")
 DOWNLOAD_PARAMETER = "download"  # ?download forces an attachment
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$", re.IGNORECASE)  # one range; several are answered with the whole
+# One range, of ASCII digits that int() takes (several ranges, or longer numbers, are answered with the whole).
+RANGE = re.compile(r"bytes=([0-9]{0,100})-([0-9]{0,100})", re.IGNORECASE | re.ASCII)
+# What a browser may do with an object of a bucket that is not a static one: show it, never run it.
+# ``sandbox`` without ``allow-scripts`` runs no script, submits no form and opens no window;
+# ``allow-same-origin`` only lets Chromium's audio and video player fetch the file it shows (with an
+# opaque origin it refuses: CORS); ``default-src 'none'`` loads nothing else.
+USER_CONTENT_POLICY = (
+    "sandbox allow-same-origin; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
+)
+STATICFILES = "STORAGES['staticfiles']"  # the label configured_storages() gives it
 UNSATISFIABLE = (-1, -1)
 # Headers an object may carry (``object_parameters``, ``get_object_parameters``) that the view sends.
 STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Language", "Content-Encoding", "Expires")
@@ -64,6 +72,7 @@ class Access:
 
     public: bool  # only when every storage of the bucket says public
     staff_only: bool  # when any storage of the bucket says so
+    static: bool = False  # only when every storage of the bucket serves static files: no sandbox then
 
 
 def served(bucket: str, key: str) -> tuple[NatsStorage, Access] | None:
@@ -73,20 +82,21 @@ def served(bucket: str, key: str) -> tuple[NatsStorage, Access] | None:
     the one with the longest location holding ``key`` decides.
     """
     using = [
-        storage
-        for _, storage in configured_storages()
+        (label, storage)
+        for label, storage in registry.configured(NatsStorage)
         if storage.config.bucket == bucket
         and (not storage.config.location or key.startswith(storage.config.location + "/"))
     ]
     if not using:
         return None
-    deepest = max(len(storage.config.location) for storage in using)
-    using = [storage for storage in using if len(storage.config.location) == deepest]
+    deepest = max(len(storage.config.location) for _, storage in using)
+    using = [(label, storage) for label, storage in using if len(storage.config.location) == deepest]
     access = Access(
-        public=all(storage.config.public for storage in using),
-        staff_only=any(storage.config.staff_only for storage in using),
+        public=all(storage.config.public for _, storage in using),
+        staff_only=any(storage.config.staff_only for _, storage in using),
+        static=all(isinstance(storage, NatsStaticStorage) or label == STATICFILES for label, storage in using),
     )
-    return using[0], access
+    return using[0][1], access
 
 
 async def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
@@ -122,7 +132,7 @@ async def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBas
         if followed is None:
             raise Http404("No such file.")
         storage, info, access = followed
-    return object_response(request, storage, info, public=access.public, overrides=overrides)
+    return object_response(request, storage, info, public=access.public, overrides=overrides, static=access.static)
 
 
 async def _follow(
@@ -139,7 +149,7 @@ async def _follow(
     target, rules = found
     if (access.public and not rules.public) or (rules.staff_only and not access.staff_only):
         return None  # the link's own rules let in a request the target's would not
-    return target, info, rules
+    return target, info, replace(rules, static=rules.static and access.static)
 
 
 def unavailable(error: NatsUnavailable) -> HttpResponse:
@@ -153,7 +163,12 @@ def unavailable(error: NatsUnavailable) -> HttpResponse:
 
 
 def _refuse_non_staff(request: HttpRequest) -> HttpResponseBase | None:
-    user = request.user
+    # Imported here: a site without django.contrib.auth serves its files too (staff_only needs it).
+    from django.contrib.auth.views import redirect_to_login
+
+    user = getattr(request, "user", None)
+    if user is None:  # no AuthenticationMiddleware: nobody is known to be staff
+        return HttpResponseForbidden("Staff only.", content_type="text/plain; charset=utf-8")
     if not user.is_authenticated:
         try:
             login_url = reverse("admin:login")
@@ -170,9 +185,19 @@ def stored_headers(info: ObjectInfo) -> dict[str, str]:
     found = {}
     for header in STORED_HEADERS:
         for key, values in info.headers.items():
-            if key.lower() == header.lower() and values and "\n" not in values[0] and "\r" not in values[0]:
+            if key.lower() == header.lower() and values and signing.one_line(values[0]):
                 found[header] = values[0]
     return found
+
+
+def content_type(info: ObjectInfo, asked: str | None) -> str:
+    """The type sent: a signed link's, else the stored one (several are a list), else guessed from the name."""
+    if asked is not None:
+        return contenttypes.normalise(asked)
+    stored = [value for key, values in info.headers.items() if key.lower() == "content-type" for value in values]
+    if len(stored) > 1:
+        return contenttypes.DEFAULT
+    return contenttypes.normalise(stored[0] if stored else mimetypes.guess_type(info.name)[0] or DEFAULT_CONTENT_TYPE)
 
 
 def object_response(
@@ -182,27 +207,26 @@ def object_response(
     *,
     public: bool,
     overrides: Mapping[str, str] | None = None,
+    static: bool = False,
 ) -> HttpResponseBase:
     """The response for one object: conditional (304), ranged (206/416), HEAD or the whole, streamed.
 
     Headers stored with the object, then those a signed link asks for, replace the defaults; a type
-    a browser would run (HTML, SVG) is still sent as an attachment.
+    a browser would run (HTML, SVG) is still sent as an attachment, and unless the object is ``static``
+    (a static files bucket: the site's own) the browser is told to run nothing in it.
     """
     size = info.size
     etag = f'"{info.digest.partition("=")[2].rstrip("=") or info.nuid}"'
     last_modified = int(info.mtime.timestamp())
     sent = {**stored_headers(info), **(overrides or {})}
-    content_type = sent.pop("Content-Type", None) or info.content_type
-    content_type = content_type or mimetypes.guess_type(info.name)[0] or DEFAULT_CONTENT_TYPE
-    if "\n" in content_type or "\r" in content_type:
-        content_type = DEFAULT_CONTENT_TYPE
-    inline = INLINE_TYPES.match(content_type.split(";")[0].strip().lower()) is not None
+    sent_type = content_type(info, sent.pop("Content-Type", None))
+    inline = INLINE_TYPES.fullmatch(sent_type.partition(";")[0]) is not None
     attachment = DOWNLOAD_PARAMETER in request.GET or not inline
     disposition = sent.pop("Content-Disposition", None)
     if disposition is None or (attachment and not disposition.lower().startswith("attachment")):
         disposition = content_disposition_header(attachment, posixpath.basename(info.name))
     headers = {
-        "Content-Type": content_type,
+        "Content-Type": sent_type,
         "Content-Disposition": disposition,
         "ETag": etag,
         "Last-Modified": http_date(last_modified),
@@ -212,6 +236,8 @@ def object_response(
         "X-Content-Type-Options": "nosniff",
         **sent,
     }
+    if not static:
+        headers["Content-Security-Policy"] = USER_CONTENT_POLICY
     base = HttpResponse(headers=headers)
     conditional = get_conditional_response(request, etag=etag, last_modified=last_modified, response=base)
     if conditional is not None and conditional is not base:
@@ -248,7 +274,7 @@ def _if_range_passes(value: str | None, etag: str, last_modified: int) -> bool:
 
 def _byte_range(header: str, size: int) -> tuple[int, int] | None:
     """(first, last) byte of a single satisfiable range, UNSATISFIABLE, or None to send the whole."""
-    match = RANGE.match(header.strip())
+    match = RANGE.fullmatch(header.strip())
     if match is None:
         return None
     first, last = match.groups()

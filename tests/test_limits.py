@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from typing import Any
 
 import pytest
 from django.core.files.base import ContentFile
+from django.core.management import call_command
 
 from natsstorage import NatsStorage
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import BucketFull, BucketNotFound, BucketSealed, JetStreamError
 from natsstorage.jetstream import Stream
 
-from .helpers import random_bytes, stream_state, with_nats
+from .helpers import jetstream, random_bytes, stream_state, with_nats
 
 
 def seal(storage: NatsStorage) -> None:
@@ -52,7 +55,7 @@ def test_overwrites_back_to_back_never_count_the_versions_they_replaced(make_sto
     storages = [make_storage(max_bytes=2_500_000, file_overwrite=True) for _ in range(2)]
     for turn in range(6):
         storages[turn % 2].save("big.bin", ContentFile(random_bytes(1_000_000)))
-    assert storages[0].status().bytes < 1_100_000  # once the purges under way are done
+    assert BucketTools(storages[0]).status().bytes < 1_100_000  # once the purges under way are done
 
 
 def test_a_sealed_bucket_reads_but_refuses_writes_and_deletes(storage):
@@ -72,7 +75,7 @@ def test_a_sealed_bucket_reads_but_refuses_writes_and_deletes(storage):
 def test_a_missing_bucket_is_created_with_the_storage_options(make_storage):
     storage = make_storage(description="uploads", storage="memory", max_bytes=5_000_000)
     storage.save("a", ContentFile(b"a"))
-    status = storage.status()
+    status = BucketTools(storage).status()
     assert (status.description, status.storage, status.max_bytes, status.objects) == ("uploads", "memory", 5_000_000, 1)
 
 
@@ -80,7 +83,7 @@ def test_an_existing_bucket_is_never_reconfigured(make_storage, bucket_name):
     make_storage(description="original").save("a", ContentFile(b"a"))
     other = NatsStorage(bucket_name, description="changed", max_bytes=10)
     other.save("b", ContentFile(b"b"))
-    status = other.status()
+    status = BucketTools(other).status()
     assert (status.description, status.max_bytes, status.objects) == ("original", -1, 2)
 
 
@@ -94,10 +97,76 @@ def test_without_create_bucket_a_missing_bucket_is_an_error(bucket_name):
 
 def test_a_destroyed_bucket_is_created_again_on_next_use(storage):
     storage.save("a", ContentFile(b"a"))
-    storage.destroy()
+    BucketTools(storage).destroy()
     assert not storage.exists("a")
     storage.save("b", ContentFile(b"b"))
     assert storage.listdir("") == ([], ["b"])
+
+
+def destroyed_elsewhere(bucket_name: str) -> None:
+    """The bucket destroyed as another process would: with a storage of its own, so this one's knowledge is stale."""
+    call_command("natsos_destroy", bucket_name, "--noinput", stdout=io.StringIO())
+
+
+def used(storage: NatsStorage) -> None:
+    storage.save("old.txt", ContentFile(b"old"))
+    assert storage.listdir("") == ([], ["old.txt"])
+
+
+def test_a_bucket_destroyed_by_another_process_is_created_again_by_listdir(storage, bucket_name):
+    used(storage)
+    destroyed_elsewhere(bucket_name)
+    assert storage.listdir("") == ([], [])
+    assert BucketTools(NatsStorage(bucket_name, create_bucket=False)).bucket_exists()
+
+
+@pytest.mark.parametrize("size", [0, 10, 3 * 1024 * 1024], ids=["empty", "one-chunk", "many-chunks"])
+def test_a_bucket_destroyed_by_another_process_is_created_again_by_save(storage, bucket_name, size):
+    used(storage)
+    destroyed_elsewhere(bucket_name)
+    data = random_bytes(size)
+    assert storage.save("new.bin", ContentFile(data)) == "new.bin"
+    with storage.open("new.bin") as file:
+        assert file.read() == data
+    assert storage.listdir("") == ([], ["new.bin"])
+
+
+@pytest.mark.parametrize("size", [10, 3 * 1024 * 1024], ids=["one-chunk", "many-chunks"])
+def test_a_bucket_destroyed_by_another_process_is_created_again_by_open_for_writing(storage, bucket_name, size):
+    used(storage)
+    destroyed_elsewhere(bucket_name)
+    data = random_bytes(size)
+    with storage.open("new.bin", "wb") as file:
+        file.write(data)
+    assert storage.open("new.bin").read() == data
+
+
+def test_reading_from_a_bucket_destroyed_by_another_process_finds_no_file(storage, bucket_name):
+    used(storage)
+    destroyed_elsewhere(bucket_name)
+    assert not storage.exists("old.txt")
+    with pytest.raises(FileNotFoundError):
+        storage.open("old.txt")
+
+
+def test_a_bucket_deleted_by_another_client_is_created_again(storage):
+    used(storage)
+    jetstream(storage, "STREAM.DELETE")  # a nats-py client, as nats.go or the NATS CLI would
+    storage.save("new.txt", ContentFile(b"new"))
+    assert storage.listdir("") == ([], ["new.txt"])
+
+
+def test_without_create_bucket_a_bucket_destroyed_by_another_process_stays_an_error(make_storage, bucket_name):
+    storage = make_storage()
+    used(storage)
+    fixed = NatsStorage(bucket_name, create_bucket=False)
+    assert fixed.listdir("") == ([], ["old.txt"])
+    destroyed_elsewhere(bucket_name)
+    with pytest.raises(BucketNotFound):
+        fixed.listdir("")
+    with pytest.raises(BucketNotFound):
+        fixed.save("new.txt", ContentFile(b"new"))
+    assert not BucketTools(fixed).bucket_exists()
 
 
 def test_objects_past_the_bucket_ttl_are_gone(make_storage):

@@ -11,6 +11,7 @@ from django.core.files.base import ContentFile
 from django.core.management import call_command
 
 from natsstorage import NatsStorage
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import BucketNotFound
 from tests.testapp.models import Document
 
@@ -19,7 +20,7 @@ from tests.testapp.models import Document
 def configs_bucket():
     yield
     with contextlib.suppress(BucketNotFound):
-        Document._meta.get_field("upload").storage.destroy()
+        BucketTools(Document._meta.get_field("upload").storage).destroy()
 
 
 def test_the_storage_deconstructs_to_its_public_path():

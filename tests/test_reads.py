@@ -169,10 +169,11 @@ def test_a_bucket_without_direct_access_is_read_through_a_consumer(make_storage,
     one = storage.save("one.txt", ContentFile(b"one chunk"))
     data = random_bytes(3 * CHUNK + 1)
     three = storage.save("three.bin", ContentFile(data))
-    with requests(storage, "CONSUMER.CREATE") as created:
+    with requests(storage, "CONSUMER.CREATE") as created, requests(storage, "DIRECT.GET") as gets:
         assert storage.open(one).read() == b"one chunk"
         assert storage.open(three).read() == data
     assert len(created) == 1
+    assert gets == []  # none asked: nats-server 2.9 leaves a direct get to such a stream unanswered, not even a 503
 
 
 def test_direct_access_turned_off_after_the_first_look_is_read_through_a_consumer(make_storage):

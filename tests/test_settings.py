@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 
 from natsstorage import NatsStorage, conf
+from natsstorage.buckettools import BucketTools
 
 
 def test_options_override_the_project_setting(settings):
@@ -68,6 +70,22 @@ def test_system_checks_report_bad_settings_with_hints(settings):
     assert "replicas" in errors["natsstorage.E002"].msg and errors["natsstorage.E002"].hint
 
 
+def test_system_checks_check_the_options_of_every_natsstorage_subclass(settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {
+            "BACKEND": "natsstorage.NatsManifestStaticStorage",
+            "OPTIONS": {"replicas": 9, "manifest_storage": None},  # the second is ManifestFilesMixin's own
+        },
+        "archive": {"BACKEND": "tests.testapp.storages.ArchiveStorage", "OPTIONS": {"tenant": "a", "windoww": 3}},
+        "broken": {"BACKEND": "tests.testapp.storages.Missing"},  # Django's to report, when it is used
+    }
+    errors = [error.msg for error in run_checks() if error.id == "natsstorage.E002"]
+    assert len(errors) == 2
+    assert "STORAGES['staticfiles']['OPTIONS']['replicas']" in errors[0]
+    assert errors[1] == "STORAGES['archive']['OPTIONS'] has an unknown key 'windoww'."
+
+
 def test_good_settings_pass_the_checks(settings):
     settings.NATSSTORAGE = {"servers": ["nats://127.0.0.1:1"], "timeout": 2}
     assert not [error for error in run_checks() if error.id.startswith("natsstorage.")]
@@ -93,7 +111,7 @@ def test_a_storage_from_the_storages_setting_reads_and_writes(settings, bucket_n
         assert storage.save("hello.txt", ContentFile(b"hi")) == "hello.txt"
         assert storage.open("hello.txt").read() == b"hi"
     finally:
-        storage.destroy()
+        BucketTools(storage).destroy()
 
 
 def test_the_docs_options_table_is_generated_from_the_declarations():
@@ -108,3 +126,45 @@ def test_the_docs_options_table_is_generated_from_the_declarations():
 
 def test_every_secret_option_is_declared_secret():
     assert {"user", "password", "token", "credentials", "servers", "tls_key_file"} <= conf.SECRETS
+
+
+def test_a_missing_credentials_or_tls_file_fails_the_checks_and_the_first_call_naming_it(settings, tmp_path):
+    ca = tmp_path / "ca.pem"
+    settings.NATSSTORAGE = {**settings.NATSSTORAGE, "tls_ca_file": str(ca)}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "nats": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"credentials": str(tmp_path / "app.creds")}},
+    }
+    errors = [error for error in run_checks() if error.id == "natsstorage.E101"]
+    assert [error.msg for error in errors] == [
+        f"settings.NATSSTORAGE['tls_ca_file'] names {str(ca)!r}, which is not a file.",
+        f"STORAGES['nats']['OPTIONS']['credentials'] names {str(tmp_path / 'app.creds')!r}, which is not a file.",
+    ]
+    with pytest.raises(ImproperlyConfigured, match=re.escape(f"['tls_ca_file'] names {str(ca)!r}")):
+        NatsStorage("media").exists("a.txt")
+
+
+def test_an_exported_nats_url_that_settings_override_is_a_warning(settings, monkeypatch):
+    settings.NATSSTORAGE = {"servers": ["nats://127.0.0.1:4222"]}
+    monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:4333")
+    (warning,) = [message for message in run_checks() if message.id == "natsstorage.W101"]
+    assert warning.msg == (
+        "$NATS_URL is set, but settings.NATSSTORAGE['servers'] is what natsstorage uses: $NATS_URL is ignored."
+    )
+    monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:4222")  # the same servers: nothing to say
+    assert not [message for message in run_checks() if message.id == "natsstorage.W101"]
+
+
+def test_natsstorage_after_staticfiles_with_a_nats_static_storage_is_a_warning(settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "natsstorage.NatsManifestStaticStorage", "OPTIONS": {"bucket": "static"}},
+    }
+    assert not [message for message in run_checks() if message.id == "natsstorage.W102"]  # the suite's order
+    apps = [app for app in settings.INSTALLED_APPS if app != "natsstorage"]
+    settings.INSTALLED_APPS = [*apps, "natsstorage"]
+    (warning,) = [message for message in run_checks() if message.id == "natsstorage.W102"]
+    assert "collectstatic is Django's" in warning.msg
+    assert warning.hint == "Put 'natsstorage' above 'django.contrib.staticfiles' in INSTALLED_APPS."
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
+    assert not [message for message in run_checks() if message.id == "natsstorage.W102"]  # not ours: no matter

@@ -25,6 +25,7 @@ from django.urls import reverse
 from django.utils.http import http_date
 
 from natsstorage import NatsStorage, signing
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import BucketNotFound, CorruptObject
 from natsstorage.testing import free_port
 
@@ -44,7 +45,7 @@ def serve(bucket_name, settings):
 
     yield make
     with contextlib.suppress(BucketNotFound):
-        NatsStorage(bucket_name).destroy()
+        BucketTools(NatsStorage(bucket_name)).destroy()
 
 
 @pytest.fixture

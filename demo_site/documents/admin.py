@@ -45,7 +45,24 @@ class DocumentAdmin(admin.ModelAdmin):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except NatsUnavailable as error:
-            return self.unavailable(request, "Nothing was saved", error)
+            if request.method != "POST":
+                return self.unavailable(request, "Nothing was saved", error)
+            # The same form again with what was typed, and why nothing was saved (saving is not tried twice).
+            request.nats_error = f"Nothing was saved: the file store is unreachable ({error}). Try again shortly."
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        error = getattr(request, "nats_error", None)
+        if error is None:
+            return form
+
+        class Unsaved(form):
+            def clean(self):
+                self.add_error(None, error)  # invalid: the admin shows the form, filled in, with this on top
+                return super().clean()
+
+        return Unsaved
 
     def changelist_view(self, request, extra_context=None):  # its "Delete selected documents" action
         try:

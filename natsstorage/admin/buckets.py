@@ -17,7 +17,7 @@ from django.utils import timezone
 from natsstorage.admin import detail, listing, uploads
 from natsstorage.admin.history import split_object_id
 from natsstorage.admin.pages import bucket_missing, object_url, wants_json
-from natsstorage.exceptions import BucketNotFound, NatsUnavailable
+from natsstorage.exceptions import BucketNotFound, NatsUnavailable, TooLarge
 from natsstorage.models import Bucket
 from natsstorage.objectstore import valid_bucket_name
 from natsstorage.status import server_reports
@@ -86,7 +86,8 @@ class BucketAdmin(ModelAdmin):
         ]
 
     def _answering(self, view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
-        """A missing bucket or object, and NATS away, as admin pages (404, 503), never Django's plain ones."""
+        """A missing bucket or object, NATS away, and what NATS would not take, as admin pages (404, 503, 400),
+        never Django's plain ones."""
 
         @wraps(view)
         def answer(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -96,6 +97,8 @@ class BucketAdmin(ModelAdmin):
                 return self.problem(request, 404, "No such bucket", str(bucket_missing(kwargs.get("bucket", ""))))
             except Http404 as error:
                 return self.problem(request, 404, "Not found", str(error))
+            except TooLarge as error:
+                return self.problem(request, 400, "Too large for NATS", f"{error}.")
             except NatsUnavailable as error:
                 response = self.problem(request, 503, "NATS unreachable", f"NATS is unreachable: {error}.")
                 response["Retry-After"] = RETRY_AFTER

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.admin.models import CHANGE
@@ -13,15 +13,13 @@ from django.template.response import TemplateResponse
 from natsstorage import humanize
 from natsstorage.admin import history
 from natsstorage.admin.forms import MetadataForm, headers_text
-from natsstorage.admin.pages import any_bucket, bucket_storage, find, object_url
+from natsstorage.admin.pages import Section, any_bucket, bucket_storage, find, object_url
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import ObjectChanged
 from natsstorage.links import LinkRefused
 from natsstorage.objectstore import ObjectInfo
 from natsstorage.storage import NatsStorage
 from natsstorage.views import object_response
-
-if TYPE_CHECKING:
-    from natsstorage.admin.buckets import BucketAdmin
 
 CHANGED_MEANWHILE = (
     "The object was changed by someone else since this page was shown: its current metadata is shown above. "
@@ -33,7 +31,7 @@ def download(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
     storage, info = find(bucket, name)
     if info.link is not None:  # what it names, as open_object() and the serving view read a link
         try:
-            target, info = storage.follow_link(info, any_bucket)
+            target, info = BucketTools(storage).follow_link(info, any_bucket)
         except (FileNotFoundError, LinkRefused) as error:
             raise Http404(str(error)) from None
         if target is not storage.bucket:
@@ -41,7 +39,7 @@ def download(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
     return object_response(request, storage, info, public=False)
 
 
-def object_page(model_admin: BucketAdmin, request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
+def object_page(model_admin: Section, request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
     storage, info = find(bucket, name)
     form = None
     if request.method == "POST":
@@ -84,7 +82,7 @@ def _chunks(info: ObjectInfo) -> str:
 
 
 def _save(
-    model_admin: BucketAdmin,
+    model_admin: Section,
     request: HttpRequest,
     storage: NatsStorage,
     bucket: str,
@@ -104,7 +102,7 @@ def _save(
     if not changed:
         messages.info(request, "Nothing was changed.")
         return HttpResponseRedirect(url)
-    storage.update_object(info.name, seq=info.seq, description=description, headers=headers)
+    BucketTools(storage).update_object(info.name, seq=info.seq, description=description, headers=headers)
     what = " and ".join(changed)
     history.log(request, CHANGE, bucket, info.name, what=what)
     model_admin.message_user(request, f"Changed {what} of “{info.name}”.", messages.SUCCESS)

@@ -6,8 +6,9 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.models import DELETION
 from django.core.paginator import Page, Paginator
@@ -17,19 +18,18 @@ from django.template.response import TemplateResponse
 from natsstorage import humanize
 from natsstorage.admin import history
 from natsstorage.admin.forms import UploadForm
-from natsstorage.admin.pages import bucket_missing, bucket_storage, find, objects_url
+from natsstorage.admin.pages import Section, bucket_missing, bucket_storage, find, objects_url
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import BucketNotFound, NatsStorageError, NatsUnavailable
 from natsstorage.index import Page as ListingPage
 from natsstorage.objectstore import ObjectInfo
 from natsstorage.storage import NatsStorage
 
-if TYPE_CHECKING:
-    from natsstorage.admin.buckets import BucketAdmin
-
 SEARCH_PARAMETER = "q"  # a name prefix
 PAGE_PARAMETER = "p"
 ORDER_PARAMETER = "o"  # a column, "-" first for descending
 SELECTED = "_selected_action"  # the checkboxes, as Django's admin names them (its actions.js reads them)
+ACROSS = "select_across"  # "1": every object under the search's prefix, on every page (Django's "Select all N")
 DELETE_SELECTED = "delete_selected"
 NOT_SELECTED = "Items must be selected in order to perform actions on them. No items have been changed."
 
@@ -63,8 +63,8 @@ class Rows(Sequence[ObjectInfo]):
         sorted_by = getattr(COLUMNS.get(order.removeprefix("-")), "order", None)
         if sorted_by is None:  # not a column, or one that cannot be sorted
             order, sorted_by = DEFAULT_ORDER, "name"
-        self.storage, self.order = storage, order
-        self._listing = partial(storage.listing_page, prefix, order=sorted_by, descending=order.startswith("-"))
+        self.tools, self.order = BucketTools(storage), order
+        self._listing = partial(self.tools.listing_page, prefix, order=sorted_by, descending=order.startswith("-"))
         self._shown = shown
         self._looked: tuple[int, int, ListingPage] | None = None  # the last look: its offset, limit and answer
 
@@ -94,7 +94,7 @@ class Rows(Sequence[ObjectInfo]):
         if isinstance(index, int):
             return self[index : index + 1][0]
         found = self._look(index.start or 0, index.stop)
-        infos = self.storage.object_infos([entry.name for entry in found.entries])
+        infos = self.tools.object_infos([entry.name for entry in found.entries])
         return [info for info in infos if info is not None]  # None: deleted since
 
 
@@ -137,7 +137,7 @@ def page_links(request: HttpRequest, page: Page[ObjectInfo]) -> list[dict[str, A
     return links
 
 
-def objects_page(model_admin: BucketAdmin, request: HttpRequest, bucket: str) -> HttpResponseBase:
+def objects_page(model_admin: Section, request: HttpRequest, bucket: str) -> HttpResponseBase:
     storage = bucket_storage(bucket)
     if request.method == "POST":
         return _action(model_admin, request, bucket)
@@ -168,14 +168,16 @@ def objects_page(model_admin: BucketAdmin, request: HttpRequest, bucket: str) ->
         headings=headings(request, order),
         page_links=page_links(request, page) if page.has_other_pages() else [],
         upload_form=UploadForm(),
+        upload_max_files=settings.DATA_UPLOAD_MAX_NUMBER_FILES,  # the page's script sends batches under it
         error=error,
         action=DELETE_SELECTED,
         selected=SELECTED,
+        across_parameter=ACROSS,
     )
     return TemplateResponse(request, "natsstorage/admin/objects.html", context)
 
 
-def _action(model_admin: BucketAdmin, request: HttpRequest, bucket: str) -> HttpResponseBase:
+def _action(model_admin: Section, request: HttpRequest, bucket: str) -> HttpResponseBase:
     """The "Delete selected objects" action: a confirmation page, then (its POST) the deletions."""
     back = objects_url(bucket) + query(request)
     if request.POST.get("action") != DELETE_SELECTED:
@@ -184,15 +186,23 @@ def _action(model_admin: BucketAdmin, request: HttpRequest, bucket: str) -> Http
     if not model_admin.has_delete_permission(request):
         messages.error(request, "You have no permission to delete objects.")
         return HttpResponseRedirect(back)
-    names = [name for name in map(_decode_key, request.POST.getlist(SELECTED)) if name is not None]
+    across = request.POST.get(ACROSS) == "1"
+    if across:  # asked again when the deletion is confirmed: what is there then goes
+        prefix = request.GET.get(SEARCH_PARAMETER, "")
+        try:
+            names = [entry.name for entry in BucketTools(bucket_storage(bucket)).listing(prefix)]
+        except BucketNotFound:
+            raise bucket_missing(bucket) from None
+    else:
+        names = [name for name in map(_decode_key, request.POST.getlist(SELECTED)) if name is not None]
     if not names:
         messages.warning(request, NOT_SELECTED)
         return HttpResponseRedirect(back)
-    return delete_page(model_admin, request, bucket, names, back=back, done=back, bulk=True)
+    return delete_page(model_admin, request, bucket, names, back=back, done=back, bulk=True, across=across)
 
 
 def delete_page(
-    model_admin: BucketAdmin,
+    model_admin: Section,
     request: HttpRequest,
     bucket: str,
     names: list[str],
@@ -200,13 +210,19 @@ def delete_page(
     back: str,
     done: str | None = None,
     bulk: bool = False,
+    across: bool = False,
 ) -> HttpResponseBase:
     """Django's convention: a page that asks, and only its POST (``post=yes``) deletes. Each deletion goes
     into "Recent actions". ``back``: where "No" leads; ``done``: where to go after (the bucket's objects);
-    ``bulk``: the names were ticked in the list (those deleted meanwhile are left out), not named by the URL."""
+    ``bulk``: the names were ticked in the list (those deleted meanwhile are left out), not named by the URL;
+    ``across``: they are every object under the search's prefix, which the confirmation asks for again."""
     if bulk:
         storage = bucket_storage(bucket)
-        infos = [info for info in (_info_or_none(storage, name) for name in names) if info is not None]
+        try:
+            # None: deleted meanwhile
+            infos = [info for info in BucketTools(storage).object_infos(names) if info is not None]
+        except BucketNotFound:
+            raise bucket_missing(bucket) from None
     else:
         storage, info = find(bucket, names[0])  # named in the URL: gone is a 404
         infos = [info]
@@ -216,7 +232,7 @@ def delete_page(
         return HttpResponseRedirect(done)
     if request.method == "POST" and request.POST.get("post") == "yes":
         for info in infos:
-            storage.delete_object(info.name)
+            BucketTools(storage).delete_object(info.name)
             history.log(request, DELETION, bucket, info.name)
         if len(infos) == 1:
             message = f"The object “{infos[0].name}” was deleted from bucket “{bucket}”."
@@ -233,19 +249,12 @@ def delete_page(
         gone=len(names) - len(infos),
         back=back,
         bulk=bulk,
+        across=across,
+        across_parameter=ACROSS,
         action=DELETE_SELECTED,
         selected=SELECTED,
     )
     return TemplateResponse(request, "natsstorage/admin/delete_confirmation.html", context)
-
-
-def _info_or_none(storage: NatsStorage, name: str) -> ObjectInfo | None:
-    try:
-        return storage.object_info(name)
-    except FileNotFoundError:
-        return None  # deleted meanwhile
-    except BucketNotFound:
-        raise bucket_missing(storage.config.bucket) from None
 
 
 def _number(page: str | None) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import BucketNotFound, NatsUnavailable
 from natsstorage.objectstore import BUCKET_NAME_RULE, valid_bucket_name
 from natsstorage.progress import Progress
@@ -72,6 +73,10 @@ class NatsCommand(BaseCommand):
         options.setdefault("create_bucket", False)
         options.setdefault("location", "")  # commands name objects as the bucket does
         return NatsStorage(bucket, **options)
+
+    def tools(self, bucket: str, **options: Any) -> BucketTools:
+        """The tools of ``storage(bucket, **options)``'s bucket: names as the bucket has them, the bucket as a whole."""
+        return BucketTools(self.storage(bucket, **options))
 
     def note(self, message: str) -> None:
         """Say something on stderr, which Django otherwise colours as an error on a terminal."""

@@ -18,10 +18,11 @@ class Command(collectstatic.Command):
     def delete_file(self, path: str, prefixed_path: str, source_storage: Any) -> bool:
         if isinstance(self.storage, NatsStaticStorage):
             with source_storage.open(path) as source:
-                unchanged = self.storage.holds(prefixed_path, source)
+                unchanged = self.storage.holds(prefixed_path, source, refresh=not self.dry_run)
             if unchanged:
                 if prefixed_path not in self.unmodified_files:
                     self.unmodified_files.append(prefixed_path)
-                self.log(f"Skipping '{path}' (the bucket holds the same SHA-256)")
+                self.log(f"Skipping '{path}' (not modified)")  # Django's words: tools read them
+                self.log(f"  the bucket holds the same size and SHA-256 as '{path}'", level=3)
                 return False
         return bool(super().delete_file(path, prefixed_path, source_storage))

@@ -13,6 +13,7 @@ from django.core.files.storage import InvalidStorageError, Storage, storages
 from django.core.management.base import CommandError, CommandParser
 
 from natsstorage import humanize
+from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import NatsStorageError
 from natsstorage.management.base import NatsCommand
 from natsstorage.names import clean_name
@@ -48,12 +49,14 @@ class Command(NatsCommand):
         else:
             files = list(_walk(source, directory))
         progress = self.progress(options, sum(size for _, size in files))
+        # A dry run reads the destination, and reading never creates a bucket: a missing one holds nothing.
+        target_is_empty = dry_run and isinstance(target, NatsStorage) and not BucketTools(target).bucket_exists()
         copied = skipped = copied_bytes = 0
         self.interrupted = "Interrupted before copying anything; run the command again to resume."
         try:
             for name, size in files:
                 try:
-                    there = _size_in(target, name)
+                    there = None if target_is_empty else _size_in(target, name)
                     if there == size and _sha256(source, name) == _sha256(target, name):
                         skipped += 1
                         progress.update(size)
@@ -93,7 +96,7 @@ class Command(NatsCommand):
         """(name, size) of every object under ``directory``, by name, from the bucket's listing index;
         names Django code may not use (another client's) are skipped, each with a warning."""
         location = f"{storage.location}/" if storage.location else ""
-        for entry in storage.listing(location + (f"{directory}/" if directory else "")):
+        for entry in BucketTools(storage).listing(location + (f"{directory}/" if directory else "")):
             name = entry.name[len(location) :]
             try:
                 clean_name(name)

@@ -6,9 +6,10 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from natsstorage import registry
+from natsstorage.buckettools import BucketTools
 from natsstorage.humanize import count, size
 from natsstorage.management.base import NatsCommand
-from natsstorage.status import configured_storages
 from natsstorage.storage import NatsStorage
 
 
@@ -33,7 +34,8 @@ class Command(NatsCommand):
         name = options["bucket"]
         storage = self.storage(name)
         self.interrupted = f"Interrupted: bucket {name!r} was not destroyed."
-        status = storage.status()
+        tools = BucketTools(storage)
+        status = tools.status()
         objects = count(status.objects, "object", "objects")
         loss = f"bucket {name!r} and its {objects} ({size(status.bytes)}, {status.bytes} bytes)"
         users = users_of(storage)
@@ -57,7 +59,7 @@ class Command(NatsCommand):
         self.interrupted = (
             f"Interrupted while destroying bucket {name!r}: manage.py natsos_status {name} tells if it is gone."
         )
-        storage.destroy()
+        tools.destroy()
         if options["verbosity"] >= 1:
             self.stdout.write(self.style.SUCCESS(f"Destroyed the {loss}."))
 
@@ -67,6 +69,6 @@ def users_of(storage: NatsStorage) -> list[str]:
     config = storage.config
     return [
         label
-        for label, configured in configured_storages()
+        for label, configured in registry.configured(NatsStorage)
         if configured.config.bucket == config.bucket and configured.config.servers == config.servers
     ]

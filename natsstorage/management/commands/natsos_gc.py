@@ -47,8 +47,8 @@ class Command(NatsCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["bucket"]
-        storage = self.storage(name)
-        orphans = storage.orphans(min_age=options["min_age"])
+        tools = self.tools(name)
+        orphans = tools.orphans(min_age=options["min_age"])
         chunks = sum(orphan.chunks for orphan in orphans)
         total = sum(orphan.bytes for orphan in orphans)
         if options["verbosity"] >= 2:
@@ -65,6 +65,6 @@ class Command(NatsCommand):
                 hint = "; run with --purge to remove them" if orphans else ""
                 self.stdout.write(f"Found {found}{hint}.")
             return
-        purged = storage.purge_orphans(orphans)
+        purged = tools.purge_orphans(orphans)
         if options["verbosity"] >= 1:
             self.stdout.write(self.style.SUCCESS(f"Purged {found}; {purged} messages removed."))

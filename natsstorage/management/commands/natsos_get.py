@@ -12,9 +12,9 @@ from typing import IO, Any
 from django.core.management.base import CommandError, CommandParser
 
 from natsstorage import humanize
+from natsstorage.buckettools import BucketTools
 from natsstorage.management.base import NatsCommand
 from natsstorage.progress import Progress
-from natsstorage.storage import NatsStorage
 
 PART_SUFFIX = ".part"  # a download in progress, renamed to PATH once complete and verified
 
@@ -36,13 +36,13 @@ class Command(NatsCommand):
         self.add_progress_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        storage = self.storage(options["bucket"])
+        tools = self.tools(options["bucket"])
         name = options["name"]
         path = options["path"] or name.replace("\\", "/").rsplit("/", 1)[-1]
         self.interrupted = "Interrupted." if path == "-" else f"Interrupted: nothing was written to {path}."
         if path == "-":
             out: Any = options.get("stdout") or sys.stdout
-            self.copy(storage, name, getattr(out, "buffer", out), options)
+            self.copy(tools, name, getattr(out, "buffer", out), options)
             out.flush()
             return
         if os.path.isdir(path):
@@ -54,7 +54,7 @@ class Command(NatsCommand):
         descriptor, part = tempfile.mkstemp(dir=directory, prefix=f".{filename}.", suffix=PART_SUFFIX)
         try:
             with os.fdopen(descriptor, "wb") as target:
-                size = self.copy(storage, name, target, options)
+                size = self.copy(tools, name, target, options)
             os.chmod(part, mode)  # mkstemp's 0600 was for the download in progress, not for the file
             os.replace(part, path)
         except BaseException:
@@ -64,11 +64,11 @@ class Command(NatsCommand):
         if options["verbosity"] >= 1:
             self.stdout.write(f"Wrote {name!r} from bucket {options['bucket']!r} to {path} ({humanize.size(size)})")
 
-    def copy(self, storage: NatsStorage, name: str, target: IO[bytes], options: dict[str, Any]) -> int:
+    def copy(self, tools: BucketTools, name: str, target: IO[bytes], options: dict[str, Any]) -> int:
         try:
-            source = storage.open_object(name)  # any name the bucket holds
+            source = tools.open_object(name)  # any name the bucket holds
         except FileNotFoundError as error:
-            bucket = storage.config.bucket
+            bucket = tools.bucket.name
             raise CommandError(f"{error} (manage.py natsos_ls {bucket} lists its objects)") from error
         with source:
             progress: Progress = self.progress(options, source.size, label=name)

@@ -29,8 +29,7 @@ class Command(NatsCommand):
         self.add_json_argument(parser, "object")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        storage = self.storage(options["bucket"])
-        objects = storage.objects(options["prefix"])
+        objects = self.tools(options["bucket"]).objects(options["prefix"])
         if options["json"]:
             for info in objects:
                 self.stdout.write(json.dumps(object_json(info)))

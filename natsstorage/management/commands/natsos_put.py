@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from natsstorage import NatsStorage, humanize
+from natsstorage.buckettools import BucketTools
 from natsstorage.management.base import NatsCommand
 from natsstorage.progress import ProgressFile
 
@@ -73,7 +74,7 @@ def _stored(storage: NatsStorage, name: str) -> bool:
     """Whether an object holds ``name``: one metadata read (``exists()`` would also look for a directory,
     which in a fresh process means reading every name in the bucket)."""
     try:
-        storage.object_info(storage.key(name))  # a link is an object too: not followed
+        BucketTools(storage).object_info(storage.key(name))  # a link is an object too: not followed
     except FileNotFoundError:
         return False
     return True

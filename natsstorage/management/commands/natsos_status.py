@@ -9,15 +9,16 @@ from django.core.management.base import CommandError, CommandParser
 
 from natsstorage.humanize import duration, size
 from natsstorage.management.base import LIST_HINT, SERVER_HINT, NatsCommand, check_bucket_name
-from natsstorage.status import BucketRow, server_reports
+from natsstorage.status import BucketRow, ServerReport, server_reports
 
-TITLES = ("BUCKET", "OBJECTS", "SIZE", "MAX SIZE", "TTL", "STORAGE", "REPLICAS", "SEALED", "USED BY")
+TITLES = ("BUCKET", "OBJECTS", "SIZE", "MAX SIZE", "TTL", "STORAGE", "REPLICAS", "SYNC", "SEALED", "USED BY")
 
 
 class Command(NatsCommand):
     help = (
         "Show every Object Store bucket on the NATS servers the project uses (or only BUCKET): objects, bytes, "
-        "limits, and which configured storages use it. Exits with status 1 when a server cannot be reached."
+        "limits, replicas, when the server fsyncs (with the monitor_url option), and which configured storages use it. "
+        "Exits with status 1 when a server cannot be reached."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -29,33 +30,41 @@ class Command(NatsCommand):
         if bucket is not None:
             check_bucket_name(bucket)
         reports = server_reports(bucket)
+        for report in reports:
+            if report.warning:
+                self.stderr.write(f"warning: {report.warning} ({report.server})", style_func=self.style.WARNING)
+        unreachable = [report for report in reports if not report.reachable]
         rows = [row for report in reports for row in report.rows]
+        if bucket is not None and not unreachable and not any(row.exists for row in rows):
+            used_by = ", ".join(label for row in rows for label in row.used_by)
+            hint = f"used by {used_by}: the first file saved creates it" if used_by else LIST_HINT
+            raise CommandError(f"bucket {bucket!r} does not exist on the NATS server ({hint})")
         if options["json"]:
             for row in rows:
                 self.stdout.write(json.dumps(row_json(row)))
         else:
-            self.table(rows, options["verbosity"])
-        unreachable = [report for report in reports if not report.reachable]
+            self.table(reports)
+        for report in reports:
+            if report.sync_error:  # the buckets are fine: said, not failed
+                self.stderr.write(f"NATS at {report.server}: no sync policy shown: {report.sync_error}")
         if unreachable:
             raise CommandError(f"{unreachable[0].error} ({SERVER_HINT})")
-        if bucket is not None and not any(row.exists for row in rows):
-            raise CommandError(f"bucket {bucket!r} does not exist on the NATS server ({LIST_HINT})")
 
-    def table(self, rows: list[BucketRow], verbosity: int) -> None:
-        cells = [[*row_cells(row)] for row in rows]
-        widths = [max([len(cell[i]) for cell in cells] + [len(title)]) for i, title in enumerate(TITLES)]
-        servers = {row.server for row in rows}
-        for server in sorted(servers):
-            if len(servers) > 1 or verbosity >= 2:
-                self.stdout.write(f"NATS at {server}:")
+    def table(self, reports: list[ServerReport]) -> None:
+        """A table per server, headed by the server asked (and its version), columns aligned across them."""
+        cells = [[row_cells(row) for row in report.rows] for report in reports]
+        every = [cell for rows in cells for cell in rows]
+        widths = [max([len(cell[i]) for cell in every] + [len(title)]) for i, title in enumerate(TITLES)]
+        for report, rows in zip(reports, cells, strict=True):
+            version = f" (nats-server {report.version})" if report.version else ""
+            self.stdout.write(f"NATS at {report.server}{version}:")
             self.stdout.write(self.style.MIGRATE_HEADING(_line(TITLES, widths)))
-            for row, cell in zip(rows, cells, strict=True):
-                if row.server == server:
-                    self.stdout.write(_line(cell, widths))
+            for cell in rows:
+                self.stdout.write(_line(cell, widths))
 
 
 def _line(cells: tuple[str, ...] | list[str], widths: list[int]) -> str:
-    left = {0, 5, 8}  # the text columns; figures are right-aligned
+    left = {0, 5, 7, 9}  # the text columns; figures are right-aligned
     pairs = enumerate(zip(cells, widths, strict=True))
     return "  ".join(cell.ljust(width) if i in left else cell.rjust(width) for i, (cell, width) in pairs).rstrip()
 
@@ -65,7 +74,7 @@ def row_cells(row: BucketRow) -> tuple[str, ...]:
     status = row.status
     if status is None:
         why = f"unreachable: {row.error}" if row.error else "does not exist yet"
-        return (row.name, "-", "-", "-", "-", "-", "-", "-", f"{used_by} ({why})")
+        return (row.name, "-", "-", "-", "-", "-", "-", "-", "-", f"{used_by} ({why})")
     return (
         row.name,
         str(status.objects),
@@ -74,6 +83,7 @@ def row_cells(row: BucketRow) -> tuple[str, ...]:
         duration(status.ttl) if status.ttl else "forever",
         status.storage + (", s2" if status.compression else ""),
         str(status.replicas),
+        str(row.sync) if row.sync and status.storage == "file" else "-",  # a memory bucket never reaches a disk
         "yes" if status.sealed else "no",
         used_by,
     )
@@ -97,4 +107,7 @@ def row_json(row: BucketRow) -> dict[str, Any]:
         "replicas": status.replicas if status else None,
         "sealed": status.sealed if status else None,
         "compression": status.compression if status else None,
+        # The server's, from monitor_url's /varz; None when not configured or not answered.
+        "sync_always": row.sync.always if row.sync else None,
+        "sync_interval": row.sync.interval if row.sync else None,
     }

@@ -13,11 +13,11 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from natsstorage.buckettools import BucketTools
 from natsstorage.changes import Changes
 from natsstorage.exceptions import BucketNotFound, NatsUnavailable
 from natsstorage.management.base import NatsCommand
 from natsstorage.objectstore import ObjectInfo
-from natsstorage.storage import NatsStorage
 
 RETRY_INTERVAL = 1.0  # seconds between attempts to resume after losing the server
 WAIT_INTERVAL = 1.0  # seconds between looks for the bucket with --wait
@@ -39,13 +39,13 @@ class Command(NatsCommand):
         parser.add_argument("--wait", action="store_true", help="Wait for a missing bucket to be created.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        storage = self.storage(options["bucket"])
-        name = storage.config.bucket
+        tools = self.tools(options["bucket"])
+        name = tools.bucket.name
         self.interrupted = f"stopped watching {name}"
         try:
-            with _stop_on_sigterm(), storage.watch(history=options["history"]) as changes:
+            with _stop_on_sigterm(), tools.watch(history=options["history"]) as changes:
                 if options["wait"]:
-                    self.wait_for(storage)
+                    self.wait_for(tools)
                 changes.start()
                 if options["verbosity"] >= 1:
                     self.note(f"watching {name} for changes (Ctrl-C to stop)")
@@ -54,11 +54,11 @@ class Command(NatsCommand):
             if options["verbosity"] >= 1:
                 self.note(self.interrupted)
 
-    def wait_for(self, storage: NatsStorage) -> None:
-        if storage.bucket_exists():
+    def wait_for(self, tools: BucketTools) -> None:
+        if tools.bucket_exists():
             return
-        self.note(f"waiting for bucket {storage.config.bucket} to be created...")
-        while not storage.bucket_exists():
+        self.note(f"waiting for bucket {tools.bucket.name} to be created...")
+        while not tools.bucket_exists():
             time.sleep(WAIT_INTERVAL)
 
     def follow(self, name: str, changes: Changes, options: dict[str, Any]) -> None:
