@@ -18,13 +18,14 @@ import os
 import ssl
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import nats
 from nats.aio.client import Client
 
 from natsstorage import loop, natspy
 from natsstorage.exceptions import NatsUnavailable
+from natsstorage.redaction import redact_url
 
 logger = logging.getLogger("natsstorage")
 
@@ -39,23 +40,27 @@ RECONNECTED_POLL = 0.05  # seconds between looks at a lost connection that a cal
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    """What makes two connections different; the key of the connection cache."""
+    """What makes two connections different; the key of the connection cache. Its repr shows no secret."""
 
-    servers: tuple[str, ...]
-    user: str | None = None
+    servers: tuple[str, ...] = field(repr=False)  # URLs may carry a user and password, or a token
+    user: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
-    credentials: str | None = None
+    credentials: str | None = field(default=None, repr=False)
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
-    tls_key_file: str | None = None
+    tls_key_file: str | None = field(default=None, repr=False)
     connect_timeout: float = 2.0
     connect_backoff: float = 1.0  # seconds between background attempts during an outage
+
+    def __repr__(self) -> str:
+        shown = [f"{each.name}={getattr(self, each.name)!r}" for each in fields(self) if each.repr]
+        return f"ConnectionSettings(servers={self.where!r}, {', '.join(shown)})"
 
     @property
     def where(self) -> str:
         """The servers, without any user info, for error messages."""
-        return ", ".join(_redact(url) for url in self.servers)
+        return ", ".join(redact_url(url) for url in self.servers)
 
     def tls_context(self) -> ssl.SSLContext | None:
         if not (self.tls_ca_file or self.tls_cert_file):
@@ -69,12 +74,6 @@ class ConnectionSettings:
 def _describe(error: BaseException) -> str:
     """An error on one line; nats-py's own texts carry no credentials."""
     return " ".join((str(error) or type(error).__name__).split())
-
-
-def _redact(url: str) -> str:
-    scheme, sep, rest = url.rpartition("://")
-    host = rest.rsplit("@", 1)[-1]
-    return f"{scheme}{sep}{host}"
 
 
 @dataclass
