@@ -71,14 +71,14 @@ class ConnectionSettings:
         return context
 
 
-def _describe(error: BaseException) -> str:
+def _one_line(error: BaseException) -> str:
     """An error on one line; nats-py's own texts carry no credentials."""
     return " ".join((str(error) or type(error).__name__).split())
 
 
 @dataclass
-class _Link:
-    """One set of connection settings: its connection, and whether calls on it fail at once (an outage)."""
+class _SharedConnection:
+    """The connection of one set of settings, and whether calls on it fail at once (an outage)."""
 
     nc: Client | None = None
     outage: str | None = None  # what every call raises at once until the connection is back
@@ -98,7 +98,7 @@ class _Link:
 
 
 # Only code on the loop touches these.
-_links: dict[ConnectionSettings, _Link] = {}
+_shared: dict[ConnectionSettings, _SharedConnection] = {}
 # What runs (on the loop) each time a connection loses its server, by connection.
 _when_lost: weakref.WeakKeyDictionary[Client, list[Callable[[], None]]] = weakref.WeakKeyDictionary()
 
@@ -110,49 +110,49 @@ def when_lost(nc: Client, callback: Callable[[], None]) -> None:
 
 async def connection(settings: ConnectionSettings) -> Client:
     """The shared connection for ``settings``; call on the loop."""
-    link = _links.get(settings) or _links.setdefault(settings, _Link())
-    if nc := link.usable():
+    shared = _shared.get(settings) or _shared.setdefault(settings, _SharedConnection())
+    if nc := shared.usable():
         return nc
-    async with link.lock:
-        if nc := link.usable():  # another caller connected, or found the outage, meanwhile
+    async with shared.lock:
+        if nc := shared.usable():  # another caller connected, or found the outage, meanwhile
             return nc
-        if link.nc is not None and not link.nc.is_closed:  # lost, and nats-py is reconnecting
-            if await _reconnected(link.nc, settings.connect_timeout):
-                return link.nc
-            link.outage = (
+        if shared.nc is not None and not shared.nc.is_closed:  # lost, and nats-py is reconnecting
+            if await _reconnected(shared.nc, settings.connect_timeout):
+                return shared.nc
+            shared.outage = (
                 f"lost the connection to NATS at {settings.where}; "
                 f"not back within {settings.connect_timeout:g} s (reconnecting in the background)"
             )
-            raise NatsUnavailable(link.outage)
+            raise NatsUnavailable(shared.outage)
         try:
-            link.nc = await _connect(settings)
+            shared.nc = await _connect(settings)
         except NatsUnavailable as error:
-            link.outage, link.asked = str(error), False
-            link.retry = asyncio.get_running_loop().create_task(_retry(settings, link))
+            shared.outage, shared.asked = str(error), False
+            shared.retry = asyncio.get_running_loop().create_task(_retry_in_background(settings, shared))
             raise
-        return link.nc
+        return shared.nc
 
 
-async def _retry(settings: ConnectionSettings, link: _Link) -> None:
+async def _retry_in_background(settings: ConnectionSettings, shared: _SharedConnection) -> None:
     """The background attempts of an outage; given up when no call asked during one back-off,
     so that no one keeps knocking on a server nobody uses: the next call tries itself."""
     try:
         while True:
             await asyncio.sleep(settings.connect_backoff)
-            asked, link.asked = link.asked, False
+            asked, shared.asked = shared.asked, False
             try:
                 nc = await _connect(settings)
             except NatsUnavailable as error:
-                if not (asked or link.asked):
-                    link.outage = None
+                if not (asked or shared.asked):
+                    shared.outage = None
                     return
-                link.outage = str(error)
+                shared.outage = str(error)
                 continue
-            link.nc, link.outage = nc, None
+            shared.nc, shared.outage = nc, None
             logger.info("connected to NATS at %s", settings.where)
             return
     finally:
-        link.retry = None
+        shared.retry = None
 
 
 async def _reconnected(nc: Client, timeout: float) -> bool:
@@ -174,7 +174,7 @@ async def _connect(settings: ConnectionSettings) -> Client:
         # The first failure says most ("Authorization Violation"); later ones are often only EOFs.
         if not errors:
             errors.append(error)
-        logger.debug("NATS connection to %s: %s", settings.where, _describe(error))
+        logger.debug("NATS connection to %s: %s", settings.where, _one_line(error))
 
     async def on_disconnect() -> None:
         for callback in _when_lost.get(nc, ()):
@@ -220,20 +220,20 @@ async def _connect(settings: ConnectionSettings) -> Client:
         connecting.result()
         connected.set()
     except BaseException as error:  # a failure, or closing down during a background attempt
-        await loop.stop_task(connecting)
-        await _close(nc)
+        await loop.cancel_and_wait(connecting)
+        await _close_one(nc)
         if not isinstance(error, TimeoutError | OSError | nats.errors.Error):
             raise
         if not errors and not isinstance(error, TimeoutError):
             errors.append(error)
-        reason = f": {_describe(errors[0])}" if errors else ""
+        reason = f": {_one_line(errors[0])}" if errors else ""
         raise NatsUnavailable(
             f"cannot connect to NATS at {settings.where} within {settings.connect_timeout:g} s{reason}"
         ) from None
     return nc
 
 
-async def _close(nc: Client) -> None:
+async def _close_one(nc: Client) -> None:
     """Close one connection within CLOSE_TIMEOUT, even one still trying to reconnect."""
     if nc.is_closed:
         return
@@ -242,7 +242,7 @@ async def _close(nc: Client) -> None:
     try:
         await asyncio.wait_for(nc.close(), CLOSE_TIMEOUT)
     except (TimeoutError, OSError, nats.errors.Error) as error:
-        logger.debug("natsstorage: closing a NATS connection: %s", _describe(error))
+        logger.debug("natsstorage: closing a NATS connection: %s", _one_line(error))
     except asyncio.CancelledError:
         # nats-py closing while a reconnect attempt is under way waits for that attempt's transport, which the
         # cut-short attempt left cancelled (seen on Python 3.12+). Closed all the same; only our own cancel ends us.
@@ -255,13 +255,13 @@ async def _close(nc: Client) -> None:
 async def close_all() -> None:
     """Close every connection, once the background work sent on them has its answers; end outages."""
     await loop.settled()
-    links = list(_links.values())
-    _links.clear()
-    retries = [link.retry for link in links if link.retry is not None]
+    every = list(_shared.values())
+    _shared.clear()
+    retries = [shared.retry for shared in every if shared.retry is not None]
     for retry in retries:
         retry.cancel()
     await asyncio.gather(*retries, return_exceptions=True)
-    await asyncio.gather(*(_close(link.nc) for link in links if link.nc is not None))
+    await asyncio.gather(*(_close_one(shared.nc) for shared in every if shared.nc is not None))
 
 
 def close_connections() -> None:
@@ -276,8 +276,8 @@ def _close_at_exit() -> None:
     try:
         loop.wait(loop.submit(close_all()), 2 * CLOSE_TIMEOUT)
     except Exception as error:  # noqa: BLE001 - best effort at interpreter exit
-        logger.debug("natsstorage: closing NATS connections at exit: %s", _describe(error))
+        logger.debug("natsstorage: closing NATS connections at exit: %s", _one_line(error))
 
 
-os.register_at_fork(after_in_child=_links.clear)  # the parent's connections belong to the parent's loop
+os.register_at_fork(after_in_child=_shared.clear)  # the parent's connections belong to the parent's loop
 atexit.register(_close_at_exit)  # runs before loop.py's, registered earlier: connections close, then the loop stops

@@ -1,24 +1,15 @@
 """The one event loop, and the one rule about it: only the loop thread runs the loop.
 
-nats-py is asyncio and Django's Storage API is synchronous. A connection is
-bound to the event loop that made it, so a fresh loop per call (what a naive
-``async_to_sync`` does outside a loop) could never reuse one. Instead one
-daemon thread per process runs one loop (uvloop's where it is built) for as
-long as the process lives, and that loop owns every NATS connection
-(``connections.py``).
+nats-py is asyncio and Django's Storage API is synchronous. A connection is bound to the loop that made it, so
+one daemon thread per process runs one loop (uvloop's where it is built) for as long as the process lives, and
+that loop owns every NATS connection (``connections.py``). docs/event-loop.md says what it means for callers.
 
-Every other thread only hands it work. A synchronous call submits its
-coroutine (``run``, or ``submit`` then ``wait``) and waits for the result in
-short slices; Python runs the main thread's signal handlers between those
-slices, so Ctrl-C, ``SIGTERM`` or Celery's soft time limit ends the call with
-the handler's own exception, and the call's work is cancelled on the loop.
-natsstorage installs no signal handler. An async caller (``arun``) awaits the
-same work from its own loop. Code already on the loop calls coroutines
-directly, and may start work nothing waits for (``background``).
-
-After a fork the child has no loop thread: its first call starts one.
-At exit, what is left on the loop is cancelled and the loop closed, within
-``CLOSE_TIMEOUT``.
+Every other thread only hands it work. A synchronous call (``run``, or ``submit`` then ``wait``) waits for the
+result in slices of ``WAIT_SLICE``; Python runs the main thread's signal handlers between them, so Ctrl-C, a
+``SIGTERM`` or Celery's soft time limit ends the call with the handler's own exception and cancels its work on
+the loop. natsstorage installs no signal handler. An async caller awaits the same work (``arun``); code on the
+loop calls coroutines directly, or starts work nothing waits for (``background``). After a fork the child's
+first call starts a loop thread; at exit the loop's tasks are cancelled and it is closed.
 """
 
 from __future__ import annotations
@@ -37,8 +28,7 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 logger = logging.getLogger("natsstorage")
 
-# Seconds a waiting caller sleeps at a time. A signal the kernel hands to another thread does not wake the
-# main thread's sleep; its handler runs at the next slice's end at the latest.
+# Seconds a waiting caller sleeps at a time: a signal another thread caught is handled by the next slice's end.
 WAIT_SLICE = 0.25
 CLOSE_TIMEOUT = 2.0  # seconds for what is left on the loop to end at exit
 # Signals raised by a fault in the loop thread itself; every other one is left to the program's threads.
@@ -87,7 +77,7 @@ class LoopThread:
         if self.loop.is_closed():
             return
         try:
-            asyncio.run_coroutine_threadsafe(_cancel_all(), self.loop).result(CLOSE_TIMEOUT)
+            asyncio.run_coroutine_threadsafe(_cancel_every_task(), self.loop).result(CLOSE_TIMEOUT)
         except Exception as error:  # noqa: BLE001 - best effort at interpreter exit
             logger.debug("natsstorage: ending the NATS loop's tasks at exit: %r", error)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -96,7 +86,7 @@ class LoopThread:
             self.loop.close()
 
 
-async def _cancel_all() -> None:
+async def _cancel_every_task() -> None:
     tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
     for task in tasks:
         task.cancel()
@@ -108,7 +98,7 @@ _loop_thread: LoopThread | None = None
 _start_lock = threading.Lock()
 
 
-def _started() -> LoopThread:
+def _loop_thread_started() -> LoopThread:
     global _loop_thread
     if _loop_thread is None:
         with _start_lock:
@@ -117,7 +107,7 @@ def _started() -> LoopThread:
     return _loop_thread
 
 
-def _forget() -> None:
+def _forget_in_child() -> None:
     """In a forked child the loop thread does not exist: the first call starts one."""
     global _loop_thread, _start_lock
     _loop_thread, _start_lock = None, threading.Lock()
@@ -129,7 +119,7 @@ def _stop_at_exit() -> None:
         _loop_thread.stop()
 
 
-os.register_at_fork(after_in_child=_forget)
+os.register_at_fork(after_in_child=_forget_in_child)
 atexit.register(_stop_at_exit)  # registered first, so run last: after connections.py's close at exit
 
 
@@ -150,11 +140,9 @@ def on_the_loop() -> bool:
 class Call(Generic[T]):
     """Work handed to the loop, and its outcome.
 
-    What the caller's thread does with it is safe whatever a signal handler raises wherever: it writes an
-    attribute, hands a callback to the loop and takes a plain lock. No ``threading.Condition``, as in
-    ``concurrent.futures.Future``: a handler that raises right after a ``with`` statement took its lock leaves it
-    taken (CPython runs handlers there), and the loop thread, settling that future, would wait for it for ever.
-    """
+    The caller's thread only writes an attribute, hands the loop a callback and takes a plain lock: safe
+    wherever a signal handler raises. Not ``concurrent.futures.Future``, whose ``Condition`` a handler raising
+    right after its ``with`` took the lock leaves taken, and the loop thread would wait for it for ever."""
 
     def __init__(self, coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop) -> None:
         self._coro = [coro]  # taken (list.pop, atomic) by the loop to start it, or by a caller who gave up first
@@ -210,15 +198,13 @@ class Call(Generic[T]):
 
 
 def submit(coro: Coroutine[Any, Any, T], *, blocking: bool = False) -> Call[T]:
-    """Start ``coro`` on the loop without waiting; safe from any thread. ``wait`` gives its result.
-
-    ``blocking``: the caller will wait for it, which code on the loop must never do.
-    """
+    """Start ``coro`` on the loop without waiting, from any thread; ``wait`` gives its result.
+    ``blocking``: the caller will wait for it, which code on the loop must never do."""
     call = None
     try:
         if blocking and on_the_loop():
             raise RuntimeError("a blocking natsstorage call was made from its own event loop")
-        call = Call(coro, _started().loop)
+        call = Call(coro, _loop_thread_started().loop)
         call._loop.call_soon_threadsafe(call._start)
         return call
     except BaseException:  # Ctrl-C before the loop took the work, say: it never starts (no "never awaited")
@@ -230,10 +216,8 @@ def submit(coro: Coroutine[Any, Any, T], *, blocking: bool = False) -> Call[T]:
 
 def wait(call: Call[T], timeout: float | None = None) -> T:
     """The result of work started with ``submit``, waited for in slices so that signal handlers run.
-
     Whatever interrupts the wait (a handler's ``KeyboardInterrupt``, ``SystemExit``, Celery's
-    ``SoftTimeLimitExceeded``; ``TimeoutError`` after ``timeout`` seconds) cancels the work and is raised unchanged.
-    """
+    ``SoftTimeLimitExceeded``; ``TimeoutError`` after ``timeout`` seconds) cancels the work and is raised unchanged."""
     try:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not call._finished.acquire(timeout=WAIT_SLICE):
@@ -246,10 +230,8 @@ def wait(call: Call[T], timeout: float | None = None) -> T:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on the loop and wait for its result, from any thread but the loop's.
-
-    Every coroutine given here bounds its own network waits, so no timeout is needed at this level.
-    """
+    """Run ``coro`` on the loop and wait for its result, from any thread but the loop's
+    (every coroutine given here bounds its own network waits)."""
     return wait(submit(coro, blocking=True))
 
 
@@ -263,11 +245,11 @@ async def arun(coro: Coroutine[Any, Any, T]) -> T:
 
     def then() -> None:
         if not here.is_closed():
-            here.call_soon_threadsafe(_settle, finished)
+            here.call_soon_threadsafe(_mark_done, finished)
 
     call._then.append(then)
     if call.done():  # finished before the line above
-        _settle(finished)
+        _mark_done(finished)
     try:
         await finished
     except asyncio.CancelledError:
@@ -276,7 +258,7 @@ async def arun(coro: Coroutine[Any, Any, T]) -> T:
     return call.result()
 
 
-def _settle(future: asyncio.Future[None]) -> None:
+def _mark_done(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
 
@@ -304,7 +286,7 @@ async def settled(about: str | None = None) -> None:
         await asyncio.wait(pending, timeout=CLOSE_TIMEOUT if about is None else None)
 
 
-async def stop_task(task: asyncio.Future[Any]) -> None:
+async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
     """Cancel ``task`` and wait, within CLOSE_TIMEOUT, for it to end. nats-py swallows a cancellation that
     lands while it closes a failed connect attempt (which would retry for ever) or waits for its flusher:
     cancel again."""
