@@ -31,10 +31,9 @@ logger = logging.getLogger("natsstorage")
 # Seconds a waiting caller sleeps at a time: a signal another thread caught is handled by the next slice's end.
 WAIT_SLICE = 0.25
 CLOSE_TIMEOUT = 2.0  # seconds for what is left on the loop to end at exit
-# Signals raised by a fault in the loop thread itself; every other one is left to the program's threads.
-FAULT_SIGNALS = {
-    getattr(signal, name) for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT") if hasattr(signal, name)
-}
+# Raised by a fault in the loop thread itself; all others go to the program's threads (gunicorn's SIGABRT too:
+# abort() unblocks it for itself).
+FAULT_SIGNALS = {getattr(signal, name) for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL") if hasattr(signal, name)}
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

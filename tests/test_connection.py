@@ -100,7 +100,7 @@ async def _blocked_signals() -> set[signal.Signals]:
 def test_signals_to_the_process_reach_the_main_thread_not_the_loop_thread():
     # Else Ctrl-C could land on the loop thread while the main thread sleeps in wait(), and be lost.
     blocked = loop.run(_blocked_signals())  # the loop thread runs it
-    assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1} <= blocked
+    assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGABRT} <= blocked
     assert signal.SIGSEGV not in blocked
 
 
@@ -407,6 +407,101 @@ def test_a_handler_raising_in_a_call_leaves_no_other_signal_unhandled(nats_serve
     pairs, raised, terms = map(int, done.stdout.split())
     assert pairs > 50 and raised > 50, done.stdout
     assert terms == pairs, done.stdout  # every SIGTERM's handler ran
+
+
+EACH_SIGNAL_DURING_CALLS = """
+import asyncio, json, os, signal, sys, threading, time
+import django
+from django.conf import settings
+settings.configure()
+django.setup()
+from django.core.files.base import ContentFile
+from natsstorage import NatsStorage, loop
+
+storage = NatsStorage(bucket=sys.argv[2], servers=[sys.argv[1]])
+storage.save("warm.txt", ContentFile(b"warm"))
+threads = threading.active_count()
+
+async def tasks():
+    await asyncio.sleep(0.2)  # what a cancellation ends has ended
+    return len(asyncio.all_tasks()) - 1
+
+tasks_at_start = loop.run(tasks())
+
+class SoftTimeLimitExceeded(Exception):  # Celery's, raised by its SIGUSR1 handler
+    pass
+
+armed = False  # whether the handler raises: only while a call is under way, not in this script's own lines
+
+def raising(make):
+    def handler(signum, frame):
+        global armed
+        if armed:
+            armed = False
+            raise make()
+    return handler
+
+outcomes = {}
+for name, signum, handler, expected in [
+    ("ctrl_c", signal.SIGINT, raising(KeyboardInterrupt), KeyboardInterrupt),
+    ("sigterm", signal.SIGTERM, raising(lambda: SystemExit(143)), SystemExit),  # a program's SIGTERM handler
+    ("celery_soft_time_limit", signal.SIGUSR1, raising(SoftTimeLimitExceeded), SoftTimeLimitExceeded),
+    ("gunicorn_timeout", signal.SIGABRT, raising(lambda: SystemExit(1)), SystemExit),  # its handle_abort
+]:
+    signal.signal(signum, handler)
+    stop = threading.Event()
+
+    def send(signum=signum):  # from another thread, as the kernel, a master process or a timer would
+        while not stop.wait(0.002):
+            os.kill(os.getpid(), signum)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    done = raised = 0
+    others = []
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        try:
+            armed = True
+            storage.save(f"{name}/{done + raised}.txt", ContentFile(b"x" * 1024))
+            storage.exists("warm.txt")
+            armed = False
+            done += 1
+        except BaseException as error:
+            if type(error) is expected:
+                raised += 1
+            else:
+                others.append(repr(error))
+    stop.set()
+    sender.join()
+    armed = False
+    outcomes[name] = {"raised": raised, "others": others, "handler_kept": signal.getsignal(signum) is handler}
+
+name = storage.save("after.txt", ContentFile(b"after"))
+with storage.open(name) as handle:
+    assert handle.read() == b"after"
+print(json.dumps({
+    "outcomes": outcomes,
+    "threads_left": threading.active_count() - threads,
+    "tasks_left": loop.run(tasks()) - tasks_at_start,
+}))
+"""
+
+
+def test_ctrl_c_sigterm_a_soft_time_limit_and_a_gunicorn_timeout_end_the_call_with_their_own_exception(
+    nats_server, bucket_name
+):
+    # The real signals, sent to the process from another thread: SIGINT, SIGTERM, Celery's SIGUSR1 and
+    # gunicorn's SIGABRT (whose worker handler calls sys.exit(1)). Each ends the call under way with its
+    # handler's exception; the handler stays the program's, and the next call works with nothing left behind.
+    args = [sys.executable, "-c", EACH_SIGNAL_DURING_CALLS, nats_server.url, bucket_name]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Exception in callback" not in done.stderr, done.stderr
+    report = json.loads(done.stdout)
+    for outcome in report["outcomes"].values():
+        assert outcome["raised"] > 10 and outcome["others"] == [] and outcome["handler_kept"], report
+    assert report["threads_left"] == 0 and report["tasks_left"] == 0, report
 
 
 SAVE_AND_EXIT = """
