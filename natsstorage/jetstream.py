@@ -24,7 +24,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from natsstorage import connections, loop, natspy
+from natsstorage import connections, loop
 from natsstorage.exceptions import (
     BucketFull,
     BucketNotFound,
@@ -88,6 +88,13 @@ def refuse_oversized(nc: Client, subject: str, reply: str | None, size: int, abo
         raise TooLarge(f"{about}: its subject makes a {line}-byte protocol line; NATS takes {MAX_CONTROL_LINE}")
     if size > nc.max_payload:
         raise TooLarge(f"{about} is {size} bytes; the NATS server takes messages up to {nc.max_payload}")
+
+
+def header_block(headers: Mapping[str, str] | None) -> bytes:
+    """A message's headers as NATS sends them, or nothing: with its payload, what ``max_payload`` bounds."""
+    if not headers:
+        return b""
+    return "".join(["NATS/1.0\r\n", *(f"{key}: {value}\r\n" for key, value in headers.items()), "\r\n"]).encode()
 
 
 def nanoseconds(seconds: float) -> int:
@@ -272,8 +279,10 @@ class Stream:
         """
         reply, ack = (await Replies.of(nc)).expect()
         try:
-            refuse_oversized(nc, subject, reply, natspy.message_size(payload, headers), about)
-            await natspy.send(nc, subject, payload, reply, headers)
+            if isinstance(payload, memoryview) and not (payload.c_contiguous and payload.itemsize == 1):
+                payload = payload.tobytes()  # nats-py sizes a message by len(): bytes, not items
+            refuse_oversized(nc, subject, reply, len(header_block(headers)) + len(payload), about)
+            await nc.publish(subject, payload, reply=reply, headers=headers)  # type: ignore[arg-type]
         except BaseException as error:
             ack.cancel()
             if isinstance(error, nats.errors.Error):
