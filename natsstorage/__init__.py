@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from natsstorage._bridge import close_connections  # the next call on any storage connects again
+from natsstorage.connections import close_connections  # the next call on any storage connects again
 from natsstorage.storage import NatsStorage
 
 logging.getLogger("natsstorage").addHandler(logging.NullHandler())

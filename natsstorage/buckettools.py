@@ -13,11 +13,11 @@ from datetime import timedelta
 from functools import partial
 
 from natsstorage import contenttypes, garbage, index, links
-from natsstorage._bridge import run
 from natsstorage.changes import Changes
 from natsstorage.files import NatsFile, ObjectStream
 from natsstorage.garbage import OrphanChunks
 from natsstorage.index import Entry, Page
+from natsstorage.loop import run
 from natsstorage.objectstore import Bucket, BucketStatus, ObjectInfo
 from natsstorage.storage import NatsStorage, served_bucket
 

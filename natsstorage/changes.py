@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from natsstorage._bridge import run
+from natsstorage.loop import run
 from natsstorage.objectstore import ObjectInfo, Watch
 
 

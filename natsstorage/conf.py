@@ -25,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.utils.functional import Promise
 from django.utils.module_loading import import_string
 
-from natsstorage._bridge import ConnectionSettings
+from natsstorage.connections import ConnectionSettings
 from natsstorage.names import clean_location
 from natsstorage.objectstore import BUCKET_NAME_RULE, CHUNK_SIZE, LISTING_IDLE, BucketConfig, valid_bucket_name
 from natsstorage.redaction import kind, redact_urls

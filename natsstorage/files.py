@@ -6,13 +6,12 @@ import asyncio
 import io
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from concurrent.futures import Future
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 from django.core.files.base import File
 
-from natsstorage import _bridge
+from natsstorage import loop
 from natsstorage.exceptions import CorruptObject
 from natsstorage.jetstream import let_go
 from natsstorage.objectstore import Bucket, ObjectInfo
@@ -53,8 +52,8 @@ class ObjectStream(io.RawIOBase):
     def _next_chunk(self) -> bytes:
         if not self._ahead:
             if self.download is None:
-                self.download = _bridge.run(Download.begin(self.bucket, self.info))
-            self._ahead.extend(_bridge.run(self.download.read_many(CHUNKS_PER_HOP)))
+                self.download = loop.run(Download.begin(self.bucket, self.info))
+            self._ahead.extend(loop.run(self.download.read_many(CHUNKS_PER_HOP)))
         return self._ahead.popleft()
 
     def readinto(self, buffer: WriteableBuffer) -> int:
@@ -108,7 +107,7 @@ class ObjectStream(io.RawIOBase):
             self._position = target
             return target
         # Start at the chunk that holds the target, then skip into it.
-        self.download, self._position = _bridge.run(Download.at(self.bucket, self.info, target))
+        self.download, self._position = loop.run(Download.at(self.bucket, self.info, target))
         while self._position < target:
             if not self._chunk:
                 self._chunk = memoryview(self._next_chunk())
@@ -121,7 +120,7 @@ class ObjectStream(io.RawIOBase):
         if self.download is not None:
             download, self.download = self.download, None
             if download.receiving:  # closing only sends messages, nothing to wait for; safe from any thread
-                _bridge.submit(download.close())
+                loop.submit(download.close())
 
     def close(self) -> None:
         if not self.closed:
@@ -155,7 +154,7 @@ class ObjectSink(io.RawIOBase):
     def __init__(self, upload: Upload, commit: Callable[[ObjectSink], None] | None = None) -> None:
         self.upload = upload
         self._commit = commit
-        self._writes: deque[Future[None]] = deque()
+        self._writes: deque[loop.Call[None]] = deque()
         self._aborted = False
 
     def writable(self) -> bool:
@@ -167,16 +166,16 @@ class ObjectSink(io.RawIOBase):
         if self._aborted:
             return len(memoryview(data))  # an aborted write keeps nothing: what is still buffered goes nowhere
         piece = bytes(memoryview(data)[:PIECE_BYTES])  # the caller may reuse its buffer once we return
-        self._writes.append(_bridge.submit(self.upload.write(piece)))
+        self._writes.append(loop.submit(self.upload.write(piece)))
         self.upload.hash(piece)
         if len(self._writes) >= PIECES_IN_FLIGHT:
-            _bridge.wait(self._writes.popleft())
+            loop.wait(self._writes.popleft())
         return len(piece)
 
     def drain(self) -> None:
         """Wait until every piece handed over is written (its chunks published)."""
         while self._writes:
-            _bridge.wait(self._writes.popleft())
+            loop.wait(self._writes.popleft())
 
     def abort(self) -> None:
         """Send no more, and remove what was sent; the object never appears."""
@@ -185,7 +184,7 @@ class ObjectSink(io.RawIOBase):
             for write in self._writes:
                 write.cancel()
             self._writes.clear()
-            _bridge.run(self.upload.abort())
+            loop.run(self.upload.abort())
 
     def close(self) -> None:
         if self.closed:
@@ -291,7 +290,7 @@ class AsyncNatsFile:
         if self._rest:
             chunk, self._rest = self._rest, b""
             return chunk
-        chunk = await _bridge.arun(self._download.read())
+        chunk = await loop.arun(self._download.read())
         if not chunk:
             raise StopAsyncIteration
         return chunk
@@ -310,7 +309,7 @@ class AsyncNatsFile:
         return b"".join(parts)
 
     async def close(self) -> None:
-        await _bridge.arun(self._download.close())
+        await loop.arun(self._download.close())
 
     async def __aenter__(self) -> AsyncNatsFile:
         return self
@@ -337,7 +336,7 @@ class AsyncNatsWriter:
         if self.closed:
             raise ValueError("write to a closed NatsStorage file")
         piece = data.encode() if isinstance(data, str) else bytes(data)
-        await _bridge.arun(self._upload.write(piece))
+        await loop.arun(self._upload.write(piece))
         return len(data)
 
     async def close(self) -> None:
@@ -345,14 +344,14 @@ class AsyncNatsWriter:
         if not self.closed:
             self.closed = True
             try:
-                self.name = await _bridge.arun(self._commit(self._upload))
+                self.name = await loop.arun(self._commit(self._upload))
             except BaseException:
                 await self.abort()
                 raise
 
     async def abort(self) -> None:
         self.closed = True
-        await _bridge.arun(self._upload.abort())
+        await loop.arun(self._upload.abort())
 
     async def __aenter__(self) -> AsyncNatsWriter:
         return self

@@ -39,8 +39,8 @@ from typing import NamedTuple
 import nats
 from nats.aio.client import Client
 
-from natsstorage import _bridge
 from natsstorage.exceptions import CorruptObject, NatsUnavailable
+from natsstorage.loop import cancel_and_wait
 from natsstorage.objectstore import ALL_META, Bucket, BucketStatus, ObjectInfo, Watch
 
 logger = logging.getLogger("natsstorage")
@@ -258,7 +258,7 @@ class Index:
         watch, self._watch = self._watch, None  # first: a follower its cancellation did not end sees it and ends
         task, self._task = self._task, None
         if task is not None:
-            await _bridge.stop_task(task)
+            await cancel_and_wait(task)
         if watch is not None:
             await watch.close()
 

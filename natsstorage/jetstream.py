@@ -23,9 +23,8 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.transport import TcpTransport
 
-from natsstorage import _bridge
+from natsstorage import connections, loop
 from natsstorage.exceptions import (
     BucketFull,
     BucketNotFound,
@@ -52,8 +51,6 @@ NUM_PENDING_HEADER = "Nats-Num-Pending"  # and in a batch: how many more the sub
 LAST_CONSUMER_HEADER = "Nats-Last-Consumer"  # on a pull consumer's heartbeat: the last consumer sequence it sent
 LAST_SEQUENCE_HEADER = "Nats-Last-Sequence"  # on a batch's end: the last message's sequence
 MESSAGE_SIZE_HEADER = "Nats-Msg-Size"  # what a headers-only consumer sends instead of the data
-CRLF = b"\r\n"
-HEADER_LINE = "NATS/1.0\r\n"  # what a message's headers start with
 HEARTBEAT = "100"
 END_OF_BATCH = "204"
 NOT_FOUND = "404"  # a direct get's "no such message", a no-wait pull's "nothing more"
@@ -91,6 +88,13 @@ def refuse_oversized(nc: Client, subject: str, reply: str | None, size: int, abo
         raise TooLarge(f"{about}: its subject makes a {line}-byte protocol line; NATS takes {MAX_CONTROL_LINE}")
     if size > nc.max_payload:
         raise TooLarge(f"{about} is {size} bytes; the NATS server takes messages up to {nc.max_payload}")
+
+
+def header_block(headers: Mapping[str, str] | None) -> bytes:
+    """A message's headers as NATS sends them, or nothing: with its payload, what ``max_payload`` bounds."""
+    if not headers:
+        return b""
+    return "".join(["NATS/1.0\r\n", *(f"{key}: {value}\r\n" for key, value in headers.items()), "\r\n"]).encode()
 
 
 def nanoseconds(seconds: float) -> int:
@@ -177,11 +181,11 @@ class Stream:
         cluster formed)."""
         if int(info["config"].get("num_replicas", 1)) <= 1:
             return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
+        clock = asyncio.get_running_loop()
+        deadline = clock.time() + self.timeout
         probe = re.sub(r"(?<=\.)[*>]", "probe", info["config"]["subjects"][0])  # a subject of the stream's
         while not ((info.get("cluster") or {}).get("leader") and await self._answers(nc, probe, deadline)):
-            if loop.time() > deadline:
+            if clock.time() > deadline:
                 raise NatsUnavailable(f"NATS {self.label}: no leader took publishes within {self.timeout:g} s")
             await asyncio.sleep(LEADER_WAIT)
             info = await self.api(nc, f"STREAM.INFO.{self.name}")
@@ -275,7 +279,10 @@ class Stream:
         """
         reply, ack = (await Replies.of(nc)).expect()
         try:
-            await send(nc, subject, payload, reply, headers, about)
+            if isinstance(payload, memoryview) and not (payload.c_contiguous and payload.itemsize == 1):
+                payload = payload.tobytes()  # nats-py sizes a message by len(): bytes, not items
+            refuse_oversized(nc, subject, reply, len(header_block(headers)) + len(payload), about)
+            await nc.publish(subject, payload, reply=reply, headers=headers)  # type: ignore[arg-type]
         except BaseException as error:
             ack.cancel()
             if isinstance(error, nats.errors.Error):
@@ -364,55 +371,11 @@ class Stream:
         self.background(self.purge_or_warn(nc, subject, what))
 
     def background(self, work: Coroutine[Any, Any, Any]) -> None:
-        _bridge.background(self.name, work)
+        loop.background(self.name, work)
 
     async def settled(self) -> None:
         """Wait for this process's background work on the stream, so its figures and limits count it."""
-        await _bridge.settled(self.name)
-
-
-async def send(
-    nc: Client,
-    subject: str,
-    payload: bytes | memoryview,
-    reply: str,
-    headers: Mapping[str, str] | None = None,
-    about: str = "a message",
-) -> None:
-    """``nc.publish(subject, payload, reply=reply, headers=headers)``, without nats-py's two copies of the payload.
-
-    nats-py makes each message one new bytes object (its protocol line, headers and payload, then plus CRLF):
-    a 512 KiB chunk is copied twice into fresh memory, about a fifth of a 1 MiB save. Here the payload
-    itself joins nats-py's outgoing buffer between its protocol line and CRLF, all at once, and the
-    transport writes it from there. Only while connected over TCP, and with a nats-py whose outgoing buffer is
-    the list it has been since 2.0; otherwise nats-py's own publish (which buffers or refuses while reconnecting).
-    """
-    if isinstance(payload, memoryview) and not (
-        isinstance(payload.obj, bytes) and payload.c_contiguous and payload.itemsize == 1
-    ):
-        payload = payload.tobytes()  # written after this returns: never from a buffer its owner may reuse
-    head = b""
-    if headers:
-        head = "".join([HEADER_LINE, *(f"{key}: {value}\r\n" for key, value in headers.items()), "\r\n"]).encode()
-    refuse_oversized(nc, subject, reply, len(head) + len(payload), about)
-    pending = getattr(nc, "_pending", None)
-    over_tcp = isinstance(getattr(nc, "_transport", None), TcpTransport)  # TLS included; not websockets
-    if type(pending) is not list or not over_tcp or not nc.is_connected or len(payload) > nc.max_payload:
-        await nc.publish(subject, payload, reply=reply, headers=headers)  # type: ignore[arg-type]
-        return
-    if headers:
-        line = f"HPUB {subject} {reply} {len(head)} {len(head) + len(payload)}\r\n".encode() + head
-    else:
-        line = f"PUB {subject} {reply} {len(payload)}\r\n".encode()
-    pending.extend((line, payload, CRLF))
-    nc._pending_data_size += len(line) + len(payload) + len(CRLF)
-    nc.stats["out_msgs"] += 1
-    nc.stats["out_bytes"] += len(payload)
-    # What nats-py's publish does next: flush at once when its buffer is over its limit, else kick its flusher.
-    if 0 < nc._max_pending_size < nc._pending_data_size:
-        await nc._flush_pending(force_flush=True)
-    if nc._flush_queue is not None and nc._flush_queue.empty():
-        await nc._flush_pending()
+        await loop.settled(self.name)
 
 
 class Replies:
@@ -430,7 +393,7 @@ class Replies:
         self._tokens = itertools.count()
         self._sub: Any = None
         self._subscribing = asyncio.Lock()
-        _bridge.when_lost(nc, self._lost)
+        connections.when_lost(nc, self._lost)
 
     @classmethod
     async def of(cls, nc: Client) -> Replies:

@@ -20,12 +20,12 @@ from typing import IO, Any, Protocol
 
 from django.core.files.base import File
 
-from natsstorage import _bridge, contenttypes
-from natsstorage._bridge import run
+from natsstorage import contenttypes, loop
 from natsstorage.conf import Config
 from natsstorage.exceptions import ObjectChanged
 from natsstorage.files import PIECE_BYTES, ObjectSink
 from natsstorage.jetstream import let_go
+from natsstorage.loop import run
 from natsstorage.names import clean_name
 from natsstorage.objectstore import Bucket, ObjectInfo
 from natsstorage.transfer import Upload
@@ -204,12 +204,12 @@ def _put_hashing_beside(
     """``_put`` of a piece worth hashing in the caller's thread (hashlib lets go of the GIL): the NATS loop
     publishes the chunks meanwhile, and the metadata follows once the digest is in."""
     digest: Future[bytes] = Future()
-    work = _bridge.submit(_put(storage, name, data, head, taken, digest))
+    work = loop.submit(_put(storage, name, data, head, taken, digest))
     try:
         digest.set_result(hashlib.sha256(data).digest())
     finally:
         digest.cancel()  # a no-op once set; else the upload is aborted
-    return _bridge.wait(work)
+    return loop.wait(work)
 
 
 def _stream(
@@ -218,7 +218,7 @@ def _stream(
     """An object bigger than a piece: the caller's thread reads and hashes while the NATS loop publishes."""
     bucket, key = storage.bucket, storage.key(name)
     sink = ObjectSink(run(Upload.begin(bucket, caller_hashes=True, name=key)))
-    asked = _bridge.submit(_previous(bucket, key, taken))  # a replacement's question, if any, while the data goes
+    asked = loop.submit(_previous(bucket, key, taken))  # a replacement's question, if any, while the data goes
     try:
         # The buffer gathers Django's small chunks into pieces worth a hop to the loop.
         pieces = io.BufferedWriter(sink, buffer_size=PIECE_BYTES)
@@ -227,7 +227,7 @@ def _stream(
             pieces.write(piece)
         pieces.flush()
         sink.drain()
-        return sink.upload, run(commit(storage, sink.upload, name, head, taken, _bridge.wait(asked)))
+        return sink.upload, run(commit(storage, sink.upload, name, head, taken, loop.wait(asked)))
     except BaseException:
         asked.cancel()
         sink.abort()

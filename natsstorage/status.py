@@ -23,8 +23,8 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from natsstorage import _bridge, conf, humanize, index, objectstore, registry
-from natsstorage._bridge import ConnectionSettings
+from natsstorage import conf, connections, humanize, index, loop, objectstore, registry
+from natsstorage.connections import ConnectionSettings
 from natsstorage.exceptions import BucketNotFound, NatsStorageError
 from natsstorage.objectstore import Bucket, BucketStatus
 from natsstorage.storage import NatsStorage
@@ -173,7 +173,7 @@ def server_reports(bucket: str | None = None) -> list[ServerReport]:
         config = storage.config
         server = servers.setdefault(config.connection, _Server(config))
         server.used_by.setdefault(config.bucket, []).append(label)
-    return [_bridge.run(_server_report(server, bucket)) for server in servers.values()]
+    return [loop.run(_server_report(server, bucket)) for server in servers.values()]
 
 
 def bucket_rows(bucket: str | None = None) -> list[BucketRow]:
@@ -191,7 +191,7 @@ async def _bucket_report(server: _Server, only: str | None) -> ServerReport:
     config = server.config
     where = config.connection.where
     try:
-        nc = await _bridge.connection(config.connection)
+        nc = await connections.connection(config.connection)
         version = _version(nc.connected_server_version)
         names = set(await objectstore.bucket_names(nc, timeout=config.timeout))
     except NatsStorageError as error:
@@ -203,7 +203,7 @@ async def _bucket_report(server: _Server, only: str | None) -> ServerReport:
         if only and name != only:
             continue
         used_by = tuple(server.used_by.get(name, ()))
-        connect = partial(_bridge.connection, config.connection)
+        connect = partial(connections.connection, config.connection)
         bucket = Bucket(name, connect, timeout=config.timeout, listing_idle=config.listing_idle)
         try:
             rows.append(BucketRow(name, where, await index.status(bucket), used_by))

@@ -18,8 +18,7 @@ from django.core.files.storage import Storage
 from django.core.signals import setting_changed
 from django.urls import NoReverseMatch, reverse
 
-from natsstorage import _bridge, conf, contenttypes, links, registry, saving, signing
-from natsstorage._bridge import run
+from natsstorage import conf, connections, contenttypes, links, loop, registry, saving, signing
 from natsstorage.files import (
     WRITE_MODES,
     AsyncNatsFile,
@@ -31,6 +30,7 @@ from natsstorage.files import (
     normal_mode,
 )
 from natsstorage.index import Index
+from natsstorage.loop import run
 from natsstorage.names import clean_name, clean_prefix, usable
 from natsstorage.objectstore import Bucket, ObjectInfo
 from natsstorage.rebuilding import Rebuildable
@@ -88,7 +88,7 @@ class NatsStorage(Rebuildable, Storage):
         config = self.config
         return Bucket(
             config.bucket,
-            partial(_bridge.connection, config.connection),
+            partial(connections.connection, config.connection),
             timeout=config.timeout,
             chunk_size=config.chunk_size,
             window=config.window,
@@ -344,21 +344,21 @@ class NatsStorage(Rebuildable, Storage):
         return await sync_to_async(self.save, thread_sensitive=False)(name, content, max_length)
 
     async def aexists(self, name: str) -> bool:
-        return await _bridge.arun(self._exists(name))
+        return await loop.arun(self._exists(name))
 
     async def asize(self, name: str) -> int:
-        return (await _bridge.arun(self._info(name))).size
+        return (await loop.arun(self._info(name))).size
 
     async def adelete(self, name: str) -> None:
         if not name:
             raise ValueError("The name must be given to delete().")
-        await _bridge.arun(self.bucket.delete(self.key(name)))
+        await loop.arun(self.bucket.delete(self.key(name)))
 
     async def alistdir(self, path: str) -> tuple[list[str], list[str]]:
-        return await _bridge.arun(self._listdir(path))
+        return await loop.arun(self._listdir(path))
 
     async def ainfo(self, name: str) -> ObjectInfo:
-        return await _bridge.arun(self._info(name))
+        return await loop.arun(self._info(name))
 
     async def aupdate_meta(
         self,
@@ -368,7 +368,7 @@ class NatsStorage(Rebuildable, Storage):
         headers: Mapping[str, str | list[str]] | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> ObjectInfo:
-        return await _bridge.arun(self._update_meta(name, description, headers, metadata))
+        return await loop.arun(self._update_meta(name, description, headers, metadata))
 
     async def aopen(self, name: str, mode: str = "rb") -> AsyncNatsFile | AsyncNatsWriter:
         """Open from async code; use ``async with``. ``rb`` streams a read; ``wb`` (``xb``: only if new)
@@ -377,7 +377,7 @@ class NatsStorage(Rebuildable, Storage):
         if mode in ("wb", "xb"):
             name = clean_name(name)
             head, taken = saving.head_for(self, name, None), Taken.REFUSE if mode == "xb" else Taken.REPLACE
-            upload = await _bridge.arun(Upload.begin(self.bucket, name=self.key(name)))
+            upload = await loop.arun(Upload.begin(self.bucket, name=self.key(name)))
 
             async def commit(upload: Upload) -> str:
                 await saving.commit(self, upload, name, head, taken)
@@ -386,8 +386,8 @@ class NatsStorage(Rebuildable, Storage):
             return AsyncNatsWriter(name, upload, commit)
         if mode != "rb":
             raise ValueError(f"aopen() streams bytes: use 'rb', 'wb' or 'xb', not {mode!r}")
-        bucket, info = await _bridge.arun(self._located(name))
-        return AsyncNatsFile(info, await _bridge.arun(Download.begin(bucket, info)))
+        bucket, info = await loop.arun(self._located(name))
+        return AsyncNatsFile(info, await loop.arun(Download.begin(bucket, info)))
 
 
 def served_bucket(name: str) -> Bucket | None:

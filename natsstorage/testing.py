@@ -283,9 +283,9 @@ def on_connection(storage: NatsStorage, work: Callable[[Client], Awaitable[T]]) 
     For tests that play another NATS client beside the storage (raw JetStream
     requests, nats-py's ``ObjectStore``): what they see is what any client sees.
     """
-    from natsstorage import _bridge
+    from natsstorage import connections, loop
 
     async def go() -> T:
-        return await work(await _bridge.connection(storage.config.connection))
+        return await work(await connections.connection(storage.config.connection))
 
-    return _bridge.run(go())
+    return loop.run(go())

@@ -269,8 +269,9 @@ class Upload:
         so it never names a chunk the stream refused (a full bucket, say). When another message
         landed between the two, it is sent again once the chunk's acknowledgement is in.
         """
-        chunk = self._acks.popleft()
+        chunk = self._acks[0]
         meta = await self.bucket.start_put_meta(self.nc, name, raw, expected_seq=expected_seq, after=self.nuid)
+        self._acks.popleft()  # (left for abort() to wait for when the metadata is refused before it is sent)
         try:
             await self._settle(chunk)  # the chunk's refusal is the cause of the metadata's, if any
         except BaseException:

@@ -34,7 +34,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
 
-from natsstorage import _bridge, contenttypes, links, registry, signing
+from natsstorage import contenttypes, links, loop, registry, signing
 from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsUnavailable
 from natsstorage.files import AsyncNatsFile, ObjectStream
 from natsstorage.links import LinkRefused
@@ -120,7 +120,7 @@ async def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBas
         if refusal is not None:
             return refusal
     try:
-        info = await _bridge.arun(storage.bucket.info(name))
+        info = await loop.arun(storage.bucket.info(name))
     except BucketNotFound:
         info = None
     except NatsUnavailable as error:
@@ -140,7 +140,7 @@ async def _follow(
 ) -> tuple[NatsStorage, ObjectInfo, Access] | None:
     """What a link names, if a storage of this project serves it and its rules ask no more than the link's did."""
     try:
-        bucket, info = await _bridge.arun(links.follow(storage.bucket, link, served_bucket))
+        bucket, info = await loop.arun(links.follow(storage.bucket, link, served_bucket))
     except (FileNotFoundError, LinkRefused):
         return None
     found = served(bucket.name, info.name)
@@ -321,7 +321,7 @@ async def _achunks(storage: NatsStorage, info: ObjectInfo, start: int, length: i
     try:
         if length:
             # From the chunk that holds ``start``: a range near the end costs about one chunk.
-            download, position = await _bridge.arun(Download.at(storage.bucket, info, start))
+            download, position = await loop.arun(Download.at(storage.bucket, info, start))
             source = AsyncNatsFile(info, download)
             async for chunk in source:
                 following = position + len(chunk)

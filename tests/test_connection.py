@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from django.core.files.base import ContentFile
 
 from natsstorage import (
     NatsStorage,
-    _bridge,  # the tests at the end are of the bridge itself: signals, waits in slices
+    loop,  # the tests at the end are of the loop thread itself: signals, waits in slices
 )
 from natsstorage.exceptions import NatsUnavailable
 from natsstorage.testing import NatsServer, free_port
@@ -100,14 +99,14 @@ async def _blocked_signals() -> set[signal.Signals]:
 
 def test_signals_to_the_process_reach_the_main_thread_not_the_loop_thread():
     # Else Ctrl-C could land on the loop thread while the main thread sleeps in wait(), and be lost.
-    blocked = _bridge.wait(_bridge.submit(_blocked_signals()))  # submitted work: the loop thread runs it
-    assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1} <= blocked
+    blocked = loop.run(_blocked_signals())  # the loop thread runs it
+    assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGABRT} <= blocked
     assert signal.SIGSEGV not in blocked
 
 
 SLEEP_THROUGH_CTRL_C = """
 import asyncio, signal, threading, time
-from natsstorage import _bridge
+from natsstorage import loop
 
 signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever this process inherited (pytest &: ignored)
 
@@ -117,7 +116,7 @@ def press_ctrl_c():
     signal.pthread_kill(threading.get_ident(), signal.SIGINT)
 
 threading.Thread(target=press_ctrl_c).start()
-_bridge.run(asyncio.sleep(60))
+loop.run(asyncio.sleep(60))
 """
 
 
@@ -127,27 +126,15 @@ def test_ctrl_c_interrupts_a_blocking_call_even_when_caught_by_another_thread():
     assert "KeyboardInterrupt" in done.stderr
 
 
-class _DoneAsTheSliceRunsOut(concurrent.futures.Future[str]):
-    """Work that finishes between a wait slice running out and the waiter's next look."""
-
-    def result(self, timeout: float | None = None) -> str:
-        if timeout is not None and not self.done():
-            self.set_result("stored")
-            raise TimeoutError
-        return super().result(timeout)
-
-
-def test_work_that_ends_as_a_wait_slice_runs_out_gives_its_result_not_a_timeout():
-    assert _bridge.wait(_DoneAsTheSliceRunsOut()) == "stored"
-
+def test_work_that_fails_with_its_own_timeout_gives_that_timeout():
     async def times_out() -> None:
         raise TimeoutError("its own")
 
     with pytest.raises(TimeoutError, match="its own"):
-        _bridge.run(times_out())
+        loop.run(times_out())
 
 
-# Which thread runs the loop: a worker thread's call runs it itself (no hand-off, no two wake-ups).
+# Only the loop thread runs the loop: calls from the main thread, a worker thread or under another loop hand it work.
 
 
 async def running_thread() -> threading.Thread:
@@ -159,47 +146,40 @@ def in_a_worker_thread(work):
         return pool.submit(work).result(timeout=30)
 
 
-def test_a_call_from_a_worker_thread_runs_the_loop_in_that_thread():
-    def calls() -> tuple[threading.Thread, list[threading.Thread]]:
-        ran_in = []
-        for _ in range(2):
-            time.sleep(20 * _bridge.HAND_BACK_AFTER)  # the loop thread takes the loop back meanwhile
-            # The first call asks for the loop back (the loop thread may still serve it); the next runs here.
-            ran_in += [_bridge.run(running_thread()), _bridge.run(running_thread())]
-        return threading.current_thread(), ran_in
-
-    me, ran_in = in_a_worker_thread(calls)
-    assert ran_in[1] is me and ran_in[3] is me
-
-
-def test_a_call_from_the_main_thread_runs_the_loop_in_the_main_thread():
-    time.sleep(20 * _bridge.HAND_BACK_AFTER)  # the loop thread takes the loop back meanwhile
-    ran_in = [_bridge.run(running_thread()), _bridge.run(running_thread())]  # the first may still be served
-    assert ran_in[1] is threading.main_thread()
-
-
-def test_a_call_under_a_running_loop_is_handed_to_the_loop_thread():
+def test_every_call_runs_on_the_loop_thread_whichever_thread_makes_it():
     async def blocking_call_inside_another_loop() -> threading.Thread:
-        return _bridge.run(running_thread())
+        return loop.run(running_thread())
 
-    loop_thread = _bridge._get_runtime().thread
-    assert in_a_worker_thread(lambda: asyncio.run(blocking_call_inside_another_loop())) is loop_thread
+    ran_in = {
+        loop.run(running_thread()),
+        in_a_worker_thread(lambda: loop.run(running_thread())),
+        in_a_worker_thread(lambda: asyncio.run(blocking_call_inside_another_loop())),
+        asyncio.run(loop.arun(running_thread())),
+    }
+    assert len(ran_in) == 1 and ran_in.pop().name == "natsstorage"
 
 
 SIGNALS_DURING_SAVES = """
-import json, signal, sys, time
+import asyncio, json, signal, sys, threading, time
 import django
 from django.conf import settings
 settings.configure()
 django.setup()
 from django.core.files.base import ContentFile
-from natsstorage import NatsStorage
+from natsstorage import NatsStorage, loop
 
 storage = NatsStorage(bucket=sys.argv[2], servers=[sys.argv[1]])
 storage.save("warm.txt", ContentFile(b"warm"))
+threads = threading.active_count()
+
+async def tasks():
+    await asyncio.sleep(0.2)  # what a cancellation ends has ended
+    return len(asyncio.all_tasks()) - 1
+
+tasks_at_start = loop.run(tasks())
 sigint = signal.getsignal(signal.SIGINT)  # whatever this process inherited (pytest &: ignored)
 
-def on_other(signum, frame):  # the program's handlers of signals put back after SIGALRM's
+def on_other(signum, frame):  # the program's handlers, which natsstorage must leave alone
     pass
 
 OTHERS = [signal.SIGTERM, *range(signal.SIGRTMIN, signal.SIGRTMAX + 1)]
@@ -224,6 +204,7 @@ outcomes = {}
 for name, handler, every in [
     ("ctrl_c", raising(KeyboardInterrupt), 0.0005),
     ("time_limit", raising(SoftTimeLimitExceeded), 0.0005),
+    ("sigterm", raising(SystemExit), 0.0005),  # a SIGTERM handler's sys.exit(), or gunicorn's timeout (SIGABRT)
     ("log_rotation", lambda signum, frame: noted.append(signum), 0.0005),  # raises nothing: the save goes on
     ("uses_storage", lambda signum, frame: looked.append(storage.exists("warm.txt")), 0.005),  # a call in a call
 ]:
@@ -237,7 +218,7 @@ for name, handler, every in [
             storage.save(f"{name}/{saved + raised}.txt", ContentFile(b"x" * 1024))
             armed = False
             saved += 1
-        except (KeyboardInterrupt, SoftTimeLimitExceeded):
+        except (KeyboardInterrupt, SoftTimeLimitExceeded, SystemExit):
             raised += 1
     signal.setitimer(signal.ITIMER_REAL, 0)
     signal.signal(signal.SIGALRM, signal.SIG_IGN)
@@ -255,6 +236,8 @@ print(json.dumps({
     "sigint": repr(signal.getsignal(signal.SIGINT)),
     "sigint_at_start": repr(sigint),
     "others_not_back": [other for other in OTHERS if signal.getsignal(other) is not on_other],
+    "threads_left": threading.active_count() - threads,
+    "tasks_left": loop.run(tasks()) - tasks_at_start,
 }))
 """
 
@@ -262,22 +245,22 @@ print(json.dumps({
 def test_signal_handlers_raising_during_main_thread_calls_raise_there_and_leave_the_connection_working(
     nats_server, bucket_name
 ):
-    # The main thread runs the loop: a handler raising inside nats-py's reader task would end it (the connection
-    # would be lost), and inside one of uvloop's callbacks would only be logged. Handlers are deferred until the
-    # loop stops, then run in the caller, as they would around any blocking call.
+    # Ctrl-C, Celery's soft time limit, a SIGTERM or gunicorn's timeout during a call: the handler runs in the main
+    # thread where it waits, the call ends with the handler's own exception, its work is cancelled on the loop,
+    # and the next call works. natsstorage installs no handler: the program's stay in place.
     args = [sys.executable, "-c", SIGNALS_DURING_SAVES, nats_server.url, bucket_name]
     done = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "Exception in callback" not in done.stderr, done.stderr
     report = json.loads(done.stdout)
-    for handler in ("ctrl_c", "time_limit"):
+    for handler in ("ctrl_c", "time_limit", "sigterm"):
         assert report["outcomes"][handler]["raised"] > 10, report
     assert report["outcomes"]["log_rotation"] == {"saved": report["outcomes"]["log_rotation"]["saved"], "raised": 0}
     assert report["noted"] > 10, report  # the handler that raises nothing ran, and the saves went on
     assert report["outcomes"]["uses_storage"]["raised"] == 0 and report["looked"] > 10, report
     assert report["after"] < 5.0, report  # no request waited out a timeout on a lost connection
-    assert "natsstorage" not in report["sigint"], report  # none of natsstorage's handlers is left behind
-    assert report["others_not_back"] == [], report  # not even when SIGALRM's, put back before them, raised
+    assert report["sigint"] == report["sigint_at_start"] and report["others_not_back"] == [], report
+    assert report["threads_left"] == 0 and report["tasks_left"] == 0, report  # no work left behind on the loop
 
 
 def test_ctrl_c_while_the_loop_is_being_made_leaves_no_open_loop_behind(monkeypatch):
@@ -286,16 +269,16 @@ def test_ctrl_c_while_the_loop_is_being_made_leaves_no_open_loop_behind(monkeypa
     made = []
 
     def new_event_loop():
-        made.append(loop := asyncio.new_event_loop())
-        return loop
+        made.append(event_loop := asyncio.new_event_loop())
+        return event_loop
 
     def interrupted(self):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_bridge, "new_event_loop", new_event_loop)
+    monkeypatch.setattr(loop, "new_event_loop", new_event_loop)
     monkeypatch.setattr(threading.Thread, "start", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        _bridge._Runtime()
+        loop.LoopThread()
     assert made and made[0].is_closed()
 
 
@@ -426,58 +409,123 @@ def test_a_handler_raising_in_a_call_leaves_no_other_signal_unhandled(nats_serve
     assert terms == pairs, done.stdout  # every SIGTERM's handler ran
 
 
-def test_a_handler_a_call_cut_short_left_behind_is_put_back_by_the_next_call(storage):
-    # Python 3.13.0 can skip a ``finally`` when a signal's handler raises at some instructions (seen in CI): a
-    # call cut short there leaves natsstorage's handler in place. The next call puts the program's back.
-    def program(signum, frame):
-        pass
+EACH_SIGNAL_DURING_CALLS = """
+import asyncio, json, os, signal, sys, threading, time
+import django
+from django.conf import settings
+settings.configure()
+django.setup()
+from django.core.files.base import ContentFile
+from natsstorage import NatsStorage, loop
 
-    previous = signal.signal(signal.SIGUSR2, program)
-    try:
-        left_behind = _bridge._Deferred(threading.get_ident())
-        left_behind.handlers[signal.SIGUSR2] = program
-        signal.signal(signal.SIGUSR2, left_behind)
-        storage.exists("anything.txt")  # from the main thread: its handlers are swapped for the call
-        assert signal.getsignal(signal.SIGUSR2) is program
-    finally:
-        signal.signal(signal.SIGUSR2, previous)
+storage = NatsStorage(bucket=sys.argv[2], servers=[sys.argv[1]])
+storage.save("warm.txt", ContentFile(b"warm"))
+threads = threading.active_count()
+
+async def tasks():
+    await asyncio.sleep(0.2)  # what a cancellation ends has ended
+    return len(asyncio.all_tasks()) - 1
+
+tasks_at_start = loop.run(tasks())
+
+class SoftTimeLimitExceeded(Exception):  # Celery's, raised by its SIGUSR1 handler
+    pass
+
+armed = False  # whether the handler raises: only while a call is under way, not in this script's own lines
+
+def raising(make):
+    def handler(signum, frame):
+        global armed
+        if armed:
+            armed = False
+            raise make()
+    return handler
+
+outcomes = {}
+for name, signum, handler, expected in [
+    ("ctrl_c", signal.SIGINT, raising(KeyboardInterrupt), KeyboardInterrupt),
+    ("sigterm", signal.SIGTERM, raising(lambda: SystemExit(143)), SystemExit),  # a program's SIGTERM handler
+    ("celery_soft_time_limit", signal.SIGUSR1, raising(SoftTimeLimitExceeded), SoftTimeLimitExceeded),
+    ("gunicorn_timeout", signal.SIGABRT, raising(lambda: SystemExit(1)), SystemExit),  # its handle_abort
+]:
+    signal.signal(signum, handler)
+    stop = threading.Event()
+
+    def send(signum=signum):  # from another thread, as the kernel, a master process or a timer would
+        while not stop.wait(0.002):
+            os.kill(os.getpid(), signum)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    done = raised = 0
+    others = []
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        try:
+            armed = True
+            storage.save(f"{name}/{done + raised}.txt", ContentFile(b"x" * 1024))
+            storage.exists("warm.txt")
+            armed = False
+            done += 1
+        except BaseException as error:
+            if type(error) is expected:
+                raised += 1
+            else:
+                others.append(repr(error))
+    stop.set()
+    sender.join()
+    armed = False
+    outcomes[name] = {"raised": raised, "others": others, "handler_kept": signal.getsignal(signum) is handler}
+
+name = storage.save("after.txt", ContentFile(b"after"))
+with storage.open(name) as handle:
+    assert handle.read() == b"after"
+print(json.dumps({
+    "outcomes": outcomes,
+    "threads_left": threading.active_count() - threads,
+    "tasks_left": loop.run(tasks()) - tasks_at_start,
+}))
+"""
 
 
-def test_the_loop_runs_between_calls_when_a_worker_thread_ran_it_last():
-    """What arrives unasked (watched changes, pings) is read when no caller runs the loop."""
-    in_a_worker_thread(lambda: _bridge.run(running_thread()))
-    arrived = threading.Event()
-    _bridge._get_runtime().loop.call_soon_threadsafe(arrived.set)  # as a socket's readiness would
-    assert arrived.wait(timeout=5)
+def test_ctrl_c_sigterm_a_soft_time_limit_and_a_gunicorn_timeout_end_the_call_with_their_own_exception(
+    nats_server, bucket_name
+):
+    # The real signals, sent to the process from another thread: SIGINT, SIGTERM, Celery's SIGUSR1 and
+    # gunicorn's SIGABRT (whose worker handler calls sys.exit(1)). Each ends the call under way with its
+    # handler's exception; the handler stays the program's, and the next call works with nothing left behind.
+    args = [sys.executable, "-c", EACH_SIGNAL_DURING_CALLS, nats_server.url, bucket_name]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Exception in callback" not in done.stderr, done.stderr
+    report = json.loads(done.stdout)
+    for outcome in report["outcomes"].values():
+        assert outcome["raised"] > 10 and outcome["others"] == [] and outcome["handler_kept"], report
+    assert report["threads_left"] == 0 and report["tasks_left"] == 0, report
 
 
-class HeldUp:
-    """The loop, with the thread that hands it a callback held up right after (a busy machine)."""
+SAVE_AND_EXIT = """
+import sys
+import django
+from django.conf import settings
+# Logged the way a site logs: natsstorage's warnings to stderr.
+settings.configure(LOGGING={
+    "version": 1,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"natsstorage": {"handlers": ["console"], "level": "WARNING"}},
+})
+django.setup()
+from django.core.files.base import ContentFile
+from natsstorage import NatsStorage
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-
-    def __getattr__(self, name: str):
-        return getattr(self.loop, name)
-
-    def call_soon_threadsafe(self, *args):
-        handle = self.loop.call_soon_threadsafe(*args)
-        time.sleep(20 * _bridge.HAND_BACK_AFTER)  # the loop thread lets go, and could take the loop again
-        return handle
+print(NatsStorage(bucket=sys.argv[2], servers=[sys.argv[1]]).save("cron.txt", ContentFile(b"done")))
+"""
 
 
-def test_a_thread_asking_for_the_loop_back_is_never_left_waiting_a_slice(monkeypatch):
-    runtime = _bridge._get_runtime()
-    monkeypatch.setattr(_bridge, "SIGNAL_CHECK_INTERVAL", 5.0)  # a lost wake-up would cost a whole slice
-    monkeypatch.setattr(runtime, "loop", HeldUp(runtime.loop))
-
-    def calls() -> list[float]:
-        took = []
-        for _ in range(3):
-            time.sleep(20 * _bridge.HAND_BACK_AFTER)  # the loop thread has the loop again: the call asks for it
-            started = time.monotonic()
-            _bridge.run(asyncio.sleep(0.3))  # outlasts the hold-up
-            took.append(time.monotonic() - started)
-        return took
-
-    assert max(in_a_worker_thread(calls)) < 2.0
+def test_an_orderly_exit_warns_of_no_lost_connection(nats_server, bucket_name):
+    # A cron job, a management command, a test run: closing the connection at exit is no outage.
+    done = subprocess.run(
+        [sys.executable, "-c", SAVE_AND_EXIT, nats_server.url, bucket_name], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "cron.txt", done.stderr
+    assert "lost the connection" not in done.stderr and done.stderr == "", done.stderr

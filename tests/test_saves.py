@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-import nats.protocol.command
 import pytest
 from django.core.files.base import ContentFile, File
 
@@ -203,28 +202,6 @@ def test_a_file_whose_chunks_takes_no_size_is_saved_through_its_own_chunks(stora
     patched = ContentFile(b"ignored")
     patched.chunks = lambda: iter([b"what chunks() gives"])  # replaced on the instance, as Django's tests do
     assert storage.open(storage.save("patched.bin", patched)).read() == b"what chunks() gives"
-
-
-def test_chunks_go_to_the_wire_without_nats_pys_copies(storage, monkeypatch):
-    """nats-py's publish copies a payload twice (its protocol line plus the payload, then plus CRLF):
-    chunks join its outgoing buffer as they are, and arrive whole."""
-    storage.save("warm", ContentFile(b"w"))  # the bucket is made: its API requests are behind us
-    built = []
-
-    def building(command):
-        def build(subject, *rest):
-            built.append(subject)
-            return command(subject, *rest)
-
-        return build
-
-    for command in ("pub_cmd", "hpub_cmd"):  # without headers, and with (a one-chunk object's Nats-Msg-Id)
-        monkeypatch.setattr(nats.protocol.command, command, building(getattr(nats.protocol.command, command)))
-    data, small = random_bytes(3 * MiB + 5), random_bytes(100_000)
-    name, small_name = storage.save("big.bin", ContentFile(data)), storage.save("small.bin", ContentFile(small))
-    assert [subject for subject in built if ".C." in subject] == []
-    assert storage.open(name).read() == data
-    assert storage.open(small_name).read() == small
 
 
 def test_content_giving_strided_views_leaves_the_shared_connection_working(storage):

@@ -94,12 +94,35 @@ def test_other_options_show_their_value_without_url_credentials():
     assert_no_secret(str(error.value))
 
 
-def test_a_storage_and_its_settings_show_no_secret_in_their_repr(settings):
-    settings.NATSSTORAGE = {**settings.NATSSTORAGE, "tls_key_file": f"/keys/{PASSWORD}.pem"}
+def secret_file(tmp_path: Path, suffix: str) -> str:
+    """A file whose path holds the secret, as a key or .creds file's may (checked to exist at first use)."""
+    path = tmp_path / f"{PASSWORD}{suffix}"
+    path.write_text("not read here")
+    return str(path)
+
+
+def test_a_storage_and_its_settings_show_no_secret_in_their_repr(settings, tmp_path):
+    settings.NATSSTORAGE = {**settings.NATSSTORAGE, "tls_key_file": secret_file(tmp_path, ".pem")}
     storage = NatsStorage("media", servers=[URL], user=PASSWORD, password=PASSWORD, token=str(NUMBER))
     assert_no_secret(repr(storage))
     assert_no_secret(repr(storage.config))
     assert "bucket='media'" in repr(storage.config)
+
+
+def test_the_connection_settings_show_no_secret_in_their_repr(tmp_path):
+    storage = NatsStorage(
+        "media",
+        servers=[URL, f"tls://{NUMBER}@127.0.0.2:4443"],  # a user and password; a token
+        user=PASSWORD,
+        password=PASSWORD,
+        token=str(NUMBER),
+        credentials=secret_file(tmp_path, ".creds"),
+        tls_key_file=secret_file(tmp_path, ".pem"),
+        connect_timeout=3.0,
+    )
+    shown = repr(storage.config.connection)
+    assert_no_secret(shown)
+    assert "nats://127.0.0.1:4222, tls://127.0.0.2:4443" in shown and "connect_timeout=3.0" in shown
 
 
 def test_a_server_out_of_reach_is_named_without_its_credentials(caplog):

@@ -1,0 +1,69 @@
+"""natspy.py reaches into nats-py's private connection state; these tests fail the day that changes.
+
+Run on every nats-py that pyproject.toml allows (its upper bound is the newest release they passed on), against
+real connections to a real nats-server: what natspy.py writes has the shape nats-py itself uses, and what it
+buys (a connection that is reconnecting closes whole) is still needed and still works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from nats.aio.client import Client
+from nats.aio.transport import TcpTransport
+
+from natsstorage import connections, loop, natspy
+from natsstorage.connections import ConnectionSettings
+
+
+def test_the_buffer_natspy_empties_has_the_shape_it_expects(nats_server):
+    async def shapes() -> None:
+        nc = await connections.connection(ConnectionSettings(servers=(nats_server.url,)))
+        assert type(nc._pending) is list and type(nc._pending_data_size) is int
+        # What drop_pending empties is what nats-py's own publish fills and counts, and nothing else.
+        start, size = len(nc._pending), nc._pending_data_size  # no await below yields to nats-py's flusher
+        await nc.publish("natspy.shape", b"x" * 100, reply="natspy.reply", headers={"Nats-Msg-Id": "a"})
+        queued = nc._pending[start:]
+        assert all(type(item) is bytes for item in queued)
+        assert nc._pending_data_size - size == sum(map(len, queued)) > 100
+
+    loop.run(shapes())
+
+
+async def reconnecting_with_data_waiting(server) -> Client:
+    """A connection whose server stopped, with a message in its buffer waiting for the reconnect."""
+    nc = Client()
+    await nc.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2)
+    await asyncio.to_thread(server.stop)
+    deadline = asyncio.get_running_loop().time() + 10
+    while nc.is_connected and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    assert nc.is_reconnecting and isinstance(nc._transport, TcpTransport)
+    await nc.publish("natspy.waiting", b"x" * 1000)
+    assert nc._pending_data_size > 0
+    return nc
+
+
+def test_a_reconnecting_connection_with_data_waiting_closes_whole_once_its_buffer_is_dropped(own_server):
+    async def close() -> tuple[bool, int]:
+        nc = await reconnecting_with_data_waiting(own_server())
+        natspy.drop_pending(nc)
+        await asyncio.wait_for(nc.close(), 5)
+        return nc.is_closed, nc._pending_data_size
+
+    assert loop.run(close()) == (True, 0)
+
+
+def test_nats_py_still_fails_to_close_such_a_connection_by_itself(own_server):
+    # What drop_pending buys. The day this fails, nats-py closes such a connection itself: drop natspy.py.
+    async def close() -> None:
+        nc = await reconnecting_with_data_waiting(own_server())
+        try:
+            await asyncio.wait_for(nc.close(), 5)
+        finally:
+            natspy.drop_pending(nc)
+            await nc.close()  # what the test leaves behind, closed
+
+    with pytest.raises((RuntimeError, ConnectionResetError)):  # uvloop's "handler is closed"; asyncio's
+        loop.run(close())
