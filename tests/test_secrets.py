@@ -94,8 +94,10 @@ def test_other_options_show_their_value_without_url_credentials():
     assert_no_secret(str(error.value))
 
 
-def test_a_storage_and_its_settings_show_no_secret_in_their_repr(settings):
-    settings.NATSSTORAGE = {**settings.NATSSTORAGE, "tls_key_file": f"/keys/{PASSWORD}.pem"}
+def test_a_storage_and_its_settings_show_no_secret_in_their_repr(settings, tmp_path):
+    key_file = tmp_path / f"{PASSWORD}.pem"  # a file that exists: a missing one is refused before any repr
+    key_file.write_text("")
+    settings.NATSSTORAGE = {**settings.NATSSTORAGE, "tls_key_file": str(key_file)}
     storage = NatsStorage("media", servers=[URL], user=PASSWORD, password=PASSWORD, token=str(NUMBER))
     assert_no_secret(repr(storage))
     assert_no_secret(repr(storage.config))
