@@ -105,6 +105,43 @@ def lowest(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHONS[0])
+def oldest_nats_server(session: nox.Session) -> None:
+    """The fast tier against Debian stable's nats-server (2.9.10 on bookworm), the oldest natsstorage serves.
+
+    Its package is unpacked, not installed, into nox's cache; tests of what newer servers add skip, saying so.
+    Skipped, saying why, where there is no apt-get (not Debian's family).
+    """
+    binary = _debian_nats_server(session)
+    said = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    session.log(f"testing against Debian's {said}")
+    if " v2.9." not in f" {said}":
+        session.warn(f"this Debian's nats-server is not the 2.9 natsstorage's floor names: {said}")
+    session.install(".", *TEST)
+    session.run("python", "-m", "pytest", *MATRIX_PYTEST_ARGS, *session.posargs, env={"NATS_SERVER_BIN": binary})
+
+
+def _debian_nats_server(session: nox.Session) -> str:
+    """Debian's nats-server binary, from ``apt-get download`` and ``dpkg -x`` (once: it stays in nox's cache)."""
+    unpacked = session.cache_dir / "debian-nats-server"
+    binary = unpacked / "usr" / "sbin" / "nats-server"
+    if binary.exists():
+        return str(binary)
+    if not (shutil.which("apt-get") and shutil.which("dpkg")):
+        session.skip("no apt-get and dpkg here to fetch Debian's nats-server, the oldest natsstorage serves")
+    downloads = unpacked.with_name("debian-nats-server-deb")
+    shutil.rmtree(downloads, ignore_errors=True)
+    downloads.mkdir(parents=True)
+    download = ["apt-get", "download", "-q", "nats-server"]
+    with session.chdir(downloads):
+        if subprocess.run(download).returncode != 0:  # apt's lists not fetched yet, on a fresh machine
+            session.run("apt-get", "update", "-q", external=True)
+            session.run(*download, external=True)
+    (package,) = downloads.glob("nats-server_*.deb")
+    session.run("dpkg", "-x", str(package), str(unpacked), external=True)
+    return str(binary)
+
+
+@nox.session(python=PYTHONS[0])
 def build(session: nox.Session) -> None:
     """The sdist and the wheel in dist/, checked: metadata, wheel contents, and what each archive holds."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "release"))

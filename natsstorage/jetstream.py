@@ -73,6 +73,10 @@ MAX_CONTROL_LINE = 4096
 CONTROL_LINE_ROOM = 48
 REPLY_ROOM = 128  # nats-py's request inboxes (``_INBOX.<nuid>.<nuid>``), for requests whose reply it makes
 
+# Before nats-server 2.10.26 a direct get that no stream takes (the stream deleted, or its allow_direct turned off
+# since we looked) is not answered at all, not even with a 503: a silence that cannot be told from an outage.
+# Older servers are asked through the stream leader's API instead (STREAM.MSG.GET), which says which it is.
+DIRECT_GETS_REFUSED_SINCE = (2, 10, 26)
 NANOSECONDS = 1_000_000_000
 PROBE_STREAM = "natsstorage-probe"  # no stream's name: a publish expecting it is refused, and stores nothing
 LEADER_WAIT = 0.05  # seconds between looks for a new replicated stream's first leader
@@ -95,6 +99,15 @@ def header_block(headers: Mapping[str, str] | None) -> bytes:
     if not headers:
         return b""
     return "".join(["NATS/1.0\r\n", *(f"{key}: {value}\r\n" for key, value in headers.items()), "\r\n"]).encode()
+
+
+def refuses_direct_gets(nc: Client) -> bool:
+    """Whether the server on the other end of ``nc`` answers a direct get no stream takes (503), not silence."""
+    try:
+        version = nc.connected_server_version
+        return (version.major, version.minor, version.patch) >= DIRECT_GETS_REFUSED_SINCE
+    except ValueError:  # not a semantic version: assume the oldest
+        return False
 
 
 def nanoseconds(seconds: float) -> int:
@@ -337,7 +350,7 @@ class Stream:
         A direct get may be answered by a replica that has not caught up yet, so
         "not found" there is asked again of the stream leader, unless there are no replicas.
         """
-        if not self.direct:  # nats-server 2.9 answers a direct get to such a stream with nothing: not even a 503
+        if not (self.direct and refuses_direct_gets(nc)):
             return await self.get_message(nc, request)
         # Through the shared reply inbox: nats-py's request draws a random token from the OS for each.
         subject = f"{API}DIRECT.GET.{self.name}"
@@ -346,7 +359,6 @@ class Stream:
         try:
             reply = await asyncio.wait_for(answer, seconds_until(due))
         except (TimeoutError, ConnectionLost) as error:
-            self.config = None  # looked at again next time: on nats-server 2.9, allow_direct turned off is silence
             raise self.unavailable("no answer to a direct get", error) from None
         headers = reply.headers or {}
         if headers.get(STATUS_HEADER) == NOT_FOUND and not self.replicated:

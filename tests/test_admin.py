@@ -82,13 +82,16 @@ def test_the_bucket_page_marks_buckets_that_storages_of_subclasses_use(admin_cli
     assert row.used_by == ("STORAGES['archive']", "STORAGES['static']")
 
 
-def test_the_bucket_page_shows_bucket_options(admin_client, make_storage):
+def test_the_bucket_page_shows_bucket_options(admin_client, make_storage, server_version):
     storage = make_storage(description="Configs of the fleet", ttl=3600.0, max_bytes=10 * MiB, compression=True)
     storage.save("a.txt", ContentFile(b"a"))
     text = admin_client.get(reverse(BUCKETS)).text
     assert "Configs of the fleet" in text
     assert "max 10.0 MiB; TTL 1:00:00" in text
-    assert "file, 1 replica, s2" in text
+    if server_version >= (2, 10):
+        assert "file, 1 replica, s2" in text
+    else:  # nats-server 2.9 has no compression: the bucket is made without, and the page says what it has
+        assert "file, 1 replica" in text and "replica, s2" not in text
 
 
 def test_the_admin_and_natsos_status_spell_sizes_and_durations_alike(admin_client, make_storage):

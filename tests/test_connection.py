@@ -16,6 +16,7 @@ from django.core.files.base import ContentFile
 
 from natsstorage import (
     NatsStorage,
+    close_connections,
     loop,  # the tests at the end are of the loop thread itself: signals, waits in slices
 )
 from natsstorage.exceptions import NatsUnavailable
@@ -30,6 +31,7 @@ def natsstorage_connections(server: NatsServer) -> int:
 
 
 def test_every_operation_and_every_thread_shares_one_connection(storage, nats_server):
+    close_connections()  # one an earlier test opened with other settings (a timeout of its own) is not this one's
     storage.save("warm-up", ContentFile(b"x"))
     other = NatsStorage(storage.config.bucket)  # another storage with the same settings
 

@@ -70,7 +70,7 @@ def test_deletes_are_seen_both_ways(storage):
     assert with_nats(storage, get_info).deleted
 
 
-def test_the_bucket_we_create_has_the_object_store_stream_layout(make_storage):
+def test_the_bucket_we_create_has_the_object_store_stream_layout(make_storage, server_version):
     storage = make_storage(description="media files", max_bytes=10_000_000, ttl=3600.0, compression=True)
     storage.save("x", ContentFile(b"x"))
 
@@ -83,7 +83,7 @@ def test_the_bucket_we_create_has_the_object_store_stream_layout(make_storage):
     assert config.subjects == [f"$O.{storage.config.bucket}.C.>", f"$O.{storage.config.bucket}.M.>"]
     assert config.allow_rollup_hdrs and config.allow_direct and config.discard == "new"
     assert (config.description, config.max_bytes, config.max_age) == ("media files", 10_000_000, 3600.0)
-    assert config.compression == "s2"
+    assert config.compression == ("s2" if server_version >= (2, 10) else None)  # 2.9 has no compression
 
 
 def link_to(storage, name, bucket, target):

@@ -24,6 +24,7 @@ from nats.aio.subscription import Subscription
 
 from natsstorage import NatsStorage
 from natsstorage.exceptions import CorruptObject
+from natsstorage.jetstream import DIRECT_GETS_REFUSED_SINCE
 from natsstorage.objectstore import BucketConfig
 
 from .helpers import MiB, corrupt_last_byte, jetstream, put_foreign, random_bytes, steal_a_message, with_nats
@@ -66,6 +67,7 @@ def turn_off_direct_access(storage: NatsStorage) -> None:
     assert "error" not in jetstream(storage, "STREAM.UPDATE", config)
 
 
+@pytest.mark.needs_server("2.12", "batched direct gets")
 def test_an_object_of_a_few_chunks_is_read_in_one_batch_without_a_consumer(make_storage):
     storage = make_storage(chunk_size=CHUNK)
     data = random_bytes(5 * CHUNK - 100)
@@ -106,6 +108,7 @@ def test_read_of_a_whole_object_holds_it_once_not_its_chunks_beside_it(storage):
     assert peak < 1.5 * len(read), f"{peak / MiB:.1f} MiB at most, for {len(read) / MiB:.0f} MiB read"
 
 
+@pytest.mark.needs_server("2.12", "batched direct gets")
 def test_chunks_larger_than_the_metadata_says_come_in_batches_of_at_most_a_window_of_bytes(storage):
     """Metadata need not name its chunk size (``options.max_chunk_size``): a read then
     assumes the clients' 128 KiB, and what bounds a batch is its ``max_bytes`` (8 MiB)."""
@@ -133,6 +136,7 @@ def test_a_chunk_sent_that_never_arrived_is_asked_for_again_not_taken_for_corrup
     assert head + rest == data
 
 
+@pytest.mark.needs_server("2.12", "batched direct gets")
 def test_a_seek_reads_from_the_chunk_it_lands_in_without_a_consumer(make_storage):
     storage = make_storage(chunk_size=CHUNK)
     data = random_bytes(6 * CHUNK + 7)
@@ -143,6 +147,21 @@ def test_a_seek_reads_from_the_chunk_it_lands_in_without_a_consumer(make_storage
         f.seek(10)
         assert f.read(100) == data[10:110]
     assert created == []
+
+
+@pytest.mark.older_server("2.12", "a seek without batched direct gets")
+def test_on_an_older_server_a_seek_reads_through_a_consumer_from_the_chunk_it_lands_in(make_storage):
+    storage = make_storage(chunk_size=CHUNK)
+    data = random_bytes(6 * CHUNK + 7)
+    name = storage.save("seek.bin", ContentFile(data))
+    with requests(storage, "CONSUMER.CREATE") as created, storage.open(name) as f:
+        f.seek(4 * CHUNK + 3)
+        assert f.read() == data[4 * CHUNK + 3 :]
+        f.seek(10)
+        assert f.read(100) == data[10:110]
+    starts = [json.loads(msg.data)["config"].get("opt_start_seq") for msg in created]
+    seqs = chunk_seqs(storage, name)
+    assert starts == [seqs[4], seqs[0]]  # each from the chunk the seek landed in, not from the first
 
 
 def test_a_corrupt_chunk_is_reported(make_storage):
@@ -198,6 +217,7 @@ def test_an_older_server_is_read_through_a_consumer(make_storage, monkeypatch):
     assert batches(gets) == []
 
 
+@pytest.mark.needs_server("2.12", "batched direct gets")
 def test_a_server_that_takes_a_batch_for_a_plain_direct_get_is_read_through_a_consumer(make_storage):
     storage = make_storage(chunk_size=CHUNK)
     data = random_bytes(3 * CHUNK + 1)
@@ -212,6 +232,7 @@ def test_a_server_that_takes_a_batch_for_a_plain_direct_get_is_read_through_a_co
     assert len(created) == 1
 
 
+@pytest.mark.needs_server("2.12", "batched direct gets")
 def test_a_later_batch_answered_by_an_older_server_leaves_the_rest_to_a_consumer(make_storage):
     storage = make_storage(chunk_size=CHUNK)
     data = random_bytes(5 * CHUNK)
@@ -284,10 +305,12 @@ def direct_gets_answered_as(storage: NatsStorage, name: str, versions: list[str]
 # -- one-chunk objects written or read here: the chunk asked for beside the metadata ---------------
 
 
-def test_an_object_written_here_is_read_with_its_chunk_asked_for_beside_its_metadata(storage):
+def test_an_object_written_here_is_read_with_its_chunk_asked_for_beside_its_metadata(storage, server_version):
     name = storage.save("seen.txt", ContentFile(b"mine"))
     put_foreign(storage, name, b"", deleted=True)  # another client deletes it (and leaves the chunk)
-    with requests(storage, "DIRECT.GET") as gets, pytest.raises(FileNotFoundError):
+    # Asked of the stream leader where a direct get to a stream gone meanwhile would go unanswered.
+    api = "DIRECT.GET" if server_version >= DIRECT_GETS_REFUSED_SINCE else "STREAM.MSG.GET"
+    with requests(storage, api) as gets, pytest.raises(FileNotFoundError):
         storage.open(name)
     # The chunk was asked for before the metadata had answered that the object is gone.
     subjects = [json.loads(msg.data).get("next_by_subj") or json.loads(msg.data).get("last_by_subj") for msg in gets]
