@@ -100,7 +100,9 @@ def lowest(session: nox.Session) -> None:
         marker = f"; {requirement.marker}" if requirement.marker else ""
         floors.append(f"{requirement.name}=={_floor(requirement)}{marker}")
     session.install(".", *TEST, *floors)
-    session.run("python", "-m", "pip", "list", "--format=freeze", silent=False)
+    # What was installed, from any venv (uv's have no pip).
+    listing = "import importlib.metadata as m; print(*sorted(f'{d.name}=={d.version}' for d in m.distributions()))"
+    session.run("python", "-c", listing, silent=False)
     session.run("python", "-m", "pytest", *MATRIX_PYTEST_ARGS, *session.posargs)
 
 
