@@ -25,6 +25,11 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
+try:  # imported now, not at the first call: a Ctrl-C landing in an import's clean-up is printed, never raised
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is not built for every platform
+    uvloop = None  # type: ignore[assignment]
+
 T = TypeVar("T")
 logger = logging.getLogger("natsstorage")
 
@@ -38,11 +43,7 @@ FAULT_SIGNALS = {getattr(signal, name) for name in ("SIGSEGV", "SIGBUS", "SIGFPE
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop where it is built: it wakes across threads and moves bytes much faster than asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is not built for every platform
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+    return asyncio.new_event_loop() if uvloop is None else uvloop.new_event_loop()
 
 
 class LoopThread:
