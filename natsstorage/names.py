@@ -50,6 +50,11 @@ def clean_name(name: str | os.PathLike[str]) -> str:
     return name
 
 
+def leads_elsewhere(name: str) -> bool:
+    """Whether a URL path ending in ``name`` resolves, in a browser, outside where it starts ("." or "..")."""
+    return any(part in (".", "..") for part in name.replace("\\", "/").split("/"))
+
+
 def clean_prefix(path: str | os.PathLike[str] | None) -> str:
     """A directory for ``listdir``: ``""`` for the top (``""``, ``"."``, ``Path("")``), else a clean name
     ending in ``/``; ``.`` segments are dropped as a file system would, ``..`` is refused."""

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.staticfiles.storage import HashedFilesMixin
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.core.files.storage import Storage
 from django.core.signals import setting_changed
 from django.urls import NoReverseMatch, reverse
@@ -31,7 +31,7 @@ from natsstorage.files import (
 )
 from natsstorage.index import Index
 from natsstorage.loop import run
-from natsstorage.names import clean_name, clean_prefix, usable
+from natsstorage.names import clean_name, clean_prefix, leads_elsewhere, usable
 from natsstorage.objectstore import Bucket, ObjectInfo
 from natsstorage.rebuilding import Rebuildable
 from natsstorage.saving import Taken
@@ -310,13 +310,14 @@ class NatsStorage(Rebuildable, Storage):
             raise ValueError("This file is not accessible via a URL.")
         if name is None:
             return root
-        # The name the link carries (a backslash reads as "/" there), which is what the view checks and
-        # signs: cleaned for a public link too, so none leads out of the bucket's path ("../x").
-        carried = self.key(name.replace("\\", "/").lstrip("/"))
         link = root + signing.uri(name).lstrip("/")
         overrides = signing.response_overrides(parameters)
-        if self.config.public and not overrides:
+        if self.config.public and not overrides:  # as FileSystemStorage's: quoted, "path/" and "ab%00c" included
+            if leads_elsewhere(name):
+                raise SuspiciousFileOperation(f"a link to {name!r} would lead out of the bucket's path")
             return link
+        # The name the link carries (a backslash reads as "/" there), which is what the view checks and signs.
+        carried = self.key(name.replace("\\", "/").lstrip("/"))
         seconds = expire.total_seconds() if isinstance(expire, timedelta) else expire
         expiry = int(seconds) if seconds is not None else self.config.url_expiry
         query = signing.sign(self.config.bucket, carried, expiry=expiry, overrides=overrides)
