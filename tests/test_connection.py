@@ -161,8 +161,9 @@ def test_every_call_runs_on_the_loop_thread_whichever_thread_makes_it():
     assert len(ran_in) == 1 and ran_in.pop().name == "natsstorage"
 
 
-SIGNALS_DURING_SAVES = """
-import asyncio, json, signal, sys, threading, time
+# What each signal script starts with: a storage that has saved once, and the threads and tasks that leaves.
+A_PROCESS_THAT_SAVED = """
+import asyncio, json, os, signal, sys, threading, time
 import django
 from django.conf import settings
 settings.configure()
@@ -179,6 +180,12 @@ async def tasks():
     return len(asyncio.all_tasks()) - 1
 
 tasks_at_start = loop.run(tasks())
+"""
+
+
+SIGNALS_DURING_SAVES = (
+    A_PROCESS_THAT_SAVED
+    + """
 sigint = signal.getsignal(signal.SIGINT)  # whatever this process inherited (pytest &: ignored)
 
 def on_other(signum, frame):  # the program's handlers, which natsstorage must leave alone
@@ -242,6 +249,7 @@ print(json.dumps({
     "tasks_left": loop.run(tasks()) - tasks_at_start,
 }))
 """
+)
 
 
 def test_signal_handlers_raising_during_main_thread_calls_raise_there_and_leave_the_connection_working(
@@ -411,24 +419,9 @@ def test_a_handler_raising_in_a_call_leaves_no_other_signal_unhandled(nats_serve
     assert terms == pairs, done.stdout  # every SIGTERM's handler ran
 
 
-EACH_SIGNAL_DURING_CALLS = """
-import asyncio, json, os, signal, sys, threading, time
-import django
-from django.conf import settings
-settings.configure()
-django.setup()
-from django.core.files.base import ContentFile
-from natsstorage import NatsStorage, loop
-
-storage = NatsStorage(bucket=sys.argv[2], servers=[sys.argv[1]])
-storage.save("warm.txt", ContentFile(b"warm"))
-threads = threading.active_count()
-
-async def tasks():
-    await asyncio.sleep(0.2)  # what a cancellation ends has ended
-    return len(asyncio.all_tasks()) - 1
-
-tasks_at_start = loop.run(tasks())
+EACH_SIGNAL_DURING_CALLS = (
+    A_PROCESS_THAT_SAVED
+    + """
 
 class SoftTimeLimitExceeded(Exception):  # Celery's, raised by its SIGUSR1 handler
     pass
@@ -488,6 +481,7 @@ print(json.dumps({
     "tasks_left": loop.run(tasks()) - tasks_at_start,
 }))
 """
+)
 
 
 def test_ctrl_c_sigterm_a_soft_time_limit_and_a_gunicorn_timeout_end_the_call_with_their_own_exception(

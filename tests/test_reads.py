@@ -136,8 +136,7 @@ def test_a_chunk_sent_that_never_arrived_is_asked_for_again_not_taken_for_corrup
     assert head + rest == data
 
 
-@pytest.mark.needs_server("2.12", "batched direct gets")
-def test_a_seek_reads_from_the_chunk_it_lands_in_without_a_consumer(make_storage):
+def test_a_seek_reads_from_the_chunk_it_lands_in(make_storage, server_version):
     storage = make_storage(chunk_size=CHUNK)
     data = random_bytes(6 * CHUNK + 7)
     name = storage.save("seek.bin", ContentFile(data))
@@ -146,22 +145,12 @@ def test_a_seek_reads_from_the_chunk_it_lands_in_without_a_consumer(make_storage
         assert f.read() == data[4 * CHUNK + 3 :]
         f.seek(10)
         assert f.read(100) == data[10:110]
-    assert created == []
-
-
-@pytest.mark.older_server("2.12", "a seek without batched direct gets")
-def test_on_an_older_server_a_seek_reads_through_a_consumer_from_the_chunk_it_lands_in(make_storage):
-    storage = make_storage(chunk_size=CHUNK)
-    data = random_bytes(6 * CHUNK + 7)
-    name = storage.save("seek.bin", ContentFile(data))
-    with requests(storage, "CONSUMER.CREATE") as created, storage.open(name) as f:
-        f.seek(4 * CHUNK + 3)
-        assert f.read() == data[4 * CHUNK + 3 :]
-        f.seek(10)
-        assert f.read(100) == data[10:110]
-    starts = [json.loads(msg.data)["config"].get("opt_start_seq") for msg in created]
-    seqs = chunk_seqs(storage, name)
-    assert starts == [seqs[4], seqs[0]]  # each from the chunk the seek landed in, not from the first
+    if server_version >= (2, 12):  # batched direct gets: no consumer at all
+        assert created == []
+    else:  # a consumer from the chunk each seek landed in, not from the first
+        starts = [json.loads(msg.data)["config"].get("opt_start_seq") for msg in created]
+        seqs = chunk_seqs(storage, name)
+        assert starts == [seqs[4], seqs[0]]
 
 
 def test_a_corrupt_chunk_is_reported(make_storage):
