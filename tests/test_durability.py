@@ -196,8 +196,8 @@ def test_a_chunk_corrupted_on_disk_is_an_error_never_wrong_bytes(tmp_path, crash
         # nothing in the dropped message's place after a clean stop: the read fails on its timeout instead.
         with pytest.raises((CorruptObject, FileNotFoundError, NatsUnavailable)) as raised, storage.open(name) as f:
             f.read()
-        if not crash and server_version < (2, 10):
-            assert isinstance(raised.value, NatsUnavailable) and "'disk'" in str(raised.value)
+        if not crash and server_version < (2, 10):  # a timeout, or the consumer's 408 when it comes first
+            assert isinstance(raised.value, (NatsUnavailable, CorruptObject)) and "'disk'" in str(raised.value)
         else:
             assert isinstance(raised.value, CorruptObject if not crash else FileNotFoundError)
             assert name in str(raised.value)

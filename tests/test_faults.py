@@ -57,6 +57,17 @@ def server(own_server) -> NatsServer:
     return own_server()
 
 
+def frozen(server: NatsServer) -> None:
+    """SIGSTOP the server and wait until the kernel has stopped it: on a busy machine it may answer meanwhile."""
+    os.kill(server.process.pid, signal.SIGSTOP)
+    for _ in range(500):
+        with open(f"/proc/{server.process.pid}/stat") as stat:
+            if stat.read().rpartition(")")[2].split()[0] == "T":
+                return
+        time.sleep(0.01)
+    raise AssertionError("the server did not stop")
+
+
 def gc(server: NatsServer, bucket: str, *args: str) -> str:
     out = io.StringIO()
     with override_settings(NATSSTORAGE={"servers": [server.url], "timeout": TIMEOUT}):
@@ -168,7 +179,7 @@ def test_a_call_waiting_for_an_answer_when_its_connection_drops_fails_then_not_a
     # will never come (nats-py keeps no request across a reconnect): the call must not wait out its timeout.
     storage = NatsStorage(bucket_name, servers=server.url, timeout=3 * LINE_TIMEOUT)
     storage.save("a.txt", ContentFile(b"a"))
-    os.kill(server.process.pid, signal.SIGSTOP)
+    frozen(server)
     outcome: list[object] = []
 
     def asking_it() -> None:
