@@ -1,0 +1,186 @@
+"""NatsUploadHandler: uploads stream into the bucket as the request arrives, and a save only names them."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import AsyncClient
+from PIL import Image
+
+from .helpers import random_bytes, stream_state
+
+CHUNK = 16 * 1024  # small chunks: a few hundred KiB make many
+HANDLERS = [
+    "natsstorage.uploads.NatsUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+LIMIT = 100 * 1024  # FILE_UPLOAD_MAX_MEMORY_SIZE in these tests: Django keeps smaller files in memory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def temp_dir(tmp_path, settings):
+    """An empty FILE_UPLOAD_TEMP_DIR, where Django's handlers would write files larger than LIMIT."""
+    path = tmp_path / "uploads-temp"
+    path.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(path)
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = LIMIT
+    return path
+
+
+@pytest.fixture
+def media(settings, make_storage, bucket_name, temp_dir):
+    """Django's default storage on this test's bucket, and the handler first in FILE_UPLOAD_HANDLERS."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name, "chunk_size": CHUNK}},
+    }
+    settings.FILE_UPLOAD_HANDLERS = HANDLERS
+    return make_storage(chunk_size=CHUNK)
+
+
+def chunks_of(size: int) -> int:
+    return -(-size // CHUNK)
+
+
+def png(width: int, height: int) -> bytes:
+    """A PNG of noise (so that it spans many chunks)."""
+    image = Image.frombytes("RGB", (width, height), random_bytes(width * height * 3))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("size", [LIMIT // 10, LIMIT * 3], ids=["under-the-memory-limit", "over-it"])
+def test_a_form_upload_is_staged_as_it_arrives_and_the_save_only_names_it(client, media, temp_dir, size):
+    data = random_bytes(size)
+    response = client.post("/attach/", {"title": "report", "file": SimpleUploadedFile("report.bin", data)})
+    assert response.status_code == 200, response.content
+    name = response.json()["file"]
+    assert name == "attachments/report.bin"
+    assert media.open(name).read() == data
+    info = media.info(name)
+    assert info.sha256 == hashlib.sha256(data).digest()
+    assert info.chunks == chunks_of(size)
+    # Every message the stream ever took: the chunks once, the metadata once. Nothing purged, nothing sent twice.
+    state = stream_state(media)
+    assert (state["messages"], state["last_seq"]) == (info.chunks + 1, info.chunks + 1)
+    assert response.json()["temporary"] == []  # nothing under the temp dir while the view ran
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_several_files_of_one_request_are_each_staged_and_committed(client, media):
+    sizes = {"a": 1, "b": CHUNK, "c": 5 * CHUNK + 7}
+    data = {field: random_bytes(size) for field, size in sizes.items()}
+    files = {field: SimpleUploadedFile(f"{field}.bin", content) for field, content in data.items()}
+    response = client.post("/keep/", files)
+    assert response.status_code == 200, response.content
+    names = response.json()
+    for field, content in data.items():
+        assert media.open(names[field][0]).read() == content
+    chunks = sum(chunks_of(size) for size in sizes.values())
+    assert stream_state(media)["last_seq"] == chunks + len(sizes)
+
+
+def test_a_file_staged_once_and_saved_twice_is_committed_once_then_copied(client, media):
+    data = random_bytes(3 * CHUNK + 1)
+    response = client.post("/keep/?copies=2", {"file": SimpleUploadedFile("twice.bin", data)})
+    first, second = response.json()["file"]
+    assert first == "kept/twice.bin" and second.startswith("kept/twice_")
+    assert media.info(first).nuid != media.info(second).nuid  # two names never share chunks
+    assert stream_state(media)["last_seq"] == 2 * (chunks_of(len(data)) + 1)  # staged and committed, then copied
+    media.delete(first)  # purges the first one's chunks: the second keeps its own
+    assert media.open(second).read() == data
+
+
+def test_a_save_into_another_storage_copies_the_staged_file_back_out_of_the_bucket(client, media, settings, tmp_path):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "other": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "fs"}},
+    }
+    data = random_bytes(4 * CHUNK)
+    response = client.post("/keep/", {"file": SimpleUploadedFile("both.bin", data)})
+    in_bucket, on_disk = response.json()["file"]
+    assert media.open(in_bucket).read() == data
+    assert (tmp_path / "fs" / on_disk).read_bytes() == data
+
+
+def test_an_invalid_form_leaves_no_chunk_behind_once_the_request_ends(client, media, temp_dir):
+    data = random_bytes(LIMIT * 2)
+    response = client.post("/attach/", {"file": SimpleUploadedFile("orphan.bin", data)})  # no title
+    assert response.status_code == 400
+    assert "title" in response.json()["errors"]
+    state = stream_state(media)
+    assert state["last_seq"] >= chunks_of(len(data))  # it was staged while the body arrived
+    assert state["messages"] == 0  # and purged when the request ended
+    assert response.json()["temporary"] == []
+
+
+def test_an_image_field_reads_the_staged_image_back_for_its_checks_and_dimensions(client, media):
+    image = png(120, 80)
+    assert len(image) > CHUNK  # read back over several chunks
+    response = client.post("/attach/", {"title": "photo", "picture": SimpleUploadedFile("photo.png", image)})
+    assert response.status_code == 200, response.content
+    assert response.json()["width"] == 120
+    name = response.json()["picture"]
+    assert media.open(name).read() == image
+    assert media.info(name).content_type == "image/png"
+    assert stream_state(media)["last_seq"] == chunks_of(len(image)) + 1
+
+
+def test_a_file_that_is_not_an_image_is_refused_by_the_image_field_and_purged(client, media):
+    response = client.post("/attach/", {"title": "photo", "picture": SimpleUploadedFile("fake.png", b"not a png")})
+    assert response.status_code == 400
+    assert "picture" in response.json()["errors"]
+    assert stream_state(media)["messages"] == 0
+
+
+def test_content_types_are_stored_in_their_one_spelling(client, media):
+    html_as_video = SimpleUploadedFile("clip.mp4", b"<script>alert(1)</script>", content_type="text/html,video/mp4")
+    text = SimpleUploadedFile("notes.txt", "naïve\n".encode(), content_type="TEXT/Plain")
+    response = client.post("/keep/", {"clip": html_as_video, "notes": text})
+    names = response.json()
+    assert media.info(names["clip"][0]).content_type == "application/octet-stream"
+    assert media.info(names["notes"][0]).content_type == "text/plain; charset=utf-8"
+
+
+@pytest.mark.django_db(transaction=True)  # the view runs in another thread
+def test_under_asgi_an_upload_is_staged_and_committed_too(media, temp_dir):
+    data = random_bytes(LIMIT * 2)
+
+    async def post():
+        return await AsyncClient().post("/attach/", {"title": "asgi", "file": SimpleUploadedFile("a.bin", data)})
+
+    response = asyncio.run(post())
+    assert response.status_code == 200, response.content
+    name = response.json()["file"]
+    assert media.open(name).read() == data
+    assert stream_state(media)["last_seq"] == chunks_of(len(data)) + 1
+    assert response.json()["temporary"] == []
+
+
+def test_without_the_handler_django_writes_a_large_upload_under_the_temp_dir(client, media, settings):
+    """What the tests above check against: the view sees Django's temporary file while it runs."""
+    settings.FILE_UPLOAD_HANDLERS = HANDLERS[1:]
+    response = client.post("/attach/", {"title": "t", "file": SimpleUploadedFile("big.bin", random_bytes(LIMIT * 2))})
+    assert response.status_code == 200
+    assert len(response.json()["temporary"]) == 1
+
+
+def test_the_handler_steps_aside_when_the_default_storage_is_not_a_nats_storage(client, settings, temp_dir, tmp_path):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path}},
+    }
+    settings.FILE_UPLOAD_HANDLERS = HANDLERS
+    data = random_bytes(LIMIT * 2)
+    response = client.post("/attach/", {"title": "t", "file": SimpleUploadedFile("disk.bin", data)})
+    assert response.status_code == 200
+    assert (tmp_path / response.json()["file"]).read_bytes() == data
+    assert len(response.json()["temporary"]) == 1  # Django's own handlers took it
