@@ -7,6 +7,7 @@ import hashlib
 import io
 
 import pytest
+from django.core.checks import run_checks
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import AsyncClient
 from PIL import Image
@@ -184,3 +185,18 @@ def test_the_handler_steps_aside_when_the_default_storage_is_not_a_nats_storage(
     assert response.status_code == 200
     assert (tmp_path / response.json()["file"]).read_bytes() == data
     assert len(response.json()["temporary"]) == 1  # Django's own handlers took it
+
+
+def test_checks_name_a_staging_alias_that_is_missing_or_not_a_nats_storage_and_a_handler_not_first(settings):
+    settings.FILE_UPLOAD_HANDLERS = HANDLERS
+    settings.NATSSTORAGE_UPLOAD_STORAGE = "uploads"
+    assert [message.id for message in run_checks() if message.id.startswith("natsstorage.")] == ["natsstorage.E004"]
+    settings.STORAGES = {**settings.STORAGES, "uploads": {"BACKEND": "django.core.files.storage.InMemoryStorage"}}
+    settings.FILE_UPLOAD_HANDLERS = [*HANDLERS[1:], HANDLERS[0]]
+    found = {message.id: message.msg for message in run_checks() if message.id.startswith("natsstorage.")}
+    assert set(found) == {"natsstorage.W103", "natsstorage.W104"}
+    assert "STORAGES['uploads']" in found["natsstorage.W103"]
+
+
+def test_checks_are_quiet_for_a_handler_first_that_stages_in_a_nats_storage(media):
+    assert not [message for message in run_checks() if message.id.startswith("natsstorage.")]
