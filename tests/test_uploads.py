@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from django.core.checks import run_checks
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.test import AsyncClient
 from PIL import Image
 
-from .helpers import random_bytes, stream_state
+from natsstorage.testing import free_port
+
+from .helpers import MiB, random_bytes, stream_state
 
 CHUNK = 16 * 1024  # small chunks: a few hundred KiB make many
 HANDLERS = [
@@ -200,3 +211,100 @@ def test_checks_name_a_staging_alias_that_is_missing_or_not_a_nats_storage_and_a
 
 def test_checks_are_quiet_for_a_handler_first_that_stages_in_a_nats_storage(media):
     assert not [message for message in run_checks() if message.id.startswith("natsstorage.")]
+
+
+# -- uploads cut off: by the client (the server purges at once), with the server (natsos_gc collects) -------------
+
+CSRF = "c" * 32  # a CSRF cookie and the same token in the form: the check reads the body, as a browser's would
+
+
+@contextlib.contextmanager
+def gunicorn(nats_server, bucket_name, tmp_path):
+    """A gunicorn worker serving tests.urls with uploads staged in the test's bucket: (master, port, log)."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.staging_settings",
+        "STAGING_BUCKET": bucket_name,
+        "NATS_URL": nats_server.url,
+    }
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "--workers", "1", "--bind", f"127.0.0.1:{port}"]
+            + ["django.core.wsgi:get_wsgi_application()"],
+            cwd=Path(__file__).parent.parent,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        until(lambda: _listening(port), lambda: f"gunicorn never listened: {log.read_text()}", process)
+        yield process, port, log
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def until(done, why, process=None, within: float = 30.0) -> None:
+    """Wait for ``done()``: a bound on how long, not a timing assertion."""
+    deadline = time.monotonic() + within
+    while not done():
+        assert process is None or process.poll() is None, why()
+        assert time.monotonic() < deadline, why()
+        time.sleep(0.1)
+
+
+def half_an_upload(port: int, size: int) -> socket.socket:
+    """A multipart POST that announces ``size`` bytes of file and sends half of them."""
+    boundary = "natsstorage-cut"
+    token = f'--{boundary}\r\nContent-Disposition: form-data; name="csrfmiddlewaretoken"\r\n\r\n{CSRF}\r\n'
+    head = (
+        token + f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    length = len(head) + size + len(f"\r\n--{boundary}--\r\n")
+    connection = socket.create_connection(("127.0.0.1", port), timeout=10)
+    connection.sendall(
+        f"POST /keep/ HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: csrftoken={CSRF}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {length}\r\n\r\n".encode()
+        + head
+        + random_bytes(size // 2)
+    )
+    return connection
+
+
+@pytest.mark.slow
+def test_an_upload_the_client_cuts_off_is_purged_by_the_server_at_once(nats_server, storage, bucket_name, tmp_path):
+    with gunicorn(nats_server, bucket_name, tmp_path) as (process, port, log):
+        connection = half_an_upload(port, 8 * MiB)
+        until(lambda: stream_state(storage)["messages"] > 0, log.read_text, process)  # staged as it arrives
+        connection.close()
+        until(lambda: stream_state(storage)["messages"] == 0, log.read_text, process)
+    assert stream_state(storage)["last_seq"] > 0
+
+
+@pytest.mark.slow
+def test_an_upload_whose_server_dies_leaves_chunks_that_natsos_gc_collects(nats_server, storage, bucket_name, tmp_path):
+    with gunicorn(nats_server, bucket_name, tmp_path) as (process, port, log):
+        connection = half_an_upload(port, 8 * MiB)
+        until(lambda: stream_state(storage)["messages"] > 0, log.read_text, process)
+        worker = int(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()[0])
+        os.kill(worker, signal.SIGKILL)  # the process handling the upload dies: nobody purges
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+        connection.close()
+    left = stream_state(storage)["messages"]
+    assert left > 0
+    out = io.StringIO()
+    call_command("natsos_gc", bucket_name, "--min-age", "0", "--purge", stdout=out)
+    assert f"{left} messages removed" in out.getvalue()
+    assert stream_state(storage)["messages"] == 0
