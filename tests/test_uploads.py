@@ -21,6 +21,8 @@ from django.core.management import call_command
 from django.test import AsyncClient
 from PIL import Image
 
+from natsstorage import NatsStorage
+from natsstorage.buckettools import BucketTools
 from natsstorage.testing import free_port
 
 from .helpers import MiB, random_bytes, stream_state
@@ -121,6 +123,24 @@ def test_a_save_into_another_storage_copies_the_staged_file_back_out_of_the_buck
     in_bucket, on_disk = response.json()["file"]
     assert media.open(in_bucket).read() == data
     assert (tmp_path / "fs" / on_disk).read_bytes() == data
+
+
+def test_a_save_into_another_bucket_copies_the_staged_file_chunk_by_chunk(client, media, settings, bucket_name):
+    other = NatsStorage(f"{bucket_name}o", chunk_size=CHUNK)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "other": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": f"{bucket_name}o"}},
+    }
+    data = random_bytes(3 * MiB)  # more than a piece: streamed, as any file bigger than one
+    try:
+        response = client.post("/keep/", {"file": SimpleUploadedFile("both.bin", data)})
+        in_bucket, elsewhere = response.json()["file"]
+        assert media.open(in_bucket).read() == data
+        assert other.open(elsewhere).read() == data
+        assert other.info(elsewhere).sha256 == media.info(in_bucket).sha256
+        assert stream_state(media)["last_seq"] == chunks_of(len(data)) + 1  # the copy reads, never writes, here
+    finally:
+        BucketTools(other).destroy()
 
 
 def test_an_invalid_form_leaves_no_chunk_behind_once_the_request_ends(client, media, temp_dir):
