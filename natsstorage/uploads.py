@@ -12,12 +12,18 @@ died leaves behind, ``natsos_gc`` collects.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import os
+import shutil
+import tempfile
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.core.files.storage import storages
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopFutureHandlers
@@ -123,6 +129,7 @@ class StagedFile(_UploadedFile):
     ) -> None:
         assert staged.info is not None  # finished
         self.staged = staged  # what NatsStorage.save() commits (natsstorage.saving)
+        self._copy: IO[bytes] | None = None  # a copy on disk, once code asked for a path
         content_type, charset = bounded(content_type, charset)
         super().__init__(self._reader(), name, content_type, staged.info.size, charset, content_type_extra)
 
@@ -139,6 +146,38 @@ class StagedFile(_UploadedFile):
         else:
             self.seek(0)
         return self
+
+    @property
+    def temporary_file_path(self) -> Callable[[], str]:
+        """For a file over ``FILE_UPLOAD_MAX_MEMORY_SIZE`` only, as Django's handlers give one: code that asks
+        for a path gets a copy in ``FILE_UPLOAD_TEMP_DIR``, made then. A ``forms.ImageField`` asks (Pillow reads
+        the image from it); without a path it reads the file whole into memory, as it does a smaller one."""
+        if self.size is None or self.size <= settings.FILE_UPLOAD_MAX_MEMORY_SIZE:
+            raise AttributeError("temporary_file_path")
+        return self._copy_on_disk
+
+    def _copy_on_disk(self) -> str:
+        if self._copy is None:
+            suffix = ".upload" + os.path.splitext(self.name or "")[1]
+            copy = tempfile.NamedTemporaryFile(suffix=suffix, dir=settings.FILE_UPLOAD_TEMP_DIR)  # noqa: SIM115
+            try:
+                with self._reader() as source:
+                    shutil.copyfileobj(source, copy, PIECE_BYTES)
+                copy.flush()
+            except BaseException:
+                copy.close()
+                raise
+            self._copy = copy
+        return self._copy.name
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._copy is not None:
+                copy, self._copy = self._copy, None
+                with contextlib.suppress(FileNotFoundError):  # moved away (FileSystemStorage's save)
+                    copy.close()
 
 
 def bounded(content_type: str | None, charset: str | None) -> tuple[str, str | None]:

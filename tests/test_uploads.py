@@ -328,3 +328,17 @@ def test_an_upload_whose_server_dies_leaves_chunks_that_natsos_gc_collects(nats_
     call_command("natsos_gc", bucket_name, "--min-age", "0", "--purge", stdout=out)
     assert f"{left} messages removed" in out.getvalue()
     assert stream_state(storage)["messages"] == 0
+
+
+def test_an_image_over_the_memory_limit_is_checked_from_a_copy_on_disk_removed_with_the_request(
+    client, media, temp_dir
+):
+    image = png(400, 300)
+    assert len(image) > LIMIT  # a forms.ImageField would read it whole into memory without a path
+    response = client.post("/attach/", {"title": "big", "picture": SimpleUploadedFile("big.png", image)})
+    assert response.status_code == 200, response.content
+    assert response.json()["width"] == 400
+    assert len(response.json()["temporary"]) == 1  # the copy Pillow read, while the view ran
+    assert list(temp_dir.iterdir()) == []  # and gone with the request
+    assert media.open(response.json()["picture"]).read() == image
+    assert stream_state(media)["last_seq"] == chunks_of(len(image)) + 1

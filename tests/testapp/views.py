@@ -33,9 +33,10 @@ class AttachmentForm(forms.ModelForm):
 
 def attach(request: HttpRequest) -> HttpResponse:
     """A model form with files, as a project's upload page has; says what was under the temp dir meanwhile."""
-    form = AttachmentForm(request.POST, request.FILES)  # the body, parsed
+    form = AttachmentForm(request.POST, request.FILES)
+    valid = form.is_valid()  # the body parsed, the files checked
     temporary = sorted(os.listdir(settings.FILE_UPLOAD_TEMP_DIR)) if settings.FILE_UPLOAD_TEMP_DIR else []
-    if not form.is_valid():
+    if not valid:
         return JsonResponse({"errors": form.errors, "temporary": temporary}, status=400)
     saved = form.save()
     return JsonResponse(
