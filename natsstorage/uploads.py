@@ -70,14 +70,14 @@ class Staging:
             self._sample += data[: contenttypes.SNIFF_BYTES - len(self._sample)]
         self._pieces.write(data)
 
-    def finish(self) -> ObjectInfo:
+    def finish(self, name: str) -> ObjectInfo:
         """Store the last chunk and wait until every chunk is in: the file's metadata, not yet published."""
         self._pieces.flush()
         self._sink.drain()
         digest = loop.run(self.upload.flush())
         upload = self.upload
         raw = {
-            "name": "",
+            "name": name,  # (for messages: it has none yet)
             "bucket": upload.bucket.name,
             "nuid": upload.nuid,
             "size": upload.size,
@@ -266,7 +266,7 @@ class NatsUploadHandler(FileUploadHandler):
         if staged is None:
             return None
         try:
-            staged.finish()
+            staged.finish(f"the upload of {self.file_name!r}")
         except BaseException:
             staged.discard()
             raise
