@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from django.core.checks import run_checks
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import AsyncClient
@@ -23,6 +24,7 @@ from PIL import Image
 
 from natsstorage import NatsStorage
 from natsstorage.buckettools import BucketTools
+from natsstorage.exceptions import BucketFull, NatsUnavailable
 from natsstorage.testing import free_port
 
 from .helpers import MiB, random_bytes, stream_state
@@ -342,3 +344,46 @@ def test_an_image_over_the_memory_limit_is_checked_from_a_copy_on_disk_removed_w
     assert list(temp_dir.iterdir()) == []  # and gone with the request
     assert media.open(response.json()["picture"]).read() == image
     assert stream_state(media)["last_seq"] == chunks_of(len(image)) + 1
+
+
+def test_a_staged_file_whose_name_is_taken_is_committed_under_djangos_alternative_name(client, media):
+    media.save("kept/taken.bin", ContentFile(b"old"))
+    before = stream_state(media)["last_seq"]
+    data = random_bytes(2 * CHUNK)
+    (name,) = client.post("/keep/", {"file": SimpleUploadedFile("taken.bin", data)}).json()["file"]
+    assert name.startswith("kept/taken_") and name.endswith(".bin")
+    assert media.open(name).read() == data
+    assert media.open("kept/taken.bin").read() == b"old"
+    assert stream_state(media)["last_seq"] - before == chunks_of(len(data)) + 1
+
+
+def test_a_bucket_that_fills_up_mid_upload_fails_the_request_and_keeps_nothing(
+    client, settings, make_storage, bucket_name
+):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "natsstorage.NatsStorage",
+            "OPTIONS": {"bucket": bucket_name, "chunk_size": CHUNK, "max_bytes": 20 * CHUNK},
+        },
+    }
+    settings.FILE_UPLOAD_HANDLERS = HANDLERS
+    storage = make_storage(chunk_size=CHUNK, max_bytes=20 * CHUNK)
+    with pytest.raises(BucketFull):
+        client.post("/keep/", {"file": SimpleUploadedFile("big.bin", random_bytes(40 * CHUNK))})
+    state = stream_state(storage)
+    assert state["last_seq"] > 0  # some chunks went in before the bucket was full,
+    assert state["messages"] == 0  # and were purged
+
+
+def test_with_nats_away_before_a_file_starts_the_handler_steps_aside_for_it(client, settings, own_server, caplog):
+    server = own_server()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": "away", "servers": [server.url]}},
+    }
+    settings.FILE_UPLOAD_HANDLERS = HANDLERS
+    server.stop()
+    with pytest.raises(NatsUnavailable):  # the view's save, of a file Django's handlers took
+        client.post("/keep/", {"file": SimpleUploadedFile("a.bin", b"a")})
+    assert "uploads are not staged in bucket 'away'" in caplog.text
