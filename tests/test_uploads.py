@@ -115,16 +115,20 @@ def test_a_file_staged_once_and_saved_twice_is_committed_once_then_copied(client
     assert media.open(second).read() == data
 
 
-def test_a_save_into_another_storage_copies_the_staged_file_back_out_of_the_bucket(client, media, settings, tmp_path):
+@pytest.mark.parametrize("size", [4 * CHUNK, 2 * LIMIT], ids=["streamed", "moved-from-a-copy-on-disk"])
+def test_a_save_into_another_storage_copies_the_staged_file_back_out_of_the_bucket(
+    client, media, settings, tmp_path, temp_dir, size
+):
     settings.STORAGES = {
         **settings.STORAGES,
         "other": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": tmp_path / "fs"}},
     }
-    data = random_bytes(4 * CHUNK)
+    data = random_bytes(size)
     response = client.post("/keep/", {"file": SimpleUploadedFile("both.bin", data)})
     in_bucket, on_disk = response.json()["file"]
     assert media.open(in_bucket).read() == data
     assert (tmp_path / "fs" / on_disk).read_bytes() == data
+    assert list(temp_dir.iterdir()) == []
 
 
 def test_a_save_into_another_bucket_copies_the_staged_file_chunk_by_chunk(client, media, settings, bucket_name):
