@@ -10,8 +10,9 @@ big one is posted as a browser posts a form: multipart, a title and the file, to
 ``ModelForm`` whose ``FileField`` saves into the default storage). Per run: the growth of the
 serving process's peak RSS over the warmed-up one (``VmHWM``), the bytes it wrote to disk
 (``/proc/PID/io`` ``write_bytes``: temporary files, named or not, and FileSystemStorage's file),
-the most seen at once under ``FILE_UPLOAD_TEMP_DIR``, and the wall time from the first byte sent
-to the response. Prints a Markdown table of medians, and the load average.
+the most seen at once under ``FILE_UPLOAD_TEMP_DIR``, the wall time from the first byte sent
+to the response, and the CPU time the serving process took meanwhile (all its threads). Prints a
+Markdown table of medians, and the load average.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Run:
     disk_writes: int
     temp_dir_peak: int
     seconds: float
+    cpu_seconds: float  # the serving process's, all its threads: less moved by other work on the machine
 
 
 def free_port() -> int:
@@ -67,6 +69,11 @@ def proc(pid: int, file: str, key: str) -> int:
         if name == key:
             return int(value.split()[0]) * (1024 if file == "status" else 1)
     raise KeyError(key)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def serving_pid(server: str, pid: int) -> int:
@@ -191,6 +198,7 @@ def one_run(setup: str, mib: int, block: bytes, nats_url: str) -> Run:
             status, answer, _ = post(port, 1, block)  # warm-up: imports, the NATS connection
             assert status == 200, answer
             before_rss, before_writes = proc(pid, "status", "VmHWM"), proc(pid, "io", "write_bytes")
+            before_cpu = cpu_seconds(pid)
             with TempDirWatch(where / "tmp") as watch:
                 status, answer, seconds = post(port, mib, block)
             assert status == 200, answer
@@ -199,6 +207,7 @@ def one_run(setup: str, mib: int, block: bytes, nats_url: str) -> Run:
                 disk_writes=proc(pid, "io", "write_bytes") - before_writes,
                 temp_dir_peak=watch.peak,
                 seconds=seconds,
+                cpu_seconds=cpu_seconds(pid) - before_cpu,
             )
     clean_bucket(nats_url)
     return run
@@ -246,8 +255,11 @@ def main() -> None:
         close_connections()
     print(f"\nA {arguments.mib} MiB upload through a form (multipart POST to /attach/, a ModelForm), ", end="")
     print(f"medians of {arguments.runs} (min–max):\n")
-    print("| setup | peak RSS growth | written to disk by the server | most under the temp dir at once | wall time |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| setup | peak RSS growth | written to disk by the server | most under the temp dir at once "
+        "| wall time | server CPU time |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for setup, runs in results.items():
 
         def cell(values: list[float], show: object) -> str:
@@ -257,7 +269,8 @@ def main() -> None:
         print(
             f"| {setup} | {cell([r.rss_growth for r in runs], mib_text)} | "
             f"{cell([r.disk_writes for r in runs], mib_text)} | {cell([r.temp_dir_peak for r in runs], mib_text)} | "
-            f"{cell([r.seconds for r in runs], lambda s: f'{s:.1f} s')} |"
+            f"{cell([r.seconds for r in runs], lambda s: f'{s:.1f} s')} | "
+            f"{cell([r.cpu_seconds for r in runs], lambda s: f'{s:.1f} s')} |"
         )
     print(f"\nLoad average (1 min) during the runs: {min(loads):.1f}–{max(loads):.1f}, on {os.cpu_count()} cores.")
 
