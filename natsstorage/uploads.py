@@ -56,8 +56,7 @@ class Staging:
         self._pieces = io.BufferedWriter(self._sink, buffer_size=PIECE_BYTES)  # Django's 64 KiB into pieces
         self._sample = bytearray()
         self.info: ObjectInfo | None = None  # once every chunk is stored
-        self.committed = False
-        self._claimed = False
+        self._settled = False  # claimed by a save (committed, or being committed), or purged
         self._lock = threading.Lock()
 
     @property
@@ -96,23 +95,23 @@ class Staging:
             and storage.config.connection == self.storage.config.connection
         )
         with self._lock:
-            if not same or self.info is None or self.committed or self._claimed:
+            if not same or self.info is None or self._settled:
                 return None
-            self._claimed = self.committed = True
+            self._settled = True
         self.upload.bucket = storage.bucket  # its caches learn the new name
         return self.upload
 
     def release(self) -> None:
         """The commit failed: nameless again, for another save or the purge at the end of the request."""
         with self._lock:
-            self._claimed = self.committed = False
+            self._settled = False
 
     def discard(self) -> None:
         """Purge the chunks unless a save committed them. Never raises (``Upload.abort``)."""
         with self._lock:
-            if self.committed:
+            if self._settled:
                 return
-            self.committed = True  # (nothing left to commit)
+            self._settled = True
         self._sink.abort()
 
 
