@@ -74,6 +74,7 @@ class Staging:
         self._pieces.flush()
         self._sink.drain()
         digest = loop.run(self.upload.flush())
+        self._pieces.close()  # its buffer (a piece) freed now, not with the request: a request has many files
         upload = self.upload
         raw = {
             "name": name,  # (for messages: it has none yet)

@@ -391,3 +391,16 @@ def test_with_nats_away_before_a_file_starts_the_handler_steps_aside_for_it(clie
     with pytest.raises(NatsUnavailable):  # the view's save, of a file Django's handlers took
         client.post("/keep/", {"file": SimpleUploadedFile("a.bin", b"a")})
     assert "uploads are not staged in bucket 'away'" in caplog.text
+
+
+@pytest.mark.slow
+def test_the_upload_benchmark_prints_its_table():
+    bench = Path(__file__).resolve().parent.parent / "bench" / "upload.py"
+    result = subprocess.run(
+        [sys.executable, str(bench), "--mib", "4", "--runs", "1"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "→" in line]
+    assert len(rows) == 4
+    assert rows[0].startswith("| NatsUploadHandler → NatsStorage (gunicorn) |")
+    assert "| 0.0 MiB | 0.0 MiB |" in rows[0]  # nothing written to disk, nothing under the temp dir
