@@ -10,6 +10,8 @@ import os
 import secrets
 from pathlib import Path
 
+from django.conf import global_settings
+
 BASE_DIR = Path(__file__).resolve().parent
 DATA_DIR = Path(os.environ.get("DEMO_DATA_DIR") or BASE_DIR / "data")  # elsewhere for the tests
 DATA_DIR.mkdir(exist_ok=True)
@@ -64,3 +66,13 @@ STATIC_URL = "static/"
 
 # Project-wide NatsStorage settings; the servers come from NATS_URL.
 NATSSTORAGE = {"description": "natsstorage demo"}
+
+# Uploads stream into the bucket as they arrive: no temporary file, and saving a Document only names
+# its files there (natsstorage.uploads). They are staged in the bucket of the alias below, the one
+# the Document's fields use ("configs").
+STORAGES = {
+    **global_settings.STORAGES,
+    "documents": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": "configs"}},
+}
+NATSSTORAGE_UPLOAD_STORAGE = "documents"
+FILE_UPLOAD_HANDLERS = ["natsstorage.uploads.NatsUploadHandler", *global_settings.FILE_UPLOAD_HANDLERS]

@@ -11,6 +11,7 @@ from django.apps import AppConfig, apps
 from django.conf import settings
 from django.contrib.staticfiles.storage import HashedFilesMixin
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
 from natsstorage import conf
 from natsstorage.registry import backend_class
@@ -124,3 +125,55 @@ def check_app_order(app_configs: Sequence[AppConfig] | None = None, **kwargs: An
             id="natsstorage.W102",
         )
     ]
+
+
+@register(Tags.compatibility)
+def check_uploads(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """Where ``NatsUploadHandler`` stages uploads (``NATSSTORAGE_UPLOAD_STORAGE``), and that it sees them first."""
+    from natsstorage.uploads import NatsUploadHandler  # (which imports the storage, as this module does)
+
+    handlers = list(getattr(settings, "FILE_UPLOAD_HANDLERS", []))
+    found = [index for index, path in enumerate(handlers) if _is_a(path, NatsUploadHandler)]
+    if not found and not hasattr(settings, conf.UPLOAD_STORAGE_SETTING):
+        return []
+    alias = conf.upload_storage_alias()
+    configured = getattr(settings, "STORAGES", {})
+    where = f"settings.{conf.UPLOAD_STORAGE_SETTING}"
+    if not isinstance(alias, str) or alias not in configured:
+        return [
+            Error(
+                f"{where} = {alias!r} names no entry of settings.STORAGES: uploads cannot be staged.",
+                hint=f"Name a STORAGES alias of a NatsStorage (default: {conf.DEFAULT_UPLOAD_STORAGE!r}).",
+                id="natsstorage.E004",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    entry = configured[alias]
+    if found and not (isinstance(entry, dict) and backend_class(entry.get("BACKEND"), NatsStorage)):
+        messages.append(
+            Warning(
+                f"NatsUploadHandler stages uploads in STORAGES[{alias!r}], which is not a NatsStorage: it steps "
+                "aside, and the handlers after it take every upload.",
+                hint=f"Set {where} to the alias of a NatsStorage, or take the handler out of FILE_UPLOAD_HANDLERS.",
+                id="natsstorage.W103",
+            )
+        )
+    if found and found[0] > 0:
+        messages.append(
+            Warning(
+                f"NatsUploadHandler comes after {handlers[0]!r} in FILE_UPLOAD_HANDLERS: that handler takes the "
+                "files first (in memory or in a temporary file) and NatsUploadHandler never sees them.",
+                hint="Put 'natsstorage.uploads.NatsUploadHandler' first in FILE_UPLOAD_HANDLERS.",
+                id="natsstorage.W104",
+            )
+        )
+    return messages
+
+
+def _is_a(path: Any, kind: type) -> bool:
+    """Whether the dotted ``path`` names ``kind`` or a subclass (one that does not import is Django's to report)."""
+    try:
+        found = import_string(path) if isinstance(path, str) else path
+    except ImportError:
+        return False
+    return isinstance(found, type) and issubclass(found, kind)

@@ -35,6 +35,9 @@ STORAGES = "STORAGES"  # Django's; NatsStorage(alias=...) reads an entry's OPTIO
 SERVERS_ENVIRONMENT_VARIABLE = "NATS_URL"
 DEFAULT_SERVERS = ("nats://localhost:4222",)
 MAX_CHUNK_SIZE = 1024 * 1024  # the server's default max_payload
+# The STORAGES alias whose bucket natsstorage.uploads.NatsUploadHandler stages uploads in (Django's default storage).
+UPLOAD_STORAGE_SETTING = "NATSSTORAGE_UPLOAD_STORAGE"
+DEFAULT_UPLOAD_STORAGE = "default"
 
 
 def _positive(value: Any) -> bool:
@@ -297,6 +300,11 @@ def missing_files(options: Mapping[str, Any], where: str) -> list[tuple[str, str
 
 def project_options() -> Any:
     return getattr(settings, SETTING, {})
+
+
+def upload_storage_alias() -> Any:
+    """The ``STORAGES`` alias uploads are staged in (``NATSSTORAGE_UPLOAD_STORAGE``; checked by ``checks``)."""
+    return getattr(settings, UPLOAD_STORAGE_SETTING, DEFAULT_UPLOAD_STORAGE)
 
 
 def alias_of(backend: type, options: Mapping[str, Any]) -> str | None:

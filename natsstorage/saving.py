@@ -48,6 +48,15 @@ class SavingStorage(Protocol):
     def get_available_name(self, name: str, max_length: int | None = None) -> str: ...
 
 
+class Staged(Protocol):
+    """An upload whose chunks are in a bucket already, waiting for a name (``natsstorage.uploads``)."""
+
+    @property
+    def sample(self) -> bytes: ...  # its first bytes, which decide a text type's charset
+    def claim(self, storage: SavingStorage) -> Upload | None: ...  # to commit there; None: copy it
+    def release(self) -> None: ...  # the commit failed: still nameless
+
+
 class Taken(enum.Enum):
     """What a commit does when another object holds the name."""
 
@@ -133,6 +142,10 @@ def save(storage: SavingStorage, name: str, content: IO[Any], *, taken: Taken | 
     content_type = getattr(content, "content_type", None)
     if taken is None:
         taken = Taken.REPLACE if storage.config.file_overwrite else Taken.REPORT
+    staged: Staged | None = getattr(content, "staged", None)
+    upload = staged.claim(storage) if staged is not None else None
+    if staged is not None and upload is not None:
+        return _commit_staged(storage, name, staged, upload, content_type, taken)
     first, rest = _first_piece(content)
     sample = first[: contenttypes.SNIFF_BYTES]  # what decides a text type's charset
     head = head_for(storage, name, content_type, sample)
@@ -148,6 +161,22 @@ def save(storage: SavingStorage, name: str, content: IO[Any], *, taken: Taken | 
             published = run(commit(storage, upload, name, head_for(storage, name, content_type, sample), taken))
     except BaseException:
         run(upload.abort())
+        raise
+    return name
+
+
+def _commit_staged(
+    storage: SavingStorage, name: str, staged: Staged, upload: Upload, content_type: str | None, taken: Taken
+) -> str:
+    """A staged upload's chunks are in the bucket: only its metadata goes. Not aborted when that fails:
+    its staging purges it at the end of the request."""
+    try:
+        published = run(commit(storage, upload, name, head_for(storage, name, content_type, staged.sample), taken))
+        while not published:
+            name = _alternative_name(storage, name)
+            published = run(commit(storage, upload, name, head_for(storage, name, content_type, staged.sample), taken))
+    except BaseException:
+        staged.release()
         raise
     return name
 

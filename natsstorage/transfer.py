@@ -191,6 +191,19 @@ class Upload:
                 (await self.bucket.stream.start_publish(self.nc, self.subject, chunk, headers, self._name), due)
             )
 
+    async def flush(self) -> bytes:
+        """Publish the last chunk and wait for every acknowledgement: the data is stored, nameless until
+        ``commit`` (``natsstorage.uploads`` stages files so). The SHA-256 of every byte written."""
+        async with self._writing:
+            tail = self._held if self._held is not None else bytes(self._buffer)
+            self._held = None
+            self._buffer.clear()
+            if tail:
+                await self._publish(tail)
+            while self._acks:
+                await self._settle(self._acks.popleft())
+        return self._digest or self._sha256.digest()
+
     async def commit(
         self,
         name: str,

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
-from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.urls import reverse
 
 from natsstorage import NatsStorage
 from natsstorage.admin import detail
 from natsstorage.buckettools import BucketTools
 from natsstorage.objectstore import META_SUBJECT, encode_key
+from natsstorage.uploads import StagedFile
 
-from .helpers import MiB, put_foreign, random_bytes, with_nats
+from .helpers import MiB, put_foreign, random_bytes, stream_state, with_nats
 
 pytestmark = pytest.mark.django_db
 
@@ -301,25 +304,42 @@ def test_the_upload_script_gets_json_and_is_sent_to_the_page(admin_client, stora
     assert response.json() == {"error": f"There is no bucket “{bucket}x” on the NATS server."}
 
 
-def test_uploads_reach_the_bucket_from_djangos_temporary_file_never_whole_in_memory(
-    admin_client, storage, settings, monkeypatch
+def test_uploads_stream_into_the_bucket_as_they_arrive_and_the_save_only_names_them(
+    admin_client, storage, settings, monkeypatch, tmp_path
 ):
-    # What the view hands to save(): big uploads stay in the temporary file Django's upload handler
-    # wrote, and save() reads them chunk by chunk (as test_saves checks for any file).
+    # What the view hands to save(): a file whose chunks are in the bucket already (natsstorage.uploads),
+    # never a temporary file; the save publishes only its metadata.
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = MiB
+    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path)
     given = []
     save = NatsStorage.save
 
     def spy(self, name, content, max_length=None):
-        given.append(type(content))
+        given.append((type(content), sorted(os.listdir(tmp_path))))
         return save(self, name, content, max_length)
 
     monkeypatch.setattr(NatsStorage, "save", spy)
     data = random_bytes(3 * MiB)
     storage.save("first.txt", ContentFile(b"the bucket exists"))
+    before = stream_state(storage)["last_seq"]
     admin_client.post(upload_url(storage.config.bucket), {"files": [SimpleUploadedFile("big.bin", data)]})
-    assert given[-1] is TemporaryUploadedFile
+    assert given[-1] == (StagedFile, [])
     assert storage.open("big.bin").read() == data
+    assert stream_state(storage)["last_seq"] - before == storage.info("big.bin").chunks + 1  # each byte sent once
+
+
+def test_the_upload_page_still_checks_csrf_and_purges_what_a_refused_request_staged(admin_user, storage):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    client.cookies["csrftoken"] = "x" * 32  # a cookie, but no token in the form: refused once the body is read
+    storage.save("first.txt", ContentFile(b"the bucket exists"))
+    before = stream_state(storage)
+    response = client.post(upload_url(storage.config.bucket), {"files": [SimpleUploadedFile("x.bin", b"x" * 9999)]})
+    assert response.status_code == 403
+    after = stream_state(storage)
+    assert after["last_seq"] > before["last_seq"]  # staged while the CSRF check read the body,
+    assert after["messages"] == before["messages"]  # and purged when the request ended
+    assert not storage.exists("x.bin")
 
 
 def test_uploading_needs_the_add_permission_and_replacing_the_delete_one(client, django_user_model, storage):

@@ -9,4 +9,6 @@ urlpatterns = [
     path("files/", include("natsstorage.urls")),
     path("styled/", TemplateView.as_view(template_name="testapp/styled.html")),  # static files from a bucket
     path("sizes/", views.sizes),  # a page touching fifty files
+    path("attach/", views.attach),  # a model form with files
+    path("keep/", views.keep),  # files saved under several names
 ]

@@ -1,8 +1,8 @@
 """Uploading one or more files into a bucket from its page.
 
-Django's upload handlers keep a file larger than ``FILE_UPLOAD_MAX_MEMORY_SIZE``
-(2.5 MiB by default) in a temporary file on disk, and ``NatsStorage.save()``
-streams from it chunk by chunk: no upload is ever whole in memory. The page's
+The files stream into the bucket while the request arrives (``natsstorage.uploads``,
+set up by ``buckets.BucketAdmin`` for those allowed to upload): no temporary file,
+and saving one only publishes its metadata under its name. The page's
 script sends the form with XMLHttpRequest to show the browser's progress, and
 gets JSON back; without it, the form posts as any other. Django refuses a request
 with more than ``DATA_UPLOAD_MAX_NUMBER_FILES`` files (400), so the script sends

@@ -1,8 +1,13 @@
-from django.http import HttpRequest, HttpResponse
+import os
+
+from django import forms
+from django.conf import settings
+from django.core.files.storage import default_storage, storages
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from natsstorage.exceptions import NatsUnavailable
 
-from .models import Document
+from .models import Attachment, Document
 
 PAGE_SIZE = 50  # files a page touches
 
@@ -18,3 +23,34 @@ def sizes(request: HttpRequest) -> HttpResponse:
         except NatsUnavailable:
             lines.append(f"{name}: the file store is unavailable")
     return HttpResponse("\n".join(lines), content_type="text/plain")
+
+
+class AttachmentForm(forms.ModelForm):
+    class Meta:
+        model = Attachment
+        fields = ["title", "file", "picture"]
+
+
+def attach(request: HttpRequest) -> HttpResponse:
+    """A model form with files, as a project's upload page has; says what was under the temp dir meanwhile."""
+    form = AttachmentForm(request.POST, request.FILES)
+    valid = form.is_valid()  # the body parsed, the files checked
+    temporary = sorted(os.listdir(settings.FILE_UPLOAD_TEMP_DIR)) if settings.FILE_UPLOAD_TEMP_DIR else []
+    if not valid:
+        return JsonResponse({"errors": form.errors, "temporary": temporary}, status=400)
+    saved = form.save()
+    return JsonResponse(
+        {"file": saved.file.name, "picture": saved.picture.name, "width": saved.width, "temporary": temporary}
+    )
+
+
+def keep(request: HttpRequest) -> HttpResponse:
+    """Each uploaded file saved ``?copies=`` times into the default storage, then into ``STORAGES['other']``
+    if there is one: a view that keeps a file under several names, or elsewhere."""
+    names: dict[str, list[str]] = {}
+    for field, uploaded in request.FILES.items():
+        for _ in range(int(request.GET.get("copies", "1"))):
+            names.setdefault(field, []).append(default_storage.save(f"kept/{uploaded.name}", uploaded))
+        if "other" in settings.STORAGES:
+            names.setdefault(field, []).append(storages["other"].save(f"kept/{uploaded.name}", uploaded))
+    return JsonResponse(names)
