@@ -1,0 +1,166 @@
+"""Direct uploads: a browser PUTs a file to a signed link, straight into the bucket (docs/direct-uploads.md)."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+
+import pytest
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+
+from natsstorage import NatsStorage
+from natsstorage.buckettools import BucketTools
+from natsstorage.exceptions import BucketNotFound
+
+from .helpers import MiB, random_bytes, stream_state
+
+CHUNK = 128 * 1024  # the bucket's chunks in these tests: a few MiB make many
+
+
+@pytest.fixture
+def files(bucket_name, settings) -> NatsStorage:
+    """The test's bucket as a configured storage (``STORAGES['files']``), which the upload view finds."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "files": {
+            "BACKEND": "natsstorage.NatsStorage",
+            "OPTIONS": {"bucket": bucket_name, "location": "media", "chunk_size": CHUNK},
+        },
+    }
+    yield storages["files"]
+    with contextlib.suppress(BucketNotFound):
+        BucketTools(NatsStorage(bucket_name)).destroy()
+
+
+def put(client, url, data: bytes, content_type="text/plain", **headers):
+    # As a browser sends it: with a Content-Length, 0 too (Django's test client leaves it out for no data).
+    return client.put(url, data=data, content_type=content_type, headers=headers, CONTENT_LENGTH=str(len(data)))
+
+
+def sha256_digest(data: bytes) -> str:
+    return "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def test_a_put_within_the_limits_stores_the_file_under_the_signed_name(client, files):
+    url = files.upload_url("notes/a.txt", max_size=1000, content_types=["text/plain"])
+    response = put(client, url + "?name=elsewhere.txt", b"hello, bucket", **{"X-File-Name": "other.txt"})
+    assert response.status_code == 201, response.content
+    answer = response.json()
+    assert answer["name"] == "notes/a.txt"  # from the signature only
+    assert answer["size"] == 13
+    assert answer["digest"] == sha256_digest(b"hello, bucket")
+    with files.open("notes/a.txt") as f:
+        assert f.read() == b"hello, bucket"
+    assert files.info("notes/a.txt").content_type == "text/plain"
+    assert not files.exists("elsewhere.txt") and not files.exists("other.txt")
+
+
+def test_a_link_signs_a_free_name(client, files):
+    files.save("a.txt", ContentFile(b"taken"))
+    url = files.upload_url("a.txt", max_size=100)
+    answer = put(client, url, b"new").json()
+    assert answer["name"] != "a.txt" and answer["name"].startswith("a_")
+    assert files.open("a.txt").read() == b"taken"
+
+
+def test_a_put_over_max_size_is_refused_and_leaves_nothing(client, files):
+    url = files.upload_url("big.bin", max_size=CHUNK * 3)
+    # The first piece is within the limit and stored; the next says the file is bigger than the link allows.
+    first = put(client, url, random_bytes(CHUNK * 2), "application/octet-stream", **{"Upload-Length": str(CHUNK * 3)})
+    assert first.status_code == 204 and first["Upload-Offset"] == str(CHUNK * 2)
+    assert stream_state(files)["messages"] == 2
+    refused = put(
+        client,
+        url,
+        random_bytes(CHUNK * 2),
+        "application/octet-stream",
+        **{"Upload-Offset": str(CHUNK * 2), "Upload-Length": str(CHUNK * 4)},
+    )
+    assert refused.status_code == 413
+    assert stream_state(files)["messages"] == 0  # the chunks stored before are purged too
+    whole = put(client, files.upload_url("big.bin", max_size=CHUNK), random_bytes(CHUNK + 1), "image/png")
+    assert whole.status_code == 413
+    assert stream_state(files)["messages"] == 0
+    assert not files.exists("big.bin")
+
+
+def test_a_wrong_content_type_is_refused(client, files):
+    url = files.upload_url("pic.png", max_size=1000, content_types=["image/*"])
+    assert put(client, url, b"<script>", "text/html").status_code == 415
+    assert put(client, url, b"<script>", "image/png, text/html").status_code == 415
+    assert put(client, url, b"x", "image/" + "x" * 300).status_code == 415
+    assert stream_state(files)["messages"] == 0
+    assert put(client, url, b"\x89PNG", "image/png").status_code == 201
+
+
+def test_an_expired_or_tampered_link_is_forbidden(client, files):
+    url = files.upload_url("a.txt", max_size=100, expire=-1)
+    expired = put(client, url, b"x")
+    assert expired.status_code == 403 and b"expired" in expired.content
+    url = files.upload_url("a.txt", max_size=100)
+    token = url.rstrip("/").rpartition("/")[2]
+    for forged in (token[:-2] + "xx", token.replace(":", ";", 1), "x" * 5000, "e30:abc"):
+        assert put(client, url.replace(token, forged), b"x").status_code in (403, 404)
+    assert client.head(url.replace(token, token[:-1])).status_code == 403
+    assert stream_state(files)["messages"] == 0
+
+
+def test_bad_names_and_headers_are_refused_with_4xx(client, files):
+    for name in ("../etc/passwd", "a/../../b", "x\x00y"):
+        with pytest.raises(SuspiciousFileOperation):
+            files.upload_url(name, max_size=10)
+    url = files.upload_url("a.txt", max_size=100)
+    assert put(client, url, b"x", **{"Upload-Offset": "abc"}).status_code == 400
+    assert put(client, url, b"x", **{"Upload-Offset": "9" * 40}).status_code == 400
+    assert put(client, url, b"xyz", **{"Upload-Length": "2"}).status_code == 400
+    assert put(client, url, b"x", **{"Upload-Offset": "5"}).status_code == 409  # not where it stands
+    assert client.post(url, data=b"x", content_type="text/plain").status_code == 405
+    assert client.get(url).status_code == 405
+    assert stream_state(files)["messages"] == 0
+
+
+def test_an_upload_in_pieces_resumes_from_where_it_stands(client, files):
+    data = random_bytes(5 * CHUNK + 1000)
+    url = files.upload_url("video.bin", max_size=10 * MiB)
+    assert client.head(url)["Upload-Offset"] == "0"
+    # A piece that ends mid-chunk: the whole chunks stay, the rest is sent again.
+    first = put(client, url, data[: 2 * CHUNK + 500], "video/mp4", **{"Upload-Length": str(len(data))})
+    assert first.status_code == 204
+    offset = int(client.head(url)["Upload-Offset"])
+    assert offset == 2 * CHUNK
+    rest = put(
+        client,
+        url,
+        data[offset:],
+        "video/mp4",
+        **{"Upload-Offset": str(offset), "Upload-Length": str(len(data))},
+    )
+    assert rest.status_code == 201, rest.content
+    assert rest.json()["digest"] == sha256_digest(data)
+    with files.open("video.bin") as f:
+        assert f.read() == data
+    assert files.info("video.bin").digest == sha256_digest(data)
+    # Sent again (its answer lost), the last request gets the same result; a finished upload takes no more.
+    again = put(client, url, b"", "video/mp4", **{"Upload-Offset": str(len(data)), "Upload-Length": str(len(data))})
+    assert again.status_code == 201 and again.json()["digest"] == sha256_digest(data)
+    head = client.head(url)
+    assert head["Upload-Offset"] == head["Upload-Length"] == str(len(data))
+    assert put(client, url, b"more", "video/mp4").status_code == 409
+
+
+def test_a_name_taken_since_the_link_was_signed_refuses_the_upload_and_leaves_nothing(client, files):
+    url = files.upload_url("a.txt", max_size=10 * CHUNK)
+    files.save("a.txt", ContentFile(b"first"))
+    response = put(client, url, random_bytes(3 * CHUNK))
+    assert response.status_code == 409
+    assert files.open("a.txt").read() == b"first"
+    assert stream_state(files)["messages"] == 2  # the first file's chunk and metadata
+
+
+def test_an_empty_file_uploads(client, files):
+    response = put(client, files.upload_url("empty.txt", max_size=10), b"")
+    assert response.status_code == 201
+    assert files.size("empty.txt") == 0
