@@ -5,6 +5,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import http.client
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import pytest
 from django.core.exceptions import SuspiciousFileOperation
@@ -14,8 +24,10 @@ from django.core.files.storage import storages
 from natsstorage import NatsStorage
 from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import BucketNotFound
+from natsstorage.testing import free_port
 
 from .helpers import MiB, random_bytes, stream_state
+from .test_views import peak_rss, worker_pid
 
 CHUNK = 128 * 1024  # the bucket's chunks in these tests: a few MiB make many
 
@@ -164,3 +176,162 @@ def test_an_empty_file_uploads(client, files):
     response = put(client, files.upload_url("empty.txt", max_size=10), b"")
     assert response.status_code == 201
     assert files.size("empty.txt") == 0
+
+
+# -- real servers: a 100 MiB upload streamed, and one cut in the middle then resumed ---------
+
+BIG = 100 * MiB
+MEMORY_BOUND = 40 * MiB  # growth of the server's peak RSS; holding the file would be > 100 MiB
+VENV_BIN = Path(sys.executable).parent
+SERVERS = {
+    "gunicorn": ["gunicorn", "--workers", "1", "--timeout", "120", "django.core.wsgi:get_wsgi_application()"],
+    "uvicorn": ["uvicorn", "--factory", "django.core.asgi:get_asgi_application", "--lifespan", "off"],
+}
+
+
+def piece(index: int) -> bytes:
+    """The file's ``index``-th MiB: the same bytes every time they are asked for, never all held at once."""
+    return random.Random(index).randbytes(MiB)
+
+
+def big_sha256() -> str:
+    digest = hashlib.sha256()
+    for index in range(BIG // MiB):
+        digest.update(piece(index))
+    return "SHA-256=" + base64.urlsafe_b64encode(digest.digest()).decode()
+
+
+def body(start: int, end: int) -> Iterator[bytes]:
+    """Bytes ``start`` to ``end`` of the file, a MiB at most at a time."""
+    while start < end:
+        index, skip = divmod(start, MiB)
+        data = piece(index)[skip : skip + end - start]
+        start += len(data)
+        yield data
+
+
+@contextlib.contextmanager
+def http_server(server: str, nats_server, tmp_path) -> Iterator[tuple[str, int]]:
+    """The test project under a real server, up and connected: its address and the pid that serves."""
+    port = free_port()
+    where = ["--bind", f"127.0.0.1:{port}"] if server == "gunicorn" else ["--port", str(port)]
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "NATS_URL": nats_server.url}
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(VENV_BIN / SERVERS[server][0]), *SERVERS[server][1:], *where],
+            cwd=Path(__file__).parent.parent,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        storage = NatsStorage("configs")  # the test app's Document.upload: a storage the server knows
+        deadline = time.monotonic() + 30
+        while True:  # up, connected to NATS, and past its first upload
+            try:
+                status = send("127.0.0.1", port, "PUT", storage.upload_url("warm-up.txt", max_size=10), [b"warm"], 4)
+                assert status == 201, log.read_text()
+                break
+            except OSError:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        storage.delete("warm-up.txt")
+        yield f"127.0.0.1:{port}", worker_pid(process.pid)
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert "Traceback" not in log.read_text()  # a cut connection is a 4xx, not an error
+
+
+def send(host: str, port: int, method: str, url: str, data: Iterable[bytes], length: int, **headers: str) -> int:
+    """One request with a streamed body; its status."""
+    connection = http.client.HTTPConnection(host, port, timeout=60)
+    try:
+        connection.putrequest(method, url)
+        for header, value in {"Content-Type": "application/octet-stream", **headers}.items():
+            connection.putheader(header, value)
+        connection.putheader("Content-Length", str(length))
+        connection.endheaders()
+        for part in data:
+            connection.send(part)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def offset(address: str, url: str) -> int:
+    with urllib.request.urlopen(urllib.request.Request(f"http://{address}{url}", method="HEAD"), timeout=30) as answer:
+        return int(answer.headers["Upload-Offset"])
+
+
+@pytest.fixture
+def configs():
+    """The test app's ``Document.upload`` storage (bucket ``configs``), emptied afterwards."""
+    storage = NatsStorage("configs")
+    yield storage
+    with contextlib.suppress(BucketNotFound):
+        BucketTools(storage).destroy()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
+def test_a_100_mib_put_streams_into_the_bucket_in_bounded_memory(server, configs, nats_server, tmp_path, capsys):
+    with http_server(server, nats_server, tmp_path) as (address, pid):
+        host, port = address.split(":")
+        url = configs.upload_url("big.bin", max_size=BIG)
+        before = peak_rss(pid)
+        started = time.monotonic()
+        assert send(host, int(port), "PUT", url, body(0, BIG), BIG) == 201
+        seconds = time.monotonic() - started
+        growth = peak_rss(pid) - before
+    with capsys.disabled():
+        rate = BIG / MiB / seconds
+        print(f"\n{server}: a 100 MiB PUT in {seconds:.2f} s ({rate:.0f} MiB/s), peak RSS +{growth / MiB:.1f} MiB")
+    assert growth < MEMORY_BOUND, f"{server}'s peak RSS grew by {growth / MiB:.1f} MiB"
+    assert configs.info("big.bin").digest == big_sha256()
+
+
+@pytest.mark.slow
+def test_a_100_mib_upload_cut_in_the_middle_resumes_from_where_it_stopped(configs, nats_server, tmp_path):
+    with http_server("gunicorn", nats_server, tmp_path) as (address, _):
+        host, port = address.split(":")
+        url = configs.upload_url("big.bin", max_size=BIG)
+        # The client goes away after about half: the server keeps what it stored in whole chunks.
+        cut = socket.create_connection((host, int(port)))
+        cut.sendall(
+            f"PUT {url} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {BIG}\r\n\r\n".encode()
+        )
+        for part in body(0, BIG // 2 + 12345):
+            cut.sendall(part)
+        cut.close()
+        deadline = time.monotonic() + 60
+        while True:  # the server notices the cut and lets the chunks in flight land: then the rest goes
+            stored = offset(address, url)
+            if stored > 0:
+                status = send(
+                    host,
+                    int(port),
+                    "PUT",
+                    url,
+                    body(stored, BIG),
+                    BIG - stored,
+                    **{"Upload-Offset": str(stored), "Upload-Length": str(BIG)},
+                )
+                if status == 201:
+                    break
+                assert status == 409, status  # its chunks were still landing: ask again
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert BIG // 4 < stored <= BIG // 2 + 12345  # resumed, not started again
+    info = configs.info("big.bin")
+    assert info.size == BIG and info.digest == big_sha256()
+    digest = hashlib.sha256()
+    with configs.open("big.bin") as f:
+        while data := f.read(MiB):
+            digest.update(data)
+    assert "SHA-256=" + base64.urlsafe_b64encode(digest.digest()).decode() == big_sha256()
