@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -17,17 +18,22 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from django import forms
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
+from django.urls import reverse
 
 from natsstorage import NatsStorage
 from natsstorage.buckettools import BucketTools
+from natsstorage.direct import Result
 from natsstorage.exceptions import BucketNotFound
+from natsstorage.forms import DirectUploadField
 from natsstorage.testing import free_port
 
 from .helpers import MiB, random_bytes, stream_state
 from .test_views import peak_rss, worker_pid
+from .testapp.models import Document
 
 CHUNK = 128 * 1024  # the bucket's chunks in these tests: a few MiB make many
 
@@ -335,3 +341,90 @@ def test_a_100_mib_upload_cut_in_the_middle_resumes_from_where_it_stopped(config
         while data := f.read(MiB):
             digest.update(data)
     assert "SHA-256=" + base64.urlsafe_b64encode(digest.digest()).decode() == big_sha256()
+
+
+# -- the form field: the browser uploads, the form submits only the signed result --------------
+
+
+class DocumentForm(forms.ModelForm):
+    upload = DirectUploadField(
+        storage=Document._meta.get_field("upload").storage,
+        upload_to="docs",
+        max_size=10 * MiB,
+        content_types=["text/*"],
+    )
+
+    class Meta:
+        model = Document
+        fields = ["title", "upload"]
+
+
+def upload_as_the_widget_does(client, form: forms.Form, data: bytes, filename: str, content_type: str) -> dict:
+    """What direct-upload.js does: ask for a link with the rendered ticket, PUT the file, get the result."""
+    ticket = re.search(r'data-ticket="([^"]+)"', str(form["upload"])).group(1)
+    prepare = re.search(r'data-prepare="([^"]+)"', str(form["upload"])).group(1)
+    asked = client.post(prepare, data={"ticket": ticket, "filename": filename}, content_type="application/json")
+    assert asked.status_code == 200, asked.content
+    response = put(client, asked.json()["url"], data, content_type, **{"Upload-Length": str(len(data))})
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+@pytest.mark.django_db
+def test_the_field_and_a_model_save_end_to_end_without_the_bytes_passing_again(client, configs):
+    uploaded = upload_as_the_widget_does(
+        client, DocumentForm(), b"direct to the bucket", "../../My notes.txt", "text/plain"
+    )
+    assert uploaded["name"] == "docs/My_notes.txt"
+    messages = stream_state(configs)["messages"]
+    form = DocumentForm(data={"title": "notes", "upload": uploaded["result"]})
+    import natsstorage.direct as d
+
+    print(d.Result.from_token(uploaded["result"]))
+    assert form.is_valid(), form.errors
+    document = form.save()
+    assert stream_state(configs)["messages"] == messages  # the save wrote nothing to the bucket
+    document.refresh_from_db()
+    assert document.upload.name == "docs/My_notes.txt"
+    assert document.upload.read() == b"direct to the bucket"
+    # Rendered again after another field's error, the form keeps the upload; edited later, it keeps the file.
+    again = DocumentForm(data={"title": "", "upload": uploaded["result"]})
+    assert not again.is_valid() and "Uploaded: docs/My_notes.txt" in str(again["upload"])
+    edited = DocumentForm(data={"title": "renamed", "upload": ""}, instance=document)
+    assert edited.is_valid(), edited.errors
+    assert edited.save().upload.name == "docs/My_notes.txt"
+
+
+@pytest.mark.django_db
+def test_the_field_rejects_a_forged_or_foreign_result(client, configs, files):
+    uploaded = upload_as_the_widget_does(client, DocumentForm(), b"mine", "a.txt", "text/plain")
+    token = uploaded["result"]
+    # Tampered with, or one the field never signed: a name of the attacker's choice, say.
+    forged_name = token.replace(token.split(":")[0], token.split(":")[0][::-1])
+    elsewhere = Result(configs.config.bucket, "", "secret/passwords.txt", 4, uploaded["digest"]).token()
+    other_storage = put(client, files.upload_url("docs/a.txt", max_size=10), b"mine").json()["result"]
+    for value in (forged_name, "x" * 10000, "e30:abc", elsewhere, other_storage):
+        form = DocumentForm(data={"title": "t", "upload": value})
+        assert not form.is_valid() and "upload" in form.errors, value
+    # A genuine result whose object is gone, or was replaced since.
+    configs.delete(uploaded["name"])
+    form = DocumentForm(data={"title": "t", "upload": token})
+    assert not form.is_valid() and form.errors["upload"] == [DirectUploadField.default_error_messages["missing"]]
+    # A type the field does not take is refused before a byte is stored.
+    ticket = re.search(r'data-ticket="([^"]+)"', str(DocumentForm()["upload"])).group(1)
+    url = client.post(
+        reverse("natsstorage:prepare_upload"),
+        data={"ticket": ticket, "filename": "x.png"},
+        content_type="application/json",
+    ).json()["url"]
+    assert put(client, url, b"\x89PNG", "image/png").status_code == 415
+    assert (
+        client.post(reverse("natsstorage:prepare_upload"), data=b"{", content_type="application/json").status_code
+        == 400
+    )
+    forged = client.post(
+        reverse("natsstorage:prepare_upload"),
+        data={"ticket": ticket[:-3], "filename": "x"},
+        content_type="application/json",
+    )
+    assert forged.status_code == 403
