@@ -6,6 +6,7 @@ import base64
 import contextlib
 import hashlib
 import http.client
+import io
 import os
 import random
 import re
@@ -22,6 +23,7 @@ from django import forms
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
+from django.core.management import call_command
 from django.urls import reverse
 
 from natsstorage import NatsStorage
@@ -182,6 +184,24 @@ def test_an_empty_file_uploads(client, files):
     response = put(client, files.upload_url("empty.txt", max_size=10), b"")
     assert response.status_code == 201
     assert files.size("empty.txt") == 0
+
+
+def test_natsos_gc_leaves_an_interrupted_upload_for_its_min_age_then_the_upload_starts_again(client, files):
+    """``natsos_gc`` counts from an upload's newest chunk: with its default ``--min-age`` (1 h, the default
+    ``url_expiry``) it never collects an upload whose link still works; past it, the upload starts from 0."""
+    data = random_bytes(3 * CHUNK)
+    url = files.upload_url("paused.bin", max_size=len(data))
+    assert put(client, url, data[: 2 * CHUNK], **{"Upload-Length": str(len(data))}).status_code == 204
+    found = io.StringIO()
+    call_command("natsos_gc", files.config.bucket, stdout=found)
+    assert "0 orphaned uploads" in found.getvalue()
+    assert client.head(url)["Upload-Offset"] == str(2 * CHUNK)
+    call_command("natsos_gc", files.config.bucket, "--min-age", "0", "--purge", stdout=io.StringIO())
+    assert client.head(url)["Upload-Offset"] == "0"
+    rest = {"Upload-Offset": str(2 * CHUNK), "Upload-Length": str(len(data))}
+    assert put(client, url, data[2 * CHUNK :], **rest).status_code == 409
+    assert put(client, url, data).status_code == 201
+    assert files.open("paused.bin").read() == data
 
 
 # -- real servers: a 100 MiB upload streamed, and one cut in the middle then resumed ---------
