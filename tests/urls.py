@@ -9,4 +9,5 @@ urlpatterns = [
     path("files/", include("natsstorage.urls")),
     path("styled/", TemplateView.as_view(template_name="testapp/styled.html")),  # static files from a bucket
     path("sizes/", views.sizes),  # a page touching fifty files
+    path("direct/", views.direct_upload),  # a DirectUploadField
 ]

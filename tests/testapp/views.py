@@ -1,7 +1,9 @@
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 
 from natsstorage.exceptions import NatsUnavailable
 
+from .forms import DirectDocumentForm
 from .models import Document
 
 PAGE_SIZE = 50  # files a page touches
@@ -18,3 +20,12 @@ def sizes(request: HttpRequest) -> HttpResponse:
         except NatsUnavailable:
             lines.append(f"{name}: the file store is unavailable")
     return HttpResponse("\n".join(lines), content_type="text/plain")
+
+
+def direct_upload(request: HttpRequest) -> HttpResponse:
+    """A page with a DirectUploadField: the file goes to the bucket from the browser, the form saves its name."""
+    form = DirectDocumentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        document = form.save()
+        return HttpResponse(f"Saved {document.upload.name}", content_type="text/plain")
+    return render(request, "testapp/direct.html", {"form": form})
