@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import threading
+import urllib.parse
 
 import pytest
 from playwright.sync_api import expect
@@ -53,3 +57,72 @@ def test_in_a_browser_the_widget_uploads_with_progress_and_the_form_saves_the_na
             assert f.read() == data
     finally:
         storage.delete("docs/big_file.bin")
+
+
+class CuttingProxy:
+    """A loopback TCP proxy to the live server that cuts the connection carrying the first upload ``PUT``
+    after ``cut_after`` of its bytes, as a dropped network would; every other byte passes."""
+
+    def __init__(self, upstream: tuple[str, int], cut_after: int) -> None:
+        self.upstream, self.cut_after = upstream, cut_after
+        self.cut = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(self.upstream)
+                threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+                threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, upload: bool) -> None:
+        sent = None  # bytes of an upload PUT forwarded on this connection
+        with contextlib.suppress(OSError):
+            while data := source.recv(256 * 1024):
+                if upload and sent is None and not self.cut.is_set() and b"PUT /files/~upload/" in data:
+                    sent = 0
+                if sent is not None:
+                    sent += len(data)
+                    if sent > self.cut_after:
+                        self.cut.set()
+                        break
+                target.sendall(data)
+        for end in (source, target):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_in_a_browser_an_upload_cut_off_resumes_from_the_bytes_stored(live_server, page, tmp_path):  # noqa: F811
+    data = random_bytes(64 * MiB)
+    path = tmp_path / "cut.bin"  # (Playwright takes no buffer over 50 MB)
+    path.write_bytes(data)
+    address = urllib.parse.urlsplit(live_server.url)
+    proxy = CuttingProxy((address.hostname, address.port), cut_after=len(data) // 2)
+    offsets: list[int] = []
+    page.on(
+        "request",
+        lambda request: (
+            offsets.append(int(request.headers.get("upload-offset", "0"))) if request.method == "PUT" else None
+        ),
+    )
+    page.goto(f"http://127.0.0.1:{proxy.port}/direct/")
+    page.fill("#id_title", "resumed")
+    page.set_input_files("#id_upload", files=str(path))
+    status = page.locator(".nats-direct-upload .nats-upload-status")
+    expect(status).to_have_text("Uploaded: docs/cut.bin", timeout=60_000)
+    storage = NatsStorage("configs")
+    try:
+        assert proxy.cut.is_set()
+        assert offsets[0] == 0 and 0 < offsets[-1] <= len(data) // 2, offsets  # resumed, not started again
+        with storage.open("docs/cut.bin") as f:
+            assert f.read() == data
+    finally:
+        proxy.close()
+        storage.delete("docs/cut.bin")
