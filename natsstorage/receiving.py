@@ -111,6 +111,9 @@ def _put(request: HttpRequest, storage: NatsStorage, link: Link, key: str, where
         return _text(f"The upload stands at byte {where.offset}: go on from there.", 409, where.offset)
     try:
         upload = run(direct.start(storage.bucket, key, link.nuid, where))
+    except NatsUnavailable as error:
+        logger.warning("cannot take an upload: %s", error)
+        return _text("The file store is unavailable; try again shortly.", 503)
     except NatsStorageError as error:  # a chunk cut short: not an upload this view wrote
         logger.warning("cannot resume an upload: %s", error)
         return _text("This upload cannot be resumed: start again with a new link.", 409)
@@ -168,6 +171,10 @@ def _stream(
         run(upload.abort(keep_chunks=True))
         logger.warning("cannot take an upload: %s", error)
         return _text("The file store is unavailable; try again shortly.", 503)
+    except NatsStorageError as error:  # refused by the server: a full bucket, say
+        run(upload.abort())
+        logger.warning("an upload to %r was refused: %s", key, error)
+        return _text("The file store refused this upload.", 507, 0)
     except BaseException:
         run(upload.abort())
         raise

@@ -186,6 +186,20 @@ def test_an_empty_file_uploads(client, files):
     assert files.size("empty.txt") == 0
 
 
+def test_an_upload_the_bucket_has_no_room_for_is_refused_and_leaves_nothing(client, bucket_name, settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "full": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name, "max_bytes": MiB}},
+    }
+    storage = storages["full"]
+    try:
+        response = put(client, storage.upload_url("big.bin", max_size=10 * MiB), random_bytes(3 * MiB))
+        assert response.status_code == 507
+        assert stream_state(storage)["messages"] == 0
+    finally:
+        BucketTools(storage).destroy()
+
+
 def test_natsos_gc_leaves_an_interrupted_upload_for_its_min_age_then_the_upload_starts_again(client, files):
     """``natsos_gc`` counts from an upload's newest chunk: with its default ``--min-age`` (1 h, the default
     ``url_expiry``) it never collects an upload whose link still works; past it, the upload starts from 0."""
