@@ -12,9 +12,12 @@ import json
 import logging
 import posixpath
 import re
+from typing import Any, NoReturn
 
-from django.core.exceptions import SuspiciousFileOperation
+from django.core.exceptions import SuspiciousFileOperation, SuspiciousOperation
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse, UnreadablePostError
+from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
 from natsstorage import contenttypes, direct, loop, registry, saving, signing
@@ -33,6 +36,8 @@ OFFSET_HEADER = "Upload-Offset"  # as tus names them: where this request's bytes
 LENGTH_HEADER = "Upload-Length"  # the whole file's size (default: where this request's bytes end)
 MAX_FILE_NAME = 255  # characters of the file name a widget sends
 MAX_PREPARE_BODY = 8 * 1024  # bytes of a widget's request for a link
+FILE_FIELD = "file"  # the part of a multipart POST that holds the file
+FORM_ROOM = 64 * 1024  # bytes a multipart POST may hold beside the file: boundaries, part headers, small fields
 
 
 def _text(message: str, status: int, offset: int | None = None) -> HttpResponse:
@@ -49,6 +54,16 @@ def _number(value: str | None, default: int | None = None) -> int | None:
     return int(value) if NUMBER.fullmatch(value) else None
 
 
+def _type_refused(content_type: str, link: Link, *, missing_allowed: bool = False) -> str | None:
+    """Why the link does not take ``content_type``, if it does not (none given: only if it allows any)."""
+    if not content_type and missing_allowed and not link.content_types:
+        return None
+    if len(content_type) <= contenttypes.MAX_LENGTH and direct.type_allowed(content_type, link.content_types):
+        return None
+    allowed = ", ".join(link.content_types) or "a type/subtype"
+    return f"This link takes {allowed}, not {content_type[:100]!r}."
+
+
 def storage_for(bucket: str, location: str) -> NatsStorage | None:
     """The configured storage a link or result was signed for, by its bucket and location."""
     for _, storage in registry.configured(NatsStorage):
@@ -60,8 +75,8 @@ def storage_for(bucket: str, location: str) -> NatsStorage | None:
 @csrf_exempt  # the signed link is the credential; no cookie is needed or used
 def receive(request: HttpRequest, token: str) -> HttpResponse:
     """``PUT`` a file's bytes (or the rest of them) to a signed upload link; ``HEAD`` says how many are stored."""
-    if request.method not in ("PUT", "HEAD"):
-        return HttpResponseNotAllowed(["PUT", "HEAD"])
+    if request.method not in ("PUT", "POST", "HEAD"):
+        return HttpResponseNotAllowed(["PUT", "POST", "HEAD"])
     try:
         link = Link.from_token(token)
     except signing.LinkRefused as error:
@@ -80,16 +95,16 @@ def receive(request: HttpRequest, token: str) -> HttpResponse:
         if where.done is not None:
             response[LENGTH_HEADER] = str(where.done.size)
         return response
+    if request.method == "POST":
+        return _post(request, storage, link, key, where)
     return _put(request, storage, link, key, where)
 
 
 def _put(request: HttpRequest, storage: NatsStorage, link: Link, key: str, where: direct.Stored) -> HttpResponse:
     content_type = request.META.get("CONTENT_TYPE") or ""
-    if len(content_type) > contenttypes.MAX_LENGTH or not (
-        direct.type_allowed(content_type, link.content_types) or (not content_type and not link.content_types)
-    ):
-        allowed = ", ".join(link.content_types) or "a type/subtype"
-        return _text(f"This link takes {allowed}, not {content_type[:100]!r}.", 415, where.offset)
+    refused = _type_refused(content_type, link, missing_allowed=True)
+    if refused is not None:
+        return _text(refused, 415, where.offset)
     if not request.META.get("CONTENT_LENGTH"):
         return _text("Send the file with a Content-Length.", 411, where.offset)
     length = _number(request.META.get("CONTENT_LENGTH"))
@@ -145,22 +160,14 @@ def _stream(
             if not piece:
                 break
             received += len(piece)
-            writing = loop.submit(upload.write(piece), blocking=True)
-            upload.hash(piece)  # here, while the loop publishes
-            loop.wait(writing)
+            _write(upload, piece)
         if received < length or offset + length < total:
             run(upload.abort(keep_chunks=True))  # what is stored in whole chunks stays, to resume from
             stored = upload.chunks * upload.chunk_size
             if received < length:
                 return _text(f"The body ended early; the upload stands at byte {stored}.", 400, stored)
             return _text("", 204, stored)
-        run(upload.drain())
-        if run(direct.chunk_count(storage.bucket, link.nuid)) != upload.chunks:
-            run(direct.purge(storage.bucket, link.nuid, key))  # another request wrote beside this one
-            return _text("Two requests wrote this upload at once: start again from byte 0.", 409, 0)
-        head = saving.head_for(storage, link.name, content_type or None)
-        taken = Taken.REPLACE if storage.config.file_overwrite else Taken.REFUSE
-        run(saving.commit(storage, upload, link.name, head, taken))
+        return _commit(storage, link, key, upload, content_type)
     except ObjectChanged:  # the first chunk found another writer's after those this request read back
         run(upload.abort(keep_chunks=True))
         return _text("Another request is writing this upload.", 409)
@@ -178,9 +185,104 @@ def _stream(
     except BaseException:
         run(upload.abort())
         raise
+
+
+def _write(upload: Upload, piece: bytes) -> None:
+    writing = loop.submit(upload.write(piece), blocking=True)
+    upload.hash(piece)  # here, while the loop publishes
+    loop.wait(writing)
+
+
+def _commit(storage: NatsStorage, link: Link, key: str, upload: Upload, content_type: str) -> HttpResponse:
+    """Name the object, once the stream holds exactly the chunks this upload counted."""
+    run(upload.drain())
+    if run(direct.chunk_count(storage.bucket, link.nuid)) != upload.chunks:
+        run(direct.purge(storage.bucket, link.nuid, key))  # another request wrote beside this one
+        return _text("Two requests wrote this upload at once: start again from byte 0.", 409, 0)
+    head = saving.head_for(storage, link.name, content_type or None)
+    taken = Taken.REPLACE if storage.config.file_overwrite else Taken.REFUSE
+    run(saving.commit(storage, upload, link.name, head, taken))
     info = run(storage.bucket.latest(key))
     assert info is not None
     return _finished(storage, link, info.size, info.digest)
+
+
+class _IntoBucket(FileUploadHandler):
+    """Takes the one file part of a multipart ``POST`` (``FILE_FIELD``) straight into the upload, checking
+    its type before its first byte and its size at every piece; any other file part is refused."""
+
+    chunk_size = PIECE_BYTES
+
+    def __init__(self, upload: Upload, link: Link) -> None:
+        super().__init__()
+        self.upload, self.link = upload, link
+        self.refused: HttpResponse | None = None
+        self.complete = False
+
+    def _refuse(self, message: str, status: int) -> NoReturn:
+        self.refused = _text(message, status, 0)
+        raise StopUpload(connection_reset=True)
+
+    def new_file(self, field_name: str, file_name: str, content_type: str, *args: Any, **kwargs: Any) -> None:
+        super().new_file(field_name, file_name, content_type, *args, **kwargs)
+        if field_name != FILE_FIELD or self.complete:
+            self._refuse(f"Send one file, in the part named {FILE_FIELD!r}.", 400)
+        if len(content_type) > contenttypes.MAX_LENGTH or not direct.type_allowed(
+            content_type, self.link.content_types
+        ):
+            allowed = ", ".join(self.link.content_types) or "a type/subtype"
+            self._refuse(f"This link takes {allowed}, not {content_type[:100]!r}.", 415)
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+        if start + len(raw_data) > self.link.max_size:
+            self._refuse(f"This link takes at most {self.link.max_size} bytes.", 413)
+        _write(self.upload, raw_data)
+
+    def file_complete(self, file_size: int) -> None:
+        self.complete = True
+
+
+def _post(request: HttpRequest, storage: NatsStorage, link: Link, key: str, where: direct.Stored) -> HttpResponse:
+    """A whole file in a multipart form (as S3's presigned POST); it cannot be resumed."""
+    length = _number(request.META.get("CONTENT_LENGTH"))
+    if length is None:
+        return _text("Send the form with a Content-Length.", 411)
+    if length > link.max_size + FORM_ROOM:
+        return _text(f"This link takes at most {link.max_size} bytes.", 413)
+    if where.done is not None or where.chunks:
+        return _text("This upload is under way or finished: a form cannot add to it.", 409, where.offset)
+    try:
+        upload = run(direct.start(storage.bucket, key, link.nuid, where))
+    except NatsUnavailable as error:
+        logger.warning("cannot take an upload: %s", error)
+        return _text("The file store is unavailable; try again shortly.", 503)
+    handler = _IntoBucket(upload, link)
+    try:
+        try:
+            MultiPartParser(request.META, request, [handler], request.encoding).parse()
+        except (MultiPartParserError, UnreadablePostError, SuspiciousOperation):
+            handler.refused = handler.refused or _text("The form could not be read.", 400, 0)
+        if handler.refused is not None or not handler.complete:
+            run(upload.abort())
+            return handler.refused or _text(f"The form holds no file part named {FILE_FIELD!r}.", 400, 0)
+        return _commit(storage, link, key, upload, handler.content_type or "")
+    except ObjectChanged:
+        run(upload.abort(keep_chunks=True))
+        return _text("Another request is writing this upload.", 409)
+    except FileExistsError:
+        run(upload.abort())
+        return _text("Another file took this name since the link was signed: ask for a new link.", 409, 0)
+    except NatsUnavailable as error:
+        run(upload.abort())
+        logger.warning("cannot take an upload: %s", error)
+        return _text("The file store is unavailable; try again shortly.", 503)
+    except NatsStorageError as error:
+        run(upload.abort())
+        logger.warning("an upload to %r was refused: %s", key, error)
+        return _text("The file store refused this upload.", 507, 0)
+    except BaseException:
+        run(upload.abort())
+        raise
 
 
 def _finished(storage: NatsStorage, link: Link, size: int, digest: str) -> JsonResponse:

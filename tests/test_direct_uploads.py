@@ -23,6 +23,7 @@ from django import forms
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -137,7 +138,7 @@ def test_bad_names_and_headers_are_refused_with_4xx(client, files):
     assert put(client, url, b"x", **{"Upload-Offset": "9" * 40}).status_code == 400
     assert put(client, url, b"xyz", **{"Upload-Length": "2"}).status_code == 400
     assert put(client, url, b"x", **{"Upload-Offset": "5"}).status_code == 409  # not where it stands
-    assert client.post(url, data=b"x", content_type="text/plain").status_code == 405
+    assert client.post(url, data=b"x", content_type="text/plain").status_code == 400  # not a form
     assert client.get(url).status_code == 405
     assert stream_state(files)["messages"] == 0
 
@@ -198,6 +199,34 @@ def test_an_upload_the_bucket_has_no_room_for_is_refused_and_leaves_nothing(clie
         assert stream_state(storage)["messages"] == 0
     finally:
         BucketTools(storage).destroy()
+
+
+def test_a_multipart_post_to_the_link_stores_its_file_part(client, files):
+    url = files.upload_url("form.txt", max_size=10 * CHUNK, content_types=["text/*"])
+    data = random_bytes(3 * CHUNK + 5)
+    response = client.post(url, {"note": "ignored", "file": SimpleUploadedFile("x.txt", data, "text/csv")})
+    assert response.status_code == 201, response.content
+    assert response.json()["name"] == "form.txt" and response.json()["digest"] == sha256_digest(data)
+    assert files.open("form.txt").read() == data
+    assert files.info("form.txt").content_type == "text/csv"
+    again = client.post(url, {"file": SimpleUploadedFile("x.txt", b"more", "text/plain")})
+    assert again.status_code == 409
+
+
+def test_a_multipart_post_over_the_size_or_of_a_wrong_type_leaves_nothing(client, files):
+    url = files.upload_url("form.bin", max_size=3 * CHUNK)
+    # Within the room a form's boundaries get, so the parts are read: cut off at the piece that goes over.
+    over = client.post(url, {"file": SimpleUploadedFile("x.bin", random_bytes(3 * CHUNK + 1000))})
+    assert over.status_code == 413
+    assert stream_state(files)["messages"] == 0
+    far_over = client.post(url, {"file": SimpleUploadedFile("x.bin", random_bytes(4 * CHUNK))})
+    assert far_over.status_code == 413
+    typed = files.upload_url("form.png", max_size=3 * CHUNK, content_types=["image/png"])
+    assert client.post(typed, {"file": SimpleUploadedFile("x.png", b"<svg>", "image/svg+xml")}).status_code == 415
+    assert client.post(typed, {"other": SimpleUploadedFile("x.png", b"png", "image/png")}).status_code == 400
+    assert client.post(typed, {"file": "not a file"}).status_code == 400
+    assert client.post(typed, data=b"--x\r\nnonsense", content_type="multipart/form-data").status_code == 400
+    assert stream_state(files)["messages"] == 0
 
 
 def test_natsos_gc_leaves_an_interrupted_upload_for_its_min_age_then_the_upload_starts_again(client, files):
