@@ -11,8 +11,11 @@ why and what a client sends.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import hashlib
 import re
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +25,7 @@ from natsstorage import signing
 from natsstorage.delivery import Pull
 from natsstorage.exceptions import CorruptObject
 from natsstorage.objectstore import CHUNK_SUBJECT, Bucket, ObjectInfo
-from natsstorage.transfer import Upload
+from natsstorage.transfer import HASH_AHEAD, Upload, _hash_beside
 
 LINK = "upload"  # the kinds of signed token (signing.dumps): a link to upload to,
 RESULT = "uploaded"  # and what a finished upload gives the browser, for a form to submit
@@ -172,16 +175,23 @@ async def resume(bucket: Bucket, key: str, nuid: str) -> Upload:
     subject = CHUNK_SUBJECT.format(bucket=bucket.name, nuid=nuid)
     nc = await bucket.connection()
     sha256, chunks, size, chunk_size, last_seq = hashlib.sha256(), 0, 0, 0, 0
+    hashing: deque[concurrent.futures.Future[None]] = deque()  # chunks on the hashing thread, in order
     config = {"deliver_policy": "all", "filter_subject": subject}
-    async with Pull(bucket.stream, nc, config, exact=True, window=bucket.window_for(bucket.chunk_size)) as pull:
-        for _ in range(pull.pending):
-            msg = await pull.next()
-            assert msg is not None  # an exact pull raises rather than end early
-            if chunk_size and len(msg.data) != chunk_size:
-                raise CorruptObject(f"the upload to {key!r} in bucket {bucket.name!r} holds a chunk cut short")
-            chunk_size = chunk_size or len(msg.data)
-            sha256.update(msg.data)
-            chunks, size, last_seq = chunks + 1, size + len(msg.data), msg.metadata.sequence.stream
+    try:
+        async with Pull(bucket.stream, nc, config, exact=True, window=bucket.window_for(bucket.chunk_size)) as pull:
+            for _ in range(pull.pending):
+                msg = await pull.next()
+                assert msg is not None  # an exact pull raises rather than end early
+                if chunk_size and len(msg.data) != chunk_size:
+                    raise CorruptObject(f"the upload to {key!r} in bucket {bucket.name!r} holds a chunk cut short")
+                chunk_size = chunk_size or len(msg.data)
+                hashing.append(_hash_beside(sha256, msg.data))  # while the next chunks arrive
+                while len(hashing) > HASH_AHEAD:
+                    await asyncio.wrap_future(hashing.popleft())
+                chunks, size, last_seq = chunks + 1, size + len(msg.data), msg.metadata.sequence.stream
+    finally:
+        for hashed in hashing:
+            await asyncio.wrap_future(hashed)
     upload = await Upload.resume(
         bucket, nuid, chunks=chunks, size=size, sha256=sha256, chunk_size=chunk_size, last_seq=last_seq, name=key
     )

@@ -366,9 +366,10 @@ def test_a_100_mib_put_streams_into_the_bucket_in_bounded_memory(server, configs
 
 @pytest.mark.slow
 def test_a_100_mib_upload_cut_in_the_middle_resumes_from_where_it_stopped(configs, nats_server, tmp_path):
-    with http_server("gunicorn", nats_server, tmp_path) as (address, _):
+    with http_server("gunicorn", nats_server, tmp_path) as (address, pid):
         host, port = address.split(":")
         url = configs.upload_url("big.bin", max_size=BIG)
+        before = peak_rss(pid)
         # The client goes away after about half: the server keeps what it stored in whole chunks.
         cut = socket.create_connection((host, int(port)))
         cut.sendall(
@@ -397,6 +398,8 @@ def test_a_100_mib_upload_cut_in_the_middle_resumes_from_where_it_stopped(config
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert BIG // 4 < stored <= BIG // 2 + 12345  # resumed, not started again
+        growth = peak_rss(pid) - before  # the chunks stored were read back a window at a time
+        assert growth < MEMORY_BOUND, f"gunicorn's peak RSS grew by {growth / MiB:.1f} MiB"
     info = configs.info("big.bin")
     assert info.size == BIG and info.digest == big_sha256()
     digest = hashlib.sha256()
