@@ -58,6 +58,10 @@ class DirectUploadWidget(forms.Widget):
     def value_from_datadict(self, data: Mapping[str, Any], files: MultiValueDict[str, Any], name: str) -> Any:
         return data.get(name)
 
+    def use_required_attribute(self, initial: Any) -> bool:
+        # The file input is never submitted (the hidden result is): the field checks that one is there.
+        return False
+
 
 def _result(value: object) -> direct.Result | None:
     try:
@@ -72,7 +76,7 @@ class DirectUploadField(forms.Field):
 
     Give it to a ``ModelForm`` in place of its ``FileField``'s: the model saves the name, and the file's
     bytes never pass through Django. ``expire``: seconds the page's upload ticket, and the link it gets,
-    work (default: the storage's ``url_expiry``).
+    work (default: the storage's ``url_expiry``). ``max_length``: the model field's, which names are cut to.
     """
 
     widget = DirectUploadWidget
@@ -90,9 +94,11 @@ class DirectUploadField(forms.Field):
         upload_to: str = "",
         content_types: Sequence[str] | None = None,
         expire: int | None = None,
+        max_length: int | None = None,
         **kwargs: Any,
     ) -> None:
         self._storage = storage
+        self.max_length = max_length
         self.upload_to = clean_prefix(upload_to)  # "" or "folder/"
         self.max_size = max_size
         self.content_types = direct.allowed_types(content_types)
@@ -118,6 +124,7 @@ class DirectUploadField(forms.Field):
                 "m": self.max_size,
                 "t": self.content_types,
                 "e": expiry,
+                "x": self.max_length,
             }
         return super().widget_attrs(widget)
 

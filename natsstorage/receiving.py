@@ -324,6 +324,7 @@ def prepare(request: HttpRequest) -> HttpResponse:
             max_size=int(ticket["m"]),  # type: ignore[call-overload]
             content_types=ticket["t"],  # type: ignore[arg-type]
             expire=int(ticket["e"]),  # type: ignore[call-overload]
+            max_length=ticket.get("x"),  # type: ignore[arg-type]
         )
     except (SuspiciousFileOperation, ValueError):
         return _text("This file name cannot be stored.", 400)

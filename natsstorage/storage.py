@@ -330,12 +330,14 @@ class NatsStorage(Rebuildable, Storage):
         max_size: int,
         content_types: Sequence[str] | None = None,
         expire: int | timedelta | None = None,
+        max_length: int | None = None,
     ) -> str:
         """A signed link to which a browser sends a file with ``PUT`` (docs/direct-uploads.md): at most
         ``max_size`` bytes, of one of ``content_types`` (``"image/png"``, ``"image/*"``; None: any), stored
-        under ``name`` made free now by ``get_available_name`` (its name for good: a name taken meanwhile
-        refuses the upload, unless ``file_overwrite``). Works for ``expire`` seconds (default ``url_expiry``)."""
-        name = self.get_available_name(clean_name(name))
+        under ``name`` made free now by ``get_available_name`` (with ``max_length``, as ``save()``): its name
+        for good, a name taken meanwhile refuses the upload unless ``file_overwrite``. Works for ``expire``
+        seconds (default ``url_expiry``)."""
+        name = self.get_available_name(clean_name(name), max_length=max_length)
         self.key(name)  # SuspiciousFileOperation for a name the bucket cannot hold
         link = direct.Link.new(
             self.config.bucket, self.config.location, name, max_size=max_size, content_types=content_types

@@ -494,3 +494,16 @@ def test_the_field_rejects_a_forged_or_foreign_result(client, configs, files):
         content_type="application/json",
     )
     assert forged.status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_field_cuts_names_to_its_max_length_and_never_makes_the_file_input_required(client, configs):
+    class ShortNames(forms.Form):
+        upload = DirectUploadField(storage=configs, upload_to="docs", max_size=100, max_length=20)
+
+    uploaded = upload_as_the_widget_does(client, ShortNames(), b"short", "a-very-long-file-name.txt", "text/plain")
+    assert len(uploaded["name"]) <= 20 and uploaded["name"].startswith("docs/") and uploaded["name"].endswith(".txt")
+    assert "required" not in str(ShortNames()["upload"])
+    form = ShortNames(data={"upload": uploaded["result"]})
+    assert form.is_valid() and form.cleaned_data["upload"] == uploaded["name"]
+    assert not ShortNames(data={"upload": ""}).is_valid()  # required all the same
