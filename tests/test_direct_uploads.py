@@ -27,14 +27,14 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
 
-from natsstorage import NatsStorage
+from natsstorage import NatsStorage, direct, loop
 from natsstorage.buckettools import BucketTools
-from natsstorage.direct import Result
-from natsstorage.exceptions import BucketNotFound
+from natsstorage.direct import Link, Result
+from natsstorage.exceptions import BucketNotFound, ObjectChanged
 from natsstorage.forms import DirectUploadField
 from natsstorage.testing import free_port
 
-from .helpers import MiB, random_bytes, stream_state
+from .helpers import MiB, random_bytes, stream_state, with_nats
 from .test_views import peak_rss, worker_pid
 from .testapp.models import Document
 
@@ -227,6 +227,23 @@ def test_a_multipart_post_over_the_size_or_of_a_wrong_type_leaves_nothing(client
     assert client.post(typed, {"file": "not a file"}).status_code == 400
     assert client.post(typed, data=b"--x\r\nnonsense", content_type="multipart/form-data").status_code == 400
     assert stream_state(files)["messages"] == 0
+
+
+def test_a_resumed_upload_appends_nothing_after_another_writers_chunk(client, files):
+    """Looks inside (``direct.resume``): two requests of one upload cannot be interleaved through the test client.
+    The first chunk a resumed request publishes expects the last chunk it read back to be the subject's last."""
+    url = files.upload_url("a.bin", max_size=10 * CHUNK)
+    assert put(client, url, random_bytes(2 * CHUNK), **{"Upload-Length": str(5 * CHUNK)}).status_code == 204
+    link = Link.from_token(url.rstrip("/").rpartition("/")[2])
+    key = files.key(link.name)
+    upload = loop.run(direct.resume(files.bucket, key, link.nuid))
+    assert upload.size == 2 * CHUNK
+    subject = f"$O.{files.config.bucket}.C.{link.nuid}"
+    with_nats(files, lambda nc: nc.request(subject, random_bytes(CHUNK), timeout=5))  # an earlier request's, late
+    with pytest.raises(ObjectChanged):
+        loop.run(upload.write(random_bytes(CHUNK)))
+    loop.run(upload.abort(keep_chunks=True))
+    assert client.head(url)["Upload-Offset"] == str(3 * CHUNK)  # the late chunk, and nothing of the refused request
 
 
 def test_natsos_gc_leaves_an_interrupted_upload_for_its_min_age_then_the_upload_starts_again(client, files):
