@@ -19,12 +19,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from asgiref.sync import async_to_sync
 from django import forms
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from django.test import AsyncClient
 from django.urls import reverse
 
 from natsstorage import NatsStorage, direct, loop
@@ -524,3 +526,28 @@ def test_the_field_cuts_names_to_its_max_length_and_never_makes_the_file_input_r
     form = ShortNames(data={"upload": uploaded["result"]})
     assert form.is_valid() and form.cleaned_data["upload"] == uploaded["name"]
     assert not ShortNames(data={"upload": ""}).is_valid()  # required all the same
+
+
+@pytest.mark.django_db
+def test_the_widget_s_link_request_refuses_file_names_that_cannot_be_stored(client, configs):
+    ticket = re.search(r'data-ticket="([^"]+)"', str(DocumentForm()["upload"])).group(1)
+    prepare = reverse("natsstorage:prepare_upload")
+    for filename in ("..", ".", "", "a\x00b", "x" * 300, 42, None):
+        asked = client.post(prepare, data={"ticket": ticket, "filename": filename}, content_type="application/json")
+        assert asked.status_code == 400, filename
+    assert client.post(prepare, data=b"[]", content_type="application/json").status_code == 400
+    assert client.post(prepare, data=b"x" * 20000, content_type="application/json").status_code == 413
+    assert client.get(prepare).status_code == 405
+
+
+def test_under_asgi_the_same_view_takes_the_body_from_django_s_request_stream(files):
+    data = random_bytes(3 * CHUNK + 7)
+    url = files.upload_url("asgi.bin", max_size=len(data))
+
+    async def go():
+        client = AsyncClient()
+        response = await client.put(url, data=data, content_type="application/octet-stream")
+        return response.status_code, (await client.head(url))["Upload-Offset"]
+
+    assert async_to_sync(go)() == (201, str(len(data)))
+    assert files.open("asgi.bin").read() == data
