@@ -28,7 +28,8 @@ from natsstorage.objectstore import CHUNK_SUBJECT, Bucket, ObjectInfo
 from natsstorage.transfer import HASH_AHEAD, Upload, _hash_beside
 
 LINK = "upload"  # the kinds of signed token (signing.dumps): a link to upload to,
-RESULT = "uploaded"  # and what a finished upload gives the browser, for a form to submit
+RESULT = "uploaded"  # what a finished upload gives the browser, for a form to submit,
+TICKET = "upload-ticket"  # and what a DirectUploadWidget renders, to ask for a link with
 RESULT_EXPIRY = 24 * 3600  # seconds a finished upload's result may wait for its form to be submitted
 MAX_CONTENT_TYPES = 32  # a link allows at most this many types (patterns like ``image/*`` count as one)
 CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/(\*|[a-z0-9][a-z0-9!#$&^_.+-]{0,63})", re.ASCII)

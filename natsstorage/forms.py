@@ -21,7 +21,6 @@ from django.utils.functional import cached_property
 
 from natsstorage import direct, loop, signing
 from natsstorage.names import clean_prefix
-from natsstorage.receiving import TICKET
 from natsstorage.storage import NatsStorage
 
 
@@ -48,7 +47,7 @@ class DirectUploadWidget(forms.Widget):
                 "result": value if result is not None else "",
                 "uploaded": result.name if result is not None else "",
                 "current": "" if result is not None or not value else str(getattr(value, "name", value)),
-                "ticket": signing.dumps(TICKET, self.ticket, expiry=self.expiry),
+                "ticket": signing.dumps(direct.TICKET, self.ticket, expiry=self.expiry),
                 "prepare_url": reverse("natsstorage:prepare_upload"),
                 "accept": ",".join(types),
             }

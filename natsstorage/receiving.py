@@ -305,7 +305,7 @@ def prepare(request: HttpRequest) -> HttpResponse:
         return _text(f"Send at most {MAX_PREPARE_BODY} bytes of JSON.", 413)
     try:
         asked = json.loads(request.read(length))
-        ticket = signing.loads(TICKET, asked["ticket"])
+        ticket = signing.loads(direct.TICKET, asked["ticket"])
         filename = asked["filename"]
     except (ValueError, KeyError, TypeError):
         return _text('Send {"ticket": ..., "filename": ...}.', 400)
@@ -329,6 +329,3 @@ def prepare(request: HttpRequest) -> HttpResponse:
     except (SuspiciousFileOperation, ValueError):
         return _text("This file name cannot be stored.", 400)
     return JsonResponse({"url": request.build_absolute_uri(url)}, headers={"Cache-Control": "no-store"})
-
-
-TICKET = "upload-ticket"  # the kind of signed token a widget renders
