@@ -22,7 +22,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from natsstorage import contenttypes, direct, loop, registry, saving, signing
 from natsstorage.direct import Link, Result
-from natsstorage.exceptions import NatsStorageError, NatsUnavailable, ObjectChanged
+from natsstorage.exceptions import BucketNotFound, NatsStorageError, NatsUnavailable, ObjectChanged
 from natsstorage.files import PIECE_BYTES
 from natsstorage.loop import run
 from natsstorage.saving import Taken
@@ -90,6 +90,8 @@ def receive(request: HttpRequest, token: str) -> HttpResponse:
     except NatsUnavailable as error:
         logger.warning("cannot take an upload: %s", error)
         return _text("The file store is unavailable; try again shortly.", 503)
+    except BucketNotFound:
+        return _text("This link's bucket does not exist.", 404)
     if request.method == "HEAD":
         response = _text("", 200, where.offset)
         if where.done is not None:

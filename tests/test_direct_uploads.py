@@ -248,6 +248,20 @@ def test_a_resumed_upload_appends_nothing_after_another_writers_chunk(client, fi
     assert client.head(url)["Upload-Offset"] == str(3 * CHUNK)  # the late chunk, and nothing of the refused request
 
 
+def test_a_link_to_a_bucket_that_does_not_exist_is_a_404(client, bucket_name, settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "absent": {
+            "BACKEND": "natsstorage.NatsStorage",
+            # file_overwrite: signing asks nothing of the bucket (else it finds it missing, as save() would)
+            "OPTIONS": {"bucket": bucket_name, "create_bucket": False, "file_overwrite": True},
+        },
+    }
+    url = storages["absent"].upload_url("a.txt", max_size=10)
+    assert put(client, url, b"x").status_code == 404
+    assert client.head(url).status_code == 404
+
+
 def test_natsos_gc_leaves_an_interrupted_upload_for_its_min_age_then_the_upload_starts_again(client, files):
     """``natsos_gc`` counts from an upload's newest chunk: with its default ``--min-age`` (1 h, the default
     ``url_expiry``) it never collects an upload whose link still works; past it, the upload starts from 0."""
