@@ -330,4 +330,7 @@ def prepare(request: HttpRequest) -> HttpResponse:
         )
     except (SuspiciousFileOperation, ValueError):
         return _text("This file name cannot be stored.", 400)
+    except NatsStorageError as error:  # asking whether the name is free: the store is down, or the bucket gone
+        logger.warning("cannot sign an upload link: %s", error)
+        return _text("The file store is unavailable; try again shortly.", 503)
     return JsonResponse({"url": request.build_absolute_uri(url)}, headers={"Cache-Control": "no-store"})

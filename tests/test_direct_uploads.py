@@ -565,3 +565,21 @@ def test_under_asgi_the_same_view_takes_the_body_from_django_s_request_stream(fi
 
     assert async_to_sync(go)() == (201, str(len(data)))
     assert files.open("asgi.bin").read() == data
+
+
+def test_the_widget_s_link_request_for_a_bucket_that_does_not_exist_is_a_503(client, bucket_name, settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "absent": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name, "create_bucket": False}},
+    }
+
+    class Absent(forms.Form):
+        upload = DirectUploadField(storage=storages["absent"], max_size=10)
+
+    ticket = re.search(r'data-ticket="([^"]+)"', str(Absent()["upload"])).group(1)
+    asked = client.post(
+        reverse("natsstorage:prepare_upload"),
+        data={"ticket": ticket, "filename": "a.txt"},
+        content_type="application/json",
+    )
+    assert asked.status_code == 503
