@@ -583,3 +583,25 @@ def test_the_widget_s_link_request_for_a_bucket_that_does_not_exist_is_a_503(cli
         content_type="application/json",
     )
     assert asked.status_code == 503
+
+
+def test_with_nats_down_an_upload_and_its_status_are_a_503_and_it_resumes_once_back(client, own_server, settings):
+    server = own_server()
+    settings.NATSSTORAGE = {"servers": [server.url], "connect_timeout": 1.0, "connect_backoff": 0.5, "timeout": 5.0}
+    storage = NatsStorage("configs")
+    data = random_bytes(3 * 512 * 1024)
+    url = storage.upload_url("docs/outage.bin", max_size=len(data))
+    assert put(client, url, data[: 2 * 512 * 1024], **{"Upload-Length": str(len(data))}).status_code == 204
+    server.stop()
+    assert client.head(url).status_code == 503
+    assert put(client, url, data).status_code == 503
+    server.start()
+    deadline = time.monotonic() + 30
+    while (head := client.head(url)).status_code == 503:  # until the connection is made again
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    stored = int(head["Upload-Offset"])
+    assert stored == 2 * 512 * 1024  # kept across the outage (a server's store survives its restart)
+    rest = {"Upload-Offset": str(stored), "Upload-Length": str(len(data))}
+    assert put(client, url, data[stored:], **rest).status_code == 201
+    assert storage.open("docs/outage.bin").read() == data
