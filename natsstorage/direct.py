@@ -15,6 +15,7 @@ import asyncio
 import concurrent.futures
 import hashlib
 import re
+import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,8 @@ RESULT_EXPIRY = 24 * 3600  # seconds a finished upload's result may wait for its
 MAX_CONTENT_TYPES = 32  # a link allows at most this many types (patterns like ``image/*`` count as one)
 CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/(\*|[a-z0-9][a-z0-9!#$&^_.+-]{0,63})", re.ASCII)
 
-_nuid = NUID()
+_nuid = NUID()  # as an Upload's; links are signed in any thread, and a NUID's state is not thread-safe
+_nuid_lock = threading.Lock()
 
 
 def allowed_types(content_types: Any) -> list[str]:
@@ -87,7 +89,9 @@ class Link:
     def new(cls, bucket: str, location: str, name: str, *, max_size: int, content_types: Any) -> Link:
         if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0:
             raise ValueError(f"max_size must be a whole number of bytes, not {max_size!r}")
-        return cls(bucket, location, name, _nuid.next().decode(), max_size, allowed_types(content_types))
+        with _nuid_lock:
+            nuid = _nuid.next().decode()
+        return cls(bucket, location, name, nuid, max_size, allowed_types(content_types))
 
     @classmethod
     def from_token(cls, token: object) -> Link:
