@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
+import os
 import re
 import threading
 from collections import deque
@@ -37,6 +38,15 @@ CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/(\*|[a-z0-9][a-z0-9!
 
 _nuid = NUID()  # as an Upload's; links are signed in any thread, and a NUID's state is not thread-safe
 _nuid_lock = threading.Lock()
+
+
+def _new_nuids_in_child() -> None:
+    """A forked worker (gunicorn --preload, uWSGI) would draw the same nuids as its siblings: not so."""
+    global _nuid, _nuid_lock
+    _nuid, _nuid_lock = NUID(), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_nuids_in_child)
 
 
 def allowed_types(content_types: Any) -> list[str]:
