@@ -62,6 +62,16 @@ _nuid = NUID()
 _hasher: tuple[int, ThreadPoolExecutor] | None = None  # by the process it was made in: none survives a fork
 
 
+def _new_nuids_in_child() -> None:
+    """A forked worker (gunicorn --preload, uWSGI) would draw the same nuids as its siblings: chunks of two
+    objects under one subject."""
+    global _nuid
+    _nuid = NUID()
+
+
+os.register_at_fork(after_in_child=_new_nuids_in_child)
+
+
 def _hash_beside(sha256: Any, data: bytes) -> concurrent.futures.Future[None]:
     """``sha256.update(data)`` on the hashing thread, after every update given it before."""
     global _hasher

@@ -262,20 +262,6 @@ def test_a_link_to_a_bucket_that_does_not_exist_is_a_404(client, bucket_name, se
     assert client.head(url).status_code == 404
 
 
-def test_forked_workers_sign_links_with_nuids_of_their_own():
-    """Workers forked from one process (gunicorn --preload, uWSGI) each draw their own nuids."""
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - the child
-        os.write(write, Link.new("b", "", "a", max_size=1, content_types=None).nuid.encode())
-        os._exit(0)
-    os.close(write)
-    os.waitpid(child, 0)
-    with os.fdopen(read, "rb") as pipe:
-        theirs = pipe.read().decode()
-    assert Link.new("b", "", "a", max_size=1, content_types=None).nuid[:12] != theirs[:12]
-
-
 def test_natsos_gc_leaves_an_interrupted_upload_for_its_min_age_then_the_upload_starts_again(client, files):
     """``natsos_gc`` counts from an upload's newest chunk: with its default ``--min-age`` (1 h, the default
     ``url_expiry``) it never collects an upload whose link still works; past it, the upload starts from 0."""
