@@ -50,6 +50,7 @@ class DirectUploadWidget(forms.Widget):
                 "ticket": signing.dumps(direct.TICKET, self.ticket, expiry=self.expiry),
                 "prepare_url": reverse("natsstorage:prepare_upload"),
                 "accept": ",".join(types),
+                "max_size": self.ticket.get("m", ""),
             }
         )
         return context

@@ -82,6 +82,12 @@
         }
 
         function start(file) {
+            const limit = parseInt(box.dataset.maxSize, 10);
+            if (file.size > limit) {  // the server would refuse it (413): say so before a byte is sent
+                result.value = '';
+                fail('This file is ' + file.size + ' bytes; at most ' + limit + ' are allowed.');
+                return;
+            }
             busy = true;
             result.value = '';
             progress.hidden = false;
