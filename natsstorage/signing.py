@@ -128,3 +128,28 @@ def response_overrides(parameters: Mapping[str, str] | None) -> dict[str, str]:
             raise ValueError(f"url() parameter {key!r} must be a string without control characters")
         overrides[OVERRIDES[header]] = value
     return overrides
+
+
+MAX_TOKEN = 4096  # characters: a signed token is a few hundred; longer is refused before it is checked
+
+
+def dumps(kind: str, value: Mapping[str, object], *, expiry: int, now: float | None = None) -> str:
+    """``value`` (JSON) as a signed token that expires in ``expiry`` seconds, valid only as a ``kind`` token
+    (an upload link's, an upload's result...): a token of one kind never passes for another."""
+    expires = int(now if now is not None else time.time()) + expiry
+    return signing.dumps({**value, "expires": expires}, salt=f"{SALT}.{kind}", compress=True)
+
+
+def loads(kind: str, token: object) -> dict[str, object]:
+    """The value of a ``kind`` token from ``dumps``; ``LinkRefused`` when it is not one, or has expired."""
+    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN or not one_line(token):
+        raise LinkRefused("This link has been tampered with.")
+    try:
+        value = signing.loads(token, salt=f"{SALT}.{kind}")
+    except (signing.BadSignature, ValueError):
+        raise LinkRefused("This link has been tampered with.") from None
+    if not isinstance(value, dict) or not isinstance(value.get("expires"), int):
+        raise LinkRefused("This link has been tampered with.")
+    if value["expires"] < time.time():
+        raise LinkRefused("This link has expired.")
+    return value

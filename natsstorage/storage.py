@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cached_property, partial
 from typing import IO, Any, ClassVar
@@ -18,7 +18,7 @@ from django.core.files.storage import Storage
 from django.core.signals import setting_changed
 from django.urls import NoReverseMatch, reverse
 
-from natsstorage import conf, connections, contenttypes, links, loop, registry, saving, signing
+from natsstorage import conf, connections, contenttypes, direct, links, loop, registry, saving, signing
 from natsstorage.files import (
     WRITE_MODES,
     AsyncNatsFile,
@@ -322,6 +322,34 @@ class NatsStorage(Rebuildable, Storage):
         expiry = int(seconds) if seconds is not None else self.config.url_expiry
         query = signing.sign(self.config.bucket, carried, expiry=expiry, overrides=overrides)
         return link + "?" + urlencode(query)
+
+    def upload_url(
+        self,
+        name: str,
+        *,
+        max_size: int,
+        content_types: Sequence[str] | None = None,
+        expire: int | timedelta | None = None,
+        max_length: int | None = None,
+    ) -> str:
+        """A signed link to which a browser sends a file with ``PUT`` (docs/direct-uploads.md): at most
+        ``max_size`` bytes, of one of ``content_types`` (``"image/png"``, ``"image/*"``; None: any), stored
+        under ``name`` made free now by ``get_available_name`` (with ``max_length``, as ``save()``): its name
+        for good, a name taken meanwhile refuses the upload unless ``file_overwrite``. Works for ``expire``
+        seconds (default ``url_expiry``)."""
+        name = self.get_available_name(clean_name(name), max_length=max_length)
+        self.key(name)  # SuspiciousFileOperation for a name the bucket cannot hold
+        link = direct.Link.new(
+            self.config.bucket, self.config.location, name, max_size=max_size, content_types=content_types
+        )
+        seconds = expire.total_seconds() if isinstance(expire, timedelta) else expire
+        token = link.token(expiry=int(seconds) if seconds is not None else self.config.url_expiry)
+        try:
+            return reverse("natsstorage:upload", kwargs={"token": token})
+        except NoReverseMatch:
+            raise ImproperlyConfigured(
+                "upload_url() needs natsstorage's views: add path('files/', include('natsstorage.urls')) to the URLconf"
+            ) from None
 
     def info(self, name: str) -> ObjectInfo:
         """The object's metadata: size, digest, content type, description, headers."""

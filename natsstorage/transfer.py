@@ -30,6 +30,7 @@ from natsstorage.delivery import Astray, DirectBatch, NoBatch, Pull, answers_bat
 from natsstorage.exceptions import BucketNotFound, CorruptObject, JetStreamError, NatsStorageError, NatsUnavailable
 from natsstorage.jetstream import (
     ERR_WRONG_LAST_MSG_ID,
+    EXPECTED_SUBJECT_SEQ_HEADER,
     MESSAGE_SIZE_HEADER,
     MSG_ID_HEADER,
     let_go,
@@ -59,6 +60,16 @@ UNCONFIRMED_CHUNKS = 2
 
 _nuid = NUID()
 _hasher: tuple[int, ThreadPoolExecutor] | None = None  # by the process it was made in: none survives a fork
+
+
+def _new_nuids_in_child() -> None:
+    """A forked worker (gunicorn --preload, uWSGI) would draw the same nuids as its siblings: chunks of two
+    objects under one subject."""
+    global _nuid
+    _nuid = NUID()
+
+
+os.register_at_fork(after_in_child=_new_nuids_in_child)
 
 
 def _hash_beside(sha256: Any, data: bytes) -> concurrent.futures.Future[None]:
@@ -95,6 +106,7 @@ class Upload:
         self._unconfirmed: list[tuple[bytes | memoryview, dict[str, str] | None]] | None = (
             [] if bucket.creates else None
         )
+        self._after_seq: int | None = None  # a resumed upload's first chunk lands only after this subject sequence
 
     @classmethod
     async def begin(cls, bucket: Bucket, *, caller_hashes: bool = False, name: str = "") -> Upload:
@@ -107,6 +119,33 @@ class Upload:
         if bucket.max_bytes > 0:
             await bucket.stream.settled()  # else the replaced versions' chunks still count against the limit
         return cls(bucket, nc, caller_hashes=caller_hashes, name=name)
+
+    @classmethod
+    async def resume(
+        cls,
+        bucket: Bucket,
+        nuid: str,
+        *,
+        chunks: int,
+        size: int,
+        sha256: Any,
+        chunk_size: int,
+        last_seq: int,
+        name: str,
+    ) -> Upload:
+        """Go on writing the chunks under ``nuid``: ``chunks`` of ``chunk_size`` (``size`` bytes, already fed
+        to ``sha256``), the last at stream sequence ``last_seq`` (0: none yet). A ``caller_hashes`` upload.
+
+        Its first chunk lands only if the subject's last is still that one (``ObjectChanged`` otherwise: another
+        writer appended meanwhile), and is acknowledged before the next goes.
+        """
+        upload = await cls.begin(bucket, caller_hashes=True, name=name)
+        upload.nuid, upload.subject = nuid, CHUNK_SUBJECT.format(bucket=bucket.name, nuid=nuid)
+        upload.chunks, upload.size, upload._sha256, upload._after_seq = chunks, size, sha256, last_seq
+        upload.chunk_size = min(chunk_size, upload.chunk_size) if not chunks else chunk_size
+        if chunks:
+            upload._unconfirmed = None  # a bucket made anew would not hold the chunks before
+        return upload
 
     async def write(self, data: bytes) -> None:
         """Add data; full chunks are published with at most ``window`` awaiting acknowledgement.
@@ -152,10 +191,15 @@ class Upload:
         while self._acks and (len(self._acks) >= window or self._acks[0][1] <= loop.time() or self._acks[0][0].done()):
             await self._settle(self._acks.popleft())
         due = loop.time() + self.bucket.stream.timeout  # from now: sending may itself wait (a full socket)
+        after, self._after_seq = self._after_seq, None
+        if after is not None:
+            headers = {**(headers or {}), EXPECTED_SUBJECT_SEQ_HEADER: str(after)}
         ack = await self.bucket.stream.start_publish(self.nc, self.subject, chunk, headers, self._name)
         self._acks.append((ack, due))
         if self._unconfirmed is not None:
             self._unconfirmed.append((chunk, headers))
+        if after is not None:
+            await self._settle(self._acks.popleft())
 
     def hash(self, data: bytes) -> None:
         """Add ``data`` to the digest (``caller_hashes`` uploads): every byte written, in order, once."""
@@ -299,11 +343,18 @@ class Upload:
                 raise
         return await self.bucket.put_meta(self.nc, name, raw, expected_seq=expected_seq)
 
-    async def abort(self) -> None:
+    async def drain(self) -> None:
+        """Wait until every full chunk written so far is stored (raises as ``commit`` would)."""
+        async with self._writing:
+            while self._acks:
+                await self._settle(self._acks.popleft())
+
+    async def abort(self, *, keep_chunks: bool = False) -> None:
         """Remove the chunks published so far, once those in flight have landed or failed.
 
         Never raises: it runs while another error is on its way to the caller.
         What it cannot remove (the server is gone) ``natsos_gc`` collects later.
+        ``keep_chunks``: only wait, and leave them (an upload to resume); the unpublished tail is dropped.
         """
         sent, self._acks = list(self._acks), deque()
         acks = [ack for ack, _ in sent]
@@ -311,7 +362,7 @@ class Upload:
             await asyncio.wait(acks, timeout=seconds_until(sent[-1][1]))
             for ack in acks:
                 let_go(ack)  # no longer awaited: its reply, if any, is dropped
-        if not self.chunks:
+        if not self.chunks or keep_chunks:
             return
         if self._meta_sent:
             logger.warning("kept the chunks at %s: their metadata may yet land (else natsos_gc)", self.subject)

@@ -11,4 +11,5 @@ urlpatterns = [
     path("sizes/", views.sizes),  # a page touching fifty files
     path("attach/", views.attach),  # a model form with files
     path("keep/", views.keep),  # files saved under several names
+    path("direct/", views.direct_upload),  # a DirectUploadField
 ]

@@ -4,9 +4,11 @@ from django import forms
 from django.conf import settings
 from django.core.files.storage import default_storage, storages
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 
 from natsstorage.exceptions import NatsUnavailable
 
+from .forms import DirectDocumentForm
 from .models import Attachment, Document
 
 PAGE_SIZE = 50  # files a page touches
@@ -54,3 +56,12 @@ def keep(request: HttpRequest) -> HttpResponse:
         if "other" in settings.STORAGES:
             names.setdefault(field, []).append(storages["other"].save(f"kept/{uploaded.name}", uploaded))
     return JsonResponse(names)
+
+
+def direct_upload(request: HttpRequest) -> HttpResponse:
+    """A page with a DirectUploadField: the file goes to the bucket from the browser, the form saves its name."""
+    form = DirectDocumentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        document = form.save()
+        return HttpResponse(f"Saved {document.upload.name}", content_type="text/plain")
+    return render(request, "testapp/direct.html", {"form": form})
