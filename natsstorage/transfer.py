@@ -244,8 +244,7 @@ class Upload:
             self._buffer.clear()
             if tail:
                 await self._publish(tail)
-            while self._acks:
-                await self._settle(self._acks.popleft())
+        await self.drain()
         return self._digest or self._sha256.digest()
 
     async def commit(
