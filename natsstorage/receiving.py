@@ -170,23 +170,27 @@ def _stream(
                 return _text(f"The body ended early; the upload stands at byte {stored}.", 400, stored)
             return _text("", 204, stored)
         return _commit(storage, link, key, upload, content_type)
-    except ObjectChanged:  # the first chunk found another writer's after those this request read back
-        run(upload.abort(keep_chunks=True))
-        return _text("Another request is writing this upload.", 409)
-    except FileExistsError:
-        run(upload.abort())
-        return _text("Another file took this name since the link was signed: ask for a new link.", 409, 0)
-    except NatsUnavailable as error:
-        run(upload.abort(keep_chunks=True))
-        logger.warning("cannot take an upload: %s", error)
-        return _text("The file store is unavailable; try again shortly.", 503)
-    except NatsStorageError as error:  # refused by the server: a full bucket, say
-        run(upload.abort())
-        logger.warning("an upload to %r was refused: %s", key, error)
-        return _text("The file store refused this upload.", 507, 0)
+    except (NatsStorageError, FileExistsError) as error:
+        return _stopped(upload, key, error, resumable=True)
     except BaseException:
         run(upload.abort())
         raise
+
+
+def _stopped(upload: Upload, key: str, error: OSError, *, resumable: bool) -> HttpResponse:
+    """The answer to what stopped an upload. Its whole chunks stay where its client may go on from them:
+    after another writer's chunk (``ObjectChanged``), and, for a ``PUT``, while NATS is away."""
+    keep = isinstance(error, ObjectChanged) or (resumable and isinstance(error, NatsUnavailable))
+    run(upload.abort(keep_chunks=keep))
+    if isinstance(error, ObjectChanged):  # the first chunk found another writer's after those read back
+        return _text("Another request is writing this upload.", 409)
+    if isinstance(error, FileExistsError):
+        return _text("Another file took this name since the link was signed: ask for a new link.", 409, 0)
+    if isinstance(error, NatsUnavailable):
+        logger.warning("cannot take an upload: %s", error)
+        return _text("The file store is unavailable; try again shortly.", 503)
+    logger.warning("an upload to %r was refused: %s", key, error)  # by the server: a full bucket, say
+    return _text("The file store refused this upload.", 507, 0)
 
 
 def _write(upload: Upload, piece: bytes) -> None:
@@ -268,20 +272,8 @@ def _post(request: HttpRequest, storage: NatsStorage, link: Link, key: str, wher
             run(upload.abort())
             return handler.refused or _text(f"The form holds no file part named {FILE_FIELD!r}.", 400, 0)
         return _commit(storage, link, key, upload, handler.content_type or "")
-    except ObjectChanged:
-        run(upload.abort(keep_chunks=True))
-        return _text("Another request is writing this upload.", 409)
-    except FileExistsError:
-        run(upload.abort())
-        return _text("Another file took this name since the link was signed: ask for a new link.", 409, 0)
-    except NatsUnavailable as error:
-        run(upload.abort())
-        logger.warning("cannot take an upload: %s", error)
-        return _text("The file store is unavailable; try again shortly.", 503)
-    except NatsStorageError as error:
-        run(upload.abort())
-        logger.warning("an upload to %r was refused: %s", key, error)
-        return _text("The file store refused this upload.", 507, 0)
+    except (NatsStorageError, FileExistsError) as error:
+        return _stopped(upload, key, error, resumable=False)
     except BaseException:
         run(upload.abort())
         raise
