@@ -35,10 +35,10 @@ from django.utils.http import content_disposition_header, http_date, parse_http_
 
 from natsstorage import contenttypes, links, loop, registry, signing
 from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsUnavailable
-from natsstorage.files import CHUNKS_PER_HOP
+from natsstorage.files import CHUNKS_PER_HOP, begin_reading
 from natsstorage.links import LinkRefused
 from natsstorage.names import clean_name
-from natsstorage.objectstore import ObjectInfo
+from natsstorage.objectstore import Bucket, ObjectInfo
 from natsstorage.saving import DEFAULT_CONTENT_TYPE
 from natsstorage.static import NatsStaticStorage
 from natsstorage.storage import NatsStorage, served_bucket
@@ -158,43 +158,46 @@ def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
 
 
 async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: bool) -> Found | None:
-    """The object ``name`` (what it links to, for a link), and with ``read_ahead`` its first chunks; on the loop."""
-    try:
+    """The object ``name`` (what it links to, for a link), and with ``read_ahead`` its first chunks; on the loop.
+
+    A one-chunk object this process served lately is asked for with its metadata, in the same round trip
+    (``begin_reading``, as ``open()`` does).
+    """
+    followed = False
+
+    async def locate() -> tuple[Bucket, ObjectInfo]:
+        nonlocal followed
         info = await storage.bucket.info(name)
-    except BucketNotFound:
+        if info is None:
+            raise FileNotFoundError(name)
+        if info.link is None:
+            return storage.bucket, info
+        followed = True
+        return await links.follow(storage.bucket, info, served_bucket)
+
+    try:
+        if read_ahead:
+            bucket, info, download, first = await begin_reading(storage.bucket, name, locate)
+        else:
+            (bucket, info), download, first = await locate(), None, []
+    except (BucketNotFound, FileNotFoundError, LinkRefused):
         return None
-    if info is None:
-        return None
-    found = Found(storage, info, access)
-    if info.link is not None:
-        followed = await _follow(storage, info, access)
-        if followed is None:
+    found = Found(storage, info, access, download, first)
+    if followed:
+        target = served(bucket.name, info.name)
+        if target is None:
             return None
-        found = Found(*followed)
-    if read_ahead and found.info.size:
-        found.download = await Download.begin(found.storage.bucket, found.info)
+        found.storage, rules = target
+        if (access.public and not rules.public) or (rules.staff_only and not access.staff_only):
+            return None  # the link's own rules let in a request the target's would not
+        found.access = replace(rules, static=rules.static and access.static)
+    if read_ahead and found.download is None and info.chunks > 1:
+        found.download = await Download.begin(bucket, info)
         try:
             found.first = await found.download.read_many(CHUNKS_PER_HOP)
         except Exception as error:  # noqa: BLE001 - raised by the body, once the status line is sent
             found.error = error
     return found
-
-
-async def _follow(
-    storage: NatsStorage, link: ObjectInfo, access: Access
-) -> tuple[NatsStorage, ObjectInfo, Access] | None:
-    """What a link names, if a storage of this project serves it and its rules ask no more than the link's did."""
-    try:
-        bucket, info = await links.follow(storage.bucket, link, served_bucket)
-    except (FileNotFoundError, LinkRefused):
-        return None
-    found = served(bucket.name, info.name)
-    if found is None:
-        return None
-    target, rules = found
-    if (access.public and not rules.public) or (rules.staff_only and not access.staff_only):
-        return None  # the link's own rules let in a request the target's would not
-    return target, info, replace(rules, static=rules.static and access.static)
 
 
 def unavailable(error: NatsUnavailable) -> HttpResponse:
