@@ -167,7 +167,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="one round of one second each")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0, help="per wrk run")
-    parser.add_argument("--servers", default="uvicorn,gunicorn gthread", help=f"comma-separated, of {', '.join(SERVERS)}")
+    parser.add_argument(
+        "--servers", default="uvicorn,gunicorn gthread", help=f"comma-separated, of {', '.join(SERVERS)}"
+    )
     options = parser.parse_args()
     rounds, seconds = (1, 1.0) if options.quick else (options.rounds, options.seconds)
     servers = [name.strip() for name in options.servers.split(",")]

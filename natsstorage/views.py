@@ -62,6 +62,9 @@ USER_CONTENT_POLICY = (
 STATICFILES = "STORAGES['staticfiles']"  # the label configured_storages() gives it
 UNSATISFIABLE = (-1, -1)
 # Headers an object may carry (``object_parameters``, ``get_object_parameters``) that the view sends.
+# A stored or asked Cache-Control that keeps a response out of shared caches, as one a signature or a login
+# lets in must be (any other is replaced by the default ``private, no-cache``).
+KEPT_PRIVATE = re.compile(r"\b(private|no-store)\b", re.IGNORECASE)
 # Request headers that may make a GET want less than the whole object, or nothing: none is read ahead then.
 PARTIAL_REQUEST_HEADERS = ("Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
 STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Language", "Content-Encoding", "Expires")
@@ -150,7 +153,7 @@ def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
         request,
         found.storage,
         found.info,
-        public=found.access.public,
+        public=found.access.public and not found.access.staff_only,  # a login decides: no shared cache keeps it
         overrides=overrides,
         static=found.access.static,
         found=found,
@@ -280,11 +283,15 @@ def object_response(
         "ETag": etag,
         "Last-Modified": http_date(last_modified),
         "Accept-Ranges": "bytes",
-        # Revalidation is one metadata lookup and a 304; objects can be replaced under the same name.
+        # A CDN revalidates by the ETag (the digest): a metadata lookup and a 304, as an object can be replaced
+        # under its name; a stored Cache-Control (``object_parameters``, hashed static names) may say more.
+        # ``private`` when a signature or a login lets the request in: no shared cache keeps a copy.
         "Cache-Control": "public, no-cache" if public else "private, no-cache",
         "X-Content-Type-Options": "nosniff",
         **sent,
     }
+    if not public and not KEPT_PRIVATE.search(headers["Cache-Control"] or ""):
+        headers["Cache-Control"] = "private, no-cache"  # else a shared cache could hand it to anyone who asks
     if not static:
         headers["Content-Security-Policy"] = USER_CONTENT_POLICY
     base = HttpResponse(headers=headers)
