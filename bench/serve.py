@@ -305,7 +305,9 @@ def table(
                     paired = [value(a) / value(b) for a, b in zip(runs[target], runs["WhiteNoise"], strict=True)]
                     ratios.append(spread(paired, 2))
                 lines.append(f"| {server} | {file}, {clients} | {measure} | " + " | ".join(cells + ratios) + " |")
-                errors += sum(r["errors"] for target in runs for r in runs[target])
+            errors += sum(r["errors"] for target in TARGETS for r in results[server, target, file, clients])
+            if server == servers[0]:
+                errors += sum(r["errors"] for r in results[NGINX, NGINX, file, clients])
     lines += ["", f"Errors (non-2xx responses, socket errors): {errors}." if errors else "No errors."]
     return "\n".join(lines)
 
