@@ -61,12 +61,12 @@ USER_CONTENT_POLICY = (
 )
 STATICFILES = "STORAGES['staticfiles']"  # the label configured_storages() gives it
 UNSATISFIABLE = (-1, -1)
-# Headers an object may carry (``object_parameters``, ``get_object_parameters``) that the view sends.
 # A stored or asked Cache-Control that keeps a response out of shared caches, as one a signature or a login
 # lets in must be (any other is replaced by the default ``private, no-cache``).
 KEPT_PRIVATE = re.compile(r"\b(private|no-store)\b", re.IGNORECASE)
 # Request headers that may make a GET want less than the whole object, or nothing: none is read ahead then.
 PARTIAL_REQUEST_HEADERS = ("Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
+# Headers an object may carry (``object_parameters``, ``get_object_parameters``) that the view sends.
 STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Language", "Content-Encoding", "Expires")
 
 
