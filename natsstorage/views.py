@@ -16,9 +16,8 @@ import mimetypes
 import posixpath
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.http import (
@@ -36,10 +35,10 @@ from django.utils.http import content_disposition_header, http_date, parse_http_
 
 from natsstorage import contenttypes, links, loop, registry, signing
 from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsUnavailable
-from natsstorage.files import AsyncNatsFile, ObjectStream
+from natsstorage.files import CHUNKS_PER_HOP, begin_reading
 from natsstorage.links import LinkRefused
 from natsstorage.names import clean_name
-from natsstorage.objectstore import ObjectInfo
+from natsstorage.objectstore import Bucket, ObjectInfo
 from natsstorage.saving import DEFAULT_CONTENT_TYPE
 from natsstorage.static import NatsStaticStorage
 from natsstorage.storage import NatsStorage, served_bucket
@@ -62,6 +61,11 @@ USER_CONTENT_POLICY = (
 )
 STATICFILES = "STORAGES['staticfiles']"  # the label configured_storages() gives it
 UNSATISFIABLE = (-1, -1)
+# A stored or asked Cache-Control that keeps a response out of shared caches, as one a signature or a login
+# lets in must be (any other is replaced by the default ``private, no-cache``).
+KEPT_PRIVATE = re.compile(r"\b(private|no-store)\b", re.IGNORECASE)
+# Request headers that may make a GET want less than the whole object, or nothing: none is read ahead then.
+PARTIAL_REQUEST_HEADERS = ("Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
 # Headers an object may carry (``object_parameters``, ``get_object_parameters``) that the view sends.
 STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Language", "Content-Encoding", "Expires")
 
@@ -99,15 +103,33 @@ def served(bucket: str, key: str) -> tuple[NatsStorage, Access] | None:
     return using[0][1], access
 
 
-async def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
-    """``GET``/``HEAD`` one object of a served bucket, checking the link's signature unless it is public."""
+@dataclass
+class Found:
+    """An object to serve, where it is, and what was read of it with its metadata."""
+
+    storage: NatsStorage
+    info: ObjectInfo
+    access: Access
+    download: Download | None = None  # started by ``_find`` when it read ahead
+    first: list[bytes] = field(default_factory=list)  # the chunks it read
+    error: Exception | None = None  # what reading them raised: raised by the body, as any later read's
+
+
+def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
+    """``GET``/``HEAD`` one object of a served bucket, checking the link's signature unless it is public.
+
+    A plain function: Django calls it in the worker's thread under WSGI (an async view would get an event
+    loop of its own per request there) and in the request's thread under ASGI, where the body it returns is
+    an async iterator, so no thread is held while it streams. The metadata, and the first chunks of a whole
+    ``GET``, come in one hop to the NATS loop.
+    """
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
     name = clean_name(name)  # SuspiciousFileOperation: Django answers 400
-    found = served(bucket, name)
-    if found is None:
+    where = served(bucket, name)
+    if where is None:
         raise Http404("No such file.")
-    storage, access = found
+    storage, access = where
     overrides = {header: request.GET[query] for header, query in signing.OVERRIDES.items() if query in request.GET}
     if not access.public or overrides:
         asked = {signing.OVERRIDES[header]: value for header, value in overrides.items()}
@@ -116,40 +138,69 @@ async def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBas
         except signing.LinkRefused as error:
             return HttpResponseForbidden(str(error), content_type="text/plain; charset=utf-8")
     if access.staff_only:
-        refusal = await sync_to_async(_refuse_non_staff)(request)
+        refusal = _refuse_non_staff(request)
         if refusal is not None:
             return refusal
+    # Nothing is read ahead for a request that may need none of it (a 304, a range, HEAD).
+    whole = request.method == "GET" and not any(header in request.headers for header in PARTIAL_REQUEST_HEADERS)
     try:
-        info = await loop.arun(storage.bucket.info(name))
-    except BucketNotFound:
-        info = None
+        found = loop.run(_find(storage, name, access, read_ahead=whole))
     except NatsUnavailable as error:
         return unavailable(error)
-    if info is None:
-        raise Http404("No such file.")
-    if info.link is not None:
-        followed = await _follow(storage, info, access)
-        if followed is None:
-            raise Http404("No such file.")
-        storage, info, access = followed
-    return object_response(request, storage, info, public=access.public, overrides=overrides, static=access.static)
-
-
-async def _follow(
-    storage: NatsStorage, link: ObjectInfo, access: Access
-) -> tuple[NatsStorage, ObjectInfo, Access] | None:
-    """What a link names, if a storage of this project serves it and its rules ask no more than the link's did."""
-    try:
-        bucket, info = await loop.arun(links.follow(storage.bucket, link, served_bucket))
-    except (FileNotFoundError, LinkRefused):
-        return None
-    found = served(bucket.name, info.name)
     if found is None:
+        raise Http404("No such file.")
+    return object_response(
+        request,
+        found.storage,
+        found.info,
+        public=found.access.public and not found.access.staff_only,  # a login decides: no shared cache keeps it
+        overrides=overrides,
+        static=found.access.static,
+        found=found,
+    )
+
+
+async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: bool) -> Found | None:
+    """The object ``name`` (what it links to, for a link), and with ``read_ahead`` its first chunks; on the loop.
+
+    A one-chunk object this process served lately is asked for with its metadata, in the same round trip
+    (``begin_reading``, as ``open()`` does).
+    """
+    followed = False
+
+    async def locate() -> tuple[Bucket, ObjectInfo]:
+        nonlocal followed
+        info = await storage.bucket.info(name)
+        if info is None:
+            raise FileNotFoundError(name)
+        if info.link is None:
+            return storage.bucket, info
+        followed = True
+        return await links.follow(storage.bucket, info, served_bucket)
+
+    try:
+        if read_ahead:
+            bucket, info, download, first = await begin_reading(storage.bucket, name, locate)
+        else:
+            (bucket, info), download, first = await locate(), None, []
+    except (BucketNotFound, FileNotFoundError, LinkRefused):
         return None
-    target, rules = found
-    if (access.public and not rules.public) or (rules.staff_only and not access.staff_only):
-        return None  # the link's own rules let in a request the target's would not
-    return target, info, replace(rules, static=rules.static and access.static)
+    found = Found(storage, info, access, download, first)
+    if followed:
+        target = served(bucket.name, info.name)
+        if target is None:
+            return None
+        found.storage, rules = target
+        if (access.public and not rules.public) or (rules.staff_only and not access.staff_only):
+            return None  # the link's own rules let in a request the target's would not
+        found.access = replace(rules, static=rules.static and access.static)
+    if read_ahead and found.download is None and info.chunks > 1:
+        found.download = await Download.begin(bucket, info)
+        try:
+            found.first = await found.download.read_many(CHUNKS_PER_HOP)
+        except Exception as error:  # noqa: BLE001 - raised by the body, once the status line is sent
+            found.error = error
+    return found
 
 
 def unavailable(error: NatsUnavailable) -> HttpResponse:
@@ -208,6 +259,7 @@ def object_response(
     public: bool,
     overrides: Mapping[str, str] | None = None,
     static: bool = False,
+    found: Found | None = None,
 ) -> HttpResponseBase:
     """The response for one object: conditional (304), ranged (206/416), HEAD or the whole, streamed.
 
@@ -231,11 +283,15 @@ def object_response(
         "ETag": etag,
         "Last-Modified": http_date(last_modified),
         "Accept-Ranges": "bytes",
-        # Revalidation is one metadata lookup and a 304; objects can be replaced under the same name.
+        # A CDN revalidates by the ETag (the digest): a metadata lookup and a 304, as an object can be replaced
+        # under its name; a stored Cache-Control (``object_parameters``, hashed static names) may say more.
+        # ``private`` when a signature or a login lets the request in: no shared cache keeps a copy.
         "Cache-Control": "public, no-cache" if public else "private, no-cache",
         "X-Content-Type-Options": "nosniff",
         **sent,
     }
+    if not public and not KEPT_PRIVATE.search(headers["Cache-Control"] or ""):
+        headers["Cache-Control"] = "private, no-cache"  # else a shared cache could hand it to anyone who asks
     if not static:
         headers["Content-Security-Policy"] = USER_CONTENT_POLICY
     base = HttpResponse(headers=headers)
@@ -257,10 +313,7 @@ def object_response(
 
     if request.method == "HEAD":
         return HttpResponse(status=status, headers=headers)
-    if isinstance(request, ASGIRequest):
-        body: Iterator[bytes] | AsyncIterator[bytes] = _achunks(storage, info, start, length)
-    else:
-        body = _chunks(storage, info, start, length)
+    body = (AsyncBody if isinstance(request, ASGIRequest) else Body)(storage, info, start, length, found)
     return StreamingHttpResponse(body, status=status, headers=headers)
 
 
@@ -297,44 +350,75 @@ def _failed(info: ObjectInfo) -> None:
     logger.exception("serving %r from bucket %r failed mid-stream; the connection is cut", info.name, info.bucket)
 
 
-def _chunks(storage: NatsStorage, info: ObjectInfo, start: int, length: int) -> Iterator[bytes]:
-    stream = ObjectStream(storage.bucket, info)
-    try:
-        stream.seek(start)
-        chunk_size = info.chunk_size or storage.config.chunk_size
-        while length > 0:
-            data = stream.read(min(length, chunk_size))
-            if not data:
-                raise CorruptObject(f"{info.name!r} in bucket {info.bucket!r} ended {length} bytes early")
-            length -= len(data)
-            yield data
-    except Exception:
-        _failed(info)
-        raise
-    finally:
-        stream.close()
+class Body:
+    """``length`` bytes of an object from ``start``, a batch of chunks per hop to the NATS loop, iterated in a
+    WSGI worker's thread (``loop.run``); ``AsyncBody`` in an ASGI server's loop (``loop.arun``). Django
+    calls ``close()`` when the response ends, read through or not."""
+
+    def __init__(self, storage: NatsStorage, info: ObjectInfo, start: int, length: int, found: Found | None) -> None:
+        self.bucket = storage.bucket
+        self.info = info
+        self.start, self.end = start, start + length
+        self.position = 0  # of the next chunk's first byte
+        self.download = found.download if found is not None else None
+        self.ahead = found.first if found is not None else []
+        self.error = found.error if found is not None else None
+
+    async def _next(self) -> list[bytes]:
+        """The next chunks (on the loop); from the chunk that holds ``start`` at first: a range near the end
+        costs about one chunk."""
+        if self.download is None:
+            self.download, self.position = await Download.at(self.bucket, self.info, self.start)
+        return await self.download.read_many(CHUNKS_PER_HOP)
+
+    def _cut(self, chunks: list[bytes]) -> Iterator[bytes]:
+        """What of ``chunks`` (read from ``position``) lies between ``start`` and ``end``."""
+        if not chunks or not chunks[0]:
+            missing = self.end - self.position
+            raise CorruptObject(f"{self.info.name!r} in bucket {self.info.bucket!r} ended {missing} bytes early")
+        for chunk in chunks:
+            following = self.position + len(chunk)
+            if following > self.start and self.position < self.end:
+                if self.position >= self.start and following <= self.end:
+                    yield chunk
+                else:
+                    yield chunk[max(0, self.start - self.position) : self.end - self.position]
+            self.position = following
+
+    def _taken(self) -> list[bytes]:
+        """The chunks read ahead, once (or what reading them raised)."""
+        if self.error is not None:
+            raise self.error
+        chunks, self.ahead = self.ahead, []
+        return chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            while self.position < self.end:
+                yield from self._cut(self._taken() or loop.run(self._next()))
+        except Exception:
+            _failed(self.info)
+            raise
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """End the download if it is still under way (a client gone, a range); safe from any thread."""
+        download, self.download = self.download, None
+        if download is not None and download.receiving:
+            loop.submit(download.close())  # only sends a message: nothing to wait for
 
 
-async def _achunks(storage: NatsStorage, info: ObjectInfo, start: int, length: int) -> AsyncIterator[bytes]:
-    end = start + length
-    source: AsyncNatsFile | None = None
-    try:
-        if length:
-            # From the chunk that holds ``start``: a range near the end costs about one chunk.
-            download, position = await loop.arun(Download.at(storage.bucket, info, start))
-            source = AsyncNatsFile(info, download)
-            async for chunk in source:
-                following = position + len(chunk)
-                if following > start:
-                    yield chunk[max(0, start - position) : end - position]
-                position = following
-                if position >= end:
-                    break
-            if position < end:
-                raise CorruptObject(f"{info.name!r} in bucket {info.bucket!r} ended {end - position} bytes early")
-    except Exception:
-        _failed(info)
-        raise
-    finally:
-        if source is not None:
-            await source.close()
+class AsyncBody(Body):
+    __iter__ = None  # type: ignore[assignment]  # so that Django iterates it asynchronously
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            while self.position < self.end:
+                for piece in self._cut(self._taken() or await loop.arun(self._next())):
+                    yield piece
+        except Exception:
+            _failed(self.info)
+            raise
+        finally:
+            self.close()

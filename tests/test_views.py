@@ -298,6 +298,17 @@ def test_a_digest_mismatch_mid_stream_is_logged_and_cuts_the_response(files, cli
     assert "failed mid-stream" in caplog.text
 
 
+def test_a_digest_mismatch_of_an_object_read_with_its_metadata_cuts_the_response_too(files, client, caplog):
+    name = files.save("small.bin", ContentFile(random_bytes(1000)))  # one chunk: asked for with its metadata
+    assert body(client.get(files.url(name)))  # read once, so the next request asks for both at once
+    corrupt_last_byte(files, name)
+    response = client.get(files.url(name))
+    assert response.status_code == 200
+    with caplog.at_level(logging.ERROR, "natsstorage"), pytest.raises(CorruptObject, match="SHA-256"):
+        body(response)
+    assert "failed mid-stream" in caplog.text
+
+
 # -- conditional requests, ranges, HEAD -----------------------------------------------
 
 
