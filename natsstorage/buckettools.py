@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from functools import partial
 
-from natsstorage import contenttypes, garbage, index, links
+from natsstorage import contenttypes, garbage, index, links, listingindex
 from natsstorage.changes import Changes
 from natsstorage.files import NatsFile, ObjectStream
 from natsstorage.garbage import OrphanChunks
@@ -94,6 +94,7 @@ class BucketTools:
         """Delete the bucket and every object in it, for good."""
         run(self.bucket.destroy())
         run(index.forget(self.bucket))
+        run(listingindex.drop(self.bucket))  # its listing index's streams
 
     def listing_page(
         self, prefix: str = "", *, order: str = "name", descending: bool = False, offset: int = 0, limit: int = 100

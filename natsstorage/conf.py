@@ -35,6 +35,7 @@ STORAGES = "STORAGES"  # Django's; NatsStorage(alias=...) reads an entry's OPTIO
 SERVERS_ENVIRONMENT_VARIABLE = "NATS_URL"
 DEFAULT_SERVERS = ("nats://localhost:4222",)
 MAX_CHUNK_SIZE = 1024 * 1024  # the server's default max_payload
+LISTING_MODES = ("auto", "server", "process")
 
 
 def _positive(value: Any) -> bool:
@@ -186,6 +187,14 @@ class Config:
         f"None or {SECONDS}",
         "seconds a process keeps a listing index nobody looks at (the bucket's names, a watch on the server); "
         "`None`: for as long as it runs",
+    )
+    listing: str = option(
+        "auto",
+        lambda v: v in LISTING_MODES,
+        "'auto', 'server' or 'process'",
+        "where `listdir()` and `exists()` of a missing name look: `'server'`, the bucket's index on the server "
+        "(nats-server 2.12+, `manage.py natsos_index`); `'process'`, every name read into each process; `'auto'`, "
+        "the server's when the bucket has one, else the process's with one warning",
     )
     file_overwrite: bool = option(
         False, _bool, "True or False", "replace an existing name instead of picking Django's alternative name"
