@@ -96,6 +96,15 @@ class BucketTools:
         run(index.forget(self.bucket))
         run(listingindex.drop(self.bucket))  # its listing index's streams
 
+    def build_index(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Give the bucket its listing index on the server (or finish building it); the names it holds.
+        ``progress(names, left)`` after each batch read. See ``manage.py natsos_index``."""
+        return run(listingindex.build(self.bucket, progress))
+
+    def drop_index(self) -> None:
+        """Delete the bucket's listing index: storages list it the old way (every name in each process)."""
+        run(listingindex.drop(self.bucket))
+
     def listing_page(
         self, prefix: str = "", *, order: str = "name", descending: bool = False, offset: int = 0, limit: int = 100
     ) -> Page:

@@ -383,6 +383,7 @@ class Got:
     seq: int
     time: str  # the server's, RFC 3339
     data: bytes
+    pending: int = 0  # in a batch: how many more messages match after this one
 
 
 class Answers(Inbox):
@@ -415,9 +416,12 @@ class Answers(Inbox):
 
 def _got(msg: Msg) -> Got:
     headers = msg.headers or {}
-    return Got(
-        headers.get("Nats-Subject", ""), int(headers.get(SEQUENCE_HEADER, 0)), headers.get(TIME_HEADER, ""), msg.data
+    subject, seq, stored = (
+        headers.get("Nats-Subject", ""),
+        int(headers.get(SEQUENCE_HEADER, 0)),
+        headers.get(TIME_HEADER, ""),
     )
+    return Got(subject, seq, stored, msg.data, int(headers.get(NUM_PENDING_HEADER, 0)))
 
 
 async def last_of(stream: Stream, nc: Client, filters: list[str]) -> list[Got]:

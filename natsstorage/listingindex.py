@@ -328,7 +328,7 @@ class ServerIndex:
         after: int,
         upto: int,
         checkpoint: Callable[[int], Awaitable[None]],
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         """Bring the index up to date with every metadata change in ``(after, upto]``, batch by batch, calling
         ``checkpoint(seq)`` once the changes up to ``seq`` are in."""
@@ -343,7 +343,7 @@ class ServerIndex:
             seq = page[-1].seq + 1
             await checkpoint(page[-1].seq)
             if progress is not None:
-                progress(len(page))
+                progress(len(page), page[-1].pending)
         await checkpoint(upto)
 
     async def _apply(self, nc: Client, changes: list[Got]) -> None:
@@ -674,3 +674,39 @@ async def drop(bucket: Bucket) -> None:
     """Delete the bucket's companion streams (the bucket is destroyed, or goes back to the old way)."""
     await ServerIndex(bucket).drop()
     await forget(bucket)
+
+
+async def build(bucket: Bucket, progress: Callable[[int, int], None] | None = None) -> int:
+    """Make the bucket's index, or finish the one a previous run left: one pass over every name's metadata,
+    resumable (``build_after`` moves on batch by batch); the number of entries it holds.
+    ``progress(names, left)`` after each batch."""
+    nc = await bucket.connection()
+    if not answers_batches(nc):
+        since = ".".join(map(str, BATCH_GETS_SINCE))
+        raise Unusable(f"nats-server {nc.connected_server_version} cannot hold a listing index ({since} or later can)")
+    index = ServerIndex(bucket)
+    objects = await bucket.stream_info()
+    try:
+        found = await index.state(nc)
+    except BucketNotFound:
+        found = None
+    state = found[0] if found else {}
+    if state.get("v") != FORMAT or state.get("created") != objects.get("created"):
+        await index.create(empty=True, built=False)
+        state = {}
+    if not state.get("built"):
+        upto = int(state.get("build_upto") or objects["state"].get("last_seq", 0))
+        await index.set_state(nc, {"build_upto": upto}, moves="build_upto")
+        after = int(state.get("build_after") or 0)
+        await index.fold(
+            nc, after, upto, lambda seq: index.set_state(nc, {"build_after": seq}, moves="build_after"), progress
+        )
+        await index.set_state(nc, {"folded": upto, "built": True})
+    await forget(bucket)
+    await index.fresh()
+    info = await index.entries.api(nc, f"STREAM.INFO.{index.entries.name}")
+    return int(info["state"].get("messages", 0))
+
+
+async def _build_after(index: ServerIndex, nc: Client, seq: int) -> None:
+    await index.set_state(nc, {"build_after": seq}, moves="build_after")
