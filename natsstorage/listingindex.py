@@ -536,6 +536,11 @@ class ServerIndex:
                 return True
             seq = page[-1].seq + 1
 
+    async def count(self) -> int:
+        """The names in the index: one per subject of ``NSI_<bucket>``, so its message count (one request)."""
+        info = await self.entries.api(await self.bucket.connection(), f"STREAM.INFO.{self.entries.name}")
+        return int(info["state"].get("messages", 0))
+
     async def has_directory(self, name: str) -> bool:
         """Whether some live object's name starts with ``name + "/"``: its marker and the marker's witness."""
         nc = await self.bucket.connection()
@@ -704,8 +709,7 @@ async def build(bucket: Bucket, progress: Callable[[int, int], None] | None = No
         await index.set_state(nc, {"folded": upto, "built": True})
     await forget(bucket)
     await index.fresh()
-    info = await index.entries.api(nc, f"STREAM.INFO.{index.entries.name}")
-    return int(info["state"].get("messages", 0))
+    return await index.count()
 
 
 async def _build_after(index: ServerIndex, nc: Client, seq: int) -> None:

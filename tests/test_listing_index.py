@@ -274,3 +274,13 @@ def test_listing_process_never_looks_for_the_index_nor_warns(make_storage, caplo
     with caplog.at_level(logging.WARNING, logger="natsstorage"):
         assert storage.listdir("d") == ([], ["a.txt"])
     assert not caplog.records
+
+
+@SERVER_INDEX
+def test_status_counts_the_names_of_the_index(storage):
+    for name in ["a", "b/c", "b/d"]:
+        storage.save(name, ContentFile(b"x"))
+    put_foreign(storage, "e", b"theirs")
+    storage.delete("a")
+    assert BucketTools(storage).status().objects == 3
+    assert len(entry_subjects(storage)) == 3  # the count is the index's own
