@@ -223,10 +223,7 @@ class ServerIndex:
             except NatsStorageError as error:
                 self.reason = f"creating stream {self.entries.name} was refused: {error}"
                 return
-        self.present = True
-        state = await self.state(nc)
-        objects = await self.bucket.stream_info()
-        self.reason = self._unusable(state[0] if state else None, objects)
+        self.present = True  # whether listings may use it, the state says: fresh() reads it before each
 
     def _unusable(self, state: dict[str, Any] | None, objects: dict[str, Any]) -> str | None:
         if state is None:
@@ -362,6 +359,7 @@ class ServerIndex:
         subjects = {name: entry_subject(self.bucket.name, name) for name in names}
         entries = await last_of_literals(self.entries, nc, list(subjects.values()))
         acks: Sent = []
+        sending: set[str] = set()  # markers sent for this batch: one per directory
         for name, info in names.items():
             entry = entries.get(subjects[name])
             if info is None:
@@ -373,7 +371,7 @@ class ServerIndex:
             if known is None or any(known.get(key) != wanted.get(key) for key in ("n", "u", "s", "l")):
                 headers = {EXPECTED_SUBJECT_SEQ_HEADER: str(entry.seq if entry else 0)}
                 acks.append((await self._send(nc, self.entries, subjects[name], wanted, headers), None))
-            acks.extend(await self._markers(nc, name))
+            acks.extend(await self._markers(nc, name, sending))
         for ack, directory in acks:
             self._settled(await self._outcome(ack), directory, quiet_on_race=True)
 
@@ -388,16 +386,18 @@ class ServerIndex:
     ) -> asyncio.Future[Msg]:
         return await stream.start_publish(nc, subject, json.dumps(payload).encode(), headers, "a listing index entry")
 
-    async def _markers(self, nc: Client, name: str) -> Sent:
-        """Markers of ``name``'s directories not marked lately, with ``name`` as their witness."""
+    async def _markers(self, nc: Client, name: str, sending: set[str] | None = None) -> Sent:
+        """Markers of ``name``'s directories not marked lately (nor in ``sending``), with ``name`` as their witness."""
         now = time.monotonic()
         sent: Sent = []
         for directory in directories_of(name):
             tokens = index_tokens(directory[:-1])
             if not directory_fits(self.bucket.name, tokens):
                 break
-            if now - self.marked.get(directory, float("-inf")) < MARKER_TRUST:
+            if now - self.marked.get(directory, float("-inf")) < MARKER_TRUST or directory in (sending or ()):
                 continue
+            if sending is not None:
+                sending.add(directory)
             subject = marker_subject(self.bucket.name, tokens)
             sent.append((await self._send(nc, self.directories, subject, {"n": directory, "w": name}), directory))
         return sent
