@@ -438,7 +438,7 @@ async def every_of(stream: Stream, nc: Client, subject_filter: str, *, batch: in
         body = {"seq": seq, "next_by_subj": subject_filter, "batch": batch, "max_bytes": BATCH_BYTES}
         page = await Answers(stream).ask(nc, body)
         found.extend(page)
-        if not page:
+        if not page or not page[-1].pending:
             return found
         seq = page[-1].seq + 1
 

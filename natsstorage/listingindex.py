@@ -211,7 +211,10 @@ class ServerIndex:
             return
         try:
             await asyncio.gather(self.entries.connection(), self.directories.connection())
-        except BucketNotFound:
+        except (NatsUnavailable, JetStreamError) as error:
+            if not isinstance(error, BucketNotFound):  # no answer: a permission the account lacks, say
+                self.reason = f"looking for stream {self.entries.name} failed: {error}"
+                return
             if not self.bucket.stream.made_here:
                 self.reason = (
                     f"the bucket has no streams {self.entries.name} and {self.directories.name} "
@@ -220,8 +223,8 @@ class ServerIndex:
                 return
             try:
                 await self.create(empty=False)
-            except NatsStorageError as error:
-                self.reason = f"creating stream {self.entries.name} was refused: {error}"
+            except NatsStorageError as refused:
+                self.reason = f"creating stream {self.entries.name} was refused: {refused}"
                 return
         self.present = True  # whether listings may use it, the state says: fresh() reads it before each
 
@@ -333,14 +336,17 @@ class ServerIndex:
         seq = after + 1
         while seq <= upto:
             body = {"seq": seq, "next_by_subj": meta, "batch": ANSWERS, "max_bytes": BATCH_BYTES}
-            page = [got for got in await Answers(self.bucket.stream).ask(nc, body) if got.seq <= upto]
+            answer = await Answers(self.bucket.stream).ask(nc, body)
+            page = [got for got in answer if got.seq <= upto]
             if not page:
                 break
             await self._apply(nc, page)
             seq = page[-1].seq + 1
-            await checkpoint(page[-1].seq)
             if progress is not None:
                 progress(len(page), page[-1].pending)
+            if not answer[-1].pending:  # the last metadata change there is
+                break
+            await checkpoint(page[-1].seq)
         await checkpoint(upto)
 
     async def _apply(self, nc: Client, changes: list[Got]) -> None:
