@@ -14,6 +14,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 
+from natsstorage import NatsStorage
 from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import NatsStorageError
 from natsstorage.names import index_token, index_tokens
@@ -284,3 +285,18 @@ def test_status_counts_the_names_of_the_index(storage):
     storage.delete("a")
     assert BucketTools(storage).status().objects == 3
     assert len(entry_subjects(storage)) == 3  # the count is the index's own
+
+
+@SERVER_INDEX
+def test_an_account_that_may_not_create_the_index_lists_the_old_way_with_one_warning(own_server, bucket_name, caplog):
+    denied = json.dumps([f"$JS.API.STREAM.CREATE.{kind}_{bucket_name}" for kind in ("NSI", "NSD")])
+    alice = f'{{ user: alice, password: "pw", permissions: {{ publish: {{ deny: {denied} }} }} }}'
+    nats = own_server(f"authorization {{ users: [ {alice} ] }}")
+    storage = NatsStorage(bucket_name, servers=nats.url, user="alice", password="pw", timeout=1.0)
+    with caplog.at_level(logging.WARNING, logger="natsstorage"):
+        storage.save("d/a.txt", ContentFile(b"a"))  # the bucket is made; its index is refused
+        assert storage.listdir("d") == ([], ["a.txt"])
+        assert storage.exists("d") and not storage.exists("e")
+        assert storage.listdir("") == (["d"], [])
+    (warning,) = [record.getMessage() for record in caplog.records if "listing index" in record.getMessage()]
+    assert f"creating stream NSI_{bucket_name} was refused" in warning
