@@ -396,15 +396,16 @@ class ServerIndex:
         """Markers of ``name``'s directories not marked lately (nor in ``sending``), with ``name`` as their witness."""
         now = time.monotonic()
         sent: Sent = []
-        for directory in directories_of(name):
-            tokens = index_tokens(directory[:-1])
-            if not directory_fits(self.bucket.name, tokens):
-                break
+        tokens: list[str] | None = None
+        for depth, directory in enumerate(directories_of(name), start=1):
             if now - self.marked.get(directory, float("-inf")) < MARKER_TRUST or directory in (sending or ()):
-                continue
+                continue  # (a directory that does not fit is never marked)
+            tokens = tokens or index_tokens(name)
+            if not directory_fits(self.bucket.name, tokens[:depth]):
+                break
             if sending is not None:
                 sending.add(directory)
-            subject = marker_subject(self.bucket.name, tokens)
+            subject = marker_subject(self.bucket.name, tokens[:depth])
             sent.append((await self._send(nc, self.directories, subject, {"n": directory, "w": name}), directory))
         return sent
 
@@ -418,7 +419,10 @@ class ServerIndex:
 
     async def _outcome(self, ack: asyncio.Future[Msg]) -> BaseException | None:
         try:
-            await self.entries.settle(ack, "a listing index entry")
+            if ack.done() and not ack.cancelled() and ack.exception() is None:  # usual after the metadata's: no timer
+                self.entries.acknowledged(ack.result(), "a listing index entry")
+            else:
+                await self.entries.settle(ack, "a listing index entry")
         except (NatsStorageError, OSError) as error:
             return error
         return None
