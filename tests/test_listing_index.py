@@ -11,6 +11,8 @@ import time
 from typing import Any
 
 import pytest
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 
@@ -300,3 +302,15 @@ def test_an_account_that_may_not_create_the_index_lists_the_old_way_with_one_war
         assert storage.listdir("") == (["d"], [])
     (warning,) = [record.getMessage() for record in caplog.records if "listing index" in record.getMessage()]
     assert f"creating stream NSI_{bucket_name} was refused" in warning
+
+
+def test_the_listing_option_is_checked(settings):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "nats": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": "ok", "listing": "everywhere"}},
+    }
+    (error,) = [error for error in run_checks() if error.id == "natsstorage.E002"]
+    assert "['listing'] = 'everywhere' is not valid" in error.msg
+    assert error.hint == "Use 'auto', 'server' or 'process'."
+    with pytest.raises(ImproperlyConfigured, match="listing"):
+        NatsStorage("ok", listing="everywhere")
