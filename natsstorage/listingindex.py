@@ -331,23 +331,24 @@ class ServerIndex:
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
         """Bring the index up to date with every metadata change in ``(after, upto]``, batch by batch, calling
-        ``checkpoint(seq)`` once the changes up to ``seq`` are in."""
+        ``checkpoint(seq)`` once the changes up to ``seq`` are in. Changes read past ``upto`` are applied too: a
+        name rewritten since the call began has only its newer message left (rollup), and it must not be missed."""
         meta = ALL_META.format(bucket=self.bucket.name)
-        seq = after + 1
+        seq, done = after + 1, upto
         while seq <= upto:
             body = {"seq": seq, "next_by_subj": meta, "batch": ANSWERS, "max_bytes": BATCH_BYTES}
-            answer = await Answers(self.bucket.stream).ask(nc, body)
-            page = [got for got in answer if got.seq <= upto]
+            page = await Answers(self.bucket.stream).ask(nc, body)
             if not page:
                 break
             await self._apply(nc, page)
             seq = page[-1].seq + 1
+            done = max(upto, page[-1].seq)
             if progress is not None:
                 progress(len(page), page[-1].pending)
-            if not answer[-1].pending:  # the last metadata change there is
+            if not page[-1].pending:  # the last metadata change there is
                 break
             await checkpoint(page[-1].seq)
-        await checkpoint(upto)
+        await checkpoint(done)
 
     async def _apply(self, nc: Client, changes: list[Got]) -> None:
         """Make the entries and markers say what these metadata messages (each its name's latest) say."""
