@@ -314,3 +314,16 @@ def test_the_listing_option_is_checked(settings):
     assert error.hint == "Use 'auto', 'server' or 'process'."
     with pytest.raises(ImproperlyConfigured, match="listing"):
         NatsStorage("ok", listing="everywhere")
+
+
+@SERVER_INDEX
+def test_a_link_another_client_wrote_is_listed_and_indexed_as_a_link(storage):
+    storage.save("target.txt", ContentFile(b"target"))
+    link = {"link": {"bucket": storage.config.bucket, "name": "target.txt"}}
+    put_foreign(storage, "alias.txt", b"", options=link)  # what `nats object link` writes
+    assert storage.listdir("") == ([], ["alias.txt", "target.txt"])
+    found = index_request(
+        storage, "STREAM.MSG.GET", "NSI", {"last_by_subj": f"$NSI.{storage.config.bucket}.alias~2Etxt"}
+    )
+    entry = json.loads(base64.b64decode(found["message"]["data"]))
+    assert entry["n"] == "alias.txt" and entry["l"] == 1 and entry["s"] == 0
