@@ -379,8 +379,15 @@ class ServerIndex:
                 headers = {EXPECTED_SUBJECT_SEQ_HEADER: str(entry.seq if entry else 0)}
                 acks.append((await self._send(nc, self.entries, subjects[name], wanted, headers), None))
             acks.extend(await self._markers(nc, name, sending))
+        refused = None
         for ack, directory in acks:
-            self._settled(await self._outcome(ack), directory, quiet_on_race=True)
+            outcome = await self._outcome(ack)
+            if isinstance(outcome, JetStreamError) and outcome.code == ERR_WRONG_LAST_SEQUENCE:
+                continue  # a newer entry was written meanwhile
+            self._settled(outcome, directory)
+            refused = refused or outcome
+        if refused is not None:  # the fold must not move past what it could not write
+            raise Unusable(f"writing to its streams failed: {refused}")
 
     async def _purge(self, nc: Client, entry: Got) -> None:
         """Remove an entry, unless a newer one replaced it meanwhile."""

@@ -327,3 +327,19 @@ def test_a_link_another_client_wrote_is_listed_and_indexed_as_a_link(storage):
     )
     entry = json.loads(base64.b64decode(found["message"]["data"]))
     assert entry["n"] == "alias.txt" and entry["l"] == 1 and entry["s"] == 0
+
+
+@SERVER_INDEX
+def test_an_index_that_refuses_writes_fails_no_save_and_lists_the_old_way(storage, caplog):
+    storage.save("a", ContentFile(b"a"))
+    config = index_request(storage, "STREAM.INFO", "NSI")["config"]
+    full = {**config, "max_msgs": 1, "discard": "new"}  # as a full index would: every new entry refused
+    assert "error" not in index_request(storage, "STREAM.UPDATE", "NSI", full)
+    with caplog.at_level(logging.WARNING, logger="natsstorage"):
+        storage.save("b", ContentFile(b"b"))  # its entry is refused: the save is not
+        put_foreign(storage, "c", b"c")  # another client's: the fold cannot index it, and must not skip it
+        assert storage.listdir("") == ([], ["a", "b", "c"])
+        assert storage.exists("c") and not storage.exists("d")
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("an entry was refused" in message for message in messages) == 1
+    assert sum("writing to its streams failed" in message for message in messages) == 1
