@@ -66,6 +66,7 @@ MAX_INDEX_SUBJECT = 2048  # bytes of any subject published to the index: far wit
 MAX_DEPTH = 32  # segments of a name indexed under its own subject
 HASH_CHARACTERS = 43  # unpadded base64url SHA-256
 INDEX_RECHECK = 60.0  # seconds an index found unusable is not looked for again
+UNANSWERED_RECHECK = 3600.0  # the same when looking for it went unanswered (a permission the account lacks)
 MARKER_TRUST = 600.0  # seconds a directory marker this process saw acknowledged is not written again
 KNOWN_DIRECTORIES = 4096
 ENTRY_MAX_AGE_MARGIN = 60  # seconds an entry outlives its object's metadata in a bucket with a TTL
@@ -214,6 +215,7 @@ class ServerIndex:
         except (NatsUnavailable, JetStreamError) as error:
             if not isinstance(error, BucketNotFound):  # no answer: a permission the account lacks, say
                 self.reason = f"looking for stream {self.entries.name} failed: {error}"
+                self.checked += UNANSWERED_RECHECK - INDEX_RECHECK  # each look costs a timeout: seldom
                 return
             if not self.bucket.stream.made_here:
                 self.reason = (
@@ -225,6 +227,8 @@ class ServerIndex:
                 await self.create(empty=False)
             except NatsStorageError as refused:
                 self.reason = f"creating stream {self.entries.name} was refused: {refused}"
+                if isinstance(refused, NatsUnavailable):  # unanswered: a permission the account lacks, say
+                    self.checked += UNANSWERED_RECHECK - INDEX_RECHECK
                 return
         self.present = True  # whether listings may use it, the state says: fresh() reads it before each
 
