@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import nats
 from floor import API, TIMEOUT, chunk_subject, meta_subject, new_event_loop  # uvloop's, where it can
@@ -174,3 +174,228 @@ def estimate(count: int, entries: int) -> float:
     from natsstorage.index import ENTRY_BYTES
 
     return float(ENTRY_BYTES)
+
+
+# -- `python bench/scale.py --names N --fresh`: issue #24's figures, with the listing index on the server ----------
+
+FRESH_RUNS = 5  # fresh child processes per figure
+OLD_WAY_RUNS = 3  # the same on the old way (every name read into the process): slow at scale
+WARM_RUNS = 20
+SAVES = 500  # 1 KiB saves per round
+SAVE_ROUNDS = 9
+IDLE_PROCESSES = 8
+MISSING = f"{DIRECTORY}/missing.bin"
+FIRST_CALLS = {
+    f'first `listdir("{DIRECTORY}")` (1,000 entries)': lambda storage: storage.listdir(DIRECTORY),
+    f'first `exists("{MISSING}")`': lambda storage: storage.exists(MISSING),
+    f'first `exists("{DIRECTORY}/00001")` (a file)': lambda storage: storage.exists(f"{DIRECTORY}/00001"),
+    f'first `exists("{DIRECTORY}")` (a directory)': lambda storage: storage.exists(DIRECTORY),
+}
+GOALS = {0: "< 100 ms", 1: "< 5 ms", 2: "< 5 ms", 3: "< 5 ms"}
+
+
+def _child(args: Any) -> None:
+    """In a fresh process: connect, then time one first call (``--child N``, of FIRST_CALLS) and the RSS growth."""
+    from run import resident, setup_django
+
+    setup_django(args.url, None)
+    from natsstorage import NatsStorage
+    from natsstorage.buckettools import BucketTools
+
+    storage = NatsStorage(args.bucket, create_bucket=False, listing=args.listing)
+    assert BucketTools(storage).bucket_exists()  # connected, imports done: what is timed is the call
+    baseline = resident("VmRSS")
+    call = list(FIRST_CALLS.values())[args.child]
+    started = time.perf_counter()
+    call(storage)
+    took = time.perf_counter() - started
+    print(json.dumps({"ms": took * 1000, "grown": resident("VmRSS") - baseline}))
+
+
+def _idle_child(args: Any) -> None:
+    """Hold a storage on the bucket (having listed it, or only connected) until stdin closes."""
+    import sys
+
+    from run import setup_django
+
+    setup_django(args.url, None)
+    from natsstorage import NatsStorage
+
+    listing = "process" if args.listing == "none" else args.listing
+    storage = NatsStorage(args.bucket, create_bucket=False, listing=listing)
+    if args.listing == "none":  # connected, no index of any kind (a file's exists() looks at no index)
+        assert storage.exists(f"{DIRECTORY}/00000")
+    else:
+        storage.listdir(DIRECTORY)
+    print("ready", flush=True)
+    sys.stdin.read()
+
+
+def _in_children(url: str, bucket: str, listing: str, figure: int, runs: int) -> tuple[list[float], list[float]]:
+    import subprocess
+    import sys
+
+    took, grown = [], []
+    for _ in range(runs):
+        command = [sys.executable, __file__, "--child", str(figure), "--bucket", bucket, "--url", url]
+        out = subprocess.run([*command, "--listing", listing], capture_output=True, text=True, check=True).stdout
+        answer = json.loads(out.strip().splitlines()[-1])
+        took.append(answer["ms"])
+        grown.append(answer["grown"])
+    return took, grown
+
+
+def _saves_per_second(storage: NatsStorage, round_: int) -> float:
+    from django.core.files.base import ContentFile
+
+    data = os.urandom(1024)
+    started = time.perf_counter()
+    for i in range(SAVES):
+        storage.save(f"saves/{round_}/{i}", ContentFile(data))
+    return SAVES / (time.perf_counter() - started)
+
+
+def _idle(url: str, bucket: str, listing: str) -> list[Any]:
+    import subprocess
+    import sys
+
+    children = []
+    for _ in range(IDLE_PROCESSES):
+        command = [sys.executable, __file__, "--idle-child", "--bucket", bucket, "--url", url, "--listing", listing]
+        child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        children.append(child)
+    for child in children:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    return children
+
+
+def _stop(children: list[Any]) -> None:
+    for child in children:
+        child.stdin.close()
+        child.wait(timeout=30)
+
+
+def _spread(values: list[float]) -> str:
+    import statistics
+
+    median = statistics.median(values)
+    shown = f"{median:,.0f}" if median >= 100 else f"{median:.1f}" if median >= 10 else f"{median:.2f}"
+    return f"{shown} (min {min(values):.2f}, max {max(values):.2f})"
+
+
+def main() -> int:
+    import argparse
+    import statistics
+    import sys
+    import tempfile
+
+    parser = argparse.ArgumentParser(description="Issue #24's figures on a bucket of --names names.")
+    parser.add_argument("--names", type=int, default=100_000)
+    parser.add_argument("--fresh", action="store_true", help="fill a new bucket (always, with the server started here)")
+    parser.add_argument("--old-way", action="store_true", help="time the per-process index too, for comparison")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--idle-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--bucket", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--listing", default="auto", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        _child(args)
+        return 0
+    if args.idle_child:
+        _idle_child(args)
+        return 0
+
+    from run import setup_django
+
+    from natsstorage.testing import NatsServer
+
+    with tempfile.TemporaryDirectory(prefix="natsstorage-scale-") as workdir, NatsServer(store_dir=workdir) as server:
+        setup_django(server.url, None)
+        from natsstorage import NatsStorage
+        from natsstorage.buckettools import BucketTools
+
+        rows: list[tuple[str, str, str]] = []
+        bucket, small, plain = f"scale_{args.names}", "scale_small", "scale_plain"
+        filled = fill(server.url, bucket, args.names, 1000)
+        print(f"filled {args.names:,} names in {filled:.1f} s", file=sys.stderr, flush=True)
+        memory = server.monitor("varz")["mem"]
+        started = time.perf_counter()
+        held = BucketTools(NatsStorage(bucket, create_bucket=False)).build_index()
+        built = time.perf_counter() - started
+        grown_server = (server.monitor("varz")["mem"] - memory) / 2**20
+        rows.append(("index build (`natsos_index`)", f"{built:.1f} s, {held / built:,.0f} names/s", "—"))
+        rows.append(("server RSS growth for the index", f"{grown_server:,.0f} MiB", "—"))
+        print(f"indexed {held:,} names in {built:.1f} s", file=sys.stderr, flush=True)
+
+        rss = []
+        for figure, label in enumerate(FIRST_CALLS):
+            took, grown = _in_children(server.url, bucket, "auto", figure, FRESH_RUNS)
+            rss.extend(grown)
+            rows.append((f"fresh process: {label}, ms", _spread(took), GOALS[figure]))
+        rows.append(("fresh process: RSS growth after the first call, MiB", _spread(rss), "< 16"))
+        if args.old_way:
+            for figure in (0, 1):
+                took, grown = _in_children(server.url, bucket, "process", figure, OLD_WAY_RUNS)
+                label = list(FIRST_CALLS)[figure]
+                rows.append((f"old way (`listing='process'`): {label}, ms", _spread(took), "—"))
+                rows.append((f"old way: RSS growth after {label}, MiB", _spread(grown), "—"))
+
+        fill(server.url, small, 1000, 1000)
+        BucketTools(NatsStorage(small, create_bucket=False)).build_index()
+        warm = {}
+        for name in (bucket, small):
+            storage = NatsStorage(name, create_bucket=False)
+            storage.listdir(DIRECTORY)
+            took = []
+            for _ in range(WARM_RUNS):
+                started = time.perf_counter()
+                storage.listdir(DIRECTORY)
+                took.append((time.perf_counter() - started) * 1000)
+            warm[name] = took
+        ratio = statistics.median(warm[bucket]) / statistics.median(warm[small])
+        rows.append((f"warm `listdir` at {args.names:,} names, ms", _spread(warm[bucket]), f"≤ 2x: {ratio:.2f}x"))
+        rows.append(("warm `listdir` at 1,000 names, ms", _spread(warm[small]), "—"))
+
+        # Saves into three buckets at once, each with 8 idle processes holding a storage on it, rounds interleaved:
+        # the indexed bucket; one without index whose processes only connected; one whose processes listed it
+        # the old way (each holds a watch every save is delivered to).
+        fill(server.url, plain, 1, 1)
+        fill(server.url, f"{plain}_listed", 1, 1)
+        variants = {
+            "auto": NatsStorage(bucket, create_bucket=False),
+            "none": NatsStorage(plain, create_bucket=False, listing="process"),
+            "process": NatsStorage(f"{plain}_listed", create_bucket=False, listing="process"),
+        }
+        children = [
+            *_idle(server.url, bucket, "auto"),
+            *_idle(server.url, plain, "none"),
+            *_idle(server.url, f"{plain}_listed", "process"),
+        ]
+        rates: dict[str, list[float]] = {listing: [] for listing in variants}
+        try:
+            order = list(variants)
+            for round_ in range(SAVE_ROUNDS):
+                for listing in order:  # each first in turn: the first of a round runs slower here
+                    rates[listing].append(_saves_per_second(variants[listing], round_))
+                order.append(order.pop(0))
+        finally:
+            _stop(children)
+        ratio = statistics.median(rates["auto"]) / statistics.median(rates["none"])
+        rows.append(
+            ("saves/s of 1 KiB, indexed bucket, 8 idle processes", _spread(rates["auto"]), f"≥ 0.9x: {ratio:.2f}x")
+        )
+        rows.append(("saves/s of 1 KiB, bucket without index, 8 idle processes", _spread(rates["none"]), "—"))
+        old_way = _spread(rates["process"])
+        rows.append(("saves/s of 1 KiB, bucket without index, 8 idle processes that listed it (old way)", old_way, "—"))
+
+    load = os.getloadavg()
+    print(f"{args.names:,} names; {os.cpu_count()} cores, load average {load[0]:.1f} at the end (shared machine).\n")
+    print("| figure | median (min, max) | goal |\n|---|---:|---|")
+    for figure, value, goal in rows:
+        print(f"| {figure} | {value} | {goal} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

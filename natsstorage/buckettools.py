@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from functools import partial
 
-from natsstorage import contenttypes, garbage, index, links
+from natsstorage import contenttypes, garbage, index, links, listingindex
 from natsstorage.changes import Changes
 from natsstorage.files import NatsFile, ObjectStream
 from natsstorage.garbage import OrphanChunks
@@ -94,6 +94,16 @@ class BucketTools:
         """Delete the bucket and every object in it, for good."""
         run(self.bucket.destroy())
         run(index.forget(self.bucket))
+        run(listingindex.drop(self.bucket))  # its listing index's streams
+
+    def build_index(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Give the bucket its listing index on the server (or finish building it); the names it holds.
+        ``progress(names, left)`` after each batch read. See ``manage.py natsos_index``."""
+        return run(listingindex.build(self.bucket, progress))
+
+    def drop_index(self) -> None:
+        """Delete the bucket's listing index: storages list it the old way (every name in each process)."""
+        run(listingindex.drop(self.bucket))
 
     def listing_page(
         self, prefix: str = "", *, order: str = "name", descending: bool = False, offset: int = 0, limit: int = 100

@@ -38,6 +38,7 @@ MAX_CHUNK_SIZE = 1024 * 1024  # the server's default max_payload
 # The STORAGES alias whose bucket natsstorage.uploads.NatsUploadHandler stages uploads in (Django's default storage).
 UPLOAD_STORAGE_SETTING = "NATSSTORAGE_UPLOAD_STORAGE"
 DEFAULT_UPLOAD_STORAGE = "default"
+LISTING_MODES = ("auto", "server", "process")
 
 
 def _positive(value: Any) -> bool:
@@ -189,6 +190,14 @@ class Config:
         f"None or {SECONDS}",
         "seconds a process keeps a listing index nobody looks at (the bucket's names, a watch on the server); "
         "`None`: for as long as it runs",
+    )
+    listing: str = option(
+        "auto",
+        lambda v: v in LISTING_MODES,
+        "'auto', 'server' or 'process'",
+        "where `listdir()` and `exists()` of a missing name look: `'server'`, the bucket's index on the server "
+        "(nats-server 2.12+, `manage.py natsos_index`); `'process'`, every name read into each process; `'auto'`, "
+        "the server's when the bucket has one, else the process's with one warning",
     )
     file_overwrite: bool = option(
         False, _bool, "True or False", "replace an existing name instead of picking Django's alternative name"

@@ -12,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from natsstorage.exceptions import CorruptObject, NatsUnavailable
+from natsstorage.exceptions import CorruptObject, JetStreamError, NatsUnavailable
 from natsstorage.jetstream import (
     API,
     DESCRIPTION_HEADER,
@@ -30,6 +31,7 @@ from natsstorage.jetstream import (
     NUM_PENDING_HEADER,
     SEQUENCE_HEADER,
     STATUS_HEADER,
+    TIME_HEADER,
     Stream,
     nanoseconds,
 )
@@ -41,6 +43,9 @@ SLOW_START = 4  # messages an exact read asks for first; it doubles up to the wi
 # In a cluster a new consumer's pull requests may reach a server that has not yet
 # heard of it (no responders, 503) for a moment: ask again this often, within the timeout.
 PULL_RETRY_WAIT = 0.05
+ANSWERS = 1024  # messages one multi_last or batched direct get answers at most (nats-server's maxAllowedResponses)
+TOO_MANY = "413"  # a multi_last whose filters match more subjects than that
+BATCH_BYTES = 4 * 1024 * 1024  # bytes one batched answer of small messages may carry
 BATCH_GETS_SINCE = (2, 12)  # batched direct gets (ADR-31) came in 2.11; the suite's reads fail on 2.11.x: 2.12 on
 
 
@@ -364,3 +369,96 @@ class DirectBatch(Inbox):
             self._taken += 1
             self.next_seq = int(headers[SEQUENCE_HEADER]) + 1
             return msg
+
+
+class TooMany(Exception):
+    """A ``multi_last`` matched more than ``ANSWERS`` subjects (413): page through it instead."""
+
+
+@dataclass(frozen=True)
+class Got:
+    """One message of a direct get's answer."""
+
+    subject: str
+    seq: int
+    time: str  # the server's, RFC 3339
+    data: bytes
+    pending: int = 0  # in a batch: how many more messages match after this one
+
+
+class Answers(Inbox):
+    """Every message of one direct get (a ``multi_last`` or a batch), on an inbox of its own."""
+
+    async def ask(self, nc: Client, body: dict[str, Any]) -> list[Got]:
+        await self.listen(nc)
+        try:
+            assert self._sub is not None
+            subject = f"{API}DIRECT.GET.{self.stream.name}"
+            await self.stream.tell(nc, subject, json.dumps(body).encode(), self._sub.subject, "a batched direct get")
+            found: list[Got] = []
+            while True:
+                msg, status = await self.receive("no answer to a batched direct get")
+                if status is None:
+                    found.append(_got(msg))
+                    continue
+                if status in (END_OF_BATCH, NOT_FOUND):
+                    return found
+                if status == TOO_MANY:
+                    raise TooMany()
+                if status == NO_RESPONDERS:
+                    raise self.stream.missing()
+                raise JetStreamError(
+                    f"NATS {self.stream.label}: a direct get was answered {self.status_text(msg, status)}"
+                )
+        finally:
+            await self.close()
+
+
+def _got(msg: Msg) -> Got:
+    headers = msg.headers or {}
+    subject, seq, stored = (
+        headers.get("Nats-Subject", ""),
+        int(headers.get(SEQUENCE_HEADER, 0)),
+        headers.get(TIME_HEADER, ""),
+    )
+    return Got(subject, seq, stored, msg.data, int(headers.get(NUM_PENDING_HEADER, 0)))
+
+
+async def last_of(stream: Stream, nc: Client, filters: list[str]) -> list[Got]:
+    """The latest message of every subject matching ``filters`` (at most ``ANSWERS``, else ``TooMany``)."""
+    return await Answers(stream).ask(nc, {"multi_last": filters, "batch": ANSWERS})
+
+
+async def every_of(stream: Stream, nc: Client, subject_filter: str, *, batch: int = ANSWERS) -> list[Got]:
+    """Every message on ``subject_filter``, by batched ``next_by_subj``: in a stream of one message a subject,
+    every subject's."""
+    found: list[Got] = []
+    seq = 1
+    while True:
+        body = {"seq": seq, "next_by_subj": subject_filter, "batch": batch, "max_bytes": BATCH_BYTES}
+        page = await Answers(stream).ask(nc, body)
+        found.extend(page)
+        if not page or not page[-1].pending:
+            return found
+        seq = page[-1].seq + 1
+
+
+async def last_of_literals(stream: Stream, nc: Client, subjects: list[str]) -> dict[str, Got]:
+    """The latest message of each of ``subjects`` (literal), by subject: one request per ``ANSWERS``."""
+    limit = nc.max_payload // 2
+    pages = await asyncio.gather(*(last_of(stream, nc, chunk) for chunk in _chunks_of(subjects, limit)))
+    return {got.subject: got for page in pages for got in page}
+
+
+def _chunks_of(subjects: list[str], limit: int) -> Iterable[list[str]]:
+    """``subjects`` in lists of at most ``ANSWERS`` whose JSON stays under ``limit`` bytes."""
+    chunk: list[str] = []
+    size = 0
+    for subject in subjects:
+        if chunk and (len(chunk) >= ANSWERS or size + len(subject) + 4 > limit):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(subject)
+        size += len(subject) + 4
+    if chunk:
+        yield chunk

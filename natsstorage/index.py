@@ -39,6 +39,7 @@ from typing import NamedTuple
 import nats
 from nats.aio.client import Client
 
+from natsstorage import listingindex
 from natsstorage.exceptions import CorruptObject, NatsUnavailable
 from natsstorage.loop import cancel_and_wait
 from natsstorage.objectstore import ALL_META, Bucket, BucketStatus, ObjectInfo, Watch
@@ -345,8 +346,12 @@ async def page(bucket: Bucket, prefix: str, order: str, descending: bool, offset
 
 
 async def status(bucket: Bucket) -> BucketStatus:
-    """The bucket's figures, its live objects counted by its index."""
+    """The bucket's figures, its live objects counted by its index on the server (entries not yet found stale
+    included), else by this process's."""
     info = await bucket.stream_info()
+    server = await listingindex.of(bucket)
+    if server is not None:
+        return BucketStatus.from_stream_info(bucket.name, info, await server.count())
     return BucketStatus.from_stream_info(bucket.name, info, (await Index.of(bucket)).count())
 
 

@@ -151,6 +151,7 @@ class Stream:
         self.label = label
         self.connect = connect
         self.config: dict[str, Any] | None = None  # None until known, and again once the stream is gone
+        self.made_here = False  # this process created the stream (the listing index is made with it)
         self._create = create
         self._ready = asyncio.Lock()
 
@@ -180,6 +181,7 @@ class Stream:
                 raise
             try:
                 info = await self.api(nc, f"STREAM.CREATE.{self.name}", self._create)
+                self.made_here = True
             except JetStreamError as error:
                 if error.code != ERR_STREAM_NAME_IN_USE:
                     raise

@@ -21,6 +21,11 @@ MAX_NAME_BYTES = 1024
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # What can make an entry unusable: control characters, backslashes (a '..' between them), lone surrogates.
 _SUSPECT = re.compile(r"[\x00-\x1f\x7f-\x9f\\\ud800-\udfff]")
+# A name's path segments as subject tokens of the server-side listing index (docs/wire-format.md): letters, digits,
+# '-' and '_' as they are, every other byte of the UTF-8 as '~' and two hex digits, an empty segment as '~'.
+_TOKEN_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+_ESCAPED = [chr(b) if _TOKEN_SAFE.fullmatch(chr(b)) else f"~{b:02X}" for b in range(256)]
+EMPTY_SEGMENT_TOKEN = "~"
 
 
 def clean_name(name: str | os.PathLike[str]) -> str:
@@ -80,3 +85,18 @@ def usable(prefix: str, entry: str) -> bool:
     except SuspiciousFileOperation:
         return False
     return True
+
+
+def index_token(segment: str) -> str:
+    """One path segment as one literal subject token: never ``*``, ``>``, ``.``, white space, and never
+    ``~~`` (kept for overflow entries); two segments never share a token."""
+    if not segment:
+        return EMPTY_SEGMENT_TOKEN
+    if _TOKEN_SAFE.fullmatch(segment):
+        return segment
+    return "".join([_ESCAPED[byte] for byte in segment.encode("utf-8", "surrogatepass")])
+
+
+def index_tokens(name: str) -> list[str]:
+    """``name`` split on ``/``, each segment escaped by ``index_token``: its subject in the listing index."""
+    return [index_token(segment) for segment in name.split("/")]

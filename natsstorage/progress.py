@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.core.files.base import File
@@ -26,8 +26,17 @@ class Progress:
     and no ``--no-progress``), so callers update it unconditionally.
     """
 
-    def __init__(self, stream: OutputWrapper, total: int | None, *, enabled: bool, label: str = "") -> None:
+    def __init__(
+        self,
+        stream: OutputWrapper,
+        total: int | None,
+        *,
+        enabled: bool,
+        label: str = "",
+        shown: Callable[[float], str] = size,
+    ) -> None:
         self.stream = stream
+        self.shown = shown  # how an amount is written: bytes by default
         self.total = total
         self.enabled = enabled
         self.label = label
@@ -51,10 +60,10 @@ class Progress:
             fraction = min(self.done / self.total, 1.0)
             filled = int(fraction * BAR_WIDTH)
             parts.append(f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {fraction:4.0%}")
-            parts.append(f"{size(self.done)} / {size(self.total)}")
+            parts.append(f"{self.shown(self.done)} / {self.shown(self.total)}")
         else:
-            parts.append(size(self.done))
-        parts.append(f"{size(rate)}/s")
+            parts.append(self.shown(self.done))
+        parts.append(f"{self.shown(rate)}/s")
         if self.total and rate > 0 and self.done < self.total:
             parts.append(f"ETA {duration((self.total - self.done) / rate)}")
         return "  ".join(parts)

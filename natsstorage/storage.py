@@ -18,7 +18,7 @@ from django.core.files.storage import Storage
 from django.core.signals import setting_changed
 from django.urls import NoReverseMatch, reverse
 
-from natsstorage import conf, connections, contenttypes, direct, links, loop, registry, saving, signing
+from natsstorage import conf, connections, contenttypes, direct, links, listingindex, loop, registry, saving, signing
 from natsstorage.files import (
     WRITE_MODES,
     AsyncNatsFile,
@@ -94,6 +94,7 @@ class NatsStorage(Rebuildable, Storage):
             window=config.window,
             create=config.bucket_config if config.create_bucket else None,
             listing_idle=config.listing_idle,
+            listing=config.listing,
         )
 
     def __repr__(self) -> str:
@@ -137,7 +138,11 @@ class NatsStorage(Rebuildable, Storage):
 
     async def _listdir(self, path: str | os.PathLike[str] | None) -> tuple[list[str], list[str]]:
         prefix = self._prefix(path)
-        directories, files = (await Index.of(self.bucket)).listdir(prefix)
+        server = await listingindex.of(self.bucket)
+        if server is not None:
+            directories, files = await server.listdir(prefix)
+        else:
+            directories, files = (await Index.of(self.bucket)).listdir(prefix)
         # Names other clients wrote that Django code may not use (control characters, '..') are not listed.
         allowed = partial(usable, clean_prefix(path))  # what Django code names, relative to the location
         return sorted(filter(allowed, directories)), sorted(filter(allowed, files))
@@ -149,6 +154,9 @@ class NatsStorage(Rebuildable, Storage):
         key = self.key(name)  # type: ignore[arg-type]
         if await self.bucket.info(key) is not None:
             return True
+        server = await listingindex.of(self.bucket)
+        if server is not None:
+            return await server.has_directory(key)
         return (await Index.of(self.bucket)).has_under(key + "/")
 
     async def _update_meta(

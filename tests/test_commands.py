@@ -45,6 +45,7 @@ COMMANDS = (
     "natsos_destroy",
     "natsos_gc",
     "natsos_get",
+    "natsos_index",
     "natsos_ls",
     "natsos_put",
     "natsos_status",
@@ -104,14 +105,14 @@ def test_manage_help_lists_the_commands_with_help_texts():
         assert "--verbosity" in text and "--no-color" in text
 
 
-@pytest.mark.parametrize("name", ["natsos_ls", "natsos_destroy", "natsos_watch", "natsos_status"])
+@pytest.mark.parametrize("name", ["natsos_ls", "natsos_destroy", "natsos_watch", "natsos_status", "natsos_index"])
 def test_an_unknown_bucket_is_a_clear_error_and_is_not_created(name, bucket_name):
     with pytest.raises(CommandError, match=f"bucket '{bucket_name}' does not exist"):
         command(name, bucket_name, "--noinput") if name == "natsos_destroy" else command(name, bucket_name)
     assert not on_server(bucket_name)
 
 
-@pytest.mark.parametrize("name", ["natsos_ls", "natsos_destroy", "natsos_watch", "natsos_status"])
+@pytest.mark.parametrize("name", ["natsos_ls", "natsos_destroy", "natsos_watch", "natsos_status", "natsos_index"])
 def test_a_bad_bucket_name_is_a_clear_error(name):
     with pytest.raises(CommandError, match="invalid bucket name 'no such'"):
         command(name, "no such")

@@ -1,4 +1,4 @@
-"""Listings from the per-process index: always current, cheap once made, and safe with any name another client wrote."""
+"""Listings always current, cheap, and safe with any name another client wrote; the per-process index's own ways."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_listdir_has_what_another_client_wrote_or_deleted_just_before(storage):
 
 
 def test_an_index_nobody_looks_at_is_dropped_with_its_watch_and_made_again_when_asked(make_storage):
-    storage = make_storage(listing_idle=0.5)
+    storage = make_storage(listing_idle=0.5, listing="process")
     storage.save("a", ContentFile(b"a"))
     assert storage.listdir("") == ([], ["a"])
     assert stream_state(storage)["consumer_count"] == 1  # the index's watch
@@ -59,7 +59,7 @@ def test_an_index_nobody_looks_at_is_dropped_with_its_watch_and_made_again_when_
 
 
 def test_an_index_is_never_dropped_while_a_look_at_it_is_under_way(make_storage, monkeypatch):
-    storage = make_storage(listing_idle=0.1)
+    storage = make_storage(listing_idle=0.1, listing="process")
     storage.save("a", ContentFile(b"a"))
     ask = Stream.api
 
@@ -78,10 +78,10 @@ def test_an_index_is_never_dropped_while_a_look_at_it_is_under_way(make_storage,
 
 
 def test_an_index_some_storage_keeps_for_good_is_kept(make_storage, bucket_name):
-    briefly = make_storage(listing_idle=0.3)
+    briefly = make_storage(listing_idle=0.3, listing="process")
     briefly.save("a", ContentFile(b"a"))
     assert briefly.listdir("") == ([], ["a"])
-    assert NatsStorage(bucket_name, listing_idle=None).listdir("") == ([], ["a"])
+    assert NatsStorage(bucket_name, listing_idle=None, listing="process").listdir("") == ([], ["a"])
     time.sleep(1)
     assert stream_state(make_storage())["consumer_count"] == 1  # the longest time asked wins: for good
 
@@ -204,7 +204,8 @@ def test_the_signed_link_of_a_name_with_a_backslash_is_valid_for_the_name_it_car
     assert b"".join(response.streaming_content) == b"the directory one"
 
 
-def test_a_change_the_listing_never_received_is_fetched_again_not_skipped(storage):
+def test_a_change_the_listing_never_received_is_fetched_again_not_skipped(make_storage):
+    storage = make_storage(listing="process")  # the per-process index's watch
     storage.save("a.txt", ContentFile(b"a"))
     assert storage.listdir("") == ([], ["a.txt"])
     stolen = steal_a_message(storage)
