@@ -287,13 +287,7 @@ class NatsStorage(Rebuildable, Storage):
         if configured is not None:
             url = str(configured)
             return url if url.endswith("/") else url + "/"
-        try:
-            marker = reverse("natsstorage:serve", kwargs={"bucket": self.config.bucket, "name": "_"})
-        except NoReverseMatch:
-            raise ImproperlyConfigured(
-                f"NatsStorage for bucket {self.config.bucket!r} has no URL: add "
-                "path('files/', include('natsstorage.urls')) to your URLconf, or set the base_url option"
-            ) from None
+        marker = self._reverse("serve", bucket=self.config.bucket, name="_")
         location = self.config.location
         return marker[:-1] + (signing.uri(location) + "/" if location else "")
 
@@ -326,9 +320,7 @@ class NatsStorage(Rebuildable, Storage):
             return link
         # The name the link carries (a backslash reads as "/" there), which is what the view checks and signs.
         carried = self.key(name.replace("\\", "/").lstrip("/"))
-        seconds = expire.total_seconds() if isinstance(expire, timedelta) else expire
-        expiry = int(seconds) if seconds is not None else self.config.url_expiry
-        query = signing.sign(self.config.bucket, carried, expiry=expiry, overrides=overrides)
+        query = signing.sign(self.config.bucket, carried, expiry=self._expiry(expire), overrides=overrides)
         return link + "?" + urlencode(query)
 
     def upload_url(
@@ -340,23 +332,26 @@ class NatsStorage(Rebuildable, Storage):
         expire: int | timedelta | None = None,
         max_length: int | None = None,
     ) -> str:
-        """A signed link to which a browser sends a file with ``PUT`` (docs/direct-uploads.md): at most
-        ``max_size`` bytes, of one of ``content_types`` (``"image/png"``, ``"image/*"``; None: any), stored
-        under ``name`` made free now by ``get_available_name`` (with ``max_length``, as ``save()``): its name
-        for good, a name taken meanwhile refuses the upload unless ``file_overwrite``. Works for ``expire``
-        seconds (default ``url_expiry``)."""
+        """A signed link a browser ``PUT``s a file to (docs/direct-uploads.md): at most ``max_size`` bytes, of
+        one of ``content_types`` (``"image/*"``; None: any), stored under ``name`` made free now (as ``save()``
+        does, with ``max_length``) unless ``file_overwrite``. Works for ``expire`` seconds (``url_expiry``)."""
         name = self.get_available_name(clean_name(name), max_length=max_length)
         self.key(name)  # SuspiciousFileOperation for a name the bucket cannot hold
-        link = direct.Link.new(
-            self.config.bucket, self.config.location, name, max_size=max_size, content_types=content_types
-        )
+        config = self.config
+        link = direct.Link.new(config.bucket, config.location, name, max_size=max_size, content_types=content_types)
+        return self._reverse("upload", token=link.token(expiry=self._expiry(expire)))
+
+    def _expiry(self, expire: int | timedelta | None) -> int:
         seconds = expire.total_seconds() if isinstance(expire, timedelta) else expire
-        token = link.token(expiry=int(seconds) if seconds is not None else self.config.url_expiry)
+        return int(seconds) if seconds is not None else self.config.url_expiry
+
+    def _reverse(self, view: str, **kwargs: str) -> str:
         try:
-            return reverse("natsstorage:upload", kwargs={"token": token})
+            return reverse(f"natsstorage:{view}", kwargs=kwargs)
         except NoReverseMatch:
             raise ImproperlyConfigured(
-                "upload_url() needs natsstorage's views: add path('files/', include('natsstorage.urls')) to the URLconf"
+                f"NatsStorage for bucket {self.config.bucket!r} has no URL: add "
+                "path('files/', include('natsstorage.urls')) to your URLconf, or set the base_url option"
             ) from None
 
     def info(self, name: str) -> ObjectInfo:
