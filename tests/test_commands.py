@@ -235,7 +235,9 @@ def test_status_marks_buckets_of_configured_storages(bucket):
     storages = {"default": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket}}}
     with override_settings(STORAGES=storages):
         (row,) = [row for row in bucket_rows() if row.name == bucket]
-    assert row.used_by == ("STORAGES['default']",) and row.exists and row.reachable
+    # tests.testapp.Attachment's file fields store into the default storage.
+    assert row.used_by == ("STORAGES['default']", "testapp.Attachment.file", "testapp.Attachment.picture")
+    assert row.exists and row.reachable
 
 
 def test_status_with_the_server_down_shows_it_and_exits_non_zero(no_server):
@@ -419,7 +421,7 @@ def test_destroy_names_the_configured_storages_and_models_that_use_the_bucket(st
     storages = {"default": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket, "location": "m"}}}
     with override_settings(STORAGES=storages):
         out = command("natsos_destroy", bucket, "--noinput")
-    assert "Used by STORAGES['default']: their files will be gone" in out
+    assert "Used by STORAGES['default'], testapp.Attachment.file, testapp.Attachment.picture: their files" in out
     BucketTools(NatsStorage("configs")).status()  # tests.testapp's Document.upload keeps its files there
     out = command("natsos_destroy", "configs", "--noinput")
     assert "Used by testapp.Document.upload: their files will be gone" in out

@@ -6,6 +6,7 @@ import contextlib
 import os
 import socket
 import threading
+import time
 import urllib.parse
 
 import pytest
@@ -34,7 +35,9 @@ WATCH_PROGRESS = """() => {
 
 def test_in_a_browser_the_widget_uploads_with_progress_and_the_form_saves_the_name(live_server, page):  # noqa: F811
     data = random_bytes(24 * MiB)
-    page.goto(live_server.url + "/direct/")
+    address = urllib.parse.urlsplit(live_server.url)
+    proxy = UploadProxy((address.hostname, address.port), pace=0.01)  # about a second: loopback is too fast to see
+    page.goto(f"http://127.0.0.1:{proxy.port}/direct/")
     page.fill("#id_title", "straight to the bucket")
     progress: list[tuple[float, float]] = []
     page.expose_function("reportProgress", lambda value, maximum: progress.append((value, maximum)))
@@ -56,15 +59,17 @@ def test_in_a_browser_the_widget_uploads_with_progress_and_the_form_saves_the_na
         with storage.open("docs/big_file.bin") as f:
             assert f.read() == data
     finally:
+        proxy.close()
         storage.delete("docs/big_file.bin")
 
 
-class CuttingProxy:
-    """A loopback TCP proxy to the live server that cuts the connection carrying the first upload ``PUT``
-    after ``cut_after`` of its bytes, as a dropped network would; every other byte passes."""
+class UploadProxy:
+    """A loopback TCP proxy to the live server, as a network between a browser and the site: it cuts the
+    connection carrying the first upload ``PUT`` after ``cut_after`` of its bytes, as a dropped network would, and
+    passes an upload's pieces of 256 KiB ``pace`` seconds apart, as a slower one would; every other byte passes."""
 
-    def __init__(self, upstream: tuple[str, int], cut_after: int) -> None:
-        self.upstream, self.cut_after = upstream, cut_after
+    def __init__(self, upstream: tuple[str, int], *, cut_after: float = float("inf"), pace: float = 0.0) -> None:
+        self.upstream, self.cut_after, self.pace = upstream, cut_after, pace
         self.cut = threading.Event()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -85,6 +90,7 @@ class CuttingProxy:
                 if upload and sent is None and not self.cut.is_set() and b"PUT /files/~upload/" in data:
                     sent = 0
                 if sent is not None:
+                    time.sleep(self.pace)
                     sent += len(data)
                     if sent > self.cut_after:
                         self.cut.set()
@@ -104,7 +110,7 @@ def test_in_a_browser_an_upload_cut_off_resumes_from_the_bytes_stored(live_serve
     path = tmp_path / "cut.bin"  # (Playwright takes no buffer over 50 MB)
     path.write_bytes(data)
     address = urllib.parse.urlsplit(live_server.url)
-    proxy = CuttingProxy((address.hostname, address.port), cut_after=len(data) // 2)
+    proxy = UploadProxy((address.hostname, address.port), cut_after=len(data) // 2)
     offsets: list[int] = []
     page.on(
         "request",
