@@ -9,7 +9,7 @@ object is in the bucket with that size and digest, and cleans to the object's na
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from django import forms
@@ -31,8 +31,9 @@ class DirectUploadWidget(forms.Widget):
 
     def __init__(self, attrs: dict[str, Any] | None = None) -> None:
         super().__init__(attrs)
-        self.ticket: dict[str, Any] = {}  # what the field allows, signed at each rendering
-        self.expiry = 3600
+        # What the field allows and for how many seconds, asked at each rendering (and signed then): a form is
+        # often defined at import, before settings can be checked.
+        self.allows: Callable[[], tuple[dict[str, Any], int]] = lambda: ({}, 3600)
 
     @property
     def media(self) -> forms.Media:
@@ -41,16 +42,17 @@ class DirectUploadWidget(forms.Widget):
     def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
         context = super().get_context(name, value, attrs)
         result = _result(value)
-        types = self.ticket.get("t") or []
+        ticket, expiry = self.allows()
+        types = ticket.get("t") or []
         context["widget"].update(
             {
                 "result": value if result is not None else "",
                 "uploaded": result.name if result is not None else "",
                 "current": "" if result is not None or not value else str(getattr(value, "name", value)),
-                "ticket": signing.dumps(direct.TICKET, self.ticket, expiry=self.expiry),
+                "ticket": signing.dumps(direct.TICKET, ticket, expiry=expiry),
                 "prepare_url": reverse("natsstorage:prepare_upload"),
                 "accept": ",".join(types),
-                "max_size": self.ticket.get("m", ""),
+                "max_size": ticket.get("m", ""),
             }
         )
         return context
@@ -114,19 +116,23 @@ class DirectUploadField(forms.Field):
 
     def widget_attrs(self, widget: forms.Widget) -> dict[str, Any]:
         if isinstance(widget, DirectUploadWidget):
-            config = self.storage.config
-            expiry = self.expire if self.expire is not None else config.url_expiry
-            widget.expiry = expiry
-            widget.ticket = {
-                "b": config.bucket,
-                "l": config.location,
-                "f": self.upload_to,
-                "m": self.max_size,
-                "t": self.content_types,
-                "e": expiry,
-                "x": self.max_length,
-            }
+            widget.allows = self.allows  # a form's copy of the field gives its widget's copy its own
         return super().widget_attrs(widget)
+
+    def allows(self) -> tuple[dict[str, Any], int]:
+        """What an upload ticket for this field allows, and for how many seconds."""
+        config = self.storage.config
+        expiry = self.expire if self.expire is not None else config.url_expiry
+        ticket = {
+            "b": config.bucket,
+            "l": config.location,
+            "f": self.upload_to,
+            "m": self.max_size,
+            "t": self.content_types,
+            "e": expiry,
+            "x": self.max_length,
+        }
+        return ticket, expiry
 
     def clean(self, value: Any, initial: Any = None) -> Any:
         """The name of the object a valid result names; the initial file when none was uploaded."""

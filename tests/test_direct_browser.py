@@ -140,8 +140,7 @@ def test_in_a_browser_a_file_over_the_field_s_size_is_refused_before_a_byte_is_s
     field = DirectDocumentForm.base_fields["upload"]
     puts: list[str] = []
     page.on("request", lambda request: puts.append(request.url) if request.method == "PUT" else None)
-    original = dict(field.widget.ticket)
-    field.widget.ticket["m"] = 1000  # what DirectUploadField(max_size=1000) renders, on the test app's page
+    original, field.max_size = field.max_size, 1000  # DirectUploadField(max_size=1000), on the test app's page
     try:
         page.goto(live_server.url + "/direct/")
         page.set_input_files("#id_upload", files=[{"name": "a.bin", "mimeType": "text/plain", "buffer": b"x" * 1001}])
@@ -149,5 +148,5 @@ def test_in_a_browser_a_file_over_the_field_s_size_is_refused_before_a_byte_is_s
             "This file is 1001 bytes; at most 1000 are allowed."
         )
     finally:
-        field.widget.ticket = original
+        field.max_size = original
     assert puts == []
