@@ -149,30 +149,41 @@ class Call(Generic[T]):
         self._loop = loop
         self._finished = threading.Lock()  # held until the outcome is in
         self._finished.acquire()
-        self._task: asyncio.Task[T] | None = None  # until it is done: the task is freed on the loop, not here
+        self._task: asyncio.Task[None] | None = None  # until it is done: the task is freed on the loop, not here
         self._value: T | None = None
         self._error: BaseException | None = asyncio.CancelledError()  # (until it has an outcome)
         self._cancelled = False
+        self._over = False
         self._then: list[Callable[[], None]] = []  # run on the loop once the outcome is in
 
     def _start(self) -> None:  # on the loop
-        try:
-            coro = self._coro.pop()
-        except IndexError:  # dropped by its caller
-            self._finish(None)
+        if self._cancelled or not self._coro:  # cancelled, or dropped by its caller, before it started
+            self._finish()
             return
-        if self._cancelled:
-            coro.close()  # never started: no "never awaited" warning
-            self._finish(None)
-            return
-        self._task = self._loop.create_task(coro)
-        self._task.add_done_callback(self._finish)
+        self._task = self._loop.create_task(self._outcome())
+        self._task.add_done_callback(self._finish)  # (a task cancelled before its first step never runs it)
 
-    def _finish(self, task: asyncio.Task[T] | None) -> None:  # on the loop
-        self._task = None
-        if task is not None and not task.cancelled():
-            self._error = task.exception()
-            self._value = None if self._error else task.result()
+    async def _outcome(self) -> None:
+        """Run the work and keep its outcome: the caller is let go in the task's last step, a loop turn before
+        the task's done callbacks would."""
+        try:
+            self._value, self._error = await self._coro.pop(), None
+        except asyncio.CancelledError:
+            pass  # (its error stays a CancelledError)
+        except BaseException as error:
+            self._error = error
+            if not isinstance(error, Exception):
+                raise  # a KeyboardInterrupt, a SystemExit: the loop thread logs it, as it would a task's own
+        finally:
+            self._finish()
+
+    def _finish(self, _: object = None) -> None:  # on the loop; once
+        if self._over:
+            return
+        self._over, self._task = True, None
+        if self._coro:  # never started: no "never awaited" warning
+            with contextlib.suppress(IndexError):  # (its caller may take it meanwhile)
+                self._coro.pop().close()
         self._finished.release()
         for then in self._then:
             then()
