@@ -77,6 +77,8 @@ REPLY_ROOM = 128  # nats-py's request inboxes (``_INBOX.<nuid>.<nuid>``), for re
 # since we looked) is not answered at all, not even with a 503: a silence that cannot be told from an outage.
 # Older servers are asked through the stream leader's API instead (STREAM.MSG.GET), which says which it is.
 DIRECT_GETS_REFUSED_SINCE = (2, 10, 26)
+KNOWN_VERSIONS = 16  # server versions whose answer is kept (a process meets one or two)
+_refusing: dict[str, bool] = {}
 NANOSECONDS = 1_000_000_000
 PROBE_STREAM = "natsstorage-probe"  # no stream's name: a publish expecting it is refused, and stores nothing
 LEADER_WAIT = 0.05  # seconds between looks for a new replicated stream's first leader
@@ -103,11 +105,17 @@ def header_block(headers: Mapping[str, str] | None) -> bytes:
 
 def refuses_direct_gets(nc: Client) -> bool:
     """Whether the server on the other end of ``nc`` answers a direct get no stream takes (503), not silence."""
-    try:
-        version = nc.connected_server_version
-        return (version.major, version.minor, version.patch) >= DIRECT_GETS_REFUSED_SINCE
-    except ValueError:  # not a semantic version: assume the oldest
-        return False
+    version = nc.connected_server_version
+    # Learnt once per version ("<nats server v2.10.26>"): nats-py parses it anew (a regex) each time, 8 µs a get.
+    known = _refusing.get(name := repr(version))
+    if known is None:
+        try:
+            known = (version.major, version.minor, version.patch) >= DIRECT_GETS_REFUSED_SINCE
+        except ValueError:  # not a semantic version: assume the oldest
+            known = False
+        if len(_refusing) < KNOWN_VERSIONS:
+            _refusing[name] = known
+    return known
 
 
 def nanoseconds(seconds: float) -> int:
@@ -128,6 +136,13 @@ def let_go(future: asyncio.Future[Any] | None) -> None:
 def seconds_until(due: float) -> float:
     """What is left until ``due``, a time of the running loop: none once it has passed."""
     return max(0.0, due - asyncio.get_running_loop().time())
+
+
+async def reply_by(reply: asyncio.Future[Msg], due: float) -> Msg:
+    """``reply``'s message, or ``TimeoutError`` at ``due`` (a time of the running loop). Awaited under a
+    deadline, not through ``asyncio.wait_for``, whose own future costs Python 3.11 a loop turn per answer."""
+    async with asyncio.timeout_at(due):
+        return await reply
 
 
 class Stream:
@@ -260,7 +275,7 @@ class Stream:
         due = asyncio.get_running_loop().time() + self.timeout
         answer = await self.start_publish(nc, API + subject, payload, None, f"the {about}")
         try:
-            reply = await asyncio.wait_for(answer, seconds_until(due))
+            reply = await reply_by(answer, due)
         except (TimeoutError, ConnectionLost) as error:
             raise self.unavailable(f"no answer to {about}", error) from None
         if reply.headers and reply.headers.get(STATUS_HEADER) == NO_RESPONDERS:
@@ -318,9 +333,10 @@ class Stream:
 
         ``due``: the loop time by which it must have come (the timeout after it was sent); else a timeout from now.
         """
-        wait = self.timeout if due is None else seconds_until(due)
+        if due is None:
+            due = asyncio.get_running_loop().time() + self.timeout
         try:
-            reply = await asyncio.wait_for(ack, wait)
+            reply = await reply_by(ack, due)
         except (TimeoutError, ConnectionLost) as error:
             raise self.unavailable(f"no acknowledgement for {about or repr(name)}", error) from None
         return self.acknowledged(reply, name)
@@ -359,7 +375,7 @@ class Stream:
         due = asyncio.get_running_loop().time() + self.timeout  # sending counts: it may wait for a full socket
         answer = await self.start_publish(nc, subject, json.dumps(request).encode(), None, "a direct get")
         try:
-            reply = await asyncio.wait_for(answer, seconds_until(due))
+            reply = await reply_by(answer, due)
         except (TimeoutError, ConnectionLost) as error:
             raise self.unavailable("no answer to a direct get", error) from None
         headers = reply.headers or {}

@@ -36,8 +36,7 @@ logger = logging.getLogger("natsstorage")
 # Seconds a waiting caller sleeps at a time: a signal another thread caught is handled by the next slice's end.
 WAIT_SLICE = 0.25
 CLOSE_TIMEOUT = 2.0  # seconds for what is left on the loop to end at exit
-# Raised by a fault in the loop thread itself; all others go to the program's threads (gunicorn's SIGABRT too:
-# abort() unblocks it for itself).
+# Raised by a fault in the loop thread itself; all others go to the program's threads (abort()'s SIGABRT too).
 FAULT_SIGNALS = {getattr(signal, name) for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL") if hasattr(signal, name)}
 
 
@@ -131,10 +130,9 @@ def started() -> bool:
 def on_the_loop() -> bool:
     """Whether the caller is code running on the loop."""
     try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
+        return _loop_thread is not None and asyncio.get_running_loop() is _loop_thread.loop
+    except RuntimeError:  # no loop runs in this thread
         return False
-    return _loop_thread is not None and running is _loop_thread.loop
 
 
 class Call(Generic[T]):
@@ -149,33 +147,38 @@ class Call(Generic[T]):
         self._loop = loop
         self._finished = threading.Lock()  # held until the outcome is in
         self._finished.acquire()
-        self._task: asyncio.Task[T] | None = None  # until it is done: the task is freed on the loop, not here
+        self._task: asyncio.Task[None] | None = None  # until it is done: the task is freed on the loop, not here
         self._value: T | None = None
         self._error: BaseException | None = asyncio.CancelledError()  # (until it has an outcome)
-        self._cancelled = False
-        self._then: list[Callable[[], None]] = []  # run on the loop once the outcome is in
+        self._cancelled = self._over = False  # (over: its outcome is in)
+        self._then: list[Callable[[], object]] = []  # run on the loop once the outcome is in
 
     def _start(self) -> None:  # on the loop
-        try:
-            coro = self._coro.pop()
-        except IndexError:  # dropped by its caller
-            self._finish(None)
+        if self._cancelled or not self._coro:  # cancelled, or dropped by its caller, before it started
+            self._finish()
             return
-        if self._cancelled:
-            coro.close()  # never started: no "never awaited" warning
-            self._finish(None)
-            return
-        self._task = self._loop.create_task(coro)
-        self._task.add_done_callback(self._finish)
+        self._task = self._loop.create_task(self._outcome())
+        self._task.add_done_callback(self._finish)  # (a task cancelled before its first step never runs it)
 
-    def _finish(self, task: asyncio.Task[T] | None) -> None:  # on the loop
-        self._task = None
-        if task is not None and not task.cancelled():
-            self._error = task.exception()
-            self._value = None if self._error else task.result()
-        self._finished.release()
-        for then in self._then:
-            then()
+    async def _outcome(self) -> None:  # the caller is let go in the task's last step, not a loop turn later
+        try:
+            self._value, self._error = await self._coro.pop(), None
+        except (asyncio.CancelledError, GeneratorExit):  # (or closed unfinished, at exit)
+            pass  # its error stays a CancelledError
+        except BaseException as error:  # a SystemExit too: the caller's, not the loop's
+            self._error = error
+        finally:
+            self._finish()
+
+    def _finish(self, _: object = None) -> None:  # on the loop; once
+        if not self._over:
+            self._over, self._task = True, None
+            if self._coro:  # never started: no "never awaited" warning (its caller may take it meanwhile)
+                with contextlib.suppress(IndexError):
+                    self._coro.pop().close()
+            self._finished.release()
+            for then in self._then:
+                then()
 
     def _stop(self) -> None:  # on the loop
         if self._task is not None:
@@ -215,9 +218,9 @@ def submit(coro: Coroutine[Any, Any, T], *, blocking: bool = False) -> Call[T]:
 
 
 def wait(call: Call[T], timeout: float | None = None) -> T:
-    """The result of work started with ``submit``, waited for in slices so that signal handlers run.
-    Whatever interrupts the wait (a handler's ``KeyboardInterrupt``, ``SystemExit``, Celery's
-    ``SoftTimeLimitExceeded``; ``TimeoutError`` after ``timeout`` seconds) cancels the work and is raised unchanged."""
+    """The result of work started with ``submit``, waited for in slices so that signal handlers run. Whatever
+    interrupts the wait (a handler's ``KeyboardInterrupt``, ``SystemExit``, Celery's ``SoftTimeLimitExceeded``;
+    ``TimeoutError`` after ``timeout`` seconds) cancels the work and is raised unchanged."""
     try:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not call._finished.acquire(timeout=WAIT_SLICE):
@@ -243,11 +246,7 @@ async def arun(coro: Coroutine[Any, Any, T]) -> T:
     here = asyncio.get_running_loop()
     finished = here.create_future()
 
-    def then() -> None:
-        if not here.is_closed():
-            here.call_soon_threadsafe(_mark_done, finished)
-
-    call._then.append(then)
+    call._then.append(lambda: here.is_closed() or here.call_soon_threadsafe(_mark_done, finished))
     if call.done():  # finished before the line above
         _mark_done(finished)
     try:

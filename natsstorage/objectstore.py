@@ -392,7 +392,10 @@ class Bucket:
         message = await get(nc, {"last_by_subj": subject})
         info = None
         if message is not None:
-            info = ObjectInfo.from_message(message["data"], seq=message["seq"], time=parse_time(message["time"]))
+            seq, time = message["seq"], parse_time(message["time"])
+            info = self.known.get(name)
+            if info is None or (info.seq, info.mtime) != (seq, time):  # else the message known: not parsed again
+                info = ObjectInfo.from_message(message["data"], seq=seq, time=time)
         self.remember(name, info)
         return info
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import subprocess
@@ -134,6 +135,36 @@ def test_work_that_fails_with_its_own_timeout_gives_that_timeout():
 
     with pytest.raises(TimeoutError, match="its own"):
         loop.run(times_out())
+
+
+def test_work_an_exit_or_a_system_exit_ends_gives_its_caller_that_exception():
+    async def exits() -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit):
+        loop.run(exits())
+    assert loop.run(running_thread()).name == "natsstorage"  # the loop goes on
+
+
+def test_work_cancelled_before_its_first_step_lets_its_caller_go_and_never_starts():
+    # Looks inside: a task cancelled before its first step never runs the code that lets its caller go; only a
+    # cancel that lands in the same loop turn as the start does that, which no caller can time from outside.
+    ran = []
+
+    async def work() -> None:
+        ran.append(True)
+
+    async def started_and_cancelled_at_once() -> loop.Call[None]:
+        call = loop.Call(work(), asyncio.get_running_loop())
+        call._start()
+        call._stop()
+        return call
+
+    call = loop.run(started_and_cancelled_at_once())
+    with pytest.raises(asyncio.CancelledError):
+        loop.wait(call, timeout=5)
+    gc.collect()  # a coroutine never started and never closed would warn here ("never awaited")
+    assert ran == []
 
 
 # Only the loop thread runs the loop: calls from the main thread, a worker thread or under another loop hand it work.
