@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -51,7 +52,7 @@ from natsstorage.jetstream import (
     MAX_CONTROL_LINE,
     NANOSECONDS,
     Stream,
-    let_go,
+    refuse_oversized,
 )
 from natsstorage.names import index_tokens
 from natsstorage.objectstore import ALL_META, META_SUBJECT, Bucket, ObjectInfo, encode_key, parse_time
@@ -73,7 +74,7 @@ ENTRY_MAX_AGE_MARGIN = 60  # seconds an entry outlives its object's metadata in 
 LOOKUP_BATCH = 256  # entries read at a time when looking for a directory's new witness
 
 logger = logging.getLogger("natsstorage")
-Sent = list[tuple["asyncio.Future[Msg]", str | None]]  # publishes in flight, and the directory each marks (if one)
+Marker = tuple[str, str, bytes]  # a directory, its marker's subject, the marker
 
 
 class Unusable(NatsStorageError):
@@ -189,8 +190,7 @@ class ServerIndex:
         self.present = False  # both streams are there: writes maintain them
         self.reason: str | None = "not looked for yet"  # why listings cannot use it; None: they can
         self.checked = float("-inf")  # when it was looked for (loop time)
-        self.marked: OrderedDict[str, float] = OrderedDict()  # directory -> when its marker was acknowledged
-        self.refusals_logged = False
+        self.marked: OrderedDict[str, float] = OrderedDict()  # directory -> when its marker surely reached the server
         self._looking = asyncio.Lock()
 
     @property
@@ -375,7 +375,7 @@ class ServerIndex:
             names[name] = info if info is not None and info.name == name and self.bucket.live(info) else None
         subjects = {name: entry_subject(self.bucket.name, name) for name in names}
         entries = await last_of_literals(self.entries, nc, list(subjects.values()))
-        acks: Sent = []
+        acks: list[tuple[asyncio.Future[Msg], str | None]] = []  # in flight, and the directory each marks
         sending: set[str] = set()  # markers sent for this batch: one per directory
         for name, info in names.items():
             entry = entries.get(subjects[name])
@@ -388,13 +388,15 @@ class ServerIndex:
             if known is None or any(known.get(key) != wanted.get(key) for key in ("n", "u", "s", "l")):
                 headers = {EXPECTED_SUBJECT_SEQ_HEADER: str(entry.seq if entry else 0)}
                 acks.append((await self._send(nc, self.entries, subjects[name], wanted, headers), None))
-            acks.extend(await self._markers(nc, name, sending))
+            for marks, subject, marker in self._markers(name, sending):
+                acks.append((await self._send_raw(nc, self.directories, subject, marker), marks))
         refused = None
-        for ack, directory in acks:
+        for ack, marked in acks:
             outcome = await self._outcome(ack)
             if isinstance(outcome, JetStreamError) and outcome.code == ERR_WRONG_LAST_SEQUENCE:
                 continue  # a newer entry was written meanwhile
-            self._settled(outcome, directory)
+            if outcome is None and marked is not None:
+                self.mark([marked])
             refused = refused or outcome
         if refused is not None:  # the fold must not move past what it could not write
             raise Unusable(f"writing to its streams failed: {refused}")
@@ -408,12 +410,17 @@ class ServerIndex:
     async def _send(
         self, nc: Client, stream: Stream, subject: str, payload: dict[str, Any], headers: dict[str, str] | None = None
     ) -> asyncio.Future[Msg]:
-        return await stream.start_publish(nc, subject, json.dumps(payload).encode(), headers, "a listing index entry")
+        return await self._send_raw(nc, stream, subject, json.dumps(payload).encode(), headers)
 
-    async def _markers(self, nc: Client, name: str, sending: set[str] | None = None) -> Sent:
+    async def _send_raw(
+        self, nc: Client, stream: Stream, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> asyncio.Future[Msg]:
+        return await stream.start_publish(nc, subject, payload, headers, "a listing index entry")
+
+    def _markers(self, name: str, sending: set[str] | None = None) -> list[Marker]:
         """Markers of ``name``'s directories not marked lately (nor in ``sending``), with ``name`` as their witness."""
         now = time.monotonic()
-        sent: Sent = []
+        markers: list[Marker] = []
         tokens: list[str] | None = None
         for depth, directory in enumerate(directories_of(name), start=1):
             if now - self.marked.get(directory, float("-inf")) < MARKER_TRUST or directory in (sending or ()):
@@ -423,50 +430,43 @@ class ServerIndex:
                 break
             if sending is not None:
                 sending.add(directory)
-            subject = marker_subject(self.bucket.name, tokens[:depth])
-            sent.append((await self._send(nc, self.directories, subject, {"n": directory, "w": name}), directory))
-        return sent
+            marker = json.dumps({"n": directory, "w": name}).encode()
+            markers.append((directory, marker_subject(self.bucket.name, tokens[:depth]), marker))
+        return markers
 
-    async def announce(self, nc: Client, name: str, nuid: str, size: int) -> Sent:
-        """Publish ``name``'s missing directory markers and its entry, without waiting: a save sends them right
-        before its metadata and settles them after (``settle``)."""
-        sent = await self._markers(nc, name)
-        entry = _payload(name, nuid, size, time.time_ns(), False)
-        sent.append((await self._send(nc, self.entries, entry_subject(self.bucket.name, name), entry), None))
-        return sent
+    async def announce(self, nc: Client, name: str, nuid: str, size: int) -> list[str]:
+        """Publish ``name``'s missing directory markers and its entry, asking no acknowledgement: a save sends
+        them right before its metadata. What did not land, the fold of the next listing writes (acknowledged).
+        The directories marked, for ``mark`` once the metadata's acknowledgement came."""
+        markers = self._markers(name)
+        entry = json.dumps(_payload(name, nuid, size, time.time_ns(), False)).encode()
+        try:
+            for _, subject, marker in markers:
+                refuse_oversized(nc, subject, "", len(marker), "a listing index marker")
+                await nc.publish(subject, marker)
+            subject = entry_subject(self.bucket.name, name)
+            refuse_oversized(nc, subject, "", len(entry), "a listing index entry")
+            await nc.publish(subject, entry)
+        except nats.errors.Error as error:  # over its buffer while reconnecting, say: the fold writes them
+            logger.debug("listing index of bucket %r: %s not sent: %s", self.bucket.name, name, error)
+            return []
+        return [directory for directory, _, _ in markers]
+
+    def mark(self, directories: list[str]) -> None:
+        """Remember that these directories' markers reached the server (not written again for ``MARKER_TRUST``)."""
+        now = time.monotonic()
+        for directory in directories:
+            self.marked[directory] = now
+            self.marked.move_to_end(directory)
+        while len(self.marked) > KNOWN_DIRECTORIES:
+            self.marked.popitem(last=False)
 
     async def _outcome(self, ack: asyncio.Future[Msg]) -> BaseException | None:
         try:
-            if ack.done() and not ack.cancelled() and ack.exception() is None:  # usual after the metadata's: no timer
-                self.entries.acknowledged(ack.result(), "a listing index entry")
-            else:
-                await self.entries.settle(ack, "a listing index entry")
+            await self.entries.settle(ack, "a listing index entry")
         except (NatsStorageError, OSError) as error:
             return error
         return None
-
-    def _settled(self, error: BaseException | None, directory: str | None, *, quiet_on_race: bool = False) -> None:
-        if error is None:
-            if directory is not None:
-                self.marked[directory] = time.monotonic()
-                self.marked.move_to_end(directory)
-                if len(self.marked) > KNOWN_DIRECTORIES:
-                    self.marked.popitem(last=False)
-            return
-        if quiet_on_race and isinstance(error, JetStreamError) and error.code == ERR_WRONG_LAST_SEQUENCE:
-            return  # a newer entry was written meanwhile
-        if not self.refusals_logged:
-            self.refusals_logged = True
-            logger.warning(
-                "listing index of bucket %r: an entry was refused: %s; the next listing indexes it",
-                self.bucket.name,
-                error,
-            )
-
-    async def settle(self, sent: Sent) -> None:
-        """Wait for what ``announce`` sent; a refusal is logged once, never raised: the fold repairs it."""
-        for ack, directory in sent:
-            self._settled(await self._outcome(ack), directory)
 
     # -- answers (after ``fresh()``) ---------------------------------------------------------
 
@@ -560,7 +560,9 @@ class ServerIndex:
                 ack = await self._send(
                     nc, self.directories, marker_subject(bucket, tokens), {"n": directory, "w": witness}, headers
                 )
-                self._settled(await self._outcome(ack), None, quiet_on_race=True)
+                refused = await self._outcome(ack)
+                if refused is not None:  # a newer marker (a race), or refused: asked again next time
+                    logger.debug("listing index of bucket %r: %s: %s", bucket, directory, refused)
                 return True
             seq = page[-1].seq + 1
 
@@ -669,8 +671,9 @@ async def _warn(bucket: Bucket, reason: str) -> None:
     )
 
 
-async def announce(bucket: Bucket, nc: Client, name: str, nuid: str, size: int) -> Sent:
-    """What a save sends to the index right before its metadata: nothing when the bucket has no index."""
+async def announce(bucket: Bucket, nc: Client, name: str, nuid: str, size: int) -> list[str]:
+    """What a save sends to the index right before its metadata (nothing when the bucket has no index); the
+    directories it marked, for ``marked`` after the metadata's acknowledgement."""
     if bucket.listing == "process":
         return []
     index = await _found(bucket)
@@ -679,21 +682,11 @@ async def announce(bucket: Bucket, nc: Client, name: str, nuid: str, size: int) 
     return await index.announce(nc, name, nuid, size)
 
 
-async def settle(bucket: Bucket, sent: Sent) -> None:
-    """Wait for what ``announce`` sent (never raises: a refusal is logged once, and the fold repairs it)."""
-    if sent:
-        indexes = _indexes.get(await bucket.stream.connect(), {})
-        index = indexes.get(bucket.name)
-        if index is not None:
-            await index.settle(sent)
-            return
-    abandon(sent)
-
-
-def abandon(sent: Sent) -> None:
-    """Stop waiting for what ``announce`` sent (the save failed)."""
-    for ack, _ in sent:
-        let_go(ack)
+def marked(bucket: Bucket, nc: Client, directories: list[str]) -> None:
+    """The metadata sent after ``announce``'s markers was acknowledged: they reached the server before it."""
+    index = _indexes.get(nc, {}).get(bucket.name) if directories else None
+    if index is not None:
+        index.mark(directories)
 
 
 async def forget(bucket: Bucket) -> None:
