@@ -41,6 +41,10 @@ class ObjectChanged(JetStreamError):
     """Another writer changed the object while this operation ran."""
 
 
+class TooBroad(NatsStorageError):
+    """A listing page that would read more of the bucket than its bound; the message says what to narrow."""
+
+
 class CorruptObject(NatsStorageError):
     """The data read does not match the object's size, chunk count or SHA-256 digest."""
 

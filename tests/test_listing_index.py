@@ -342,3 +342,55 @@ def test_an_index_that_refuses_writes_fails_no_save_and_lists_the_old_way(storag
         assert storage.exists("c") and not storage.exists("d")
     messages = [record.getMessage() for record in caplog.records]
     assert sum("writing to its streams failed" in message for message in messages) == 1
+
+
+# -- the admin's objects page -------------------------------------------------------------------
+
+
+def objects_page(admin_client, storage, **query):
+    from django.urls import reverse
+
+    url = reverse("admin:natsstorage_bucket_objects", kwargs={"bucket": storage.config.bucket})
+    return admin_client.get(url, query)
+
+
+@SERVER_INDEX
+@pytest.mark.django_db
+def test_the_admin_pages_by_name_walk_the_index_in_name_order(admin_client, storage, monkeypatch):
+    from natsstorage import index
+    from natsstorage.admin.buckets import BucketAdmin
+
+    deep = "a/" + "s/" * 40 + "too-deep.txt"  # an overflow entry, under "a"
+    for name in ("b.txt", "a/z.txt", "a/b/c.txt", "a/b.txt", "a.txt", "a/b/a/deep.txt", deep, "c/d.txt"):
+        storage.save(name, ContentFile(b"x"))
+    monkeypatch.setattr(index.Index, "of", None)  # the per-process index is never made: the server's answers
+    monkeypatch.setattr(BucketAdmin, "list_per_page", 3)
+    everything = ["a.txt", "a/b.txt", "a/b/a/deep.txt", "a/b/c.txt", deep, "a/z.txt", "b.txt", "c/d.txt"]
+    pages = [
+        [info.name for info in objects_page(admin_client, storage, p=number).context["page"]] for number in (1, 2, 3)
+    ]
+    assert pages == [everything[:3], everything[3:6], everything[6:]]
+    response = objects_page(admin_client, storage, q="a/b", o="-name")
+    assert [info.name for info in response.context["page"]] == ["a/b/c.txt", "a/b/a/deep.txt", "a/b.txt"]
+    assert response.context["page"].paginator.count == 3
+    assert objects_page(admin_client, storage, q="a/").context["page"].paginator.count == 5
+
+
+@SERVER_INDEX
+@pytest.mark.django_db
+def test_the_admin_refuses_sorts_and_pages_past_their_bounds_with_a_message(admin_client, storage, monkeypatch):
+    from natsstorage import listingpages
+    from natsstorage.admin.buckets import BucketAdmin
+
+    for number in range(6):
+        storage.save(f"logs/{number}.txt", ContentFile(b"x" * number))
+    monkeypatch.setattr(BucketAdmin, "list_per_page", 2)
+    monkeypatch.setattr(listingpages, "ADMIN_SORT_LIMIT", 5)
+    response = objects_page(admin_client, storage, q="logs/", o="-size")
+    assert response.status_code == 200
+    assert "Sorting by size reads every object under this prefix (6), more than 5" in response.text
+    assert [info.name for info in response.context["page"]] == ["logs/0.txt", "logs/1.txt"]  # by name instead
+    monkeypatch.setattr(listingpages, "ADMIN_MAX_OFFSET", 2)
+    response = objects_page(admin_client, storage, p=3)
+    assert response.status_code == 200
+    assert "narrow the search" in response.text
