@@ -14,16 +14,16 @@ from nats.aio.client import Client
 
 from natsstorage.delivery import ANSWERS, BATCH_BYTES, Answers, Consumer
 from natsstorage.exceptions import TooBroad
-from natsstorage.listingindex import (
+from natsstorage.indexreads import ServerIndex
+from natsstorage.indexsubjects import (
     ENTRY_ROOT,
     OVERFLOW,
-    ServerIndex,
-    _entry,
-    _subject,
     directory_fits,
     entry_subject,
     marker_subject,
     overflow_home,
+    parse_entry,
+    subject,
 )
 from natsstorage.names import index_tokens
 
@@ -42,7 +42,7 @@ class Row(NamedTuple):
 
 def _row(data: bytes) -> Row | None:
     """An entry's payload as a row, None when it is not one (anyone may publish to the stream)."""
-    found = _entry(data)
+    found = parse_entry(data)
     if found is None or not isinstance(found.get("s"), int) or not isinstance(found.get("t"), int):
         return None
     return Row(found["n"], found["s"], found["t"], bool(found.get("l")))
@@ -58,7 +58,7 @@ def _subtree(index: ServerIndex, tokens: list[str]) -> str:
     """The filter of every entry under a directory of these tokens (its deepest ancestor that fits, if not it)."""
     if not directory_fits(index.bucket.name, tokens):
         tokens = tokens[: overflow_home(index.bucket.name, tokens)]
-    return _subject(ENTRY_ROOT.format(bucket=index.bucket.name), tokens) + ".>"
+    return subject(ENTRY_ROOT.format(bucket=index.bucket.name), tokens) + ".>"
 
 
 async def count(index: ServerIndex, prefix: str) -> int:
@@ -173,17 +173,17 @@ async def _walk(
     rows = list(extra)
     subdirectories: set[str] = set()
     if directory_fits(bucket, tokens):
-        root = _subject(ENTRY_ROOT.format(bucket=bucket), tokens)
+        root = subject(ENTRY_ROOT.format(bucket=bucket), tokens)
         entries, markers = await asyncio.gather(
-            index._read(nc, index.entries, [root + ".*", root + f".{OVERFLOW}.*"]),
-            index._read(nc, index.directories, [marker_subject(bucket, tokens) + ".*"]),
+            index.read(nc, index.entries, [root + ".*", root + f".{OVERFLOW}.*"]),
+            index.read(nc, index.directories, [marker_subject(bucket, tokens) + ".*"]),
         )
         for got in entries:
             row = _row(got.data)
             if row is not None and row.name.startswith(directory) and entry_subject(bucket, row.name) == got.subject:
                 rows.append(row)
         for got in markers:
-            marked: Any = (_entry(got.data) or {}).get("n")
+            marked: Any = (parse_entry(got.data) or {}).get("n")
             head = marked[len(directory) :] if isinstance(marked, str) and marked.startswith(directory) else ""
             if head.endswith("/") and "/" not in head[:-1]:
                 subdirectories.add(directory + head)
