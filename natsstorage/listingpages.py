@@ -69,13 +69,9 @@ async def count(index: ServerIndex, prefix: str) -> int:
     nc = await index.bucket.connection()
     directory, tokens = _split(prefix)
     if directory == prefix and directory_fits(index.bucket.name, tokens):
-        consumer = Consumer(index.entries, {"filter_subject": _subtree(index, tokens), "deliver_policy": "all"})
-        try:
-            return int((await consumer.create(nc))["num_pending"])
-        finally:
-            await consumer.close()
+        return await _count_subtree(index, nc, tokens)
     counted = 0
-    async for _ in _walk(index, nc, directory, prefix, [], reverse=False):
+    async for _ in _walk(index, nc, directory, prefix, [], reverse=False, skip=[0]):
         counted += 1
         if counted > ADMIN_SORT_LIMIT:
             raise TooBroad(
@@ -83,6 +79,16 @@ async def count(index: ServerIndex, prefix: str) -> int:
                 "entries; search a prefix that ends with '/', or a narrower one"
             )
     return counted
+
+
+async def _count_subtree(index: ServerIndex, nc: Client, tokens: list[str]) -> int:
+    """The entries under a directory that fits: a consumer's pending count as created (the server walks the
+    subjects under it), then deleted."""
+    consumer = Consumer(index.entries, {"filter_subject": _subtree(index, tokens), "deliver_policy": "all"})
+    try:
+        return int((await consumer.create(nc))["num_pending"])
+    finally:
+        await consumer.close()
 
 
 async def page(
@@ -102,13 +108,10 @@ async def page(
             )
         rows: list[Row] = []
         directory, _ = _split(prefix)
-        async for row in _walk(index, nc, directory, prefix, [], reverse=descending):
-            if offset:
-                offset -= 1
-                continue
-            rows.append(row)
+        async for row in _walk(index, nc, directory, prefix, [], reverse=descending, skip=[offset]):
             if len(rows) >= limit:
                 break
+            rows.append(row)
         return rows, total, None
     if total > ADMIN_SORT_LIMIT:
         by = "size" if order == "size" else "date"
@@ -162,9 +165,11 @@ class _Descending(str):
 
 
 async def _walk(
-    index: ServerIndex, nc: Client, directory: str, start: str, extra: list[Row], *, reverse: bool
+    index: ServerIndex, nc: Client, directory: str, start: str, extra: list[Row], *, reverse: bool, skip: list[int]
 ) -> AsyncIterator[Row]:
-    """The rows under ``directory`` whose names start with ``start``, in name order (``reverse``: backwards).
+    """The rows under ``directory`` whose names start with ``start``, in name order (``reverse``: backwards),
+    after the first ``skip[0]`` (which it counts down): a subdirectory that holds no more than that is skipped
+    by its count, unread.
 
     A directory's files and overflow entries are read with its subdirectories' markers; overflow entries of
     deeper names (``extra``) are handed down to the subdirectory they are under."""
@@ -200,7 +205,17 @@ async def _walk(
     subdirectories = {name for name in subdirectories | set(deeper) if name.startswith(start)}
     for name in sorted([*files, *subdirectories], reverse=reverse):
         if name in files:
+            if skip[0]:
+                skip[0] -= 1
+                continue
             yield files[name]
-        else:
-            async for row in _walk(index, nc, name, name, deeper.get(name, []), reverse=reverse):
-                yield row
+            continue
+        handed = deeper.get(name, [])
+        tokens = index_tokens(name[:-1])
+        if skip[0] and directory_fits(bucket, tokens):
+            under = await _count_subtree(index, nc, tokens) + len(handed)
+            if under <= skip[0]:
+                skip[0] -= under
+                continue
+        async for row in _walk(index, nc, name, name, handed, reverse=reverse, skip=skip):
+            yield row

@@ -370,6 +370,12 @@ def test_the_admin_pages_by_name_walk_the_index_in_name_order(admin_client, stor
         [info.name for info in objects_page(admin_client, storage, p=number).context["page"]] for number in (1, 2, 3)
     ]
     assert pages == [everything[:3], everything[3:6], everything[6:]]
+    backwards = everything[::-1]  # page 3 skips whole directories by their count, unread
+    pages = [
+        [info.name for info in objects_page(admin_client, storage, p=number, o="-name").context["page"]]
+        for number in (1, 2, 3)
+    ]
+    assert pages == [backwards[:3], backwards[3:6], backwards[6:]]
     response = objects_page(admin_client, storage, q="a/b", o="-name")
     assert [info.name for info in response.context["page"]] == ["a/b/c.txt", "a/b/a/deep.txt", "a/b.txt"]
     assert response.context["page"].paginator.count == 3
