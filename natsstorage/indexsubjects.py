@@ -22,7 +22,7 @@ DIRECTORY_ROOT = "$NSD.{bucket}"  # also the state message's subject
 OVERFLOW = "~~"  # the token before an overflow entry's hash: never an escaped segment's
 FORMAT = 1  # the state's "v"
 MAX_INDEX_SUBJECT = 2048  # bytes of any subject published to the index: far within a 4,096-byte protocol line
-MAX_DEPTH = 32  # segments of a name indexed under its own subject
+MAX_DEPTH = 32  # tokens of an overflow entry's subject at most: a directory that fits has MAX_DEPTH - 2
 HASH_CHARACTERS = 43  # unpadded base64url SHA-256
 ENTRY_MAX_AGE_MARGIN = 60  # seconds an entry outlives its object's metadata in a bucket with a TTL
 
@@ -71,10 +71,12 @@ def overflow_home(bucket: str, tokens: list[str]) -> int:
 
 
 def entry_subject(bucket: str, name: str) -> str:
-    """Where ``name``'s entry is: its own subject, or an overflow entry under its deepest ancestor that fits."""
+    """Where ``name``'s entry is: its own subject, or an overflow entry under its deepest ancestor that fits.
+
+    Its own only in a directory that fits, which ``listdir`` reads by its subject (else by the overflow home)."""
     tokens = index_tokens(name)
     own = subject(ENTRY_ROOT.format(bucket=bucket), tokens)
-    if len(tokens) <= MAX_DEPTH and len(own) <= MAX_INDEX_SUBJECT:
+    if len(own) <= MAX_INDEX_SUBJECT and directory_fits(bucket, tokens[:-1]):
         return own
     home = overflow_home(bucket, tokens[:-1])
     digest = base64.urlsafe_b64encode(hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()).decode()

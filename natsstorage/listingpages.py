@@ -71,7 +71,8 @@ async def count(index: ServerIndex, prefix: str) -> int:
     if directory == prefix and directory_fits(index.bucket.name, tokens):
         return await _count_subtree(index, nc, tokens)
     counted = 0
-    async for _ in _walk(index, nc, directory, prefix, [], reverse=False, skip=[0]):
+    handed = await _overflowing(index, nc, directory)
+    async for _ in _walk(index, nc, directory, prefix, handed, reverse=False, skip=[0]):
         counted += 1
         if counted > ADMIN_SORT_LIMIT:
             raise TooBroad(
@@ -108,7 +109,8 @@ async def page(
             )
         rows: list[Row] = []
         directory, _ = _split(prefix)
-        async for row in _walk(index, nc, directory, prefix, [], reverse=descending, skip=[offset]):
+        handed = await _overflowing(index, nc, directory)
+        async for row in _walk(index, nc, directory, prefix, handed, reverse=descending, skip=[offset]):
             if len(rows) >= limit:
                 break
             rows.append(row)
@@ -162,6 +164,22 @@ class _Descending(str):
 
     def __gt__(self, other: str) -> bool:
         return str.__lt__(self, other)
+
+
+async def _overflowing(index: ServerIndex, nc: Client, directory: str) -> list[Row]:
+    """The entries under a directory that does not fit, which its walk cannot read by its subject: the overflow
+    entries at its home under it (none for a directory that fits)."""
+    bucket = index.bucket.name
+    tokens = index_tokens(directory[:-1]) if directory else []
+    if directory_fits(bucket, tokens):
+        return []
+    home = subject(ENTRY_ROOT.format(bucket=bucket), tokens[: overflow_home(bucket, tokens)])
+    rows = []
+    for got in await index.read(nc, index.entries, [home + f".{OVERFLOW}.*"]):
+        row = _row(got.data)
+        if row is not None and row.name.startswith(directory) and entry_subject(bucket, row.name) == got.subject:
+            rows.append(row)
+    return rows
 
 
 async def _walk(

@@ -344,6 +344,17 @@ def test_an_index_that_refuses_writes_fails_no_save_and_lists_the_old_way(storag
     assert sum("writing to its streams failed" in message for message in messages) == 1
 
 
+@SERVER_INDEX
+@pytest.mark.parametrize("segments", [30, 31, 32, 33])
+def test_names_about_as_deep_as_a_subject_allows_are_listed_in_their_directory(storage, segments):
+    name = "/".join(["d"] * (segments - 1) + ["f.txt"])
+    storage.save(name, ContentFile(b"x"))
+    directory = name.rpartition("/")[0]
+    assert storage.listdir(directory) == ([], ["f.txt"])
+    assert storage.listdir(directory.rpartition("/")[0]) == (["d"], [])
+    assert storage.exists(directory)
+
+
 # -- the admin's objects page -------------------------------------------------------------------
 
 
@@ -380,6 +391,12 @@ def test_the_admin_pages_by_name_walk_the_index_in_name_order(admin_client, stor
     assert [info.name for info in response.context["page"]] == ["a/b/c.txt", "a/b/a/deep.txt", "a/b.txt"]
     assert response.context["page"].paginator.count == 3
     assert objects_page(admin_client, storage, q="a/").context["page"].paginator.count == 5
+    for hostile in ("é*>. /" * 600, "a/" * 40, "a/" * 40 + "x"):  # subjects too long or deep for a directory
+        response = objects_page(admin_client, storage, q=hostile, o="-size")
+        assert response.status_code == 200 and response.context["page"].paginator.count == 0
+    for under in ("a/" + "s/" * 35, "a/" + "s/" * 40 + "too"):  # a directory too deep: its overflow home's entries
+        response = objects_page(admin_client, storage, q=under)
+        assert [info.name for info in response.context["page"]] == [deep]
 
 
 @SERVER_INDEX
