@@ -275,6 +275,52 @@ def _stop(children: list[Any]) -> None:
         child.wait(timeout=30)
 
 
+def _admin_figures(storage: NatsStorage) -> dict[str, list[float]]:
+    """The admin's objects page in a warm process, ms: pages by name, a sort under a prefix, counts."""
+    from django.core.paginator import Paginator
+
+    from natsstorage.admin.listing import Rows
+    from natsstorage.buckettools import BucketTools
+    from natsstorage.exceptions import TooBroad
+
+    def page(prefix: str, order: str, number: int) -> Callable[[], object]:
+        shown = slice((number - 1) * PAGE, number * PAGE)
+        return lambda: list(Paginator(Rows(storage, prefix, order, shown=shown), PAGE).get_page(number))
+
+    def counted(prefix: str) -> Callable[[], object]:
+        return lambda: BucketTools(storage).listing_page(prefix, limit=0).total
+
+    refused = []
+
+    def by_size_at_the_top() -> None:
+        try:
+            BucketTools(storage).listing_page("", order="size", descending=True, limit=PAGE)
+        except TooBroad as error:
+            refused.append(str(error))
+
+    figures = {
+        "admin page 1 by name, ms": page("", "name", 1),
+        "admin page 50 by name, ms": page("", "name", 50),
+        f'admin page 1 by size under "{DIRECTORY}/" (1,000 entries), ms': page(f"{DIRECTORY}/", "-size", 1),
+        "admin page 1 by size at the top, ms": by_size_at_the_top,
+        "admin count, whole bucket, ms": counted(""),
+        'admin count under "other/", ms': counted("other/"),
+    }
+    took: dict[str, list[float]] = {}
+    for label, call in figures.items():
+        call()
+        took[label] = []
+        for _ in range(5):
+            started = time.perf_counter()
+            call()
+            took[label].append((time.perf_counter() - started) * 1000)
+    if refused:
+        took[f"admin page 1 by size at the top, ms (refused: {refused[0]})"] = took.pop(
+            "admin page 1 by size at the top, ms"
+        )
+    return took
+
+
 def _spread(values: list[float]) -> str:
     import statistics
 
@@ -356,6 +402,10 @@ def main() -> int:
         ratio = statistics.median(warm[bucket]) / statistics.median(warm[small])
         rows.append((f"warm `listdir` at {args.names:,} names, ms", _spread(warm[bucket]), f"≤ 2x: {ratio:.2f}x"))
         rows.append(("warm `listdir` at 1,000 names, ms", _spread(warm[small]), "—"))
+
+        storage = NatsStorage(bucket, create_bucket=False)
+        for label, took in _admin_figures(storage).items():
+            rows.append((label, _spread(took), "< 100 ms" if "by name" in label or "count" in label else "bounded"))
 
         # Saves into three buckets at once, each with 8 idle processes holding a storage on it, rounds interleaved:
         # the indexed bucket; one without index whose processes only connected; one whose processes listed it

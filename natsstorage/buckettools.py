@@ -109,7 +109,8 @@ class BucketTools:
         self, prefix: str = "", *, order: str = "name", descending: bool = False, offset: int = 0, limit: int = 100
     ) -> Page:
         """One page of ``listing(prefix)`` sorted by ``order`` ("name", "size" or "mtime"), with the count
-        and total size of all: what an admin page shows, without sorting the whole bucket."""
+        and total size of all: what an admin page shows, without sorting the whole bucket. From the index on the
+        server: ``total_size`` None for a page by name, ``TooBroad`` past ``listingpages``' bounds."""
         if order not in ("name", "size", "mtime"):
             raise ValueError(f"order by 'name', 'size' or 'mtime', not {order!r}")
         return run(index.page(self.bucket, prefix, order, descending, offset, limit))

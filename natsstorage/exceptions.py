@@ -41,6 +41,14 @@ class ObjectChanged(JetStreamError):
     """Another writer changed the object while this operation ran."""
 
 
+class Unusable(NatsStorageError):
+    """A bucket's listing index on the server cannot answer now (``listing="server"``); the message says why."""
+
+
+class TooBroad(NatsStorageError):
+    """A listing page that would read more of the bucket than its bound; the message says what to narrow."""
+
+
 class CorruptObject(NatsStorageError):
     """The data read does not match the object's size, chunk count or SHA-256 digest."""
 

@@ -31,7 +31,7 @@ import logging
 import weakref
 from bisect import bisect_left, insort
 from collections.abc import Collection, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from operator import attrgetter
 from typing import NamedTuple
@@ -39,7 +39,7 @@ from typing import NamedTuple
 import nats
 from nats.aio.client import Client
 
-from natsstorage import listingindex
+from natsstorage import listingindex, listingpages
 from natsstorage.exceptions import CorruptObject, NatsUnavailable
 from natsstorage.loop import cancel_and_wait
 from natsstorage.objectstore import ALL_META, Bucket, BucketStatus, ObjectInfo, Watch
@@ -73,7 +73,7 @@ class Page(NamedTuple):
 
     entries: list[Entry]
     total: int
-    total_size: int
+    total_size: int | None  # None: not known without reading every entry (a page by name from the server)
 
 
 class Index:
@@ -341,6 +341,14 @@ async def listing(bucket: Bucket, prefix: str) -> list[Entry]:
 
 
 async def page(bucket: Bucket, prefix: str, order: str, descending: bool, offset: int, limit: int) -> Page:
+    """From the bucket's index on the server (bounded: ``TooBroad`` past its bounds), else this process's."""
+    server = await listingindex.of(bucket)
+    if server is not None:
+        rows, total, size = await listingpages.page(server, prefix, order, descending, offset, limit)
+        entries = [
+            Entry(row.name, row.size, datetime.fromtimestamp(row.mtime_ns / 1e9, UTC), row.is_link) for row in rows
+        ]
+        return Page(entries, total, size)
     found = await Index.of(bucket)
     return found.page(prefix, order=order, descending=descending, offset=offset, limit=limit)
 

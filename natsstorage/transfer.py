@@ -294,7 +294,7 @@ class Upload:
                 del raw[key]
         # From here the metadata may land whatever happens to this call (a stream leader that dies may
         # have passed it on, a cancelled wait may have sent it): abort() must keep the chunks.
-        # The listing index's entry (and missing directory markers) go right before the metadata, settled after it.
+        # The listing index's entry (and missing directory markers) go right before the metadata, unacknowledged.
         indexed = await listingindex.announce(self.bucket, self.nc, name, self.nuid, self.size)
         self._meta_sent = True
         expected_seq = previous.seq if previous else 0
@@ -306,13 +306,11 @@ class Upload:
             else:
                 seq = await self.bucket.put_meta(self.nc, name, raw, expected_seq=expected_seq)
         except NatsUnavailable:
-            listingindex.abandon(indexed)
             raise
         except NatsStorageError:  # the server refused it (changed, full, sealed): it did not land
-            listingindex.abandon(indexed)
             self._meta_sent = False
             raise
-        await listingindex.settle(self.bucket, indexed)
+        listingindex.marked(self.bucket, self.nc, indexed)
         if previous is not None and not previous.deleted and previous.nuid != self.nuid:
             old = CHUNK_SUBJECT.format(bucket=self.bucket.name, nuid=previous.nuid)
             self.bucket.stream.purge_soon(self.nc, old, f"the replaced version of {self._name}")

@@ -20,7 +20,7 @@ from natsstorage.admin import history
 from natsstorage.admin.forms import UploadForm
 from natsstorage.admin.pages import Section, bucket_missing, bucket_storage, find, objects_url
 from natsstorage.buckettools import BucketTools
-from natsstorage.exceptions import BucketNotFound, NatsStorageError, NatsUnavailable
+from natsstorage.exceptions import BucketNotFound, NatsStorageError, NatsUnavailable, TooBroad
 from natsstorage.index import Page as ListingPage
 from natsstorage.objectstore import ObjectInfo
 from natsstorage.storage import NatsStorage
@@ -78,8 +78,8 @@ class Rows(Sequence[ObjectInfo]):
         self._looked = start, stop - start, found
         return found
 
-    def totals(self) -> tuple[int, int]:
-        """How many objects there are under the prefix, and their bytes."""
+    def totals(self) -> tuple[int, int | None]:
+        """How many objects there are under the prefix, and their bytes (None: not known)."""
         found = self._looked[2] if self._looked is not None else self._look(self._shown.start, self._shown.stop)
         return found.total, found.total_size
 
@@ -147,7 +147,14 @@ def objects_page(model_admin: Section, request: HttpRequest, bucket: str) -> Htt
     rows = Rows(storage, prefix, request.GET.get(ORDER_PARAMETER, DEFAULT_ORDER), shown=shown)
     error = ""
     try:
-        page = Paginator(rows, per_page).get_page(request.GET.get(PAGE_PARAMETER))
+        try:
+            page = Paginator(rows, per_page).get_page(request.GET.get(PAGE_PARAMETER))
+        except TooBroad as problem:  # sorting by size or date past its bound: by name, and say why
+            if rows.order == DEFAULT_ORDER:
+                raise
+            messages.warning(request, str(problem))
+            rows = Rows(storage, prefix, DEFAULT_ORDER, shown=shown)
+            page = Paginator(rows, per_page).get_page(request.GET.get(PAGE_PARAMETER))
     except BucketNotFound:
         raise bucket_missing(bucket) from None
     except NatsUnavailable:
@@ -160,7 +167,7 @@ def objects_page(model_admin: Section, request: HttpRequest, bucket: str) -> Htt
         f"Objects in bucket {bucket}",
         bucket=bucket,
         page=page,
-        total_bytes=rows.totals()[1] if not error else 0,
+        total_bytes=rows.totals()[1] if not error else None,
         prefix=prefix,
         search_parameter=SEARCH_PARAMETER,
         order_parameter=ORDER_PARAMETER,
