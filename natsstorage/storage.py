@@ -241,8 +241,9 @@ class NatsStorage(Rebuildable, Storage):
             return True
         if type(self).exists is not NatsStorage.exists:
             return not self.exists(name)  # an override knows more (Django asks it too)
-        if saving.SAVING.get() is not None:
-            return True  # checked by save()'s compare-and-set
+        under_way = saving.SAVING.get()
+        if under_way is not None:
+            return self.key(name) not in under_way.taken  # else checked by save()'s compare-and-set
         return run(self.bucket.info(self.key(name))) is None
 
     def get_alternative_name(self, file_root: str, file_ext: str) -> str:

@@ -20,31 +20,49 @@ from .helpers import MiB, random_bytes, stream_state, with_nats
 
 
 @contextmanager
-def metadata_lookups(storage) -> Iterator[list[str]]:
-    """Every request for a message of the storage's stream (direct or from its leader), as the server sees it."""
+def bucket_requests(storage) -> Iterator[list[str]]:
+    """What the storage sends about its bucket, as the server sees it, in order: "chunk" and "metadata"
+    (publishes), "lookup" (a get of one message, direct or from the stream's leader), else the API request's
+    name ("STREAM.PURGE"). Filled in when the block ends."""
     seen: list[str] = []
-    stream = f"OBJ_{storage.config.bucket}"
+    bucket, stream = storage.config.bucket, f"OBJ_{storage.config.bucket}"
+
+    def kind(subject: str) -> str:
+        if subject.startswith(f"$O.{bucket}."):
+            return {"C": "chunk", "M": "metadata"}[subject.split(".")[2]]
+        request = subject.removeprefix("$JS.API.").removesuffix(f".{stream}")
+        return "lookup" if request in ("DIRECT.GET", "STREAM.MSG.GET") else request
 
     async def subscribe(nc):
         async def note(msg):
-            seen.append(msg.subject)
+            seen.append(kind(msg.subject))
 
-        return [
-            await nc.subscribe(f"$JS.API.DIRECT.GET.{stream}", cb=note),
-            await nc.subscribe(f"$JS.API.STREAM.MSG.GET.{stream}", cb=note),
-        ]
+        subjects = [f"$O.{bucket}.>", f"$JS.API.*.{stream}", f"$JS.API.*.*.{stream}"]
+        return [await nc.subscribe(subject, cb=note) for subject in subjects]
 
     storage.exists("warm-up")  # the bucket made, before counting
     subscriptions = with_nats(storage, subscribe)
+    requests: list[str] = []
     try:
-        yield seen
+        yield requests
     finally:
 
         async def unsubscribe(nc):
+            await nc.flush()  # what was sent before this is delivered before its answer
             for subscription in subscriptions:
                 await subscription.unsubscribe()
 
         with_nats(storage, unsubscribe)
+        requests.extend(seen)
+
+
+@contextmanager
+def metadata_lookups(storage) -> Iterator[list[str]]:
+    """Every request for a message of the storage's stream (direct or from its leader), as the server sees it."""
+    lookups: list[str] = []
+    with bucket_requests(storage) as requests:
+        yield lookups
+    lookups.extend(request for request in requests if request == "lookup")
 
 
 def test_a_save_under_a_free_name_asks_nothing_first(storage):
@@ -126,6 +144,57 @@ def test_what_another_writer_changed_meanwhile_is_what_a_delete_or_a_save_here_f
     mine = here.save("reused.txt", ContentFile(b"mine"))
     assert mine != "reused.txt"  # taken again since the delete here: Django's alternative name
     assert there.open("reused.txt").read() == b"theirs" and here.open(mine).read() == b"mine"
+
+
+def test_a_name_another_process_holds_costs_one_lookup_and_its_alternative_none(make_storage):
+    here, there = make_storage(), make_storage()  # two processes, each remembering its own
+    there.save("report.pdf", ContentFile(b"theirs"))
+    with bucket_requests(here) as requests:
+        mine = here.save("report.pdf", ContentFile(b"mine"))
+    assert mine != "report.pdf"
+    # The metadata refused (the name is taken), the lookup that says by what, the alternative's metadata:
+    # Django's checks of the names it tries ask nothing, the commit's compare-and-set answers.
+    assert requests == ["chunk", "metadata", "lookup", "metadata"]
+    assert here.open(mine).read() == b"mine" and there.open("report.pdf").read() == b"theirs"
+
+
+def test_a_replacement_of_a_version_another_process_wrote_asks_once(make_storage):
+    here, there = make_storage(file_overwrite=True), make_storage()
+    there.save("config.json", ContentFile(b"{}"))
+    with bucket_requests(here) as requests:
+        here.save("config.json", ContentFile(b'{"a": 1}'))
+    # The version there is asked for, then the metadata goes over it by compare-and-set; its chunk's purge
+    # follows in the background.
+    assert sorted(request for request in requests if request != "STREAM.PURGE") == ["chunk", "lookup", "metadata"]
+    assert there.open("config.json").read() == b'{"a": 1}'
+    assert BucketTools(here).status().objects == 1  # (once the purges under way are done)
+    assert stream_state(here)["messages"] == 2  # the old version's chunk purged: one chunk, one metadata
+
+
+class Numbered(NatsStorage):
+    """A subclass whose alternative names are numbered in turn, as some projects name them."""
+
+    def get_alternative_name(self, file_root, file_ext):
+        self.alternatives = getattr(self, "alternatives", 0) + 1
+        return f"{file_root}_{self.alternatives}{file_ext}"
+
+
+def test_an_alternative_name_another_process_holds_is_found_taken_by_its_commit(make_storage, bucket_name):
+    there = make_storage()
+    there.save("report.pdf", ContentFile(b"first"))
+    there.save("report_1.pdf", ContentFile(b"second"))
+    storage = Numbered(bucket_name)
+    try:
+        with bucket_requests(storage) as requests:
+            assert storage.save("report.pdf", ContentFile(b"third")) == "report_2.pdf"
+        assert requests == ["chunk", "metadata", "lookup", "metadata", "lookup", "metadata"]
+        assert [there.open(name).read() for name in ("report.pdf", "report_1.pdf", "report_2.pdf")] == [
+            b"first",
+            b"second",
+            b"third",
+        ]
+    finally:
+        BucketTools(storage).destroy()
 
 
 class Dated(NatsStorage):
