@@ -41,8 +41,10 @@ class StreamingBody:
     The view's thread reads it (``read``, ``readline``: what ``HttpRequest`` and the multipart parser call);
     each missing message is awaited on the server's event loop. Called, it is the ``receive`` the handler's
     disconnect listener awaits: that waits until the body is over, so that no body message goes astray.
-    A disconnect before the body's end is an ``UnreadablePostError`` to the reader (what Django raises for
-    a cut connection under WSGI), then an ``http.disconnect`` to the listener (the request is aborted).
+    A disconnect before the body's end is an ``UnreadablePostError`` to the reader, what Django raises for a
+    cut connection under WSGI; the listener is not told, so that the view's response, sent nowhere, still
+    closes the request (which purges what ``NatsUploadHandler`` staged). A disconnect after the body is the
+    listener's, as with Django's handler: the request is aborted.
     """
 
     def __init__(self, receive: Receive, *, timeout: float) -> None:
@@ -89,8 +91,8 @@ class StreamingBody:
 
     async def __call__(self) -> Message:
         await self._over.wait()
-        if self._cut is not None:
-            return {"type": "http.disconnect"}
+        if self._cut is not None:  # the reader was told: the view ends the request as under WSGI, and closes it
+            await asyncio.get_running_loop().create_future()
         return await self._receive()
 
     def _fill(self) -> bool:

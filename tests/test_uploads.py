@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
+import http.client
 import io
+import itertools
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,7 +31,8 @@ from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import BucketFull, NatsUnavailable
 from natsstorage.testing import free_port
 
-from .helpers import MiB, random_bytes, stream_state
+from .helpers import MiB, random_bytes, stream_info, stream_state
+from .test_views import peak_rss
 
 CHUNK = 16 * 1024  # small chunks: a few hundred KiB make many
 HANDLERS = [
@@ -244,9 +249,15 @@ def test_checks_are_quiet_for_a_handler_first_that_stages_in_a_nats_storage(medi
 CSRF = "c" * 32  # a CSRF cookie and the same token in the form: the check reads the body, as a browser's would
 
 
+SERVERS = {  # the test project under a real server; uvicorn with natsstorage's ASGI application, which streams
+    "gunicorn": ["gunicorn", "--workers", "1", "django.core.wsgi:get_wsgi_application()"],
+    "uvicorn": ["uvicorn", "--factory", "natsstorage.asgi:get_asgi_application", "--lifespan", "off"],
+}
+
+
 @contextlib.contextmanager
-def gunicorn(nats_server, bucket_name, tmp_path):
-    """A gunicorn worker serving tests.urls with uploads staged in the test's bucket: (master, port, log)."""
+def serving(nats_server, bucket_name, tmp_path, server="gunicorn", temp_dir=None):
+    """A server process serving tests.urls with uploads staged in the test's bucket: (process, port, log)."""
     port = free_port()
     environment = {
         **os.environ,
@@ -254,18 +265,20 @@ def gunicorn(nats_server, bucket_name, tmp_path):
         "STAGING_BUCKET": bucket_name,
         "NATS_URL": nats_server.url,
     }
+    if temp_dir is not None:  # where Django's upload handlers and ASGI handler, and Python's tempfile, would write
+        environment.update(TMPDIR=str(temp_dir), STAGING_TEMP_DIR=str(temp_dir))
+    where = ["--bind", f"127.0.0.1:{port}"] if server == "gunicorn" else ["--port", str(port)]
     log = tmp_path / "server.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "--workers", "1", "--bind", f"127.0.0.1:{port}"]
-            + ["django.core.wsgi:get_wsgi_application()"],
+            [str(Path(sys.executable).parent / SERVERS[server][0]), *SERVERS[server][1:], *where],
             cwd=Path(__file__).parent.parent,
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
     try:
-        until(lambda: _listening(port), lambda: f"gunicorn never listened: {log.read_text()}", process)
+        until(lambda: _listening(port), lambda: f"{server} never listened: {log.read_text()}", process)
         yield process, port, log
     finally:
         process.kill()
@@ -289,6 +302,11 @@ def until(done, why, process=None, within: float = 30.0) -> None:
         time.sleep(0.1)
 
 
+def staged(storage: NatsStorage) -> int:
+    """Messages in the bucket's stream; 0 before the server's first upload makes the bucket."""
+    return stream_info(storage).get("state", {}).get("messages", 0)
+
+
 def half_an_upload(port: int, size: int) -> socket.socket:
     """A multipart POST that announces ``size`` bytes of file and sends half of them."""
     boundary = "natsstorage-cut"
@@ -309,18 +327,92 @@ def half_an_upload(port: int, size: int) -> socket.socket:
 
 
 @pytest.mark.slow
-def test_an_upload_the_client_cuts_off_is_purged_by_the_server_at_once(nats_server, storage, bucket_name, tmp_path):
-    with gunicorn(nats_server, bucket_name, tmp_path) as (process, port, log):
+@pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
+def test_an_upload_the_client_cuts_off_is_purged_by_the_server_at_once(
+    server, nats_server, storage, bucket_name, tmp_path
+):
+    with serving(nats_server, bucket_name, tmp_path, server) as (process, port, log):
         connection = half_an_upload(port, 8 * MiB)
-        until(lambda: stream_state(storage)["messages"] > 0, log.read_text, process)  # staged as it arrives
+        until(lambda: staged(storage) > 0, log.read_text, process)  # staged as it arrives
         connection.close()
         until(lambda: stream_state(storage)["messages"] == 0, log.read_text, process)
     assert stream_state(storage)["last_seq"] > 0
 
 
+def multipart(port: int, name: str, block: bytes, count: int) -> http.client.HTTPResponse:
+    """A form posted to /keep/ as a browser posts it, its file ``block`` ``count`` times, streamed."""
+    boundary = "natsstorage-big"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="csrfmiddlewaretoken"\r\n\r\n{CSRF}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(len(head) + len(block) * count + len(tail)),
+        "Cookie": f"csrftoken={CSRF}",
+    }
+    connection.request(
+        "POST", "/keep/", body=itertools.chain([head], itertools.repeat(block, count), [tail]), headers=headers
+    )
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response
+
+
+class FilesOpenUnder(threading.Thread):
+    """Every file a process holds open under a directory, sampled until stopped: a temporary file that was
+    never named (``tempfile.TemporaryFile``, a spooled body rolled over to disk) is seen here too."""
+
+    def __init__(self, pid: int, directory: Path) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.directory, self.seen = pid, str(directory), set[str]()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.01):
+            for fd in Path(f"/proc/{self.pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if (target := os.readlink(fd)).startswith(self.directory):
+                        self.seen.add(target)
+
+
+@pytest.mark.slow
+def test_under_uvicorn_a_200_mib_upload_streams_into_the_bucket_without_a_temporary_file(
+    nats_server, storage, bucket_name, tmp_path
+):
+    temp_dir = tmp_path / "temp"
+    temp_dir.mkdir()
+    block, count = random_bytes(MiB), 200
+    with serving(nats_server, bucket_name, tmp_path, "uvicorn", temp_dir) as (process, port, log):
+        assert multipart(port, "warm-up.bin", b"w", 1).status == 200, log.read_text()  # imports, NATS connection
+        before = peak_rss(process.pid)
+        watch = FilesOpenUnder(process.pid, temp_dir)
+        watch.start()
+        try:
+            response = multipart(port, "big.bin", block, count)
+        finally:
+            watch.stop.set()
+            watch.join()
+        growth = peak_rss(process.pid) - before
+        assert response.status == 200, log.read_text()
+        assert "Traceback" not in log.read_text()
+    assert watch.seen == set() and list(temp_dir.iterdir()) == []
+    assert growth < 64 * MiB, f"uvicorn's peak RSS grew by {growth / MiB:.1f} MiB for a {count} MiB upload"
+    digest = hashlib.sha256()
+    for _ in range(count):
+        digest.update(block)
+    info = storage.info("kept/big.bin")
+    assert info.size == count * MiB
+    assert info.digest == "SHA-256=" + base64.urlsafe_b64encode(digest.digest()).decode()
+
+
 @pytest.mark.slow
 def test_an_upload_whose_server_dies_leaves_chunks_that_natsos_gc_collects(nats_server, storage, bucket_name, tmp_path):
-    with gunicorn(nats_server, bucket_name, tmp_path) as (process, port, log):
+    with serving(nats_server, bucket_name, tmp_path) as (process, port, log):
         connection = half_an_upload(port, 8 * MiB)
         until(lambda: stream_state(storage)["messages"] > 0, log.read_text, process)
         worker = int(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()[0])
