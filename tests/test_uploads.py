@@ -493,6 +493,6 @@ def test_the_upload_benchmark_prints_its_table():
     )
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "→" in line]
-    assert len(rows) == 4
+    assert len(rows) == 5
     assert rows[0].startswith("| NatsUploadHandler → NatsStorage (gunicorn) |")
     assert "| 0.0 MiB | 0.0 MiB |" in rows[0]  # nothing written to disk, nothing under the temp dir
