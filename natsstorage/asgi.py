@@ -110,7 +110,8 @@ class StreamingBody:
                 future.result(self._timeout)
             except FutureTimeout:
                 future.cancel()
-                raise UnreadablePostError(f"no request body received for {self._timeout:g} s") from None
+                self._cut = f"no request body received for {self._timeout:g} s"
+                raise UnreadablePostError(self._cut) from None
         if self._cut is not None and not self._buffer:
             raise UnreadablePostError(self._cut)
         return bool(self._buffer)

@@ -9,6 +9,7 @@ import hashlib
 import http.client
 import io
 import itertools
+import json
 import os
 import signal
 import socket
@@ -19,7 +20,9 @@ import time
 from pathlib import Path
 
 import pytest
+from asgiref.testing import ApplicationCommunicator
 from django.core.checks import run_checks
+from django.core.exceptions import SynchronousOnlyOperation
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
@@ -27,6 +30,7 @@ from django.test import AsyncClient
 from PIL import Image
 
 from natsstorage import NatsStorage
+from natsstorage.asgi import StreamingBody, get_asgi_application
 from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import BucketFull, NatsUnavailable
 from natsstorage.testing import free_port
@@ -206,6 +210,115 @@ def test_under_asgi_an_upload_is_staged_and_committed_too(media, temp_dir):
     assert media.open(name).read() == data
     assert stream_state(media)["last_seq"] == chunks_of(len(data)) + 1
     assert response.json()["temporary"] == []
+
+
+def asgi_form(size: int) -> tuple[list[tuple[bytes, bytes]], bytes, bytes]:
+    """A multipart form with a file of ``size`` bytes, as a browser posts it: headers, the body and its file."""
+    boundary = "natsstorage-asgi"
+    data = random_bytes(size)
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="csrfmiddlewaretoken"\r\n\r\n{CSRF}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = [
+        (b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"cookie", f"csrftoken={CSRF}".encode()),
+    ]
+    return headers, body, data
+
+
+def asgi_scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, object]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 80),
+    }
+
+
+async def eventually(done, within: float = 30.0) -> None:
+    """Wait for ``done()`` (called in a thread): a bound on how long, not a timing assertion."""
+    deadline = time.monotonic() + within
+    while not await asyncio.to_thread(done):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+
+
+def test_under_natsstorage_asgi_a_sync_view_reads_the_upload_while_it_arrives(media, temp_dir):
+    headers, body, data = asgi_form(3 * MiB)  # the handler hands the NATS loop a MiB at a time
+    half = len(body) // 2
+
+    async def post():
+        server = ApplicationCommunicator(get_asgi_application(), asgi_scope("/keep/", headers))
+        await server.send_input({"type": "http.request", "body": body[:half], "more_body": True})
+        await eventually(lambda: staged(media) > 0)  # chunks in the bucket before the body's end
+        await server.send_input({"type": "http.request", "body": body[half:], "more_body": False})
+        start = await server.receive_output(30)
+        answer = await server.receive_output(30)
+        await server.wait(30)
+        return start, answer
+
+    start, answer = asyncio.run(post())
+    assert start["status"] == 200, answer
+    assert media.open(json.loads(answer["body"])["file"][0]).read() == data
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_under_natsstorage_asgi_an_upload_the_client_cuts_off_is_purged(media, temp_dir):
+    headers, body, _ = asgi_form(3 * MiB)
+
+    async def cut():
+        server = ApplicationCommunicator(get_asgi_application(), asgi_scope("/keep/", headers))
+        await server.send_input({"type": "http.request", "body": body[: len(body) // 2], "more_body": True})
+        await eventually(lambda: staged(media) > 0)
+        await server.send_input({"type": "http.disconnect"})
+        await eventually(lambda: staged(media) == 0)  # the view was told, and its request closed
+        await server.wait(30)
+
+    asyncio.run(cut())
+    assert stream_state(media)["last_seq"] > 0
+
+
+def test_under_natsstorage_asgi_an_async_view_gets_djangos_spooled_body(media, temp_dir):
+    headers, body, data = asgi_form(LIMIT * 4)  # over FILE_UPLOAD_MAX_MEMORY_SIZE: a sync view would stream it
+
+    async def post():
+        server = ApplicationCommunicator(get_asgi_application(), asgi_scope("/received/", headers))
+        await server.send_input({"type": "http.request", "body": body[:1000], "more_body": True})
+        await server.send_input({"type": "http.request", "body": body[1000:], "more_body": False})
+        start = await server.receive_output(30)
+        answer = await server.receive_output(30)
+        await server.wait(30)
+        return start, answer
+
+    start, answer = asyncio.run(post())
+    assert start["status"] == 200, answer
+    assert json.loads(answer["body"]) == {"title": None, "files": {"file": len(data)}}
+
+
+def test_a_streaming_body_read_in_the_event_loops_thread_says_how_to_read_it():
+    async def read_in_the_loop():
+        async def receive():
+            return {"type": "http.request", "body": b"never read", "more_body": False}
+
+        return StreamingBody(receive, timeout=1).read()
+
+    with pytest.raises(SynchronousOnlyOperation, match="sync_to_async"):
+        asyncio.run(read_in_the_loop())
 
 
 def test_without_the_handler_django_writes_a_large_upload_under_the_temp_dir(client, media, settings):
