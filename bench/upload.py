@@ -4,7 +4,7 @@
     python bench/upload.py --mib 64 --runs 1     # a quick look
 
 It starts a nats-server (loopback, temporary store), then for each run a fresh server process
-(gunicorn, one sync worker; uvicorn for the ASGI row) serving ``tests.urls`` with
+(gunicorn, one sync worker; uvicorn with Django's ASGI handler or ``natsstorage.asgi``'s) serving ``tests.urls`` with
 ``bench/upload_settings.py``. A small upload warms it up (imports, the NATS connection); then the
 big one is posted as a browser posts a form: multipart, a title and the file, to ``/attach/`` (a
 ``ModelForm`` whose ``FileField`` saves into the default storage). Per run: the growth of the
@@ -44,7 +44,8 @@ SETUPS = {  # name: (server, handlers, storage)
     "NatsUploadHandler → NatsStorage (gunicorn)": ("gunicorn", "nats", "nats"),
     "Django's handlers → FileSystemStorage (gunicorn)": ("gunicorn", "django", "files"),
     "Django's handlers → NatsStorage (gunicorn)": ("gunicorn", "django", "nats"),
-    "NatsUploadHandler → NatsStorage (uvicorn, ASGI)": ("uvicorn", "nats", "nats"),
+    "NatsUploadHandler → NatsStorage (uvicorn, Django's ASGIHandler)": ("uvicorn", "nats", "nats"),
+    "NatsUploadHandler → NatsStorage (uvicorn, natsstorage.asgi)": ("streaming uvicorn", "nats", "nats"),
 }
 
 
@@ -78,7 +79,7 @@ def cpu_seconds(pid: int) -> float:
 
 def serving_pid(server: str, pid: int) -> int:
     """gunicorn serves from a child of its master; uvicorn from the process itself."""
-    if server == "uvicorn":
+    if server != "gunicorn":
         return pid
     deadline = time.monotonic() + START_TIMEOUT
     while not (children := Path(f"/proc/{pid}/task/{pid}/children").read_text().split()):
@@ -169,6 +170,8 @@ def serving(server: str, handlers: str, storage: str, nats_url: str, where: Path
         "gunicorn": [str(BIN / "gunicorn"), "--workers", "1", "--timeout", "600", "--bind", f"127.0.0.1:{port}"]
         + ["django.core.wsgi:get_wsgi_application()"],
         "uvicorn": [str(BIN / "uvicorn"), "--factory", "django.core.asgi:get_asgi_application"]
+        + ["--lifespan", "off", "--log-level", "warning", "--port", str(port)],
+        "streaming uvicorn": [str(BIN / "uvicorn"), "--factory", "natsstorage.asgi:get_asgi_application"]
         + ["--lifespan", "off", "--log-level", "warning", "--port", str(port)],
     }[server]
     log = (where / "server.log").open("wb")

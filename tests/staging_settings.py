@@ -11,3 +11,4 @@ STORAGES = {
     "default": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": os.environ["STAGING_BUCKET"]}},
 }
 FILE_UPLOAD_HANDLERS = ["natsstorage.uploads.NatsUploadHandler", *global_settings.FILE_UPLOAD_HANDLERS]
+FILE_UPLOAD_TEMP_DIR = os.environ.get("STAGING_TEMP_DIR")  # None: Python's temporary directory

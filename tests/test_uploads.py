@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
+import http.client
 import io
+import itertools
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from asgiref.testing import ApplicationCommunicator
 from django.core.checks import run_checks
+from django.core.exceptions import SynchronousOnlyOperation
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
@@ -23,11 +30,13 @@ from django.test import AsyncClient
 from PIL import Image
 
 from natsstorage import NatsStorage
+from natsstorage.asgi import StreamingBody, get_asgi_application
 from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import BucketFull, NatsUnavailable
 from natsstorage.testing import free_port
 
-from .helpers import MiB, random_bytes, stream_state
+from .helpers import MiB, random_bytes, stream_info, stream_state
+from .test_views import peak_rss
 
 CHUNK = 16 * 1024  # small chunks: a few hundred KiB make many
 HANDLERS = [
@@ -203,6 +212,115 @@ def test_under_asgi_an_upload_is_staged_and_committed_too(media, temp_dir):
     assert response.json()["temporary"] == []
 
 
+def asgi_form(size: int) -> tuple[list[tuple[bytes, bytes]], bytes, bytes]:
+    """A multipart form with a file of ``size`` bytes, as a browser posts it: headers, the body and its file."""
+    boundary = "natsstorage-asgi"
+    data = random_bytes(size)
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="csrfmiddlewaretoken"\r\n\r\n{CSRF}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = [
+        (b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"cookie", f"csrftoken={CSRF}".encode()),
+    ]
+    return headers, body, data
+
+
+def asgi_scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, object]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 80),
+    }
+
+
+async def eventually(done, within: float = 30.0) -> None:
+    """Wait for ``done()`` (called in a thread): a bound on how long, not a timing assertion."""
+    deadline = time.monotonic() + within
+    while not await asyncio.to_thread(done):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+
+
+def test_under_natsstorage_asgi_a_sync_view_reads_the_upload_while_it_arrives(media, temp_dir):
+    headers, body, data = asgi_form(3 * MiB)  # the handler hands the NATS loop a MiB at a time
+    half = len(body) // 2
+
+    async def post():
+        server = ApplicationCommunicator(get_asgi_application(), asgi_scope("/keep/", headers))
+        await server.send_input({"type": "http.request", "body": body[:half], "more_body": True})
+        await eventually(lambda: staged(media) > 0)  # chunks in the bucket before the body's end
+        await server.send_input({"type": "http.request", "body": body[half:], "more_body": False})
+        start = await server.receive_output(30)
+        answer = await server.receive_output(30)
+        await server.wait(30)
+        return start, answer
+
+    start, answer = asyncio.run(post())
+    assert start["status"] == 200, answer
+    assert media.open(json.loads(answer["body"])["file"][0]).read() == data
+    assert list(temp_dir.iterdir()) == []
+
+
+def test_under_natsstorage_asgi_an_upload_the_client_cuts_off_is_purged(media, temp_dir):
+    headers, body, _ = asgi_form(3 * MiB)
+
+    async def cut():
+        server = ApplicationCommunicator(get_asgi_application(), asgi_scope("/keep/", headers))
+        await server.send_input({"type": "http.request", "body": body[: len(body) // 2], "more_body": True})
+        await eventually(lambda: staged(media) > 0)
+        await server.send_input({"type": "http.disconnect"})
+        await eventually(lambda: staged(media) == 0)  # the view was told, and its request closed
+        await server.wait(30)
+
+    asyncio.run(cut())
+    assert stream_state(media)["last_seq"] > 0
+
+
+def test_under_natsstorage_asgi_an_async_view_gets_djangos_spooled_body(media, temp_dir):
+    headers, body, data = asgi_form(LIMIT * 4)  # over FILE_UPLOAD_MAX_MEMORY_SIZE: a sync view would stream it
+
+    async def post():
+        server = ApplicationCommunicator(get_asgi_application(), asgi_scope("/received/", headers))
+        await server.send_input({"type": "http.request", "body": body[:1000], "more_body": True})
+        await server.send_input({"type": "http.request", "body": body[1000:], "more_body": False})
+        start = await server.receive_output(30)
+        answer = await server.receive_output(30)
+        await server.wait(30)
+        return start, answer
+
+    start, answer = asyncio.run(post())
+    assert start["status"] == 200, answer
+    assert json.loads(answer["body"]) == {"title": None, "files": {"file": len(data)}}
+
+
+def test_a_streaming_body_read_in_the_event_loops_thread_says_how_to_read_it():
+    async def read_in_the_loop():
+        async def receive():
+            return {"type": "http.request", "body": b"never read", "more_body": False}
+
+        return StreamingBody(receive, timeout=1).read()
+
+    with pytest.raises(SynchronousOnlyOperation, match="sync_to_async"):
+        asyncio.run(read_in_the_loop())
+
+
 def test_without_the_handler_django_writes_a_large_upload_under_the_temp_dir(client, media, settings):
     """What the tests above check against: the view sees Django's temporary file while it runs."""
     settings.FILE_UPLOAD_HANDLERS = HANDLERS[1:]
@@ -244,9 +362,15 @@ def test_checks_are_quiet_for_a_handler_first_that_stages_in_a_nats_storage(medi
 CSRF = "c" * 32  # a CSRF cookie and the same token in the form: the check reads the body, as a browser's would
 
 
+SERVERS = {  # the test project under a real server; uvicorn with natsstorage's ASGI application, which streams
+    "gunicorn": ["gunicorn", "--workers", "1", "django.core.wsgi:get_wsgi_application()"],
+    "uvicorn": ["uvicorn", "--factory", "natsstorage.asgi:get_asgi_application", "--lifespan", "off"],
+}
+
+
 @contextlib.contextmanager
-def gunicorn(nats_server, bucket_name, tmp_path):
-    """A gunicorn worker serving tests.urls with uploads staged in the test's bucket: (master, port, log)."""
+def serving(nats_server, bucket_name, tmp_path, server="gunicorn", temp_dir=None):
+    """A server process serving tests.urls with uploads staged in the test's bucket: (process, port, log)."""
     port = free_port()
     environment = {
         **os.environ,
@@ -254,18 +378,20 @@ def gunicorn(nats_server, bucket_name, tmp_path):
         "STAGING_BUCKET": bucket_name,
         "NATS_URL": nats_server.url,
     }
+    if temp_dir is not None:  # where Django's upload handlers and ASGI handler, and Python's tempfile, would write
+        environment.update(TMPDIR=str(temp_dir), STAGING_TEMP_DIR=str(temp_dir))
+    where = ["--bind", f"127.0.0.1:{port}"] if server == "gunicorn" else ["--port", str(port)]
     log = tmp_path / "server.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "--workers", "1", "--bind", f"127.0.0.1:{port}"]
-            + ["django.core.wsgi:get_wsgi_application()"],
+            [str(Path(sys.executable).parent / SERVERS[server][0]), *SERVERS[server][1:], *where],
             cwd=Path(__file__).parent.parent,
             env=environment,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
     try:
-        until(lambda: _listening(port), lambda: f"gunicorn never listened: {log.read_text()}", process)
+        until(lambda: _listening(port), lambda: f"{server} never listened: {log.read_text()}", process)
         yield process, port, log
     finally:
         process.kill()
@@ -289,6 +415,11 @@ def until(done, why, process=None, within: float = 30.0) -> None:
         time.sleep(0.1)
 
 
+def staged(storage: NatsStorage) -> int:
+    """Messages in the bucket's stream; 0 before the server's first upload makes the bucket."""
+    return stream_info(storage).get("state", {}).get("messages", 0)
+
+
 def half_an_upload(port: int, size: int) -> socket.socket:
     """A multipart POST that announces ``size`` bytes of file and sends half of them."""
     boundary = "natsstorage-cut"
@@ -309,18 +440,92 @@ def half_an_upload(port: int, size: int) -> socket.socket:
 
 
 @pytest.mark.slow
-def test_an_upload_the_client_cuts_off_is_purged_by_the_server_at_once(nats_server, storage, bucket_name, tmp_path):
-    with gunicorn(nats_server, bucket_name, tmp_path) as (process, port, log):
+@pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
+def test_an_upload_the_client_cuts_off_is_purged_by_the_server_at_once(
+    server, nats_server, storage, bucket_name, tmp_path
+):
+    with serving(nats_server, bucket_name, tmp_path, server) as (process, port, log):
         connection = half_an_upload(port, 8 * MiB)
-        until(lambda: stream_state(storage)["messages"] > 0, log.read_text, process)  # staged as it arrives
+        until(lambda: staged(storage) > 0, log.read_text, process)  # staged as it arrives
         connection.close()
         until(lambda: stream_state(storage)["messages"] == 0, log.read_text, process)
     assert stream_state(storage)["last_seq"] > 0
 
 
+def multipart(port: int, name: str, block: bytes, count: int) -> http.client.HTTPResponse:
+    """A form posted to /keep/ as a browser posts it, its file ``block`` ``count`` times, streamed."""
+    boundary = "natsstorage-big"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="csrfmiddlewaretoken"\r\n\r\n{CSRF}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(len(head) + len(block) * count + len(tail)),
+        "Cookie": f"csrftoken={CSRF}",
+    }
+    connection.request(
+        "POST", "/keep/", body=itertools.chain([head], itertools.repeat(block, count), [tail]), headers=headers
+    )
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response
+
+
+class FilesOpenUnder(threading.Thread):
+    """Every file a process holds open under a directory, sampled until stopped: a temporary file that was
+    never named (``tempfile.TemporaryFile``, a spooled body rolled over to disk) is seen here too."""
+
+    def __init__(self, pid: int, directory: Path) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.directory, self.seen = pid, str(directory), set[str]()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.01):
+            for fd in Path(f"/proc/{self.pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if (target := os.readlink(fd)).startswith(self.directory):
+                        self.seen.add(target)
+
+
+@pytest.mark.slow
+def test_under_uvicorn_a_200_mib_upload_streams_into_the_bucket_without_a_temporary_file(
+    nats_server, storage, bucket_name, tmp_path
+):
+    temp_dir = tmp_path / "temp"
+    temp_dir.mkdir()
+    block, count = random_bytes(MiB), 200
+    with serving(nats_server, bucket_name, tmp_path, "uvicorn", temp_dir) as (process, port, log):
+        assert multipart(port, "warm-up.bin", b"w", 1).status == 200, log.read_text()  # imports, NATS connection
+        before = peak_rss(process.pid)
+        watch = FilesOpenUnder(process.pid, temp_dir)
+        watch.start()
+        try:
+            response = multipart(port, "big.bin", block, count)
+        finally:
+            watch.stop.set()
+            watch.join()
+        growth = peak_rss(process.pid) - before
+        assert response.status == 200, log.read_text()
+        assert "Traceback" not in log.read_text()
+    assert watch.seen == set() and list(temp_dir.iterdir()) == []
+    assert growth < 64 * MiB, f"uvicorn's peak RSS grew by {growth / MiB:.1f} MiB for a {count} MiB upload"
+    digest = hashlib.sha256()
+    for _ in range(count):
+        digest.update(block)
+    info = storage.info("kept/big.bin")
+    assert info.size == count * MiB
+    assert info.digest == "SHA-256=" + base64.urlsafe_b64encode(digest.digest()).decode()
+
+
 @pytest.mark.slow
 def test_an_upload_whose_server_dies_leaves_chunks_that_natsos_gc_collects(nats_server, storage, bucket_name, tmp_path):
-    with gunicorn(nats_server, bucket_name, tmp_path) as (process, port, log):
+    with serving(nats_server, bucket_name, tmp_path) as (process, port, log):
         connection = half_an_upload(port, 8 * MiB)
         until(lambda: stream_state(storage)["messages"] > 0, log.read_text, process)
         worker = int(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()[0])
@@ -401,6 +606,6 @@ def test_the_upload_benchmark_prints_its_table():
     )
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "→" in line]
-    assert len(rows) == 4
+    assert len(rows) == 5
     assert rows[0].startswith("| NatsUploadHandler → NatsStorage (gunicorn) |")
     assert "| 0.0 MiB | 0.0 MiB |" in rows[0]  # nothing written to disk, nothing under the temp dir

@@ -11,5 +11,6 @@ urlpatterns = [
     path("sizes/", views.sizes),  # a page touching fifty files
     path("attach/", views.attach),  # a model form with files
     path("keep/", views.keep),  # files saved under several names
+    path("received/", views.received),  # an async view that reads a form
     path("direct/", views.direct_upload),  # a DirectUploadField
 ]

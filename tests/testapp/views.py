@@ -58,6 +58,12 @@ def keep(request: HttpRequest) -> HttpResponse:
     return JsonResponse(names)
 
 
+async def received(request: HttpRequest) -> HttpResponse:
+    """An async view that reads a form in the event loop's thread: its title and its files' sizes."""
+    files = {field: uploaded.size for field, uploaded in request.FILES.items()}
+    return JsonResponse({"title": request.POST.get("title"), "files": files})
+
+
 def direct_upload(request: HttpRequest) -> HttpResponse:
     """A page with a DirectUploadField: the file goes to the bucket from the browser, the form saves its name."""
     form = DirectDocumentForm(request.POST or None)
