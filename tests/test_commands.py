@@ -701,9 +701,10 @@ def test_watch_waits_for_a_missing_bucket_when_asked(bucket_name):
     with watching(bucket_name, "--wait") as watch:
         try:
             watch.wait_stderr(f"waiting for bucket {bucket_name} to be created")
-            storage.save("first", ContentFile(b"1"))
+            storage.save("first", ContentFile(b"1"))  # creates the bucket: it may land before the watch starts
             watch.wait_stderr(f"watching {bucket_name}")
             storage.save("second", ContentFile(b"2"))
+            assert watch.line() == f"{bucket_name} changed - first was updated"  # never missed
             assert watch.line() == f"{bucket_name} changed - second was updated"
             assert watch.stop(signal.SIGINT) == 130
         finally:

@@ -43,23 +43,26 @@ class Command(NatsCommand):
         name = tools.bucket.name
         self.interrupted = f"stopped watching {name}"
         try:
-            with _stop_on_sigterm(), tools.watch(history=options["history"]) as changes:
-                if options["wait"]:
-                    self.wait_for(tools)
-                changes.start()
-                if options["verbosity"] >= 1:
-                    self.note(f"watching {name} for changes (Ctrl-C to stop)")
-                self.follow(name, changes, options)
+            with _stop_on_sigterm():
+                # A bucket created while we waited: what it holds already changed since, so it is replayed.
+                waited = options["wait"] and self.wait_for(tools)
+                with tools.watch(history=options["history"] or waited) as changes:
+                    changes.start()
+                    if options["verbosity"] >= 1:
+                        self.note(f"watching {name} for changes (Ctrl-C to stop)")
+                    self.follow(name, changes, options)
         except Terminated:
             if options["verbosity"] >= 1:
                 self.note(self.interrupted)
 
-    def wait_for(self, tools: BucketTools) -> None:
+    def wait_for(self, tools: BucketTools) -> bool:
+        """Whether the bucket was missing: then wait until it is there."""
         if tools.bucket_exists():
-            return
+            return False
         self.note(f"waiting for bucket {tools.bucket.name} to be created...")
         while not tools.bucket_exists():
             time.sleep(WAIT_INTERVAL)
+        return True
 
     def follow(self, name: str, changes: Changes, options: dict[str, Any]) -> None:
         while True:
