@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from nats.aio.client import Client
 from nats.aio.transport import TcpTransport
 
@@ -57,13 +56,16 @@ def test_a_reconnecting_connection_with_data_waiting_closes_whole_once_its_buffe
 
 def test_nats_py_still_fails_to_close_such_a_connection_by_itself(own_server):
     # What drop_pending buys. The day this fails, nats-py closes such a connection itself: drop natspy.py.
-    async def close() -> None:
+    # Whether a close fails depends on where nats-py's reconnect loop stands at that moment: five tries.
+    async def close() -> bool:
         nc = await reconnecting_with_data_waiting(own_server())
         try:
             await asyncio.wait_for(nc.close(), 5)
+        except (RuntimeError, ConnectionResetError):  # uvloop's "handler is closed"; asyncio's
+            return False
         finally:
             natspy.drop_pending(nc)
             await nc.close()  # what the test leaves behind, closed
+        return True
 
-    with pytest.raises((RuntimeError, ConnectionResetError)):  # uvloop's "handler is closed"; asyncio's
-        loop.run(close())
+    assert not all(loop.run(close()) for _ in range(5))
