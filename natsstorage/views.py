@@ -33,7 +33,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
 
-from natsstorage import contenttypes, links, loop, registry, signing
+from natsstorage import contenttypes, links, loop, registry, servecache, signing
 from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsUnavailable
 from natsstorage.files import CHUNKS_PER_HOP, begin_reading
 from natsstorage.links import LinkRefused
@@ -113,6 +113,7 @@ class Found:
     download: Download | None = None  # started by ``_find`` when it read ahead
     first: list[bytes] = field(default_factory=list)  # the chunks it read
     error: Exception | None = None  # what reading them raised: raised by the body, as any later read's
+    data: bytes | None = None  # the whole object, from this process's copy (``servecache``)
 
 
 def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
@@ -144,7 +145,7 @@ def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
     # Nothing is read ahead for a request that may need none of it (a 304, a range, HEAD).
     whole = request.method == "GET" and not any(header in request.headers for header in PARTIAL_REQUEST_HEADERS)
     try:
-        found = loop.run(_find(storage, name, access, read_ahead=whole))
+        found = loop.run(_find(storage, name, access, read_ahead=whole, kept=request.method == "GET"))
     except NatsUnavailable as error:
         return unavailable(error)
     if found is None:
@@ -160,13 +161,16 @@ def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
     )
 
 
-async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: bool) -> Found | None:
+async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: bool, kept: bool) -> Found | None:
     """The object ``name`` (what it links to, for a link), and with ``read_ahead`` its first chunks; on the loop.
 
-    A one-chunk object this process served lately is asked for with its metadata, in the same round trip
-    (``begin_reading``, as ``open()`` does).
+    With ``kept``, an object whose copy this process keeps (``servecache``) costs only its metadata while the
+    metadata names that copy; one read whole and checked here is kept. A one-chunk object this process served
+    lately is asked for with its metadata, in the same round trip (``begin_reading``, as ``open()`` does).
     """
     followed = False
+    cache = servecache.of(storage.bucket, storage.config.serve_cache) if kept else None
+    copy = cache.get(name) if cache is not None else None
 
     async def locate() -> tuple[Bucket, ObjectInfo]:
         nonlocal followed
@@ -179,13 +183,20 @@ async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: 
         return await links.follow(storage.bucket, info, served_bucket)
 
     try:
-        if read_ahead:
+        if read_ahead and copy is None:
             bucket, info, download, first = await begin_reading(storage.bucket, name, locate)
         else:
             (bucket, info), download, first = await locate(), None, []
     except (BucketNotFound, FileNotFoundError, LinkRefused):
+        if cache is not None:
+            cache.forget(name)
         return None
     found = Found(storage, info, access, download, first)
+    if cache is not None and copy is not None:
+        if not followed and copy.serves(info):
+            found.data = copy.data
+            return found
+        cache.forget(name)  # replaced, deleted or now a link: read as any other
     if followed:
         target = served(bucket.name, info.name)
         if target is None:
@@ -200,6 +211,9 @@ async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: 
             found.first = await found.download.read_many(CHUNKS_PER_HOP)
         except Exception as error:  # noqa: BLE001 - raised by the body, once the status line is sent
             found.error = error
+    read_whole = found.download is not None and found.error is None and found.download.chunks == info.chunks
+    if cache is not None and read_whole and not followed:
+        cache.keep(name, info, found.first)  # every chunk is here and matched the digest
     return found
 
 
@@ -313,6 +327,8 @@ def object_response(
 
     if request.method == "HEAD":
         return HttpResponse(status=status, headers=headers)
+    if found is not None and found.data is not None:
+        return HttpResponse(found.data[start : start + length], status=status, headers=headers)
     body = (AsyncBody if isinstance(request, ASGIRequest) else Body)(storage, info, start, length, found)
     return StreamingHttpResponse(body, status=status, headers=headers)
 

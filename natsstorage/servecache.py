@@ -1,0 +1,87 @@
+"""The bytes of small objects the view served lately, kept in each process: a hot object then costs the view
+its metadata alone.
+
+Every request still asks the server for the object's metadata, so the next request after a save or a delete
+in any process sees it; the bytes come from here only while that metadata names the copy held (same chunks'
+id, digest and size). A copy is kept only once all its chunks were read and matched the digest, so nothing
+unchecked is ever served from here, and each is checked once, not per request.
+
+Used on the NATS loop only (``views._find``): no lock.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from natsstorage.objectstore import Bucket, ObjectInfo
+
+LARGEST = 1024 * 1024  # bytes of the largest object kept: past that, the transfer, not the lookup, is the cost
+
+
+@dataclass(frozen=True)
+class Copy:
+    """An object's bytes as read and checked, with what names them in its metadata."""
+
+    nuid: str
+    digest: str
+    data: bytes
+
+    def serves(self, info: ObjectInfo) -> bool:
+        """Whether ``info``, the metadata the server has now, is still this copy's object."""
+        return (
+            info.nuid == self.nuid
+            and info.digest == self.digest
+            and info.size == len(self.data)
+            and info.link is None
+            and not info.deleted
+        )
+
+
+class ServeCache:
+    """Copies of objects of one bucket, least recently served dropped first, ``capacity`` bytes at most."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.held = 0  # bytes of the copies kept
+        self.copies: OrderedDict[str, Copy] = OrderedDict()
+
+    def get(self, name: str) -> Copy | None:
+        copy = self.copies.get(name)
+        if copy is not None:
+            self.copies.move_to_end(name)
+        return copy
+
+    def keep(self, name: str, info: ObjectInfo, chunks: list[bytes]) -> None:
+        """Keep ``chunks``: all of ``info``'s object, read and checked against its digest."""
+        self.forget(name)
+        if not 0 < info.size <= min(LARGEST, self.capacity) or info.link is not None:
+            return
+        data = b"".join(chunks)  # one chunk of bytes: that very object, no copy
+        if len(data) != info.size:
+            return
+        while self.held + info.size > self.capacity:
+            _, dropped = self.copies.popitem(last=False)
+            self.held -= len(dropped.data)
+        self.copies[name] = Copy(info.nuid, info.digest, data)
+        self.held += info.size
+
+    def forget(self, name: str) -> None:
+        copy = self.copies.pop(name, None)
+        if copy is not None:
+            self.held -= len(copy.data)
+
+
+# One per bucket handle (a storage's ``bucket``, made again when its settings change), gone with it.
+_caches: weakref.WeakKeyDictionary[Bucket, ServeCache] = weakref.WeakKeyDictionary()
+
+
+def of(bucket: Bucket, capacity: int) -> ServeCache | None:
+    """The cache of ``bucket``'s copies in this process (None when ``capacity`` is 0: none kept)."""
+    if capacity <= 0:
+        return None
+    cache = _caches.get(bucket)
+    if cache is None:
+        cache = _caches[bucket] = ServeCache(capacity)
+    return cache
