@@ -11,6 +11,7 @@ in a public bucket and writes the same files to a directory, then runs each serv
 - the view of a site with a project's usual middleware (WhiteNoise first, as its docs ask);
 - the view of a media origin: the same view, no middleware (``BENCH_SITE=origin``, bench/serve_site.py);
 - the same media origin keeping no copies of objects (``serve_cache=0``): every request reads the data;
+- the same media origin trusting its copies for a second (``serve_cache_trust=1``): no request to the server;
 - WhiteNoise serving the files from disk, in the site's process;
 - nginx serving them from disk (``sendfile``): the ceiling.
 
@@ -81,7 +82,12 @@ SERVERS = {
     ],
 }
 # The view's targets by the site that serves them (bench/serve_site.py's BENCH_SITE), then WhiteNoise.
-SITES = {"view": "site", "view, media origin": "origin", "media origin, serve_cache=0": "origin-uncached"}
+SITES = {
+    "view": "site",
+    "view, media origin": "origin",
+    "media origin, serve_cache=0": "origin-uncached",
+    "media origin, serve_cache_trust=1": "origin-trusting",
+}
 VIEWS = tuple(SITES)
 TARGETS = (*VIEWS, "WhiteNoise")
 NGINX = "nginx"

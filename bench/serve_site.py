@@ -3,7 +3,8 @@
 Read from the environment: ``BENCH_FILES`` (the directory WhiteNoise serves, as ``STATIC_ROOT``), ``NATS_URL``,
 and ``BENCH_SITE``: ``site`` (a project's usual middleware, WhiteNoise first as its docs ask), ``origin``
 (a media origin: the view alone, no middleware, as docs/serving-at-scale.md suggests) or ``origin-uncached``
-(the same, keeping no copies of objects: ``serve_cache=0``).
+(the same, keeping no copies of objects: ``serve_cache=0``) or ``origin-trusting`` (the same, trusting its copies
+for a second: ``serve_cache_trust=1``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from django.urls import include, path
 
 SITE = os.environ.get("BENCH_SITE", "site")
-UNCACHED = SITE == "origin-uncached"
+CACHE_OPTIONS = {"origin-uncached": {"serve_cache": 0}, "origin-trusting": {"serve_cache_trust": 1}}.get(SITE, {})
 SECRET_KEY = "bench-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1"]
@@ -33,7 +34,7 @@ STATIC_ROOT = os.environ.get("BENCH_FILES", "")
 STORAGES = {
     "default": {
         "BACKEND": "natsstorage.NatsStorage",
-        "OPTIONS": {"bucket": "bench_public", "public": True, **({"serve_cache": 0} if UNCACHED else {})},
+        "OPTIONS": {"bucket": "bench_public", "public": True, **CACHE_OPTIONS},
     },
     "signed": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": "bench_signed"}},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -246,6 +246,14 @@ class Config:
         "with no data transfer and no digest to check; `0`: none kept",
         shown="`16777216` (16 MiB)",
     )
+    serve_cache_trust: float = option(
+        0,
+        lambda v: v == 0 or _positive(v),
+        f"0 or {SECONDS}",
+        "seconds the view serves a kept copy without asking the server whether the object changed: a save or a "
+        "delete by another process is then seen up to this late (eventual, like a CDN's `max-age`); `0`: the "
+        "server is asked on every request",
+    )
 
     @property
     def connection(self) -> ConnectionSettings:

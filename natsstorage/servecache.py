@@ -6,11 +6,15 @@ in any process sees it; the bytes come from here only while that metadata names 
 id, digest and size). A copy is kept only once all its chunks were read and matched the digest, so nothing
 unchecked is ever served from here, and each is checked once, not per request.
 
-Used on the NATS loop only (``views._find``): no lock.
+A storage may choose to trust its copies for a few seconds (``serve_cache_trust``): a copy the server named
+less than that long ago is then served without asking, in the request's thread, so a save or a delete by
+another process is seen only once that time is up (eventual, as behind a CDN's ``max-age``).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,19 +24,19 @@ from natsstorage.objectstore import Bucket, ObjectInfo
 LARGEST = 1024 * 1024  # bytes of the largest object kept: past that, the transfer, not the lookup, is the cost
 
 
-@dataclass(frozen=True)
+@dataclass
 class Copy:
-    """An object's bytes as read and checked, with what names them in its metadata."""
+    """An object's bytes as read and checked, with the metadata that names them."""
 
-    nuid: str
-    digest: str
+    info: ObjectInfo
     data: bytes
+    named: float  # time.monotonic() when the server last named this copy
 
     def serves(self, info: ObjectInfo) -> bool:
         """Whether ``info``, the metadata the server has now, is still this copy's object."""
         return (
-            info.nuid == self.nuid
-            and info.digest == self.digest
+            info.nuid == self.info.nuid
+            and info.digest == self.info.digest
             and info.size == len(self.data)
             and info.link is None
             and not info.deleted
@@ -46,12 +50,19 @@ class ServeCache:
         self.capacity = capacity
         self.held = 0  # bytes of the copies kept
         self.copies: OrderedDict[str, Copy] = OrderedDict()
+        self.lock = threading.Lock()  # the loop keeps and forgets; request threads read trusted copies
 
     def get(self, name: str) -> Copy | None:
-        copy = self.copies.get(name)
-        if copy is not None:
-            self.copies.move_to_end(name)
-        return copy
+        with self.lock:
+            copy = self.copies.get(name)
+            if copy is not None:
+                self.copies.move_to_end(name)
+            return copy
+
+    def trusted(self, name: str, seconds: float) -> Copy | None:
+        """The copy of ``name`` if the server named it less than ``seconds`` ago."""
+        copy = self.get(name)
+        return copy if copy is not None and time.monotonic() - copy.named < seconds else None
 
     def keep(self, name: str, info: ObjectInfo, chunks: list[bytes]) -> None:
         """Keep ``chunks``: all of ``info``'s object, read and checked against its digest."""
@@ -61,27 +72,31 @@ class ServeCache:
         data = b"".join(chunks)  # one chunk of bytes: that very object, no copy
         if len(data) != info.size:
             return
-        while self.held + info.size > self.capacity:
-            _, dropped = self.copies.popitem(last=False)
-            self.held -= len(dropped.data)
-        self.copies[name] = Copy(info.nuid, info.digest, data)
-        self.held += info.size
+        with self.lock:
+            while self.held + info.size > self.capacity:
+                _, dropped = self.copies.popitem(last=False)
+                self.held -= len(dropped.data)
+            self.copies[name] = Copy(info, data, time.monotonic())
+            self.held += info.size
 
     def forget(self, name: str) -> None:
-        copy = self.copies.pop(name, None)
-        if copy is not None:
-            self.held -= len(copy.data)
+        with self.lock:
+            copy = self.copies.pop(name, None)
+            if copy is not None:
+                self.held -= len(copy.data)
 
 
 # One per bucket handle (a storage's ``bucket``, made again when its settings change), gone with it.
 _caches: weakref.WeakKeyDictionary[Bucket, ServeCache] = weakref.WeakKeyDictionary()
+_making = threading.Lock()
 
 
 def of(bucket: Bucket, capacity: int) -> ServeCache | None:
     """The cache of ``bucket``'s copies in this process (None when ``capacity`` is 0: none kept)."""
     if capacity <= 0:
         return None
-    cache = _caches.get(bucket)
-    if cache is None:
-        cache = _caches[bucket] = ServeCache(capacity)
-    return cache
+    with _making:
+        cache = _caches.get(bucket)
+        if cache is None:
+            cache = _caches[bucket] = ServeCache(capacity)
+        return cache

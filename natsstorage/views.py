@@ -15,6 +15,7 @@ import logging
 import mimetypes
 import posixpath
 import re
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -142,6 +143,19 @@ def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
         refusal = _refuse_non_staff(request)
         if refusal is not None:
             return refusal
+    trust = storage.config.serve_cache_trust
+    cache = servecache.of(storage.bucket, storage.config.serve_cache) if trust and request.method == "GET" else None
+    copy = cache.trusted(name, trust) if cache is not None else None
+    if copy is not None:  # named by the server less than ``trust`` seconds ago: not asked again (opt-in)
+        return object_response(
+            request,
+            storage,
+            copy.info,
+            public=access.public and not access.staff_only,
+            overrides=overrides,
+            static=access.static,
+            found=Found(storage, copy.info, access, data=copy.data),
+        )
     # Nothing is read ahead for a request that may need none of it (a 304, a range, HEAD).
     whole = request.method == "GET" and not any(header in request.headers for header in PARTIAL_REQUEST_HEADERS)
     try:
@@ -194,7 +208,7 @@ async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: 
     found = Found(storage, info, access, download, first)
     if cache is not None and copy is not None:
         if not followed and copy.serves(info):
-            found.data = copy.data
+            found.data, copy.named = copy.data, time.monotonic()
             return found
         cache.forget(name)  # replaced, deleted or now a link: read as any other
     if followed:
