@@ -64,13 +64,15 @@ class ServeCache:
         copy = self.get(name)
         return copy if copy is not None and time.monotonic() - copy.named < seconds else None
 
+    def takes(self, info: ObjectInfo) -> bool:
+        """Whether a copy of ``info``'s object would be kept."""
+        return 0 < info.size <= min(LARGEST, self.capacity) and info.link is None
+
     def keep(self, name: str, info: ObjectInfo, chunks: list[bytes]) -> None:
-        """Keep ``chunks``: all of ``info``'s object, read and checked against its digest."""
+        """Keep ``chunks`` if they are all of ``info``'s object (read, so checked against its digest)."""
         self.forget(name)
-        if not 0 < info.size <= min(LARGEST, self.capacity) or info.link is not None:
-            return
         data = b"".join(chunks)  # one chunk of bytes: that very object, no copy
-        if len(data) != info.size:
+        if not self.takes(info) or len(data) != info.size:
             return
         with self.lock:
             while self.held + info.size > self.capacity:

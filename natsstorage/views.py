@@ -219,14 +219,17 @@ async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: 
         if (access.public and not rules.public) or (rules.staff_only and not access.staff_only):
             return None  # the link's own rules let in a request the target's would not
         found.access = replace(rules, static=rules.static and access.static)
+    to_keep = cache is not None and not followed and cache.takes(info)
     if read_ahead and found.download is None and info.chunks > 1:
         found.download = await Download.begin(bucket, info)
         try:
             found.first = await found.download.read_many(CHUNKS_PER_HOP)
+            while to_keep and found.download.chunks < info.chunks:  # all of it, to keep (1 MiB at most)
+                found.first += await found.download.read_many(CHUNKS_PER_HOP)
         except Exception as error:  # noqa: BLE001 - raised by the body, once the status line is sent
             found.error = error
     read_whole = found.download is not None and found.error is None and found.download.chunks == info.chunks
-    if cache is not None and read_whole and not followed:
+    if cache is not None and to_keep and read_whole:
         cache.keep(name, info, found.first)  # every chunk is here and matched the digest
     return found
 

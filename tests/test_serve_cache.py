@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -127,9 +128,10 @@ def test_an_object_deleted_by_another_client_is_404_at_once(serve, client):
     assert kept(files).get(name) is None
 
 
-def test_a_corrupt_object_is_never_kept_nor_served(serve, client, caplog):
-    files = serve()
-    name = files.save("bad.bin", ContentFile(random_bytes(1000)))
+@pytest.mark.parametrize(("size", "chunk_size"), [(1000, 512 * KiB), (300 * KiB, 64 * KiB)])
+def test_a_corrupt_object_is_never_kept_nor_served(serve, client, caplog, size, chunk_size):
+    files = serve(chunk_size=chunk_size)
+    name = files.save("bad.bin", ContentFile(random_bytes(size)))
     corrupt_last_byte(files, name)
     for _ in range(2):  # the second request finds no copy either
         response = client.get(files.url(name))
@@ -196,3 +198,38 @@ def test_serve_cache_0_keeps_nothing(serve, client):
     name = files.save("a.bin", ContentFile(b"x" * 100))
     assert body(client.get(files.url(name))) == b"x" * 100
     assert servecache.of(files.bucket, files.config.serve_cache) is None
+
+
+# -- serve_cache_trust: opt-in, eventual ----------------------------------------------
+
+
+def replace_as_another_client(files: NatsStorage, name: str, data: bytes) -> None:
+    async def replace(store: Any) -> None:
+        await store.put(name, data)
+
+    as_another_client(files, replace)
+
+
+def test_a_trusted_copy_is_served_without_asking_the_server(serve, client):
+    files = serve(serve_cache_trust=3600)
+    name = files.save("a.txt", ContentFile(b"old"))
+    assert body(client.get(files.url(name))) == b"old"
+    replace_as_another_client(files, name, b"newer")
+    assert body(client.get(files.url(name))) == b"old"  # eventual: what serve_cache_trust says it is
+    assert client.head(files.url(name))["Content-Length"] == "5"  # HEAD still asks
+
+
+def test_a_trusted_copy_is_asked_about_again_once_its_seconds_are_up(serve, client):
+    files = serve(serve_cache_trust=0.05)
+    name = files.save("a.txt", ContentFile(b"old"))
+    assert body(client.get(files.url(name))) == b"old"
+    replace_as_another_client(files, name, b"new")
+    time.sleep(0.1)  # past the trust: not a timing assertion, the bound under test
+    assert body(client.get(files.url(name))) == b"new"
+
+
+def test_a_trusted_copy_still_needs_a_signed_link(serve, client):
+    files = serve(public=False, serve_cache_trust=3600)
+    name = files.save("private.txt", ContentFile(b"secret"))
+    assert body(client.get(files.url(name))) == b"secret"
+    assert client.get(files.url(name).partition("?")[0]).status_code == 403
