@@ -70,22 +70,24 @@ class ServeCache:
 
     def keep(self, name: str, info: ObjectInfo, chunks: list[bytes]) -> None:
         """Keep ``chunks`` if they are all of ``info``'s object (read, so checked against its digest)."""
-        self.forget(name)
         data = b"".join(chunks)  # one chunk of bytes: that very object, no copy
-        if not self.takes(info) or len(data) != info.size:
-            return
         with self.lock:
+            self._drop(name)
+            if not self.takes(info) or len(data) != info.size:
+                return
             while self.held + info.size > self.capacity:
-                _, dropped = self.copies.popitem(last=False)
-                self.held -= len(dropped.data)
+                self._drop(next(iter(self.copies)))  # the least recently served
             self.copies[name] = Copy(info, data, time.monotonic())
             self.held += info.size
 
     def forget(self, name: str) -> None:
         with self.lock:
-            copy = self.copies.pop(name, None)
-            if copy is not None:
-                self.held -= len(copy.data)
+            self._drop(name)
+
+    def _drop(self, name: str) -> None:
+        copy = self.copies.pop(name, None)
+        if copy is not None:
+            self.held -= len(copy.data)
 
 
 # One per bucket handle (a storage's ``bucket``, made again when its settings change), gone with it.
