@@ -10,6 +10,8 @@ in a public bucket and writes the same files to a directory, then runs each serv
 
 - the view of a site with a project's usual middleware (WhiteNoise first, as its docs ask);
 - the view of a media origin: the same view, no middleware (``BENCH_SITE=origin``, bench/serve_site.py);
+- the same media origin keeping no copies of objects (``serve_cache=0``): every request reads the data;
+- the same media origin trusting its copies for a second (``serve_cache_trust=1``): no request to the server;
 - WhiteNoise serving the files from disk, in the site's process;
 - nginx serving them from disk (``sendfile``): the ceiling.
 
@@ -79,7 +81,15 @@ SERVERS = {
         "django.core.wsgi:get_wsgi_application()",
     ],
 }
-TARGETS = ("view", "view, media origin", "WhiteNoise")
+# The view's targets by the site that serves them (bench/serve_site.py's BENCH_SITE), then WhiteNoise.
+SITES = {
+    "view": "site",
+    "view, media origin": "origin",
+    "media origin, serve_cache=0": "origin-uncached",
+    "media origin, serve_cache_trust=1": "origin-trusting",
+}
+VIEWS = tuple(SITES)
+TARGETS = (*VIEWS, "WhiteNoise")
 NGINX = "nginx"
 NGINX_CONFIG = """
 worker_processes {workers};
@@ -213,7 +223,7 @@ def main() -> int:
         with contextlib.ExitStack() as stack:
             bases: dict[tuple[str, str], str] = {}
             for server in servers:
-                for site in ("site", "origin"):
+                for site in SITES.values():
                     port = free_port()
                     command = [part.format(port=port) for part in SERVERS[server]]
                     base = f"http://127.0.0.1:{port}"
@@ -243,7 +253,7 @@ def main() -> int:
             def url(server: str, target: str, file: str) -> str:
                 if target == NGINX:
                     return nginx_base + paths[file][NGINX]
-                site = "origin" if target == "view, media origin" else "site"
+                site = SITES.get(target, "site")
                 return bases[server, site] + paths[file]["WhiteNoise" if target == "WhiteNoise" else "view"]
 
             for server in servers:  # warm up: each worker connected, each file read once
@@ -283,9 +293,10 @@ def table(
         "",
         f"Load average before: {load_before[0]:.2f}, after: {load_after[0]:.2f} ({os.cpu_count()} cores).",
         "",
-        "| server | file, clients | measure | view | view, media origin | WhiteNoise | nginx | view / WhiteNoise "
-        "| origin / WhiteNoise |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        f"| server | file, clients | measure | {' | '.join(TARGETS)} | nginx | "
+        + " | ".join(f"{target} / WhiteNoise" for target in VIEWS)
+        + " |",
+        "|---|---|---|" + "---:|" * (len(TARGETS) + 1 + len(VIEWS)),
     ]
     errors = 0
     for server in servers:
@@ -301,7 +312,7 @@ def table(
                 runs[NGINX] = results[NGINX, NGINX, file, clients]
                 cells = [spread([value(r) for r in runs[target]], digits) for target in (*TARGETS, NGINX)]
                 ratios = []
-                for target in ("view", "view, media origin"):
+                for target in VIEWS:
                     paired = [value(a) / value(b) for a, b in zip(runs[target], runs["WhiteNoise"], strict=True)]
                     ratios.append(spread(paired, 2))
                 lines.append(f"| {server} | {file}, {clients} | {measure} | " + " | ".join(cells + ratios) + " |")

@@ -1,8 +1,10 @@
 """The Django site bench/serve.py runs under each server: natsstorage's view and WhiteNoise, the same files.
 
 Read from the environment: ``BENCH_FILES`` (the directory WhiteNoise serves, as ``STATIC_ROOT``), ``NATS_URL``,
-and ``BENCH_SITE``: ``site`` (a project's usual middleware, WhiteNoise first as its docs ask) or ``origin``
-(a media origin: the view alone, no middleware, as docs/serving-at-scale.md suggests).
+and ``BENCH_SITE``: ``site`` (a project's usual middleware, WhiteNoise first as its docs ask), ``origin``
+(a media origin: the view alone, no middleware, as docs/serving-at-scale.md suggests) or ``origin-uncached``
+(the same, keeping no copies of objects: ``serve_cache=0``) or ``origin-trusting`` (the same, trusting its copies
+for a second: ``serve_cache_trust=1``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 
 from django.urls import include, path
 
+SITE = os.environ.get("BENCH_SITE", "site")
+CACHE_OPTIONS = {"origin-uncached": {"serve_cache": 0}, "origin-trusting": {"serve_cache_trust": 1}}.get(SITE, {})
 SECRET_KEY = "bench-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1"]
@@ -28,7 +32,10 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memor
 STATIC_URL = "/static/"
 STATIC_ROOT = os.environ.get("BENCH_FILES", "")
 STORAGES = {
-    "default": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": "bench_public", "public": True}},
+    "default": {
+        "BACKEND": "natsstorage.NatsStorage",
+        "OPTIONS": {"bucket": "bench_public", "public": True, **CACHE_OPTIONS},
+    },
     "signed": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": "bench_signed"}},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
@@ -42,7 +49,7 @@ SITE_MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-MIDDLEWARE = SITE_MIDDLEWARE if os.environ.get("BENCH_SITE", "site") == "site" else []
+MIDDLEWARE = SITE_MIDDLEWARE if SITE == "site" else []
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 
 urlpatterns = [path("files/", include("natsstorage.urls"))]

@@ -39,6 +39,7 @@ MAX_CHUNK_SIZE = 1024 * 1024  # the server's default max_payload
 UPLOAD_STORAGE_SETTING = "NATSSTORAGE_UPLOAD_STORAGE"
 DEFAULT_UPLOAD_STORAGE = "default"
 LISTING_MODES = ("auto", "server", "process")
+SERVE_CACHE = 16 * 1024 * 1024
 
 
 def _positive(value: Any) -> bool:
@@ -235,6 +236,24 @@ class Config:
     # An hour, like S3's presigned URLs by default.
     url_expiry: int = option(3600, _int(1), "a whole number of seconds above 0", "seconds a signed link works")
     staff_only: bool = option(False, _bool, "True or False", "the view also requires a logged-in staff user")
+    # 16 MiB: 160 hot objects of 100 KiB per process; each request still asks for the metadata (bench/serve.py).
+    serve_cache: int = option(
+        SERVE_CACHE,
+        _int(0),
+        "0 (none) or a whole number of bytes",
+        "bytes of objects up to 1 MiB that each process keeps for the view, least recently served dropped first: "
+        "a request whose metadata (still asked of the server each time) names a copy kept gets it from memory, "
+        "with no data transfer and no digest to check; `0`: none kept",
+        shown="`16777216` (16 MiB)",
+    )
+    serve_cache_trust: float = option(
+        0,
+        lambda v: v == 0 or _positive(v),
+        f"0 or {SECONDS}",
+        "seconds the view serves a kept copy without asking the server whether the object changed: a save or a "
+        "delete by another process is then seen up to this late (eventual, like a CDN's `max-age`); `0`: the "
+        "server is asked on every request",
+    )
 
     @property
     def connection(self) -> ConnectionSettings:

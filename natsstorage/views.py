@@ -15,6 +15,7 @@ import logging
 import mimetypes
 import posixpath
 import re
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -33,7 +34,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.cache import get_conditional_response
 from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
 
-from natsstorage import contenttypes, links, loop, registry, signing
+from natsstorage import contenttypes, links, loop, registry, servecache, signing
 from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsUnavailable
 from natsstorage.files import CHUNKS_PER_HOP, begin_reading
 from natsstorage.links import LinkRefused
@@ -113,6 +114,7 @@ class Found:
     download: Download | None = None  # started by ``_find`` when it read ahead
     first: list[bytes] = field(default_factory=list)  # the chunks it read
     error: Exception | None = None  # what reading them raised: raised by the body, as any later read's
+    data: bytes | None = None  # the whole object, from this process's copy (``servecache``)
 
 
 def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
@@ -141,10 +143,23 @@ def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
         refusal = _refuse_non_staff(request)
         if refusal is not None:
             return refusal
+    trust = storage.config.serve_cache_trust
+    cache = servecache.of(storage.bucket, storage.config.serve_cache) if trust and request.method == "GET" else None
+    copy = cache.trusted(name, trust) if cache is not None else None
+    if copy is not None:  # named by the server less than ``trust`` seconds ago: not asked again (opt-in)
+        return object_response(
+            request,
+            storage,
+            copy.info,
+            public=access.public and not access.staff_only,
+            overrides=overrides,
+            static=access.static,
+            found=Found(storage, copy.info, access, data=copy.data),
+        )
     # Nothing is read ahead for a request that may need none of it (a 304, a range, HEAD).
     whole = request.method == "GET" and not any(header in request.headers for header in PARTIAL_REQUEST_HEADERS)
     try:
-        found = loop.run(_find(storage, name, access, read_ahead=whole))
+        found = loop.run(_find(storage, name, access, read_ahead=whole, kept=request.method == "GET"))
     except NatsUnavailable as error:
         return unavailable(error)
     if found is None:
@@ -160,13 +175,16 @@ def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
     )
 
 
-async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: bool) -> Found | None:
+async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: bool, kept: bool) -> Found | None:
     """The object ``name`` (what it links to, for a link), and with ``read_ahead`` its first chunks; on the loop.
 
-    A one-chunk object this process served lately is asked for with its metadata, in the same round trip
-    (``begin_reading``, as ``open()`` does).
+    With ``kept``, an object whose copy this process keeps (``servecache``) costs only its metadata while the
+    metadata names that copy; one read whole and checked here is kept. A one-chunk object this process served
+    lately is asked for with its metadata, in the same round trip (``begin_reading``, as ``open()`` does).
     """
     followed = False
+    cache = servecache.of(storage.bucket, storage.config.serve_cache) if kept else None
+    copy = cache.get(name) if cache is not None else None
 
     async def locate() -> tuple[Bucket, ObjectInfo]:
         nonlocal followed
@@ -179,13 +197,20 @@ async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: 
         return await links.follow(storage.bucket, info, served_bucket)
 
     try:
-        if read_ahead:
+        if read_ahead and copy is None:
             bucket, info, download, first = await begin_reading(storage.bucket, name, locate)
         else:
             (bucket, info), download, first = await locate(), None, []
     except (BucketNotFound, FileNotFoundError, LinkRefused):
+        if cache is not None:
+            cache.forget(name)
         return None
     found = Found(storage, info, access, download, first)
+    if cache is not None and copy is not None:
+        if not followed and copy.serves(info):
+            found.data, copy.named = copy.data, time.monotonic()
+            return found
+        cache.forget(name)  # replaced, deleted or now a link: read as any other
     if followed:
         target = served(bucket.name, info.name)
         if target is None:
@@ -194,12 +219,18 @@ async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: 
         if (access.public and not rules.public) or (rules.staff_only and not access.staff_only):
             return None  # the link's own rules let in a request the target's would not
         found.access = replace(rules, static=rules.static and access.static)
+    to_keep = cache is not None and not followed and cache.takes(info)
     if read_ahead and found.download is None and info.chunks > 1:
         found.download = await Download.begin(bucket, info)
         try:
             found.first = await found.download.read_many(CHUNKS_PER_HOP)
+            while to_keep and found.download.chunks < info.chunks:  # all of it, to keep (1 MiB at most)
+                found.first += await found.download.read_many(CHUNKS_PER_HOP)
         except Exception as error:  # noqa: BLE001 - raised by the body, once the status line is sent
             found.error = error
+    read_whole = found.download is not None and found.error is None and found.download.chunks == info.chunks
+    if cache is not None and to_keep and read_whole:
+        cache.keep(name, info, found.first)  # every chunk is here and matched the digest
     return found
 
 
@@ -313,6 +344,8 @@ def object_response(
 
     if request.method == "HEAD":
         return HttpResponse(status=status, headers=headers)
+    if found is not None and found.data is not None:
+        return HttpResponse(found.data[start : start + length], status=status, headers=headers)
     body = (AsyncBody if isinstance(request, ASGIRequest) else Body)(storage, info, start, length, found)
     return StreamingHttpResponse(body, status=status, headers=headers)
 

@@ -47,6 +47,9 @@ def test_unknown_options_are_refused_with_the_valid_keys():
         ({"timeout": -1}, "timeout"),
         ({"servers": []}, "servers"),
         ({"file_overwrite": "yes"}, "True or False"),
+        ({"serve_cache": -1}, "serve_cache"),
+        ({"serve_cache": 1.5}, "serve_cache"),
+        ({"serve_cache_trust": -1}, "serve_cache_trust"),
     ],
 )
 def test_bad_option_values_are_refused(options, message):
