@@ -53,7 +53,7 @@ MATRIX_PYTEST_ARGS = ["-m", "not slow", "-n", "2"]
 
 
 # Declared support is tested support: every Python and every Django series the classifiers name runs the fast
-# tier, and the floors are their lowest versions. Not every pair (9 cells of about a minute and a half each would
+# tier, and the floors are their lowest versions. Not every pair (7 cells of about a minute and a half each would
 # put CI past 15 minutes on 2 cores): each Django series on the oldest Python it supports (what a series' floor
 # breaks shows there), and each Python with the newest Django it supports (deprecations and new behaviour).
 PYTHONS = _declared("Programming Language :: Python :: ")
