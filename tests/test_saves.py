@@ -30,14 +30,17 @@ def bucket_requests(storage) -> Iterator[list[str]]:
     def kind(subject: str) -> str:
         if subject.startswith(f"$O.{bucket}."):
             return {"C": "chunk", "M": "metadata"}[subject.split(".")[2]]
+        if subject.startswith(f"$JS.API.DIRECT.GET.{stream}"):  # the subject asked for in the request, or after it
+            return "lookup"
         request = subject.removeprefix("$JS.API.").removesuffix(f".{stream}")
-        return "lookup" if request in ("DIRECT.GET", "STREAM.MSG.GET") else request
+        return "lookup" if request == "STREAM.MSG.GET" else request
 
     async def subscribe(nc):
         async def note(msg):
             seen.append(kind(msg.subject))
 
-        subjects = [f"$O.{bucket}.>", f"$JS.API.*.{stream}", f"$JS.API.*.*.{stream}"]
+        api = [f"$JS.API.{tokens}.{stream}" for tokens in ("*", "*.*", "*.*.*")]  # STREAM.INFO, STREAM.MSG.GET...
+        subjects = [f"$O.{bucket}.>", *api, f"$JS.API.DIRECT.GET.{stream}.>"]
         return [await nc.subscribe(subject, cb=note) for subject in subjects]
 
     storage.exists("warm-up")  # the bucket made, before counting
