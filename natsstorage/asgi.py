@@ -58,31 +58,25 @@ class StreamingBody:
         self._over = asyncio.Event()  # the body was read to its end, or cut off
 
     def read(self, size: int | None = -1) -> bytes:
-        wanted = None if size is None or size < 0 else size
-        parts: list[bytes] = []
-        got = 0
-        while wanted is None or got < wanted:
-            if not self._buffer and not self._fill():
-                break
-            take = len(self._buffer) if wanted is None else min(len(self._buffer), wanted - got)
-            parts.append(self._buffer[:take])
-            self._buffer = self._buffer[take:]
-            got += take
-        return b"".join(parts)
+        return self._take(size, line=False)
 
     def readline(self, size: int | None = -1) -> bytes:
+        return self._take(size, line=True)
+
+    def _take(self, size: int | None, *, line: bool) -> bytes:
+        """Up to ``size`` bytes (all: None or negative), and with ``line`` no further than a newline."""
         wanted = None if size is None or size < 0 else size
         parts: list[bytes] = []
         got = 0
         while wanted is None or got < wanted:
             if not self._buffer and not self._fill():
                 break
-            end = self._buffer.find(b"\n") + 1 or len(self._buffer)
+            end = (self._buffer.find(b"\n") + 1 or len(self._buffer)) if line else len(self._buffer)
             take = end if wanted is None else min(end, wanted - got)
             parts.append(self._buffer[:take])
             self._buffer = self._buffer[take:]
             got += take
-            if parts[-1].endswith(b"\n"):
+            if line and parts[-1].endswith(b"\n"):
                 break
         return b"".join(parts)
 

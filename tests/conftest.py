@@ -8,8 +8,11 @@ import re
 from collections.abc import Callable, Iterator
 
 import pytest
+from django.core.files.storage import storages
 
 from natsstorage import NatsStorage, close_connections
+from natsstorage.buckettools import BucketTools
+from natsstorage.exceptions import BucketNotFound
 from natsstorage.testing import NatsServer
 
 from .helpers import CSS, DOT_PNG
@@ -137,3 +140,19 @@ def media(make_storage, bucket_name, sources, settings):
         },
     }
     return make_storage(location="media")
+
+
+@pytest.fixture
+def serve(bucket_name, settings):
+    """``serve(**options)``: the test's bucket as a configured storage, ``STORAGES['files']``, which the view serves."""
+
+    def make(**options) -> NatsStorage:
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "files": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name, **options}},
+        }
+        return storages["files"]
+
+    yield make
+    with contextlib.suppress(BucketNotFound):
+        BucketTools(NatsStorage(bucket_name)).destroy()

@@ -4,37 +4,15 @@ digest, nothing that a signature or a login guards; ``Vary`` only where a respon
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 
 import pytest
 from django.contrib.staticfiles.storage import staticfiles_storage
 from django.core.files.base import ContentFile
-from django.core.files.storage import storages
 from django.core.management import call_command
-
-from natsstorage import NatsStorage
-from natsstorage.buckettools import BucketTools
-from natsstorage.exceptions import BucketNotFound
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 DATA = b"a picture, say" * 1000
-
-
-@pytest.fixture
-def serve(bucket_name, settings):
-    """``serve(**options)``: the test's bucket as a configured storage, ``STORAGES['files']``."""
-
-    def make(**options) -> NatsStorage:
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "files": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name, **options}},
-        }
-        return storages["files"]
-
-    yield make
-    with contextlib.suppress(BucketNotFound):
-        BucketTools(NatsStorage(bucket_name)).destroy()
 
 
 def digest_etag(data: bytes) -> str:

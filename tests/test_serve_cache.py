@@ -4,7 +4,6 @@ names them, so a save or a delete by any client is seen by the very next request
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -14,12 +13,10 @@ import nats
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.files.base import ContentFile
-from django.core.files.storage import storages
 from django.test import AsyncClient
 
 from natsstorage import NatsStorage, servecache
-from natsstorage.buckettools import BucketTools
-from natsstorage.exceptions import BucketNotFound, CorruptObject
+from natsstorage.exceptions import CorruptObject
 
 from .helpers import MiB, corrupt_last_byte, random_bytes
 
@@ -27,22 +24,9 @@ KiB = 1024
 
 
 @pytest.fixture
-def serve(bucket_name, settings):
-    """``serve(**options)``: the test's bucket as a public configured storage, ``STORAGES['files']``."""
-
-    def make(**options: Any) -> NatsStorage:
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "files": {
-                "BACKEND": "natsstorage.NatsStorage",
-                "OPTIONS": {"bucket": bucket_name, "public": True, **options},
-            },
-        }
-        return storages["files"]
-
-    yield make
-    with contextlib.suppress(BucketNotFound):
-        BucketTools(NatsStorage(bucket_name)).destroy()
+def serve(serve):
+    """``serve(**options)``: as conftest's, public unless told otherwise."""
+    return lambda **options: serve(**{"public": True, **options})
 
 
 def body(response) -> bytes:

@@ -258,6 +258,14 @@ async def eventually(done, within: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def answered(server: ApplicationCommunicator) -> tuple[dict, dict]:
+    """The response's start and its body, once the application has ended."""
+    start = await server.receive_output(30)
+    answer = await server.receive_output(30)
+    await server.wait(30)
+    return start, answer
+
+
 def test_under_natsstorage_asgi_a_sync_view_reads_the_upload_while_it_arrives(media, temp_dir):
     headers, body, data = asgi_form(3 * MiB)  # the handler hands the NATS loop a MiB at a time
     half = len(body) // 2
@@ -267,10 +275,7 @@ def test_under_natsstorage_asgi_a_sync_view_reads_the_upload_while_it_arrives(me
         await server.send_input({"type": "http.request", "body": body[:half], "more_body": True})
         await eventually(lambda: staged(media) > 0)  # chunks in the bucket before the body's end
         await server.send_input({"type": "http.request", "body": body[half:], "more_body": False})
-        start = await server.receive_output(30)
-        answer = await server.receive_output(30)
-        await server.wait(30)
-        return start, answer
+        return await answered(server)
 
     start, answer = asyncio.run(post())
     assert start["status"] == 200, answer
@@ -300,10 +305,7 @@ def test_under_natsstorage_asgi_an_async_view_gets_djangos_spooled_body(media, t
         server = ApplicationCommunicator(get_asgi_application(), asgi_scope("/received/", headers))
         await server.send_input({"type": "http.request", "body": body[:1000], "more_body": True})
         await server.send_input({"type": "http.request", "body": body[1000:], "more_body": False})
-        start = await server.receive_output(30)
-        answer = await server.receive_output(30)
-        await server.wait(30)
-        return start, answer
+        return await answered(server)
 
     start, answer = asyncio.run(post())
     assert start["status"] == 200, answer

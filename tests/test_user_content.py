@@ -24,8 +24,6 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from natsstorage import NatsStorage, contenttypes, signing
-from natsstorage.buckettools import BucketTools
-from natsstorage.exceptions import BucketNotFound
 from natsstorage.testing import NatsServer
 
 from . import test_browser
@@ -36,22 +34,6 @@ from .test_static import collectstatic
 
 page = test_browser.page  # the browser's page fixture, as test_browser.py makes it
 SCRIPT = b'<!doctype html><script>document.title = "ran"; window.ran && window.ran()</script><p>hello'
-
-
-@pytest.fixture
-def serve(bucket_name, settings):
-    """``serve(**options)``: the test's bucket as a configured media storage, ``STORAGES['media']``."""
-
-    def make(**options) -> NatsStorage:
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "media": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name, **options}},
-        }
-        return storages["media"]
-
-    yield make
-    with contextlib.suppress(BucketNotFound):
-        BucketTools(NatsStorage(bucket_name)).destroy()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -19,33 +18,15 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile, File
-from django.core.files.storage import storages
 from django.test import AsyncClient
 from django.urls import reverse
 from django.utils.http import http_date
 
 from natsstorage import NatsStorage, signing
-from natsstorage.buckettools import BucketTools
-from natsstorage.exceptions import BucketNotFound, CorruptObject
+from natsstorage.exceptions import CorruptObject
 from natsstorage.testing import free_port
 
 from .helpers import MiB, corrupt_last_byte, random_bytes
-
-
-@pytest.fixture
-def serve(bucket_name, settings):
-    """``serve(**options)``: the test's bucket as a configured storage, ``STORAGES['files']``."""
-
-    def make(**options) -> NatsStorage:
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "files": {"BACKEND": "natsstorage.NatsStorage", "OPTIONS": {"bucket": bucket_name, **options}},
-        }
-        return storages["files"]
-
-    yield make
-    with contextlib.suppress(BucketNotFound):
-        BucketTools(NatsStorage(bucket_name)).destroy()
 
 
 @pytest.fixture
