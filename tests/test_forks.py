@@ -21,7 +21,8 @@ storage = NatsStorage(sys.argv[1])
 child = os.fork()
 who = "child" if child == 0 else "parent"
 name = storage.save(f"{who}.txt", ContentFile(who.encode()))
-print(who, storage.info(name).nuid, Link.new("b", "", "a", max_size=1, content_types=None).nuid, flush=True)
+signed = Link.new("b", "", "a", max_size=1, content_types=None).nuid
+os.write(1, f"{who} {storage.info(name).nuid} {signed}\\n".encode())  # one write: the two lines never interleave
 if child:
     os.waitpid(child, 0)
 """
