@@ -31,12 +31,11 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM), reason=f"no browser: {CHROMIUM} is missing (apt-get install chromium)"
-    ),
-]
+# .ci/run installs Chromium; elsewhere these tests say why they cannot run.
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason=f"no browser: {CHROMIUM} is missing (apt-get install chromium)"
+)
+pytestmark = [pytest.mark.django_db(transaction=True), NEEDS_CHROMIUM]
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
@@ -15,15 +14,13 @@ from playwright.sync_api import expect
 from natsstorage import NatsStorage
 
 from .helpers import MiB, random_bytes
-from .test_browser import CHROMIUM, page  # noqa: F401 - the fixture
+from .test_browser import NEEDS_CHROMIUM, page  # noqa: F401 - the fixture
 from .testapp.models import Document
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM), reason=f"no browser: {CHROMIUM} is missing (apt-get install chromium)"
-    ),
+    NEEDS_CHROMIUM,
 ]
 # Reports every value the widget's <progress> shows, as it shows it.
 WATCH_PROGRESS = """() => {
