@@ -242,11 +242,22 @@ class Stream:
         self.config = None
         return BucketNotFound(f"{self.label} does not exist on the NATS server", code=ERR_STREAM_NOT_FOUND)
 
-    def unanswered(self, name: str) -> NatsStorageError:
-        """No responder took a publish: a stream that is gone, or a replicated one electing its leader."""
+    async def unanswered(self, name: str, about: str) -> NatsStorageError:
+        """No responder took a publish: a stream that is gone, a replicated one electing its leader, or a server
+        whose JetStream is stopping (it ends before the server closes its connections). Only the server's own
+        answer about the stream makes it a missing bucket, which a save may create again and send to once more."""
         if self.replicated:
             return NatsUnavailable(f"NATS {self.label}: no stream leader took {name!r} (an election under way?)")
-        return self.missing()
+        try:
+            await self.api(await self.connect(), f"STREAM.INFO.{self.name}")
+        except BucketNotFound as missing:
+            return missing
+        except NatsUnavailable:
+            return NatsUnavailable(
+                f"NATS {self.label}: no responder for {about}, nor for the stream's info, within {self.timeout:g} s"
+                " (JetStream is stopping, or not enabled)"
+            )
+        return self.missing()  # made again since the publish (by this process's next request, say): send again
 
     def refused(self, error: Mapping[str, Any], name: str | None = None) -> JetStreamError:
         """The typed error for an API error answer; ``name``: the object it was about."""
@@ -339,12 +350,8 @@ class Stream:
             reply = await reply_by(ack, due)
         except (TimeoutError, ConnectionLost) as error:
             raise self.unavailable(f"no acknowledgement for {about or repr(name)}", error) from None
-        return self.acknowledged(reply, name)
-
-    def acknowledged(self, reply: Msg, name: str) -> int:
-        """The sequence a publish's acknowledgement gives, or its refusal as the typed error."""
         if reply.headers and reply.headers.get(STATUS_HEADER) == NO_RESPONDERS:
-            raise self.unanswered(name)
+            raise await self.unanswered(name, about or repr(name))
         ack = json.loads(reply.data)
         if "error" in ack:
             raise self.refused(ack["error"], name)
