@@ -352,10 +352,10 @@ class Stream:
             raise self.unavailable(f"no acknowledgement for {about or repr(name)}", error) from None
         if reply.headers and reply.headers.get(STATUS_HEADER) == NO_RESPONDERS:
             raise await self.unanswered(name, about or repr(name))
-        ack = json.loads(reply.data)
-        if "error" in ack:
-            raise self.refused(ack["error"], name)
-        return int(ack["seq"])
+        answer = json.loads(reply.data)
+        if "error" in answer:
+            raise self.refused(answer["error"], name)
+        return int(answer["seq"])
 
     async def get_message(self, nc: Client, request: Mapping[str, Any]) -> dict[str, Any] | None:
         """One stored message (from the stream leader, so never stale), or None when there is none."""
