@@ -8,7 +8,7 @@ and see the bucket's figures, listings, changes and leftovers.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from functools import partial
 
@@ -17,7 +17,7 @@ from natsstorage.changes import Changes
 from natsstorage.files import NatsFile, ObjectStream
 from natsstorage.garbage import OrphanChunks
 from natsstorage.index import Entry, Page
-from natsstorage.loop import run
+from natsstorage.loop import iterate, run
 from natsstorage.objectstore import Bucket, BucketStatus, ObjectInfo
 from natsstorage.storage import NatsStorage, served_bucket
 
@@ -115,14 +115,15 @@ class BucketTools:
             raise ValueError(f"order by 'name', 'size' or 'mtime', not {order!r}")
         return run(index.page(self.bucket, prefix, order, descending, offset, limit))
 
-    def listing(self, prefix: str = "") -> list[Entry]:
-        """Name, size, modified time and link-ness of the live objects whose names start with ``prefix``,
-        by name: from this process's index of the bucket, at the cost of what it returns once made."""
-        return run(index.listing(self.bucket, prefix))
+    def listing(self, prefix: str = "") -> Iterator[Entry]:
+        """Name, size, modified time and link-ness of the live objects whose names start with ``prefix``, by
+        name, as the bucket's index on the server gives them, a batch at a time (else this process's index)."""
+        return iterate(index.listing(self.bucket, prefix))
 
-    def objects(self, prefix: str = "") -> list[ObjectInfo]:
-        """The bucket's live objects whose names start with ``prefix``, sorted by name."""
-        return run(self.bucket.sorted_objects(prefix))
+    def objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """The bucket's live objects whose names start with ``prefix``, by name, a batch at a time (without the
+        index on the server: every name's metadata read, then sorted)."""
+        return iterate(index.objects(self.bucket, prefix))
 
     def watch(self, *, history: bool = False) -> Changes:
         """Changes to the bucket's objects as they happen (``history``: each object's latest first)."""

@@ -30,7 +30,7 @@ import heapq
 import logging
 import weakref
 from bisect import bisect_left, insort
-from collections.abc import Collection, Iterator
+from collections.abc import AsyncGenerator, Collection, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from operator import attrgetter
@@ -336,8 +336,25 @@ class Index:
         return sum(1 for entry in self.entries.values() if self._live(entry))
 
 
-async def listing(bucket: Bucket, prefix: str) -> list[Entry]:
-    return list((await Index.of(bucket)).under(prefix))
+async def objects(bucket: Bucket, prefix: str) -> AsyncGenerator[list[ObjectInfo], None]:
+    """The live objects whose names start with ``prefix``, by name, a batch at a time: from the bucket's index
+    on the server (memory: a directory's entries, not the bucket's), else every name's metadata, read and sorted."""
+    server = await listingindex.of(bucket)
+    if server is None:
+        yield await bucket.sorted_objects(prefix)
+        return
+    async for batch in listingpages.objects(server, prefix):
+        yield batch
+
+
+async def listing(bucket: Bucket, prefix: str) -> AsyncGenerator[list[Entry], None]:
+    """``objects``' names, sizes, times and link-ness; without the server's index, from this process's."""
+    server = await listingindex.of(bucket)
+    if server is None:
+        yield list((await Index.of(bucket)).under(prefix))
+        return
+    async for batch in listingpages.objects(server, prefix):
+        yield [Entry(info.name, info.size, info.mtime, info.link is not None) for info in batch]
 
 
 async def page(bucket: Bucket, prefix: str, order: str, descending: bool, offset: int, limit: int) -> Page:

@@ -26,9 +26,11 @@ from natsstorage.indexsubjects import (
     subject,
 )
 from natsstorage.names import index_tokens
+from natsstorage.objectstore import ObjectInfo
 
 ADMIN_MAX_OFFSET = 10_000  # rows a page by name may skip: page 100 of 100 rows
 ADMIN_SORT_LIMIT = 100_000  # entries a page by size or date may read (about 1 s on a 2-core box)
+CHECKED_AT_ONCE = 1024  # rows checked against the metadata in one request (a multi_last's limit)
 
 
 class Row(NamedTuple):
@@ -80,6 +82,27 @@ async def count(index: ServerIndex, prefix: str) -> int:
                 "entries; search a prefix that ends with '/', or a narrower one"
             )
     return counted
+
+
+async def objects(index: ServerIndex, prefix: str) -> AsyncIterator[list[ObjectInfo]]:
+    """Every live object whose name starts with ``prefix``, by name, up to ``CHECKED_AT_ONCE`` at a time, each
+    checked with its metadata: a walk of directories, so memory holds a directory's entries, not the bucket's."""
+    nc = await index.bucket.connection()
+    directory, _ = _split(prefix)
+    handed = await _overflowing(index, nc, directory)
+    rows: list[Row] = []
+    async for row in _walk(index, nc, directory, prefix, handed, reverse=False, skip=[0]):
+        rows.append(row)
+        if len(rows) == CHECKED_AT_ONCE:
+            yield await _checked(index, nc, rows)
+            rows = []
+    if rows:
+        yield await _checked(index, nc, rows)
+
+
+async def _checked(index: ServerIndex, nc: Client, rows: list[Row]) -> list[ObjectInfo]:
+    alive = await index.live(nc, [row.name for row in rows])
+    return [alive[row.name] for row in rows if row.name in alive]
 
 
 async def _count_subtree(index: ServerIndex, nc: Client, tokens: list[str]) -> int:

@@ -22,7 +22,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
 from typing import Any, Generic, TypeVar
 
 try:  # imported now, not at the first call: a Ctrl-C landing in an import's clean-up is printed, never raised
@@ -236,6 +236,20 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on the loop and wait for its result, from any thread but the loop's
     (every coroutine given here bounds its own network waits)."""
     return wait(submit(coro, blocking=True))
+
+
+def iterate(batches: AsyncGenerator[list[T], None]) -> Iterator[T]:
+    """The items of ``batches`` (run on the loop) for a synchronous caller: one hop to the loop per batch.
+    Leaving a ``for`` over it early closes ``batches`` on the loop."""
+    try:
+        while (batch := run(_next_batch(batches))) is not None:
+            yield from batch
+    finally:
+        run(batches.aclose())
+
+
+async def _next_batch(batches: AsyncGenerator[list[T], None]) -> list[T] | None:
+    return await anext(batches, None)
 
 
 async def arun(coro: Coroutine[Any, Any, T]) -> T:

@@ -400,6 +400,34 @@ def test_the_admin_pages_by_name_walk_the_index_in_name_order(admin_client, stor
 
 
 @SERVER_INDEX
+def test_natsos_ls_and_bucket_listings_walk_the_index_page_after_page(storage, monkeypatch):
+    from natsstorage import index
+
+    names = sorted([f"d{i % 3}/{i:04}.txt" for i in range(2500)] + ["a.txt", "d1.txt", "d1/e/f.txt", "z.txt"])
+    for name in names[:1200]:
+        storage.save(name, ContentFile(b"x"))
+    for name in names[1200:]:  # another client's: folded in when the listing starts
+        put_foreign(storage, name, b"x")
+    storage.delete("z.txt")
+    monkeypatch.setattr(index.Index, "of", None)  # the per-process index of every name is never made
+    live = names[:-1]
+    assert [entry.name for entry in BucketTools(storage).listing()] == live  # more than two batches of 1,024
+    assert [entry.name for entry in BucketTools(storage).listing("d1")] == [n for n in live if n.startswith("d1")]
+
+    out = io.StringIO()
+    call_command("natsos_ls", storage.config.bucket, stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[0] == "SIZE" and [line.split()[-1] for line in lines[1:-1]] == live
+    assert lines[-1] == "2503 objects, 2.4 KiB"
+    assert len({line.rindex(" ") for line in lines[1:-1]}) == 1  # columns stay aligned across pages
+
+    listing = BucketTools(storage).listing()
+    assert next(listing).name == "a.txt"
+    listing.close()  # left early: the walk on the loop is closed, and the next call goes on as usual
+    assert storage.listdir("d1/e") == ([], ["f.txt"])
+
+
+@SERVER_INDEX
 @pytest.mark.django_db
 def test_the_admin_refuses_sorts_and_pages_past_their_bounds_with_a_message(admin_client, storage, monkeypatch):
     from natsstorage import listingpages

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import islice
 from typing import Any
 
 from django.core.management.base import CommandParser
@@ -15,6 +16,7 @@ from natsstorage.objectstore import ObjectInfo
 
 TITLES = ("SIZE", "MODIFIED", "CONTENT TYPE", "NAME")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # the admin's object list writes times alike
+PAGE = 1024  # objects printed at a time
 
 
 class Command(NatsCommand):
@@ -34,23 +36,23 @@ class Command(NatsCommand):
             for info in objects:
                 self.stdout.write(json.dumps(object_json(info)))
             return
-        rows = [
-            (
-                size(info.size),
-                _when(info),
-                info.content_type or "-",
-                _shown(info),
-            )
-            for info in objects
-        ]
+        # Printed as the listing comes, a page at a time: a bucket of millions never waits, nor sits in memory.
+        # Columns are as wide as the widest value seen so far.
         titles = (TITLES[0], f"{TITLES[1]} ({timezone.get_current_timezone_name()})", *TITLES[2:])
-        widths = [max([len(row[i]) for row in rows] + [len(title)]) for i, title in enumerate(titles[:3])]
-        self.stdout.write(self.style.MIGRATE_HEADING(_line(titles, widths)))
-        for row in rows:
-            self.stdout.write(_line(row, widths))
+        widths = [len(title) for title in titles[:3]]
+        listed = total = 0
+        while page := list(islice(objects, PAGE)):
+            rows = [(size(info.size), _when(info), info.content_type or "-", _shown(info)) for info in page]
+            widths = [max([len(row[i]) for row in rows] + [widths[i]]) for i in range(3)]
+            if not listed:
+                self.stdout.write(self.style.MIGRATE_HEADING(_line(titles, widths)))
+            for row in rows:
+                self.stdout.write(_line(row, widths))
+            listed, total = listed + len(page), total + sum(info.size for info in page)
+        if not listed:
+            self.stdout.write(self.style.MIGRATE_HEADING(_line(titles, widths)))
         if options["verbosity"] >= 1:
-            total = sum(info.size for info in objects)
-            self.stdout.write(f"{count(len(objects), 'object', 'objects')}, {size(total)}")
+            self.stdout.write(f"{count(listed, 'object', 'objects')}, {size(total)}")
 
 
 def _line(row: tuple[str, ...], widths: list[int]) -> str:
