@@ -32,6 +32,7 @@ from natsstorage.jetstream import (
     SEQUENCE_HEADER,
     STATUS_HEADER,
     TIME_HEADER,
+    UP_TO_SEQUENCE_HEADER,
     Stream,
     nanoseconds,
 )
@@ -43,6 +44,8 @@ SLOW_START = 4  # messages an exact read asks for first; it doubles up to the wi
 # In a cluster a new consumer's pull requests may reach a server that has not yet
 # heard of it (no responders, 503) for a moment: ask again this often, within the timeout.
 PULL_RETRY_WAIT = 0.05
+REPLICA_WAIT = 0.005  # seconds before asking again a replica that had not caught up
+REPLICA_TRIES = 10  # times, before asking the leader
 ANSWERS = 1024  # messages one multi_last or batched direct get answers at most (nats-server's maxAllowedResponses)
 TOO_MANY = "413"  # a multi_last whose filters match more subjects than that
 BATCH_BYTES = 4 * 1024 * 1024  # bytes one batched answer of small messages may carry
@@ -389,6 +392,8 @@ class Got:
 class Answers(Inbox):
     """Every message of one direct get (a ``multi_last`` or a batch), on an inbox of its own."""
 
+    up_to = 0  # a multi_last's: the last sequence of the stream (its replica) that answered; 0: not said
+
     async def ask(self, nc: Client, body: dict[str, Any]) -> list[Got]:
         await self.listen(nc)
         try:
@@ -402,6 +407,7 @@ class Answers(Inbox):
                     found.append(_got(msg))
                     continue
                 if status in (END_OF_BATCH, NOT_FOUND):
+                    self.up_to = int(msg.headers.get(UP_TO_SEQUENCE_HEADER) or 0) if msg.headers else 0
                     return found
                 if status == TOO_MANY:
                     raise TooMany()
@@ -424,9 +430,29 @@ def _got(msg: Msg) -> Got:
     return Got(subject, seq, stored, msg.data, int(headers.get(NUM_PENDING_HEADER, 0)))
 
 
-async def last_of(stream: Stream, nc: Client, filters: list[str]) -> list[Got]:
-    """The latest message of every subject matching ``filters`` (at most ``ANSWERS``, else ``TooMany``)."""
-    return await Answers(stream).ask(nc, {"multi_last": filters, "batch": ANSWERS})
+class Behind(Exception):
+    """No replica that answered had caught up with the sequence asked for (or it found nothing, which says
+    nothing of where it stood): ask the stream leader instead."""
+
+
+async def last_of(stream: Stream, nc: Client, filters: list[str], *, as_of: int = 0) -> list[Got]:
+    """The latest message of every subject matching ``filters`` (at most ``ANSWERS``, else ``TooMany``).
+
+    ``as_of``: a replicated stream's sequence the answer must include. Any replica answers a direct get, and one
+    that lags would miss what was just written (ADR-31): an answer counts only when its end says the replica
+    had reached ``as_of``; asked again a few times, then ``Behind``."""
+    body = {"multi_last": filters, "batch": ANSWERS}
+    if not (as_of and stream.replicated):
+        return await Answers(stream).ask(nc, body)
+    for _ in range(REPLICA_TRIES):
+        answers = Answers(stream)
+        found = await answers.ask(nc, body)
+        if answers.up_to >= as_of:
+            return found
+        if not found:  # a 404 does not say where its replica stood
+            break
+        await asyncio.sleep(REPLICA_WAIT)
+    raise Behind()
 
 
 async def every_of(stream: Stream, nc: Client, subject_filter: str, *, batch: int = ANSWERS) -> list[Got]:
@@ -443,10 +469,11 @@ async def every_of(stream: Stream, nc: Client, subject_filter: str, *, batch: in
         seq = page[-1].seq + 1
 
 
-async def last_of_literals(stream: Stream, nc: Client, subjects: list[str]) -> dict[str, Got]:
+async def last_of_literals(stream: Stream, nc: Client, subjects: list[str], *, as_of: int = 0) -> dict[str, Got]:
     """The latest message of each of ``subjects`` (literal), by subject: one request per ``ANSWERS``."""
     limit = nc.max_payload // 2
-    pages = await asyncio.gather(*(last_of(stream, nc, chunk) for chunk in _chunks_of(subjects, limit)))
+    chunks = _chunks_of(subjects, limit)
+    pages = await asyncio.gather(*(last_of(stream, nc, chunk, as_of=as_of) for chunk in chunks))
     return {got.subject: got for page in pages for got in page}
 
 

@@ -53,12 +53,6 @@ class ServerIndex(IndexStreams):
         nc = await self.bucket.connection()
         self.checked = asyncio.get_running_loop().time()
         self.present, self.reason = False, None
-        if self.bucket.stream.replicated:
-            self.reason = (
-                "the bucket is replicated, and re-asking a replica that answers before it caught up "
-                "(Nats-UpTo-Sequence) is not implemented yet"
-            )
-            return
         if not answers_batches(nc):
             since = ".".join(map(str, BATCH_GETS_SINCE))
             self.reason = (
@@ -68,9 +62,13 @@ class ServerIndex(IndexStreams):
         try:
             await asyncio.gather(self.entries.connection(), self.directories.connection())
         except (NatsUnavailable, JetStreamError) as error:
-            if not isinstance(error, BucketNotFound):  # no answer: a permission the account lacks, say
+            if not isinstance(error, BucketNotFound):
                 self.reason = f"looking for stream {self.entries.name} failed: {error}"
-                self.checked += UNANSWERED_RECHECK - INDEX_RECHECK  # each look costs a timeout: seldom
+                # No answer from one server: a permission the account lacks, say; each look costs a timeout, so
+                # seldom. In a cluster, the index's server being down is likelier: soon. (So is a refusal, such as
+                # "stream is offline".)
+                if isinstance(error, NatsUnavailable) and not self.bucket.stream.replicated:
+                    self.checked += UNANSWERED_RECHECK - INDEX_RECHECK
                 return
             if not self.bucket.stream.made_here:
                 self.reason = (
@@ -110,14 +108,14 @@ class ServerIndex(IndexStreams):
         if reason is not None:
             raise Unusable(reason)
         assert found is not None
-        last = int(objects["state"].get("last_seq", 0))
+        last = self.as_of = int(objects["state"].get("last_seq", 0))
         folded = int(found[0].get("folded") or 0)
         if folded < last:
             await self.fold(nc, folded, last, lambda upto: self.set_state(nc, {"folded": upto}))
 
     async def live(self, nc: Client, names: list[str]) -> dict[str, ObjectInfo]:
         """The live metadata of each of ``names`` that has one: one ``multi_last`` per 1,024 names."""
-        found = await self.bucket.multi_last(names)
+        found = await self.bucket.multi_last(names, as_of=self.as_of)
         return {name: info for name, info in found.items() if self.bucket.live(info)}
 
     async def read(self, nc: Client, stream: Stream, filters: list[str]) -> list[Got]:

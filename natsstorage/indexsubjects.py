@@ -34,7 +34,10 @@ def stream_configs(bucket: str, objects: dict[str, Any]) -> list[dict[str, Any]]
         "max_msgs_per_subject": 1,
         "discard": "old",
         "storage": objects.get("storage", "file"),
-        "num_replicas": objects.get("num_replicas", 1),
+        # One replica whatever the bucket's: any replica answers a direct get, and one that lags would leave out
+        # what was just written; this one always has it. The index is made again from the bucket's metadata
+        # (natsos_index) if its server is lost, and listings go the old way until then.
+        "num_replicas": 1,
         "compression": objects.get("compression", "none"),
         "allow_direct": True,  # nats-server 2.15.1 does not set it from max_msgs_per_subject (tried)
         "deny_purge": False,  # the fold purges stale entries

@@ -17,7 +17,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from natsstorage.delivery import ANSWERS, BATCH_BYTES, Answers, Got, last_of_literals
+from natsstorage.delivery import ANSWERS, BATCH_BYTES, Answers, Got, Pull, last_of_literals
 from natsstorage.exceptions import (
     BucketNotFound,
     CorruptObject,
@@ -75,6 +75,7 @@ class IndexStreams:
         self.reason: str | None = "not looked for yet"  # why listings cannot use it; None: they can
         self.checked = float("-inf")  # when it was looked for (loop time)
         self.marked: OrderedDict[str, float] = OrderedDict()  # directory -> when its marker surely reached the server
+        self.as_of = 0  # the bucket's last sequence at the last fresh(): what a check of rows must include
         self._looking = asyncio.Lock()
 
     @property
@@ -156,11 +157,9 @@ class IndexStreams:
         """Bring the index up to date with every metadata change in ``(after, upto]``, batch by batch, calling
         ``checkpoint(seq)`` once the changes up to ``seq`` are in. Changes read past ``upto`` are applied too: a
         name rewritten since the call began has only its newer message left (rollup), and it must not be missed."""
-        meta = ALL_META.format(bucket=self.bucket.name)
         seq, done = after + 1, upto
         while seq <= upto:
-            body = {"seq": seq, "next_by_subj": meta, "batch": ANSWERS, "max_bytes": BATCH_BYTES}
-            page = await Answers(self.bucket.stream).ask(nc, body)
+            page = await self._changes(nc, seq)
             if not page:
                 break
             await self._apply(nc, page)
@@ -172,6 +171,23 @@ class IndexStreams:
                 break
             await checkpoint(page[-1].seq)
         await checkpoint(done)
+
+    async def _changes(self, nc: Client, seq: int) -> list[Got]:
+        """Up to ``ANSWERS`` metadata messages from ``seq`` on. A replicated bucket's come from its leader, through
+        a consumer: any replica answers a direct get, and one that lags would have the fold move past changes it
+        never saw."""
+        meta = ALL_META.format(bucket=self.bucket.name)
+        if not self.bucket.stream.replicated:
+            body = {"seq": seq, "next_by_subj": meta, "batch": ANSWERS, "max_bytes": BATCH_BYTES}
+            return await Answers(self.bucket.stream).ask(nc, body)
+        config = {"deliver_policy": "by_start_sequence", "opt_start_seq": seq, "filter_subject": meta}
+        page: list[Got] = []
+        async with Pull(self.bucket.stream, nc, config, exact=False, window=ANSWERS) as pull:
+            while len(page) < ANSWERS and (msg := await pull.next()) is not None:
+                stored = msg.metadata
+                time = stored.timestamp.isoformat() if stored.timestamp else ""
+                page.append(Got(msg.subject, stored.sequence.stream, time, msg.data, stored.num_pending or 0))
+        return page
 
     async def _apply(self, nc: Client, changes: list[Got]) -> None:
         """Make the entries and markers say what these metadata messages (each its name's latest) say."""

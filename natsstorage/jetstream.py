@@ -50,6 +50,7 @@ TIME_HEADER = "Nats-Time-Stamp"
 NUM_PENDING_HEADER = "Nats-Num-Pending"  # and in a batch: how many more the subject holds after it
 LAST_CONSUMER_HEADER = "Nats-Last-Consumer"  # on a pull consumer's heartbeat: the last consumer sequence it sent
 LAST_SEQUENCE_HEADER = "Nats-Last-Sequence"  # on a batch's end: the last message's sequence
+UP_TO_SEQUENCE_HEADER = "Nats-UpTo-Sequence"  # on a multi_last's end: the stream's last sequence where it was read
 MESSAGE_SIZE_HEADER = "Nats-Msg-Size"  # what a headers-only consumer sends instead of the data
 HEARTBEAT = "100"
 END_OF_BATCH = "204"

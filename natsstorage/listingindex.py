@@ -26,7 +26,7 @@ from collections.abc import Callable
 from nats.aio.client import Client
 
 from natsstorage.delivery import BATCH_GETS_SINCE, answers_batches
-from natsstorage.exceptions import BucketNotFound, NatsStorageError, Unusable
+from natsstorage.exceptions import BucketNotFound, JetStreamError, NatsStorageError, NatsUnavailable, Unusable
 from natsstorage.indexreads import INDEX_RECHECK, ServerIndex
 from natsstorage.indexsubjects import DIRECTORIES_STREAM, ENTRIES_STREAM, FORMAT
 from natsstorage.objectstore import Bucket
@@ -71,6 +71,12 @@ async def of(bucket: Bucket) -> ServerIndex | None:
             if not await bucket.exists():
                 raise
             index.present, index.reason = False, "its streams are gone"
+            index.checked = asyncio.get_running_loop().time()
+        except (NatsUnavailable, JetStreamError) as error:
+            if not bucket.stream.replicated:  # one server: the bucket's too
+                raise
+            await bucket.stream_info()  # (raises when the bucket does not answer either)
+            index.present, index.reason = False, f"its streams do not answer ({error})"  # their server is down
             index.checked = asyncio.get_running_loop().time()
     if bucket.listing == "server":
         raise Unusable(f"NATS bucket {bucket.name!r}: no server-side listing index ({index.reason})")

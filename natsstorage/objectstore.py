@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from natsstorage.delivery import Consumer, Pull, answers_batches, last_of_literals
+from natsstorage.delivery import Behind, Consumer, Pull, answers_batches, last_of_literals
 from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsUnavailable, ObjectChanged
 from natsstorage.jetstream import (
     EXPECTED_LAST_MSG_ID_HEADER,
@@ -399,17 +399,22 @@ class Bucket:
         self.remember(name, info)
         return info
 
-    async def multi_last(self, names: list[str]) -> dict[str, ObjectInfo]:
+    async def multi_last(self, names: list[str], *, as_of: int = 0) -> dict[str, ObjectInfo]:
         """The latest metadata (whatever its state) of each of ``names`` that has one, by name: one ``multi_last``
-        request per 1,024 names on nats-server 2.12+ (literal filters), else one get each, all in flight."""
+        request per 1,024 names on nats-server 2.12+ (literal filters), else one get each, all in flight.
+        ``as_of``: the stream sequence the answer must include (a replicated bucket's replicas may lag)."""
         nc = await self.connection()
         subjects = {META_SUBJECT.format(bucket=self.name, key=encode_key(name)): name for name in names}
         subjects = {subject: name for subject, name in subjects.items() if len(subject) <= MAX_CONTROL_LINE}
-        if not (self.stream.direct and answers_batches(nc)):
+        try:
+            if not (self.stream.direct and answers_batches(nc)):
+                raise Behind()
+            answers = await last_of_literals(self.stream, nc, list(subjects), as_of=as_of)
+        except Behind:  # (latest asks a replicated bucket's leader)
             infos = await asyncio.gather(*(self.latest(name) for name in subjects.values()))
             return {info.name: info for info in infos if info is not None}
         found = {}
-        for subject, got in (await last_of_literals(self.stream, nc, list(subjects))).items():
+        for subject, got in answers.items():
             try:
                 info = ObjectInfo.from_message(got.data, seq=got.seq, time=parse_time(got.time))
             except CorruptObject:

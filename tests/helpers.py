@@ -36,21 +36,24 @@ def with_nats(storage: NatsStorage, work: Callable[[Client], Awaitable[T]]) -> T
     return on_connection(storage, work)
 
 
-def jetstream(storage: NatsStorage, request: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A JetStream API request about the storage's stream, as any NATS client would make it."""
+def jetstream(
+    storage: NatsStorage, request: str, body: dict[str, Any] | None = None, *, of: str = "OBJ"
+) -> dict[str, Any]:
+    """A JetStream API request about the storage's stream (``of="NSI"``, ``"NSD"``: its listing index's), as any
+    NATS client would make it."""
 
     async def ask(nc: Client) -> dict[str, Any]:
         payload = json.dumps(body).encode() if body is not None else b""
-        reply = await nc.request(f"$JS.API.{request}.OBJ_{storage.config.bucket}", payload, timeout=5)
+        reply = await nc.request(f"$JS.API.{request}.{of}_{storage.config.bucket}", payload, timeout=5)
         answer: dict[str, Any] = json.loads(reply.data)
         return answer
 
     return with_nats(storage, ask)
 
 
-def stream_info(storage: NatsStorage) -> dict[str, Any]:
-    """The bucket's stream as the server describes it: config, state, cluster."""
-    return jetstream(storage, "STREAM.INFO")
+def stream_info(storage: NatsStorage, of: str = "OBJ") -> dict[str, Any]:
+    """The bucket's stream (or its listing index's) as the server describes it: config, state, cluster."""
+    return jetstream(storage, "STREAM.INFO", of=of)
 
 
 def stream_state(storage: NatsStorage) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import nats.errors
 import pytest
 from django.core.files.base import ContentFile
 
@@ -234,3 +235,84 @@ def test_saves_and_reads_go_on_while_the_stream_leader_is_killed_and_restarted(c
     assert load.wrong_reads == []
     assert len(load.acked) > 10 and acked_after_kill and acked_after_restart
     assert acked_after_kill[0] < restarted  # the saves resumed on the two surviving nodes
+
+
+# -- the listing index of a replicated bucket ----------------------------------------------------------------------
+
+INDEXED = pytest.mark.needs_server("2.12", "the server-side listing index (multi_last)")
+
+
+@INDEXED
+def test_a_replicated_buckets_listing_lives_on_the_server_and_sees_each_write_through_any_node(
+    cluster, replicated, monkeypatch
+):
+    from natsstorage import index
+
+    monkeypatch.setattr(index.Index, "of", None)  # never the per-process index of every name
+    nodes = [on_node(replicated, url) for url in cluster.urls]
+    replicated.save("first.txt", ContentFile(b"x"))
+    assert stream_info(replicated, "NSI")["config"]["num_replicas"] == 1  # its one replica has every write
+    written: list[str] = ["first.txt"]
+    for i in range(30):  # each written through one node and listed at once through every node
+        name = f"docs/{i:02}/file.txt"
+        nodes[i % 3].save(name, ContentFile(b"x"))
+        written.append(name)
+        for node in nodes:
+            assert node.exists(f"docs/{i:02}")
+            assert node.listdir(f"docs/{i:02}") == ([], ["file.txt"])
+            assert node.listdir("docs")[0][-1] == f"{i:02}"
+    nodes[1].delete("docs/07/file.txt")
+    for node in nodes:
+        assert "07" not in node.listdir("docs")[0] and not node.exists("docs/07")
+    listed = [entry.name for entry in BucketTools(nodes[2]).listing()]
+    assert listed == sorted(set(written) - {"docs/07/file.txt"})
+
+
+@INDEXED
+def test_a_replicated_bucket_lists_the_old_way_while_its_index_is_unreachable(cluster, replicated, caplog):
+    from natsstorage import listingindex
+
+    for name in ("a.txt", "d/b.txt"):
+        replicated.save(name, ContentFile(b"x"))
+    assert replicated.listdir("") == (["d"], ["a.txt"])
+    holder = cluster.node(stream_info(replicated, "NSI")["cluster"]["leader"])
+    others = [url for url in cluster.urls if url != holder.url]
+    holder.stop()
+    try:
+        survivor = on_node(replicated, others[0])
+        wait_until(lambda: has_leader(survivor), RECOVERY_TIMEOUT, "a bucket leader on the survivors")
+        survivor.save("d/c.txt", ContentFile(b"x"))
+        with caplog.at_level("WARNING", logger="natsstorage"):
+            assert survivor.listdir("d") == ([], ["b.txt", "c.txt"])  # the old way: every name read
+            assert replicated.listdir("d") == ([], ["b.txt", "c.txt"])  # which used the index before: the same
+        assert "no server-side listing index" in caplog.text
+    finally:
+        holder.start()
+    wait_until(lambda: replicas_current(replicated), RECOVERY_TIMEOUT, "the restarted node caught up")
+    listingindex.INDEX_RECHECK, recheck = 0.0, listingindex.INDEX_RECHECK
+    try:
+        wait_until(lambda: listed_from_index(survivor), RECOVERY_TIMEOUT, "the index used again")
+    finally:
+        listingindex.INDEX_RECHECK = recheck
+    assert survivor.listdir("d") == ([], ["b.txt", "c.txt"])
+
+
+def has_leader(storage: NatsStorage) -> bool:
+    try:
+        return bool((stream_info(storage).get("cluster") or {}).get("leader"))
+    except nats.errors.TimeoutError:  # no answer while the survivors elect one
+        return False
+
+
+def listed_from_index(storage: NatsStorage) -> bool:
+    from natsstorage import index
+
+    found = index.Index.of
+    index.Index.of = None  # type: ignore[assignment]  # a listing the old way fails
+    try:
+        storage.listdir("d")
+        return True
+    except TypeError:
+        return False
+    finally:
+        index.Index.of = found  # type: ignore[method-assign]
