@@ -158,6 +158,18 @@ def check_uploads(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any)
                 id="natsstorage.W103",
             )
         )
+    from natsstorage.middleware import UploadFailureMiddleware
+
+    if found and not any(_is_a(path, UploadFailureMiddleware) for path in getattr(settings, "MIDDLEWARE", [])):
+        messages.append(
+            Warning(
+                "NatsUploadHandler is in FILE_UPLOAD_HANDLERS, but UploadFailureMiddleware is not in MIDDLEWARE: "
+                "a form whose upload the bucket cannot take (full, or NATS away) is answered 400 Bad Request.",
+                hint="Add 'natsstorage.middleware.UploadFailureMiddleware' to MIDDLEWARE (anywhere): it answers "
+                "507 or 503 instead.",
+                id="natsstorage.W105",
+            )
+        )
     if found and found[0] > 0:
         messages.append(
             Warning(
