@@ -172,8 +172,14 @@ def _create(request: HttpRequest, storage: NatsStorage, link: Link, key: str, wh
         return _text("This upload is finished.", 409, where.offset)
     if where.chunks:
         run(direct.purge(storage.bucket, link.nuid, key))
-    location = posixpath.join(posixpath.dirname(request.path), link.created(length, content_type))
-    return _text("", 201, headers={"Location": location, OFFSET_HEADER: "0"})
+    headers = {"Location": posixpath.join(posixpath.dirname(request.path), link.created(length, content_type))}
+    if not length:  # an empty file: nothing to PATCH, so tus clients are done once it is created
+        sizes = (0, 0, 0)
+        done = _append(request, storage, link, key, direct.Stored(0), sizes, content_type, by_tus=True)
+        if done.status_code != 204:
+            return done
+        headers[RESULT_HEADER] = done[RESULT_HEADER]
+    return _text("", 201, 0, headers=headers)
 
 
 def _terminate(storage: NatsStorage, link: Link, key: str, where: direct.Stored) -> HttpResponse:

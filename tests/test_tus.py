@@ -254,3 +254,13 @@ def test_two_requests_resuming_one_upload_cannot_both_take_its_tail(client, file
     jetstream(files, "STREAM.MSG.DELETE", {"seq": tail_seq, "no_erase": True})
     with pytest.raises(ObjectChanged):  # it read the tail before the other request removed it
         loop.run(direct._take_tail(files.bucket, loop.run(files.bucket.connection()), tail_seq, key))
+
+
+def test_an_empty_file_is_stored_at_its_creation(client, files):
+    """tus clients send no PATCH for an empty file: the creation finishes it."""
+    created = create(client, files.upload_url("empty.txt", max_size=10), 0)
+    assert created.status_code == 201
+    assert files.size("empty.txt") == 0
+    assert Result.from_token(created["Upload-Result"]).matches(files.info("empty.txt"))
+    head = client.head(created["Location"], headers=TUS)
+    assert head["Upload-Offset"] == head["Upload-Length"] == "0"
