@@ -22,6 +22,8 @@ from natsstorage.direct import Link, Result
 from natsstorage.exceptions import BucketNotFound, ObjectChanged
 
 from .helpers import MiB, jetstream, random_bytes, stream_state
+from .test_direct_uploads import BIG, MEMORY_BOUND, big_sha256, body, configs, http_server  # noqa: F401 - fixture
+from .test_views import peak_rss
 
 CHUNK = 128 * 1024  # the bucket's chunks: tus clients' pieces never line up with them
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -68,16 +70,26 @@ class KeptOpen(io.BytesIO):
         pass
 
 
-def cut_patch(url: str, offset: int, data: bytes, sent: int) -> None:
-    """A PATCH of ``data`` whose connection drops after ``sent`` bytes of its body."""
+class KeptOpenFile(io.FileIO):
+    """The same, for a file on disk; ``really_close`` closes it."""
+
+    def close(self) -> None:
+        pass
+
+    def really_close(self) -> None:
+        io.FileIO.close(self)
+
+
+def cut_patch(url: str, offset: int, sent: bytes, length: int) -> None:
+    """A PATCH of ``length`` bytes whose connection drops once ``sent`` (the first of them) are sent."""
     where = urlsplit(url)
     with socket.create_connection((where.hostname, where.port), timeout=30) as connection:
         connection.sendall(
             f"PATCH {where.path} HTTP/1.1\r\nHost: {where.netloc}\r\nTus-Resumable: 1.0.0\r\n"
             f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: {offset}\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n".encode()
+            f"Content-Length: {length}\r\n\r\n".encode()
         )
-        connection.sendall(data[:sent])
+        connection.sendall(sent)
 
 
 def test_a_tus_client_uploads_in_chunks_is_cut_off_and_resumes_from_its_stored_url(live_server, files, tmp_path):
@@ -97,7 +109,7 @@ def test_a_tus_client_uploads_in_chunks_is_cut_off_and_resumes_from_its_stored_u
 
         # Then a PATCH whose connection drops in the middle: every byte that arrived is kept.
         cut_at = first.offset + MiB + 777
-        cut_patch(first.url, first.offset, data[first.offset : first.offset + 2 * MiB], MiB + 777)
+        cut_patch(first.url, first.offset, data[first.offset : cut_at], 2 * MiB)
         deadline = time.monotonic() + 60
         while (stored := first.get_offset()) != cut_at:  # the server notices the cut, stores what came
             assert stored == first.offset and time.monotonic() < deadline
@@ -264,3 +276,46 @@ def test_an_empty_file_is_stored_at_its_creation(client, files):
     assert Result.from_token(created["Upload-Result"]).matches(files.info("empty.txt"))
     head = client.head(created["Location"], headers=TUS)
     assert head["Upload-Offset"] == head["Upload-Length"] == "0"
+
+
+@pytest.mark.slow
+def test_a_100_mib_tus_upload_cut_in_the_middle_resumes_under_gunicorn_in_bounded_memory(
+    configs,  # noqa: F811 - the fixture
+    nats_server,
+    tmp_path,
+    capsys,
+):
+    path = tmp_path / "big.bin"
+    with path.open("wb") as f:
+        for part in body(0, BIG):
+            f.write(part)
+    with http_server("gunicorn", nats_server, tmp_path) as (address, pid):
+        url = f"http://{address}" + configs.upload_url("big-tus.bin", max_size=BIG)
+        before = peak_rss(pid)
+        started = time.monotonic()
+        stream = KeptOpenFile(path)
+        try:
+            client = TusClient(url)
+            first = client.uploader(file_stream=stream, chunk_size=8 * MiB + 1, metadata={"filetype": "video/mp4"})
+            first.upload(stop_at=40 * MiB)  # five PATCHes
+            cut_at = first.offset + 20 * MiB + 12345
+            with path.open("rb") as f:
+                f.seek(first.offset)
+                cut_patch(first.url, first.offset, f.read(cut_at - first.offset), BIG - first.offset)
+            deadline = time.monotonic() + 60
+            while (stored := first.get_offset()) != cut_at:  # every byte that arrived, kept
+                assert stored == first.offset and time.monotonic() < deadline
+                time.sleep(0.1)
+            second = client.uploader(file_stream=stream, url=first.url, chunk_size=8 * MiB + 1)
+            assert second.offset == cut_at
+            second.upload()
+        finally:
+            stream.really_close()
+        seconds = time.monotonic() - started
+        growth = peak_rss(pid) - before
+    with capsys.disabled():
+        print(f"\ngunicorn: 100 MiB by tus, cut and resumed, in {seconds:.2f} s; peak RSS +{growth / MiB:.1f} MiB")
+    assert growth < MEMORY_BOUND, f"the worker's peak RSS grew by {growth / MiB:.1f} MiB"
+    info = configs.info("big-tus.bin")
+    assert info.size == BIG and info.digest == big_sha256() and info.content_type == "video/mp4"
+    assert Result.from_token(second.request.response_headers["upload-result"]).matches(info)
