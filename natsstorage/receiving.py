@@ -116,15 +116,18 @@ def _receive(request: HttpRequest, token: str, speaks_tus: bool) -> HttpResponse
         return _text("The file store is unavailable; try again shortly.", 503)
     except BucketNotFound:
         return _text("This link's bucket does not exist.", 404)
-    if request.method == "HEAD":
+    method = request.method
+    if method == "POST" and speaks_tus:  # tus-js-client's overridePatchMethod, where PATCH cannot be sent
+        method = {"PATCH": "PATCH", "DELETE": "DELETE"}.get(request.headers.get(tus.METHOD_OVERRIDE, ""), method)
+    if method == "HEAD":
         return _head(link, where)
-    if request.method == "POST":
+    if method == "POST":
         if speaks_tus:
             return _create(request, storage, link, key, where)
         return _post(request, storage, link, key, where)
-    if request.method == "DELETE":
+    if method == "DELETE":
         return _terminate(storage, link, key, where)
-    if request.method == "PATCH":
+    if method == "PATCH":
         return _patch(request, storage, link, key, where)
     return _put(request, storage, link, key, where)
 

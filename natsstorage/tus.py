@@ -14,6 +14,7 @@ EXTENSIONS = "creation,termination"  # Tus-Extension
 RESUMABLE = "Tus-Resumable"  # every tus request and answer carries it (an OPTIONS request aside)
 BODY_TYPE = "application/offset+octet-stream"  # a PATCH's Content-Type
 METADATA = "Upload-Metadata"
+METHOD_OVERRIDE = "X-HTTP-Method-Override"  # a POST that stands for a PATCH or a DELETE (tus clients' option)
 FILETYPE = "filetype"  # the metadata key tus clients (tus-js-client, Uppy) give the file's type in
 MAX_METADATA = 4096  # characters of Upload-Metadata: a file's name and type take far less
 MAX_PAIRS = 32
