@@ -132,6 +132,23 @@ def test_a_tus_client_uploads_in_chunks_is_cut_off_and_resumes_from_its_stored_u
     assert result.name == "videos/talk.mp4" and result.matches(info)
 
 
+def test_a_tus_client_sending_pieces_smaller_than_a_chunk_makes_progress_with_each(live_server, files):
+    """Each PATCH stores every byte it brings (a short last chunk, taken back by the next): with pieces smaller
+    than the bucket's chunks, an upload that kept only whole chunks would never move."""
+    data = random_bytes(CHUNK + 5000)
+    link = files.upload_url("small-pieces.bin", max_size=MiB)
+    uploader = TusClient(live_server.url + link).uploader(file_stream=KeptOpen(data), chunk_size=CHUNK // 3)
+    offsets = []
+    uploader.upload_chunk()  # the creation, then one PATCH at a time
+    offsets.append(uploader.offset)
+    while uploader.offset < len(data):
+        uploader.upload_chunk()
+        offsets.append(uploader.offset)
+    assert offsets == [*range(CHUNK // 3, len(data), CHUNK // 3), len(data)]  # each a third of a chunk further
+    assert files.open("small-pieces.bin").read() == data
+    assert stream_state(files)["messages"] == 3  # two chunks and the metadata: no short chunk left between
+
+
 def test_options_say_the_version_the_extensions_and_the_link_s_largest_size(client, files):
     url = files.upload_url("a.bin", max_size=1234)
     answer = client.options(url)
