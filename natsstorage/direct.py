@@ -196,8 +196,12 @@ async def stored(bucket: Bucket, key: str, nuid: str) -> Stored:
     if last is None:  # purged meanwhile
         return Stored(0)
     size = len(last["data"])  # a full chunk, or the short tail a paused request stored last
-    full = max(size, _full_chunk(bucket, nc)) if chunks == 1 else _full_chunk(bucket, nc)
-    return Stored((chunks - 1) * full + size if size < full else chunks * size, chunks)
+    if chunks == 1 or size == _full_chunk(bucket, nc):
+        return Stored(chunks * size, chunks)
+    # A tail, or chunks of another size than this process writes (its chunk_size changed): the first says.
+    first = await bucket.stream.direct_get(nc, {"seq": 0, "next_by_subj": subject})
+    full = len(first["data"]) if first is not None else size
+    return Stored((chunks - 1) * full + size, chunks)
 
 
 async def start(bucket: Bucket, key: str, nuid: str, where: Stored) -> Upload:

@@ -261,8 +261,10 @@ def _append(
         logger.warning("cannot resume an upload: %s", error)
         return _text("This upload cannot be resumed: start again with a new link.", 409)
     if upload.written != offset:  # an earlier request's chunks still landing
+        with contextlib.suppress(NatsStorageError):
+            run(upload.flush())  # a short last chunk the resume took back goes back
         run(upload.abort(keep_chunks=True))
-        return _text(f"The upload stands at byte {upload.written}: go on from there.", 409, upload.written)
+        return _text(f"The upload stands at byte {upload.size}: go on from there.", 409, upload.size)
     return _stream(request, storage, link, key, upload, sizes, content_type, by_tus=by_tus)
 
 

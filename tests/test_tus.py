@@ -338,3 +338,15 @@ def test_a_100_mib_tus_upload_cut_in_the_middle_resumes_under_gunicorn_in_bounde
     info = configs.info("big-tus.bin")
     assert info.size == BIG and info.digest == big_sha256() and info.content_type == "video/mp4"
     assert Result.from_token(second.request.response_headers["upload-result"]).matches(info)
+
+
+def test_an_upload_paused_off_a_chunk_s_edge_resumes_after_the_storage_s_chunk_size_changed(client, files, settings):
+    """Its chunks keep the size they were written with: where it stands is read from them, not from settings."""
+    data = random_bytes(3 * CHUNK)
+    location = create(client, files.upload_url("a.bin", max_size=10 * CHUNK), len(data))["Location"]
+    assert patch(client, location, data[: CHUNK + 10], 0).status_code == 204
+    options = {**settings.STORAGES["files"]["OPTIONS"], "chunk_size": 2 * CHUNK}
+    settings.STORAGES = {**settings.STORAGES, "files": {**settings.STORAGES["files"], "OPTIONS": options}}
+    assert client.head(location, headers=TUS)["Upload-Offset"] == str(CHUNK + 10)
+    assert patch(client, location, data[CHUNK + 10 :], CHUNK + 10).status_code == 204
+    assert storages["files"].open("a.bin").read() == data
