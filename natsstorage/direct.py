@@ -256,7 +256,9 @@ async def resume(bucket: Bucket, key: str, nuid: str) -> Upload:
         size=size,
         sha256=sha256,
         chunk_size=chunk_size,
-        last_seq=last_seq,
+        # After a tail taken back, its removal was this request's claim (only one can remove it): nats-server
+        # 2.9 no longer knows the subject's last sequence once its last message is removed, so none is expected.
+        last_seq=None if tail else last_seq,
         name=key,
         tail=tail,
     )

@@ -131,13 +131,13 @@ class Upload:
         size: int,
         sha256: Any,
         chunk_size: int,
-        last_seq: int,
+        last_seq: int | None,
         name: str,
         tail: bytes = b"",
     ) -> Upload:
         """Go on writing the chunks under ``nuid``: ``chunks`` of ``chunk_size`` (``size`` bytes, already fed
-        to ``sha256``), the last at stream sequence ``last_seq`` (0: none yet), then ``tail`` (less than a chunk,
-        fed to ``sha256`` too, not yet published). A ``caller_hashes`` upload.
+        to ``sha256``), the last at stream sequence ``last_seq`` (0: none yet; None: not checked), then ``tail``
+        (less than a chunk, fed to ``sha256`` too, not yet published). A ``caller_hashes`` upload.
 
         Its first chunk lands only if the subject's last is still that one (``ObjectChanged`` otherwise: another
         writer appended meanwhile), and is acknowledged before the next goes.
