@@ -182,7 +182,8 @@ def _full_chunk(bucket: Bucket, nc: Any) -> int:
 
 
 async def stored(bucket: Bucket, key: str, nuid: str) -> Stored:
-    """How far the upload of ``nuid`` (to the bucket key ``key``) went: two requests, no data read back."""
+    """How far the upload of ``nuid`` (to the bucket key ``key``) went: two requests (a third, for the first
+    chunk's size, when the last is short), no data read back but those chunks."""
     info = await bucket.latest(key)
     if info is not None and bucket.live(info) and info.nuid == nuid:
         return Stored(info.size, info.chunks, done=info)
