@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from django.core.checks import run_checks
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
-from django.test import Client
+from django.test import AsyncClient, Client
 
 from .helpers import random_bytes, stream_state
 from .test_admin_objects import upload_url
@@ -39,6 +41,15 @@ def test_a_bucket_that_fills_during_a_form_upload_is_a_507_and_keeps_nothing(cli
     state = stream_state(small)
     assert state["last_seq"] > 0  # chunks went in before the bucket was full,
     assert state["messages"] == 0  # and were purged, the other file's too
+
+
+def test_under_asgi_a_full_bucket_is_a_507_too(small):
+    async def post():
+        return await AsyncClient().post("/attach/", {"title": "asgi", "file": a_file_too_big()})
+
+    response = asyncio.run(post())
+    assert response.status_code == 507
+    assert stream_state(small)["messages"] == 0
 
 
 def test_a_full_bucket_found_by_the_csrf_check_reading_the_form_is_a_507_too(small):
