@@ -13,7 +13,7 @@ from django.contrib.staticfiles.storage import HashedFilesMixin
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
-from natsstorage import conf
+from natsstorage import conf, cors
 from natsstorage.registry import backend_class
 from natsstorage.storage import NatsStorage
 
@@ -158,6 +158,18 @@ def check_uploads(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any)
                 id="natsstorage.W103",
             )
         )
+    from natsstorage.middleware import UploadFailureMiddleware
+
+    if found and not any(_is_a(path, UploadFailureMiddleware) for path in getattr(settings, "MIDDLEWARE", [])):
+        messages.append(
+            Warning(
+                "NatsUploadHandler is in FILE_UPLOAD_HANDLERS, but UploadFailureMiddleware is not in MIDDLEWARE: "
+                "a form whose upload the bucket cannot take (full, or NATS away) is answered 400 Bad Request.",
+                hint="Add 'natsstorage.middleware.UploadFailureMiddleware' to MIDDLEWARE (anywhere): it answers "
+                "507 or 503 instead.",
+                id="natsstorage.W105",
+            )
+        )
     if found and found[0] > 0:
         messages.append(
             Warning(
@@ -168,6 +180,25 @@ def check_uploads(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any)
             )
         )
     return messages
+
+
+@register(Tags.compatibility)
+def check_upload_cors(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    """``NATSSTORAGE_UPLOAD_CORS_ORIGINS``: exact origins, as browsers send them (a wildcard is refused)."""
+    configured = conf.upload_cors_origins()
+    where = f"settings.{conf.UPLOAD_CORS_SETTING}"
+    hint = "List exact origins, e.g. ['https://app.example.com'] (scheme, lower-case host, port if not the default)."
+    if isinstance(configured, str) or not isinstance(configured, list | tuple | set | frozenset):
+        return [
+            Error(
+                f"{where} must be a list of origins, not {type(configured).__name__}.", hint=hint, id="natsstorage.E005"
+            )
+        ]
+    return [
+        Error(f"{where} holds {origin!r}, which is not an origin: it is ignored.", hint=hint, id="natsstorage.E005")
+        for origin in configured
+        if not cors.valid_origin(origin)
+    ]
 
 
 def _is_a(path: Any, kind: type) -> bool:

@@ -38,6 +38,8 @@ MAX_CHUNK_SIZE = 1024 * 1024  # the server's default max_payload
 # The STORAGES alias whose bucket natsstorage.uploads.NatsUploadHandler stages uploads in (Django's default storage).
 UPLOAD_STORAGE_SETTING = "NATSSTORAGE_UPLOAD_STORAGE"
 DEFAULT_UPLOAD_STORAGE = "default"
+# Origins (exact, as a browser sends them: "https://app.example.com") whose pages may send to upload links.
+UPLOAD_CORS_SETTING = "NATSSTORAGE_UPLOAD_CORS_ORIGINS"
 LISTING_MODES = ("auto", "server", "process")
 SERVE_CACHE = 16 * 1024 * 1024
 
@@ -333,6 +335,12 @@ def project_options() -> Any:
 def upload_storage_alias() -> Any:
     """The ``STORAGES`` alias uploads are staged in (``NATSSTORAGE_UPLOAD_STORAGE``; checked by ``checks``)."""
     return getattr(settings, UPLOAD_STORAGE_SETTING, DEFAULT_UPLOAD_STORAGE)
+
+
+def upload_cors_origins() -> Any:
+    """The origins upload links answer CORS requests from (``NATSSTORAGE_UPLOAD_CORS_ORIGINS``; checked by
+    ``checks``); none by default: no CORS header is sent."""
+    return getattr(settings, UPLOAD_CORS_SETTING, ())
 
 
 def alias_of(backend: type, options: Mapping[str, Any]) -> str | None:

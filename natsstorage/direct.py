@@ -18,14 +18,15 @@ import os
 import re
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from nats.nuid import NUID
 
 from natsstorage import signing
 from natsstorage.delivery import Pull
-from natsstorage.exceptions import CorruptObject
+from natsstorage.exceptions import CorruptObject, JetStreamError, ObjectChanged
+from natsstorage.jetstream import ERR_NO_MESSAGE, ERR_SEQUENCE_NOT_FOUND
 from natsstorage.objectstore import CHUNK_SUBJECT, Bucket, ObjectInfo
 from natsstorage.transfer import HASH_AHEAD, Upload, _hash_beside
 
@@ -75,7 +76,10 @@ def type_allowed(content_type: str, allowed: list[str]) -> bool:
 
 @dataclass(frozen=True)
 class Link:
-    """What an upload link allows: one object, of at most ``max_size`` bytes, of one of ``content_types``."""
+    """What an upload link allows: one object, of at most ``max_size`` bytes, of one of ``content_types``.
+
+    A tus client's creation (``POST`` with ``Upload-Length``) gets the same link signed again with the file's
+    ``length`` and ``content_type`` added (``created``): the server still keeps no state."""
 
     bucket: str
     location: str  # the storage's: the view finds the storage by (bucket, location)
@@ -83,9 +87,15 @@ class Link:
     nuid: str  # its chunks' subject
     max_size: int
     content_types: list[str]
+    length: int | None = None  # the file's size, once a tus creation declared it
+    content_type: str = ""  # the file's type, as a tus creation declared it (checked against content_types)
+    expires: int = 0  # when the token expires (seconds since 1970): a created link expires with its link
 
     def token(self, *, expiry: int) -> str:
-        value = {
+        return signing.dumps(LINK, self._value(), expiry=expiry)
+
+    def _value(self) -> dict[str, object]:
+        value: dict[str, object] = {
             "b": self.bucket,
             "l": self.location,
             "n": self.name,
@@ -93,7 +103,14 @@ class Link:
             "m": self.max_size,
             "t": self.content_types,
         }
-        return signing.dumps(LINK, value, expiry=expiry)
+        if self.length is not None:
+            value.update({"s": self.length, "c": self.content_type})
+        return value
+
+    def created(self, length: int, content_type: str) -> str:
+        """This link's token with the file's size and type, expiring when this one does."""
+        declared = replace(self, length=length, content_type=content_type)
+        return signing.dumps(LINK, declared._value(), expiry=self.expires, now=0)
 
     @classmethod
     def new(cls, bucket: str, location: str, name: str, *, max_size: int, content_types: Any) -> Link:
@@ -115,6 +132,9 @@ class Link:
                 str(value["u"]),
                 int(value["m"]),  # type: ignore[call-overload]
                 [str(kind) for kind in value["t"]],  # type: ignore[attr-defined]
+                int(value["s"]) if "s" in value else None,  # type: ignore[call-overload]
+                str(value.get("c", "")),
+                int(value["expires"]),  # type: ignore[call-overload]
             )
         except (KeyError, TypeError, ValueError):
             raise signing.LinkRefused("This link has been tampered with.") from None
@@ -149,20 +169,24 @@ class Result:
 
 @dataclass(frozen=True)
 class Stored:
-    """Where an upload stands: the bytes stored in whole chunks, or the object it became."""
+    """Where an upload stands: the bytes stored (all in chunks of one size but the last), or the object it became."""
 
     offset: int
     chunks: int = 0
-    chunk_size: int = 0  # of the chunks stored (all full); 0: none yet
-    last_seq: int = 0  # the last chunk's stream sequence
     done: ObjectInfo | None = None
 
 
+def _full_chunk(bucket: Bucket, nc: Any) -> int:
+    """The size of an upload's chunks, as ``Upload`` picks it: the bucket's, unless the server allows less."""
+    return int(min(bucket.chunk_size, nc.max_payload))
+
+
 async def stored(bucket: Bucket, key: str, nuid: str) -> Stored:
-    """How far the upload of ``nuid`` (to the bucket key ``key``) went: two requests, no data read back."""
+    """How far the upload of ``nuid`` (to the bucket key ``key``) went: two requests (a third, for the first
+    chunk's size, when the last is short), no data read back but those chunks."""
     info = await bucket.latest(key)
     if info is not None and bucket.live(info) and info.nuid == nuid:
-        return Stored(info.size, info.chunks, info.chunk_size or 0, done=info)
+        return Stored(info.size, info.chunks, done=info)
     nc = await bucket.connection()
     subject = CHUNK_SUBJECT.format(bucket=bucket.name, nuid=nuid)
     state = (await bucket.stream.info(nc, subjects_filter=subject))["state"]
@@ -172,7 +196,13 @@ async def stored(bucket: Bucket, key: str, nuid: str) -> Stored:
     last = await bucket.stream.direct_get(nc, {"last_by_subj": subject})
     if last is None:  # purged meanwhile
         return Stored(0)
-    return Stored(chunks * len(last["data"]), chunks, len(last["data"]), last["seq"])
+    size = len(last["data"])  # a full chunk, or the short tail a paused request stored last
+    if chunks == 1 or size == _full_chunk(bucket, nc):
+        return Stored(chunks * size, chunks)
+    # A tail, or chunks of another size than this process writes (its chunk_size changed): the first says.
+    first = await bucket.stream.direct_get(nc, {"seq": 0, "next_by_subj": subject})
+    full = len(first["data"]) if first is not None else size
+    return Stored((chunks - 1) * full + size, chunks)
 
 
 async def start(bucket: Bucket, key: str, nuid: str, where: Stored) -> Upload:
@@ -186,31 +216,64 @@ async def start(bucket: Bucket, key: str, nuid: str, where: Stored) -> Upload:
 
 async def resume(bucket: Bucket, key: str, nuid: str) -> Upload:
     """An upload that goes on from the chunks already stored under ``nuid``, hashed again as they are read
-    back a window at a time (memory stays flat); its first new chunk lands only after the last read here."""
+    back a window at a time (memory stays flat); its first new chunk lands only after the last read here.
+
+    The last chunk may be short: the tail a paused request stored, so that every byte it received counts.
+    It is read back into the upload's buffer and removed from the stream (chunks of an object are all of
+    one size but the last), to go out again at the head of the next full chunk."""
     subject = CHUNK_SUBJECT.format(bucket=bucket.name, nuid=nuid)
     nc = await bucket.connection()
     sha256, chunks, size, chunk_size, last_seq = hashlib.sha256(), 0, 0, 0, 0
+    tail, tail_seq = b"", 0
     hashing: deque[concurrent.futures.Future[None]] = deque()  # chunks on the hashing thread, in order
     config = {"deliver_policy": "all", "filter_subject": subject}
     try:
         async with Pull(bucket.stream, nc, config, exact=True, window=bucket.window_for(bucket.chunk_size)) as pull:
-            for _ in range(pull.pending):
+            count = pull.pending
+            for index in range(count):
                 msg = await pull.next()
                 assert msg is not None  # an exact pull raises rather than end early
-                if chunk_size and len(msg.data) != chunk_size:
+                if not index:
+                    chunk_size = len(msg.data) if count > 1 else max(len(msg.data), _full_chunk(bucket, nc))
+                last = index == count - 1
+                if len(msg.data) > chunk_size or (len(msg.data) < chunk_size and not last):
                     raise CorruptObject(f"the upload to {key!r} in bucket {bucket.name!r} holds a chunk cut short")
-                chunk_size = chunk_size or len(msg.data)
                 hashing.append(_hash_beside(sha256, msg.data))  # while the next chunks arrive
                 while len(hashing) > HASH_AHEAD:
                     await asyncio.wrap_future(hashing.popleft())
-                chunks, size, last_seq = chunks + 1, size + len(msg.data), msg.metadata.sequence.stream
+                if len(msg.data) < chunk_size:
+                    tail, tail_seq = bytes(msg.data), msg.metadata.sequence.stream
+                else:
+                    chunks, size, last_seq = chunks + 1, size + len(msg.data), msg.metadata.sequence.stream
     finally:
         for hashed in hashing:
             await asyncio.wrap_future(hashed)
-    upload = await Upload.resume(
-        bucket, nuid, chunks=chunks, size=size, sha256=sha256, chunk_size=chunk_size, last_seq=last_seq, name=key
+    if tail:
+        await _take_tail(bucket, nc, tail_seq, key)
+    return await Upload.resume(
+        bucket,
+        nuid,
+        chunks=chunks,
+        size=size,
+        sha256=sha256,
+        chunk_size=chunk_size,
+        # After a tail taken back, its removal was this request's claim (only one can remove it): nats-server
+        # 2.9 no longer knows the subject's last sequence once its last message is removed, so none is expected.
+        last_seq=None if tail else last_seq,
+        name=key,
+        tail=tail,
     )
-    return upload
+
+
+async def _take_tail(bucket: Bucket, nc: Any, seq: int, key: str) -> None:
+    """Remove a paused upload's short last chunk (its bytes are held to go again); another request that
+    took it first makes this one ``ObjectChanged``."""
+    try:
+        await bucket.stream.api(nc, f"STREAM.MSG.DELETE.{bucket.stream.name}", {"seq": seq, "no_erase": True})
+    except JetStreamError as error:
+        if error.code not in (ERR_SEQUENCE_NOT_FOUND, ERR_NO_MESSAGE):
+            raise
+        raise ObjectChanged(f"another request is resuming the upload to {key!r}", code=error.code) from None
 
 
 async def chunk_count(bucket: Bucket, nuid: str) -> int:

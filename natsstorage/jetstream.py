@@ -60,6 +60,7 @@ NO_RESPONDERS = "503"
 
 # JetStream API error codes acted on.
 ERR_NO_MESSAGE = 10037
+ERR_SEQUENCE_NOT_FOUND = 10043  # a message deleted by sequence that is not (or no longer) there
 ERR_STREAM_NAME_IN_USE = 10058
 ERR_WRONG_LAST_MSG_ID = 10070
 ERR_STREAM_NOT_FOUND = 10059

@@ -1,13 +1,16 @@
-"""The views a browser uploads to directly: ``PUT``/``HEAD`` on a signed link (``NatsStorage.upload_url``),
-and the link a ``DirectUploadWidget`` asks for once its user has picked a file.
+"""The views a browser uploads to directly: a signed link (``NatsStorage.upload_url``) that takes ``PUT``, a
+multipart ``POST`` and tus 1.0.0 (``tus``), and the link a ``DirectUploadWidget`` asks for once its user has
+picked a file.
 
 The body is read in pieces of ``PIECE_BYTES`` (Django's request stream: under WSGI straight from the socket,
 under ASGI from the file Django's handler spooled it to) and each goes to the bucket while the next arrives.
 Every header is bounded before it is used; a bad request gets a 4xx and leaves nothing but what a resume needs.
+A request that stops before the file's end stores every byte it received (the last chunk short), to go on from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import posixpath
@@ -20,7 +23,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonR
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
-from natsstorage import contenttypes, direct, loop, registry, saving, signing
+from natsstorage import contenttypes, cors, direct, loop, registry, saving, signing, tus
 from natsstorage.direct import Link, Result
 from natsstorage.exceptions import BucketNotFound, NatsStorageError, NatsUnavailable, ObjectChanged
 from natsstorage.files import PIECE_BYTES
@@ -34,14 +37,17 @@ logger = logging.getLogger("natsstorage")
 NUMBER = re.compile(r"[0-9]{1,15}", re.ASCII)  # a size or an offset: ASCII digits, few enough for int()
 OFFSET_HEADER = "Upload-Offset"  # as tus names them: where this request's bytes start, and what is stored
 LENGTH_HEADER = "Upload-Length"  # the whole file's size (default: where this request's bytes end)
+RESULT_HEADER = "Upload-Result"  # a finished upload's signed result, for a form to submit (tus has no body)
 MAX_FILE_NAME = 255  # characters of the file name a widget sends
 MAX_PREPARE_BODY = 8 * 1024  # bytes of a widget's request for a link
 FILE_FIELD = "file"  # the part of a multipart POST that holds the file
 FORM_ROOM = 64 * 1024  # bytes a multipart POST may hold beside the file: boundaries, part headers, small fields
 
 
-def _text(message: str, status: int, offset: int | None = None) -> HttpResponse:
-    headers = {"Cache-Control": "no-store"}
+def _text(
+    message: str, status: int, offset: int | None = None, *, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    headers = {"Cache-Control": "no-store", **(headers or {})}
     if offset is not None:
         headers[OFFSET_HEADER] = str(offset)
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8", headers=headers)
@@ -72,11 +78,29 @@ def storage_for(bucket: str, location: str) -> NatsStorage | None:
     return None
 
 
+METHODS = ["PUT", "POST", "HEAD", "PATCH", "DELETE", "OPTIONS"]
+
+
 @csrf_exempt  # the signed link is the credential; no cookie is needed or used
 def receive(request: HttpRequest, token: str) -> HttpResponse:
-    """``PUT`` a file's bytes (or the rest of them) to a signed upload link; ``HEAD`` says how many are stored."""
-    if request.method not in ("PUT", "POST", "HEAD"):
-        return HttpResponseNotAllowed(["PUT", "POST", "HEAD"])
+    """Take a file's bytes at a signed upload link: by ``PUT``, by a multipart ``POST`` form, or by tus 1.0.0
+    (``POST`` to create, ``PATCH`` to append, ``HEAD``, ``DELETE``, ``OPTIONS``); docs/direct-uploads.md."""
+    speaks_tus = tus.RESUMABLE in request.headers or request.method in ("PATCH", "DELETE", "OPTIONS")
+    response = _receive(request, token, speaks_tus)
+    if speaks_tus:
+        response[tus.RESUMABLE] = tus.VERSION
+    return cors.add(request, response)
+
+
+def _receive(request: HttpRequest, token: str, speaks_tus: bool) -> HttpResponse:
+    if request.method not in METHODS:
+        return HttpResponseNotAllowed(METHODS)
+    if request.method == "OPTIONS":  # a tus client's question, or a browser's CORS preflight: no token needed
+        return _options(token)
+    if speaks_tus and request.headers.get(tus.RESUMABLE) != tus.VERSION:
+        response = _text(f"This server speaks tus {tus.VERSION}: send {tus.RESUMABLE}: {tus.VERSION}.", 412)
+        response["Tus-Version"] = tus.VERSION
+        return response
     try:
         link = Link.from_token(token)
     except signing.LinkRefused as error:
@@ -92,14 +116,98 @@ def receive(request: HttpRequest, token: str) -> HttpResponse:
         return _text("The file store is unavailable; try again shortly.", 503)
     except BucketNotFound:
         return _text("This link's bucket does not exist.", 404)
-    if request.method == "HEAD":
-        response = _text("", 200, where.offset)
-        if where.done is not None:
-            response[LENGTH_HEADER] = str(where.done.size)
-        return response
-    if request.method == "POST":
+    method = request.method
+    if method == "POST" and speaks_tus:  # tus-js-client's overridePatchMethod, where PATCH cannot be sent
+        method = {"PATCH": "PATCH", "DELETE": "DELETE"}.get(request.headers.get(tus.METHOD_OVERRIDE, ""), method)
+    if method == "HEAD":
+        return _head(link, where)
+    if method == "POST":
+        if speaks_tus:
+            return _create(request, storage, link, key, where)
         return _post(request, storage, link, key, where)
+    if method == "DELETE":
+        return _terminate(storage, link, key, where)
+    if method == "PATCH":
+        return _patch(request, storage, link, key, where)
     return _put(request, storage, link, key, where)
+
+
+def _options(token: str) -> HttpResponse:
+    response = _text("", 204)
+    response["Tus-Version"] = tus.VERSION
+    response["Tus-Extension"] = tus.EXTENSIONS
+    with contextlib.suppress(signing.LinkRefused):
+        response["Tus-Max-Size"] = str(Link.from_token(token).max_size)
+    return response
+
+
+def _head(link: Link, where: direct.Stored) -> HttpResponse:
+    response = _text("", 200, where.offset)
+    if where.done is not None:
+        response[LENGTH_HEADER] = str(where.done.size)
+        response[RESULT_HEADER] = _result(link, where.done.size, where.done.digest)
+    elif link.length is not None:
+        response[LENGTH_HEADER] = str(link.length)
+    return response
+
+
+def _create(request: HttpRequest, storage: NatsStorage, link: Link, key: str, where: direct.Stored) -> HttpResponse:
+    """tus creation: the file's size and type, checked; its upload is this link signed again with them
+    (``Location``). The link's earlier chunks, if any, are dropped: a creation starts an upload anew."""
+    if "Upload-Defer-Length" in request.headers:
+        return _text(f"Send {LENGTH_HEADER}: creation-defer-length is not supported.", 400)
+    length = _number(request.headers.get(LENGTH_HEADER))
+    if length is None:
+        return _text(f"Send {LENGTH_HEADER}, the file's size in bytes.", 400)
+    if length > link.max_size:
+        return _text(f"This link takes at most {link.max_size} bytes, not {length}.", 413)
+    if _number(request.META.get("CONTENT_LENGTH"), 0) != 0:
+        return _text("Send the file's bytes with PATCH to the upload's Location (no creation-with-upload).", 400)
+    try:
+        metadata = tus.metadata(request.headers.get(tus.METADATA, ""))
+    except ValueError as error:
+        return _text(str(error), 400)
+    content_type = metadata.get(tus.FILETYPE, b"").decode()
+    refused = _type_refused(content_type, link, missing_allowed=True)
+    if refused is not None:
+        return _text(f"{refused} (the {tus.FILETYPE} of {tus.METADATA})", 415)
+    if where.done is not None:
+        return _text("This upload is finished.", 409, where.offset)
+    if where.chunks:
+        run(direct.purge(storage.bucket, link.nuid, key))
+    headers = {"Location": posixpath.join(posixpath.dirname(request.path), link.created(length, content_type))}
+    if not length:  # an empty file: nothing to PATCH, so tus clients are done once it is created
+        sizes = (0, 0, 0)
+        done = _append(request, storage, link, key, direct.Stored(0), sizes, content_type, by_tus=True)
+        if done.status_code != 204:
+            return done
+        headers[RESULT_HEADER] = done[RESULT_HEADER]
+    return _text("", 201, 0, headers=headers)
+
+
+def _terminate(storage: NatsStorage, link: Link, key: str, where: direct.Stored) -> HttpResponse:
+    """tus termination: the chunks of an unfinished upload are removed. A finished one is the site's file."""
+    if where.done is not None:
+        return _text("This upload is finished: its file is deleted with the site's own means.", 409, where.offset)
+    if where.chunks:
+        run(direct.purge(storage.bucket, link.nuid, key))
+    return _text("", 204)
+
+
+def _patch(request: HttpRequest, storage: NatsStorage, link: Link, key: str, where: direct.Stored) -> HttpResponse:
+    if (request.META.get("CONTENT_TYPE") or "").partition(";")[0].strip().lower() != tus.BODY_TYPE:
+        return _text(f"Send the bytes as {tus.BODY_TYPE}.", 415, where.offset)
+    if link.length is None:
+        return _text(f"Create the upload first: POST {LENGTH_HEADER} to this link gives its Location.", 400)
+    if not request.META.get("CONTENT_LENGTH"):
+        return _text("Send the bytes with a Content-Length.", 411, where.offset)
+    length = _number(request.META.get("CONTENT_LENGTH"))
+    offset = _number(request.headers.get(OFFSET_HEADER))
+    if length is None or offset is None:
+        return _text(f"Content-Length and {OFFSET_HEADER} are whole numbers of bytes.", 400, where.offset)
+    if offset + length > link.length:
+        return _text(f"This upload is {link.length} bytes: the body goes past its end.", 400, where.offset)
+    return _append(request, storage, link, key, where, (offset, length, link.length), link.content_type, by_tus=True)
 
 
 def _put(request: HttpRequest, storage: NatsStorage, link: Link, key: str, where: direct.Stored) -> HttpResponse:
@@ -120,9 +228,25 @@ def _put(request: HttpRequest, storage: NatsStorage, link: Link, key: str, where
         if where.chunks and where.done is None:
             run(direct.purge(storage.bucket, link.nuid, key))
         return _text(f"This link takes at most {link.max_size} bytes, not {total}.", 413, 0)
+    return _append(request, storage, link, key, where, (offset, length, total), content_type, by_tus=False)
+
+
+def _append(
+    request: HttpRequest,
+    storage: NatsStorage,
+    link: Link,
+    key: str,
+    where: direct.Stored,
+    sizes: tuple[int, int, int],
+    content_type: str,
+    *,
+    by_tus: bool,
+) -> HttpResponse:
+    """A ``PUT`` or a ``PATCH`` of ``sizes`` (where its bytes start, how many, the file's size), checked."""
+    offset, length, total = sizes
     if where.done is not None:  # finished already: only the last request, sent again, is answered (its result)
         if offset == total == where.offset and length == 0:
-            return _finished(storage, link, where.done.size, where.done.digest)
+            return _finished(link, where.done.size, where.done.digest, by_tus=by_tus)
         return _text("This upload is finished.", 409, where.offset)
     if offset != where.offset:
         return _text(f"The upload stands at byte {where.offset}: go on from there.", 409, where.offset)
@@ -131,13 +255,17 @@ def _put(request: HttpRequest, storage: NatsStorage, link: Link, key: str, where
     except NatsUnavailable as error:
         logger.warning("cannot take an upload: %s", error)
         return _text("The file store is unavailable; try again shortly.", 503)
+    except ObjectChanged:  # another request took the tail to go on from
+        return _text("Another request is writing this upload.", 409, where.offset)
     except NatsStorageError as error:  # a chunk cut short: not an upload this view wrote
         logger.warning("cannot resume an upload: %s", error)
         return _text("This upload cannot be resumed: start again with a new link.", 409)
-    if upload.size != offset:  # an earlier request's chunks still landing
+    if upload.written != offset:  # an earlier request's chunks still landing
+        with contextlib.suppress(NatsStorageError):
+            run(upload.flush())  # a short last chunk the resume took back goes back
         run(upload.abort(keep_chunks=True))
         return _text(f"The upload stands at byte {upload.size}: go on from there.", 409, upload.size)
-    return _stream(request, storage, link, key, upload, (offset, length, total), content_type)
+    return _stream(request, storage, link, key, upload, sizes, content_type, by_tus=by_tus)
 
 
 def _stream(
@@ -148,9 +276,12 @@ def _stream(
     upload: Upload,
     sizes: tuple[int, int, int],
     content_type: str,
+    *,
+    by_tus: bool,
 ) -> HttpResponse:
     """Read at most ``length`` bytes (the Content-Length, checked against the link's size) into the bucket:
-    commit when they end the file (``offset + length == total``), else keep the whole chunks to resume from."""
+    commit when they end the file (``offset + length == total``), else store every byte received (the last
+    chunk short: ``direct.resume`` takes it back) to resume from."""
     offset, length, total = sizes
     received = 0
     try:
@@ -164,12 +295,11 @@ def _stream(
             received += len(piece)
             _write(upload, piece)
         if received < length or offset + length < total:
-            run(upload.abort(keep_chunks=True))  # what is stored in whole chunks stays, to resume from
-            stored = upload.chunks * upload.chunk_size
+            run(upload.flush())  # every byte received is stored, to resume from
             if received < length:
-                return _text(f"The body ended early; the upload stands at byte {stored}.", 400, stored)
-            return _text("", 204, stored)
-        return _commit(storage, link, key, upload, content_type)
+                return _text(f"The body ended early; the upload stands at byte {upload.size}.", 400, upload.size)
+            return _text("", 204, upload.size)
+        return _commit(storage, link, key, upload, content_type, by_tus=by_tus)
     except (NatsStorageError, FileExistsError) as error:
         return _stopped(upload, key, error, resumable=True)
     except BaseException:
@@ -199,7 +329,9 @@ def _write(upload: Upload, piece: bytes) -> None:
     loop.wait(writing)
 
 
-def _commit(storage: NatsStorage, link: Link, key: str, upload: Upload, content_type: str) -> HttpResponse:
+def _commit(
+    storage: NatsStorage, link: Link, key: str, upload: Upload, content_type: str, *, by_tus: bool = False
+) -> HttpResponse:
     """Name the object, once the stream holds exactly the chunks this upload counted."""
     run(upload.drain())
     if run(direct.chunk_count(storage.bucket, link.nuid)) != upload.chunks:
@@ -210,7 +342,7 @@ def _commit(storage: NatsStorage, link: Link, key: str, upload: Upload, content_
     run(saving.commit(storage, upload, link.name, head, taken))
     info = run(storage.bucket.latest(key))
     assert info is not None
-    return _finished(storage, link, info.size, info.digest)
+    return _finished(link, info.size, info.digest, by_tus=by_tus)
 
 
 class _IntoBucket(FileUploadHandler):
@@ -279,10 +411,19 @@ def _post(request: HttpRequest, storage: NatsStorage, link: Link, key: str, wher
         raise
 
 
-def _finished(storage: NatsStorage, link: Link, size: int, digest: str) -> JsonResponse:
-    result = Result(link.bucket, link.location, link.name, size, digest)
-    answer = {"name": link.name, "size": size, "digest": digest, "result": result.token()}
-    return JsonResponse(answer, status=201, headers={"Cache-Control": "no-store", OFFSET_HEADER: str(size)})
+def _result(link: Link, size: int, digest: str) -> str:
+    return Result(link.bucket, link.location, link.name, size, digest).token()
+
+
+def _finished(link: Link, size: int, digest: str, *, by_tus: bool = False) -> HttpResponse:
+    """A finished upload's answer: for tus, ``204`` with the signed result in ``Upload-Result``; else ``201``
+    and JSON ``{"name", "size", "digest", "result"}``."""
+    result = _result(link, size, digest)
+    headers = {"Cache-Control": "no-store", OFFSET_HEADER: str(size), RESULT_HEADER: result}
+    if by_tus:
+        return _text("", 204, headers=headers)
+    answer = {"name": link.name, "size": size, "digest": digest, "result": result}
+    return JsonResponse(answer, status=201, headers=headers)
 
 
 @csrf_exempt  # what it gives is only what the signed ticket already allows

@@ -131,11 +131,13 @@ class Upload:
         size: int,
         sha256: Any,
         chunk_size: int,
-        last_seq: int,
+        last_seq: int | None,
         name: str,
+        tail: bytes = b"",
     ) -> Upload:
         """Go on writing the chunks under ``nuid``: ``chunks`` of ``chunk_size`` (``size`` bytes, already fed
-        to ``sha256``), the last at stream sequence ``last_seq`` (0: none yet). A ``caller_hashes`` upload.
+        to ``sha256``), the last at stream sequence ``last_seq`` (0: none yet; None: not checked), then ``tail``
+        (less than a chunk, fed to ``sha256`` too, not yet published). A ``caller_hashes`` upload.
 
         Its first chunk lands only if the subject's last is still that one (``ObjectChanged`` otherwise: another
         writer appended meanwhile), and is acknowledged before the next goes.
@@ -144,9 +146,15 @@ class Upload:
         upload.nuid, upload.subject = nuid, CHUNK_SUBJECT.format(bucket=bucket.name, nuid=nuid)
         upload.chunks, upload.size, upload._sha256, upload._after_seq = chunks, size, sha256, last_seq
         upload.chunk_size = min(chunk_size, upload.chunk_size) if not chunks else chunk_size
-        if chunks:
+        upload._buffer += tail
+        if chunks or tail:
             upload._unconfirmed = None  # a bucket made anew would not hold the chunks before
         return upload
+
+    @property
+    def written(self) -> int:
+        """Bytes written so far: those published (``size``) and those waiting to fill a chunk."""
+        return self.size + (len(self._held) if self._held is not None else len(self._buffer))
 
     async def write(self, data: bytes) -> None:
         """Add data; full chunks are published with at most ``window`` awaiting acknowledgement.

@@ -28,10 +28,11 @@ from django.core.files.storage import storages
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopFutureHandlers
 from django.http import HttpRequest, QueryDict
+from django.http.multipartparser import MultiPartParserError
 from django.utils.datastructures import MultiValueDict
 
 from natsstorage import conf, contenttypes, loop
-from natsstorage.exceptions import NatsStorageError
+from natsstorage.exceptions import NatsStorageError, NatsUnavailable
 from natsstorage.files import PIECE_BYTES, ObjectSink, ObjectStream
 from natsstorage.objectstore import DEFAULT_CHUNK_SIZE, ObjectInfo, encode_digest
 from natsstorage.saving import SavingStorage
@@ -40,10 +41,25 @@ from natsstorage.transfer import Upload
 
 logger = logging.getLogger("natsstorage")
 
+FAILURE = "natsstorage_upload_failure"  # the request attribute holding why its uploads were not stored
+
 if TYPE_CHECKING:
     _UploadedFile = UploadedFile[bytes]
 else:
     _UploadedFile = UploadedFile  # not subscriptable at run time
+
+
+class UploadNotStored(NatsStorageError, MultiPartParserError):
+    """A form's file could not go into its bucket: full, or refused (``status`` 507), or NATS away (503).
+
+    Raised where ``request.POST`` or ``request.FILES`` is read, after every file of the request was purged.
+    A ``MultiPartParserError``: Django answers 400 (its answer to a body it cannot read) wherever the body is
+    parsed, the CSRF middleware included, never 500; ``UploadFailureMiddleware`` answers ``status`` instead.
+    """
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Staging:
@@ -256,6 +272,8 @@ class NatsUploadHandler(FileUploadHandler):
             return raw_data
         try:
             self._current.write(raw_data)
+        except NatsStorageError as error:
+            raise self._failed(error) from error
         except BaseException:
             self._current.discard()
             raise
@@ -267,6 +285,8 @@ class NatsUploadHandler(FileUploadHandler):
             return None
         try:
             staged.finish(f"the upload of {self.file_name!r}")
+        except NatsStorageError as error:
+            raise self._failed(error) from error
         except BaseException:
             staged.discard()
             raise
@@ -275,6 +295,22 @@ class NatsUploadHandler(FileUploadHandler):
     def upload_interrupted(self) -> None:
         if self._current is not None:
             self._current.discard()
+
+    def _failed(self, error: NatsStorageError) -> UploadNotStored:
+        """Why the file being received cannot be stored, once every file of the request is purged: the
+        request ends without its body (nothing of it can be saved), so the purge need not wait for its end."""
+        self._current = None
+        self.discard()
+        storage = self.target()
+        bucket = storage.config.bucket if storage is not None else "?"
+        status = 503 if isinstance(error, NatsUnavailable) else 507
+        failure = UploadNotStored(
+            f"the upload of {self.file_name!r} could not be stored in bucket {bucket!r}: {error}", status=status
+        )
+        if self.request is not None:
+            setattr(self.request, FAILURE, failure)  # for UploadFailureMiddleware
+        logger.warning("%s", failure)
+        return failure
 
     def discard(self) -> None:
         """Purge every file of this request that no save committed."""

@@ -149,11 +149,23 @@ def test_an_upload_in_pieces_resumes_from_where_it_stands(client, files):
     data = random_bytes(5 * CHUNK + 1000)
     url = files.upload_url("video.bin", max_size=10 * MiB)
     assert client.head(url)["Upload-Offset"] == "0"
-    # A piece that ends mid-chunk: the whole chunks stay, the rest is sent again.
+    # Pieces that end mid-chunk: every byte received is stored (the tail as a short last chunk, taken back
+    # by the next piece), so the upload goes on exactly where each piece ended.
     first = put(client, url, data[: 2 * CHUNK + 500], "video/mp4", **{"Upload-Length": str(len(data))})
-    assert first.status_code == 204
+    assert first.status_code == 204 and first["Upload-Offset"] == str(2 * CHUNK + 500)
+    assert client.head(url)["Upload-Offset"] == str(2 * CHUNK + 500)
+    assert stream_state(files)["messages"] == 3
+    second = put(
+        client,
+        url,
+        data[2 * CHUNK + 500 : 2 * CHUNK + 700],
+        "video/mp4",
+        **{"Upload-Offset": str(2 * CHUNK + 500), "Upload-Length": str(len(data))},
+    )
+    assert second.status_code == 204 and second["Upload-Offset"] == str(2 * CHUNK + 700)
     offset = int(client.head(url)["Upload-Offset"])
-    assert offset == 2 * CHUNK
+    assert offset == 2 * CHUNK + 700
+    assert stream_state(files)["messages"] == 3  # the short chunk replaced by a longer one
     rest = put(
         client,
         url,

@@ -32,7 +32,7 @@ from PIL import Image
 from natsstorage import NatsStorage
 from natsstorage.asgi import StreamingBody, get_asgi_application
 from natsstorage.buckettools import BucketTools
-from natsstorage.exceptions import BucketFull, NatsUnavailable
+from natsstorage.exceptions import NatsUnavailable
 from natsstorage.testing import free_port
 
 from .helpers import MiB, random_bytes, stream_info, stream_state
@@ -566,25 +566,6 @@ def test_a_staged_file_whose_name_is_taken_is_committed_under_djangos_alternativ
     assert media.open(name).read() == data
     assert media.open("kept/taken.bin").read() == b"old"
     assert stream_state(media)["last_seq"] - before == chunks_of(len(data)) + 1
-
-
-def test_a_bucket_that_fills_up_mid_upload_fails_the_request_and_keeps_nothing(
-    client, settings, make_storage, bucket_name
-):
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "natsstorage.NatsStorage",
-            "OPTIONS": {"bucket": bucket_name, "chunk_size": CHUNK, "max_bytes": 20 * CHUNK},
-        },
-    }
-    settings.FILE_UPLOAD_HANDLERS = HANDLERS
-    storage = make_storage(chunk_size=CHUNK, max_bytes=20 * CHUNK)
-    with pytest.raises(BucketFull):
-        client.post("/keep/", {"file": SimpleUploadedFile("big.bin", random_bytes(40 * CHUNK))})
-    state = stream_state(storage)
-    assert state["last_seq"] > 0  # some chunks went in before the bucket was full,
-    assert state["messages"] == 0  # and were purged
 
 
 def test_with_nats_away_before_a_file_starts_the_handler_steps_aside_for_it(client, settings, own_server, caplog):

@@ -22,7 +22,7 @@ from natsstorage.exceptions import BucketNotFound, NatsUnavailable, TooLarge
 from natsstorage.models import Bucket
 from natsstorage.objectstore import valid_bucket_name
 from natsstorage.status import server_reports
-from natsstorage.uploads import stage_uploads
+from natsstorage.uploads import UploadNotStored, stage_uploads
 
 RETRY_AFTER = "5"  # seconds, for a page NATS could not answer
 
@@ -101,6 +101,9 @@ class BucketAdmin(ModelAdmin):
                 return self.problem(request, 404, "Not found", str(error))
             except TooLarge as error:
                 return self.problem(request, 400, "Too large for NATS", f"{error}.")
+            except UploadNotStored as error:  # reading the form: the bucket full, or NATS away
+                title = "NATS unreachable" if error.status == 503 else "Bucket full"
+                return self.problem(request, error.status, title, f"Nothing was uploaded: {error}.")
             except NatsUnavailable as error:
                 response = self.problem(request, 503, "NATS unreachable", f"NATS is unreachable: {error}.")
                 response["Retry-After"] = RETRY_AFTER
