@@ -120,3 +120,9 @@ def entry_payload(name: str, nuid: str, size: int, mtime_ns: int, link: bool) ->
     if link:
         payload["l"] = 1
     return payload
+
+
+def entry_json(name: str, nuid: str, size: int, mtime_ns: int) -> bytes:
+    """``json.dumps(entry_payload(...)).encode()`` of an object's entry, byte for byte, a third of its time:
+    what every save sends."""
+    return f'{{"n": {json.dumps(name)}, "u": {json.dumps(nuid)}, "s": {int(size)}, "t": {int(mtime_ns)}}}'.encode()

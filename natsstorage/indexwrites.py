@@ -33,6 +33,7 @@ from natsstorage.indexsubjects import (
     FORMAT,
     directories_of,
     directory_fits,
+    entry_json,
     entry_payload,
     entry_subject,
     marker_subject,
@@ -268,7 +269,7 @@ class IndexStreams:
         them right before its metadata. What did not land, the fold of the next listing writes (acknowledged).
         The directories marked, for ``mark`` once the metadata's acknowledgement came."""
         markers = self._markers(name)
-        entry = json.dumps(entry_payload(name, nuid, size, time.time_ns(), False)).encode()
+        entry = entry_json(name, nuid, size, time.time_ns())
         try:
             for _, subject, marker in markers:
                 refuse_oversized(nc, subject, "", len(marker), "a listing index marker")

@@ -142,7 +142,10 @@ def seconds_until(due: float) -> float:
 
 async def reply_by(reply: asyncio.Future[Msg], due: float) -> Msg:
     """``reply``'s message, or ``TimeoutError`` at ``due`` (a time of the running loop). Awaited under a
-    deadline, not through ``asyncio.wait_for``, whose own future costs Python 3.11 a loop turn per answer."""
+    deadline, not through ``asyncio.wait_for``, whose own future costs Python 3.11 a loop turn per answer; none
+    for an answer already in (a one-chunk save's metadata, answered with its chunk)."""
+    if reply.done():
+        return reply.result()
     async with asyncio.timeout_at(due):
         return await reply
 

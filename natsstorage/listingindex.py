@@ -44,12 +44,17 @@ async def _found(bucket: Bucket) -> ServerIndex:
     index = indexes.get(bucket.name)
     if index is None:
         index = indexes[bucket.name] = ServerIndex(bucket)
-    if index.reason is not None and asyncio.get_running_loop().time() - index.checked >= INDEX_RECHECK:
+    if _due(index):
         async with index._looking:
-            if index.reason is not None and asyncio.get_running_loop().time() - index.checked >= INDEX_RECHECK:
+            if _due(index):
                 await index.look()
     index.bucket = bucket
     return index
+
+
+def _due(index: ServerIndex) -> bool:
+    """Whether an index found unusable is to be looked for again."""
+    return index.reason is not None and asyncio.get_running_loop().time() - index.checked >= INDEX_RECHECK
 
 
 async def of(bucket: Bucket) -> ServerIndex | None:
@@ -112,7 +117,7 @@ async def announce(bucket: Bucket, nc: Client, name: str, nuid: str, size: int) 
     if bucket.listing == "process":
         return []
     index = _indexes.get(nc, {}).get(bucket.name)
-    if index is None or index.reason is not None:  # a usable one is taken as found: a save asks nothing more
+    if index is None or _due(index):  # else taken as found (or as absent, until due): a save asks nothing more
         index = await _found(bucket)
     if not index.present:
         return []

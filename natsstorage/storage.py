@@ -242,7 +242,7 @@ class NatsStorage(Rebuildable, Addresses, Storage):
             return not self.exists(name)  # an override knows more (Django asks it too)
         under_way = saving.SAVING.get()
         if under_way is not None:
-            return self.key(name) not in under_way.taken  # else checked by save()'s compare-and-set
+            return not under_way.taken or self.key(name) not in under_way.taken  # else: save()'s compare-and-set
         return run(self.bucket.info(self.key(name))) is None
 
     def get_alternative_name(self, file_root: str, file_ext: str) -> str:

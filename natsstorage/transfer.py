@@ -277,10 +277,8 @@ class Upload:
         self._buffer.clear()
         # The whole object is the chunk about to go, with room for the header that lets its metadata follow at once.
         alone = not self.chunks and bool(tail) and len(tail) + CHUNK_HEADER_ROOM <= self.nc.max_payload
-        if tail:
+        if tail:  # alone, it waits in nats-py's buffer: it leaves with the entry and the metadata, in one write
             await self._publish(tail, {MSG_ID_HEADER: self.nuid} if alone else None)
-            if alone:
-                await asyncio.sleep(0)  # nats-py's flusher sends it now: stored while the metadata is made
         if not alone:
             while self._acks:
                 await self._settle(self._acks.popleft())

@@ -102,6 +102,19 @@ def test_a_save_writes_its_entry_and_directory_markers_before_it_returns(storage
 
 
 @SERVER_INDEX
+def test_a_saves_entry_is_the_json_a_fold_writes_whatever_the_name(storage):
+    name = 'notes/été "q3" 🐈.txt'  # quotes, accents and a character beyond the BMP: escaped in JSON
+    storage.save(name, ContentFile(b"seven b"))
+    info = BucketTools(storage).object_info(name)
+    subject = f"$NSI.{storage.config.bucket}." + ".".join(index_tokens(name))
+    found = index_request(storage, "STREAM.MSG.GET", "NSI", {"last_by_subj": subject})
+    data = base64.b64decode(found["message"]["data"])
+    entry = json.loads(data)
+    assert entry == {"n": name, "u": info.nuid, "s": 7, "t": entry["t"]}
+    assert data == json.dumps(entry).encode()  # json.dumps's own form: the bytes a fold writes for it
+
+
+@SERVER_INDEX
 def test_an_entry_whose_metadata_never_landed_is_not_listed_and_is_purged_later(make_storage):
     storage = make_storage(timeout=0.5)  # the grace before such an entry is purged: twice the timeout
     storage.save("real.txt", ContentFile(b"real"))
