@@ -13,6 +13,7 @@ server named less than that long ago is then served without asking (eventual, as
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import weakref
@@ -180,4 +181,14 @@ def _written(bucket: str, name: str) -> None:
             cache.changed(name)
 
 
+def _forget_in_child() -> None:
+    """After a fork no watch runs in the child (its loop is new): no entry counts until one does."""
+    global _making
+    _making = threading.Lock()
+    for cache in list(_caches.values()):
+        cache.watched, cache.follower, cache.lock = None, None, threading.Lock()
+
+
 objectstore.WRITTEN.append(_written)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)

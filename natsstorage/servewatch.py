@@ -21,9 +21,11 @@ import time
 import weakref
 from collections.abc import Callable
 
+import nats
+
 from natsstorage.connections import when_lost
 from natsstorage.delivery import Consumer
-from natsstorage.exceptions import BucketNotFound, NatsStorageError
+from natsstorage.exceptions import BucketNotFound
 from natsstorage.indexsubjects import name_of_meta
 from natsstorage.jetstream import HEARTBEAT, LAST_CONSUMER_HEADER, REQUEST_EXPIRED
 from natsstorage.objectstore import ALL_META, Bucket
@@ -59,7 +61,7 @@ class Follower:
                     await self._watch()
                 except BucketNotFound:
                     return  # destroyed: the next request finds it so, and starts again if it is back
-                except NatsStorageError as error:
+                except (OSError, nats.errors.Error) as error:  # NatsUnavailable among them: no server, say
                     logger.debug("the view's watch of bucket %r: %s", self.bucket.name, error)
                 if time.monotonic() - began < RETRY:
                     await asyncio.sleep(RETRY)
@@ -92,12 +94,13 @@ class Follower:
                 except TimeoutError:
                     return  # no heartbeat: the consumer or its server is gone
                 if status is None:
-                    name = name_of_meta(self.bucket.name, msg.subject)
-                    if msg.metadata.sequence.consumer != delivered + 1 or name is None:
-                        return  # a change missed (or one that names nothing): start again
+                    if msg.metadata.sequence.consumer != delivered + 1:
+                        return  # a change missed: start again
                     delivered, left = delivered + 1, left - 1
-                    self.cache.changed(name)
-                    self.bucket.remember(name, None)
+                    name = name_of_meta(self.bucket.name, msg.subject)
+                    if name is not None:  # else no name this process looks up (all are base64 that decodes)
+                        self.cache.changed(name)
+                        self.bucket.remember(name, None)
                 elif status == HEARTBEAT:
                     if int((msg.headers or {}).get(LAST_CONSUMER_HEADER, 0)) > delivered:
                         return  # the last changes sent never arrived
