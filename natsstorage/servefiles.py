@@ -49,6 +49,7 @@ COPY_NAME = re.compile(r"[0-9a-f]{64}")
 SHARE = 8  # no object over capacity / SHARE is copied: the directory holds several
 MIN_FREE = 0.1  # share of the file system a copy must leave free
 TOUCH_EVERY = 60.0  # seconds between two updates of a copy's mtime (its last use, for eviction)
+TOUCHED = 4096  # copies whose last update this process remembers
 PENDING = 16  # fills waiting per process at most; more are not asked for
 BLOCK = 512 * 1024  # bytes read at a time when a file is not handed to sendfile()
 HOPS = 8  # chunks asked per hop to the NATS loop while filling
@@ -78,6 +79,8 @@ class DiskCopies:
             return None
         now = time.monotonic()
         if now - self.touched.get(digest, 0.0) > TOUCH_EVERY:
+            if len(self.touched) >= TOUCHED:
+                self.touched.clear()
             self.touched[digest] = now
             with contextlib.suppress(OSError):
                 os.utime(path)
