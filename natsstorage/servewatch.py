@@ -25,7 +25,7 @@ import nats
 
 from natsstorage.connections import when_lost
 from natsstorage.delivery import Consumer
-from natsstorage.exceptions import BucketNotFound
+from natsstorage.exceptions import BucketNotFound, NatsUnavailable
 from natsstorage.indexsubjects import name_of_meta
 from natsstorage.jetstream import HEARTBEAT, LAST_CONSUMER_HEADER, REQUEST_EXPIRED
 from natsstorage.objectstore import ALL_META, Bucket
@@ -38,7 +38,8 @@ QUIET = 3.0  # seconds with no change and no heartbeat before the watch is made 
 EXPIRES = 30.0  # seconds one pull request lasts; the next follows at once
 BATCH = 1024  # changes one pull request may deliver
 IDLE = 600.0  # seconds with no request for the bucket before the watch stops (the next request starts it again)
-RETRY = 1.0  # seconds between attempts while the watch cannot be made (no server, no permission)
+RETRY = 1.0  # seconds between attempts while the watch cannot be made (no server, no permission), doubled
+LONGEST_RETRY = 60.0  # each time up to this
 
 _numbers = itertools.count(1)
 
@@ -54,17 +55,23 @@ class Follower:
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        wait = RETRY
         try:
             while time.monotonic() - self.cache.used < IDLE:
                 began = time.monotonic()
                 try:
                     await self._watch()
+                    wait = RETRY
                 except BucketNotFound:
                     return  # destroyed: the next request finds it so, and starts again if it is back
-                except (OSError, nats.errors.Error) as error:  # NatsUnavailable among them: no server, say
+                except NatsUnavailable as error:  # no server (failing at once), or no answer within the timeout
                     logger.debug("the view's watch of bucket %r: %s", self.bucket.name, error)
-                if time.monotonic() - began < RETRY:
-                    await asyncio.sleep(RETRY)
+                    wait = RETRY
+                except (OSError, nats.errors.Error) as error:  # refused (a permission, say): ask less and less often
+                    logger.debug("the view's watch of bucket %r: %s", self.bucket.name, error)
+                    wait = min(wait * 2, LONGEST_RETRY)
+                if time.monotonic() - began < wait:
+                    await asyncio.sleep(wait)
         finally:
             self.cache.watching(None)
             if self.cache.follower is self:
