@@ -62,9 +62,15 @@ STATICFILES = "STORAGES['staticfiles']"  # the label configured_storages() gives
 # A stored or asked Cache-Control that keeps a response out of shared caches, as one a signature or a login
 # lets in must be (any other is replaced by the default ``private, no-cache``).
 KEPT_PRIVATE = re.compile(r"\b(private|no-store)\b", re.IGNORECASE)
-# Request headers that may make a GET want less than the whole object, or nothing: none is read ahead then.
-CONDITIONAL_REQUEST_HEADERS = ("If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
-PARTIAL_REQUEST_HEADERS = ("Range", *CONDITIONAL_REQUEST_HEADERS)
+# Request headers (their ``META`` keys: no ``request.headers`` to build) that may make a GET want less than the
+# whole object, or nothing: none is read ahead then.
+CONDITIONAL_REQUEST_HEADERS = (
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_UNMODIFIED_SINCE",
+)
+PARTIAL_REQUEST_HEADERS = ("HTTP_RANGE", *CONDITIONAL_REQUEST_HEADERS)
 # Headers an object may carry (``object_parameters``, ``get_object_parameters``) that the view sends.
 STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Language", "Content-Encoding", "Expires")
 
@@ -149,7 +155,7 @@ def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
         found.path = servefiles.copy_for(storage.config, storage.bucket, copy.info)
     else:
         # Nothing is read ahead for a request that may need none of it (a 304, a range, HEAD).
-        whole = request.method == "GET" and not any(header in request.headers for header in PARTIAL_REQUEST_HEADERS)
+        whole = request.method == "GET" and not any(key in request.META for key in PARTIAL_REQUEST_HEADERS)
         try:
             found = loop.run(_find(storage, name, access, read_ahead=whole))
         except NatsUnavailable as error:
@@ -323,15 +329,15 @@ def object_response(
         headers["Cache-Control"] = "private, no-cache"  # else a shared cache could hand it to anyone who asks
     if not static:
         headers["Content-Security-Policy"] = USER_CONTENT_POLICY
-    if any(header in request.headers for header in CONDITIONAL_REQUEST_HEADERS):
+    if any(key in request.META for key in CONDITIONAL_REQUEST_HEADERS):
         base = HttpResponse(headers=headers)  # the headers a 304 repeats
         conditional = get_conditional_response(request, etag=etag, last_modified=last_modified, response=base)
         if conditional is not None and conditional is not base:
             return conditional
 
     start, length, status = 0, size, 200
-    header = request.headers.get("Range")
-    if header and ranges.if_range_passes(request.headers.get("If-Range"), etag, last_modified):
+    header = request.META.get("HTTP_RANGE")
+    if header and ranges.if_range_passes(request.META.get("HTTP_IF_RANGE"), etag, last_modified):
         chosen = ranges.byte_range(header, size)
         if chosen == ranges.UNSATISFIABLE:
             return HttpResponse(status=416, headers={"Content-Range": f"bytes */{size}"})
