@@ -19,9 +19,10 @@ import itertools
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from functools import partial
 
 import nats
+from nats.aio.client import Client
 
 from natsstorage.connections import when_lost
 from natsstorage.delivery import Consumer
@@ -42,6 +43,8 @@ RETRY = 1.0  # seconds between attempts while the watch cannot be made (no serve
 LONGEST_RETRY = 60.0  # each time up to this
 
 _numbers = itertools.count(1)
+# The caches watched on each connection, told when it loses its server.
+_watching: weakref.WeakKeyDictionary[Client, weakref.WeakSet[ServeCache]] = weakref.WeakKeyDictionary()
 
 
 class Follower:
@@ -51,7 +54,6 @@ class Follower:
         self.bucket = bucket
         self.cache = cache
         self.lost = False  # the connection lost its server since this watch began
-        self.told: weakref.WeakSet[object] = weakref.WeakSet()  # connections that tell it when they are lost
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
@@ -80,9 +82,11 @@ class Follower:
     async def _watch(self) -> None:
         """One consumer, followed until it lapses."""
         nc = await self.bucket.connection()
-        if nc not in self.told:
-            when_lost(nc, _lapse(weakref.ref(self)))
-            self.told.add(nc)
+        caches = _watching.get(nc)
+        if caches is None:  # one callback per connection, for every cache watched on it
+            caches = _watching[nc] = weakref.WeakSet()
+            when_lost(nc, partial(_lapse, caches))
+        caches.add(self.cache)
         subjects = ALL_META.format(bucket=self.bucket.name)
         consumer = Consumer(
             self.bucket.stream, {"filter_subject": subjects, "deliver_policy": "new", "headers_only": True}
@@ -121,14 +125,12 @@ class Follower:
             await consumer.close()
 
 
-def _lapse(follower: weakref.ref[Follower]) -> Callable[[], None]:
-    def lost() -> None:
-        found = follower()
-        if found is not None:
-            found.lost = True
-            found.cache.watching(None)  # at once: changes made while it was away never come
-
-    return lost
+def _lapse(caches: weakref.WeakSet[ServeCache]) -> None:
+    """A connection lost its server: changes made while it is away never come, so no entry counts from now."""
+    for cache in list(caches):
+        cache.watching(None)
+        if isinstance(cache.follower, Follower):
+            cache.follower.lost = True
 
 
 def follow(bucket: Bucket, cache: ServeCache) -> None:
