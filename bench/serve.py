@@ -10,8 +10,8 @@ in a public bucket and writes the same files to a directory, then runs each serv
 
 - the view of a site with a project's usual middleware (WhiteNoise first, as its docs ask);
 - the view of a media origin: the same view, no middleware (``BENCH_SITE=origin``, bench/serve_site.py);
-- the same media origin keeping no copies of objects (``serve_cache=0``): every request reads the data;
-- the same media origin trusting its copies for a second (``serve_cache_trust=1``): no request to the server;
+- the same media origin as the view was before its watch and disk copies (``serve_watch=False, serve_files=0``):
+  every request asks nats-server for the metadata, and large objects come from the bucket;
 - WhiteNoise serving the files from disk, in the site's process;
 - nginx serving them from disk (``sendfile``): the ceiling.
 
@@ -85,8 +85,7 @@ SERVERS = {
 SITES = {
     "view": "site",
     "view, media origin": "origin",
-    "media origin, serve_cache=0": "origin-uncached",
-    "media origin, serve_cache_trust=1": "origin-trusting",
+    "media origin as before (asking)": "origin-asking",
 }
 VIEWS = tuple(SITES)
 TARGETS = (*VIEWS, "WhiteNoise")
@@ -256,9 +255,10 @@ def main() -> int:
                 site = SITES.get(target, "site")
                 return bases[server, site] + paths[file]["WhiteNoise" if target == "WhiteNoise" else "view"]
 
-            for server in servers:  # warm up: each worker connected, each file read once
+            for server in servers:  # warm up: each worker connected and watching, each file read (and copied) once
                 for target in TARGETS:
-                    wrk(url(server, target, "100 KiB"), 4, 1)
+                    for file in FILES:
+                        wrk(url(server, target, file), 4, 1)
             for round_number in range(rounds):
                 for file, clients in LOADS:
                     for server in servers:

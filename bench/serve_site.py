@@ -2,9 +2,9 @@
 
 Read from the environment: ``BENCH_FILES`` (the directory WhiteNoise serves, as ``STATIC_ROOT``), ``NATS_URL``,
 and ``BENCH_SITE``: ``site`` (a project's usual middleware, WhiteNoise first as its docs ask), ``origin``
-(a media origin: the view alone, no middleware, as docs/serving-at-scale.md suggests) or ``origin-uncached``
-(the same, keeping no copies of objects: ``serve_cache=0``) or ``origin-trusting`` (the same, trusting its copies
-for a second: ``serve_cache_trust=1``).
+(a media origin: the view alone, no middleware, as docs/serving-at-scale.md suggests) or ``origin-asking``
+(the same as the view served before its watch and its disk copies: every request asks for the metadata,
+``serve_watch=False``, and large objects come from the bucket, ``serve_files=0``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 from django.urls import include, path
 
 SITE = os.environ.get("BENCH_SITE", "site")
-CACHE_OPTIONS = {"origin-uncached": {"serve_cache": 0}, "origin-trusting": {"serve_cache_trust": 1}}.get(SITE, {})
+CACHE_OPTIONS = {"origin-asking": {"serve_watch": False, "serve_files": 0}}.get(SITE, {})
 SECRET_KEY = "bench-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1"]

@@ -42,6 +42,7 @@ DEFAULT_UPLOAD_STORAGE = "default"
 UPLOAD_CORS_SETTING = "NATSSTORAGE_UPLOAD_CORS_ORIGINS"
 LISTING_MODES = ("auto", "server", "process")
 SERVE_CACHE = 16 * 1024 * 1024
+SERVE_FILES = 256 * 1024 * 1024
 
 
 def _positive(value: Any) -> bool:
@@ -238,23 +239,48 @@ class Config:
     # An hour, like S3's presigned URLs by default.
     url_expiry: int = option(3600, _int(1), "a whole number of seconds above 0", "seconds a signed link works")
     staff_only: bool = option(False, _bool, "True or False", "the view also requires a logged-in staff user")
-    # 16 MiB: 160 hot objects of 100 KiB per process; each request still asks for the metadata (bench/serve.py).
+    # 16 MiB: 160 hot objects of 100 KiB per process, served with no round trip while the watch runs.
     serve_cache: int = option(
         SERVE_CACHE,
         _int(0),
         "0 (none) or a whole number of bytes",
-        "bytes of objects up to 1 MiB that each process keeps for the view, least recently served dropped first: "
-        "a request whose metadata (still asked of the server each time) names a copy kept gets it from memory, "
-        "with no data transfer and no digest to check; `0`: none kept",
+        "bytes of objects up to 1 MiB that each process keeps for the view, least recently served dropped first "
+        "(read and checked against the digest once); a copy is served with no request to the server while "
+        "`serve_watch` runs, else while the metadata the server gives names it; `0`: none kept",
         shown="`16777216` (16 MiB)",
+    )
+    serve_watch: bool = option(
+        True,
+        _bool,
+        "True or False",
+        "while a process serves a bucket it watches the bucket's metadata (one consumer, one message per change): "
+        "a kept copy is served with no request to the server, and dropped as a change arrives; `False`: every "
+        "request asks for the object's metadata",
     )
     serve_cache_trust: float = option(
         0,
         lambda v: v == 0 or _positive(v),
         f"0 or {SECONDS}",
-        "seconds the view serves a kept copy without asking the server whether the object changed: a save or a "
-        "delete by another process is then seen up to this late (eventual, like a CDN's `max-age`); `0`: the "
-        "server is asked on every request",
+        "seconds the view serves a kept copy without asking the server whether the object changed, when no "
+        "watch is live (`serve_watch=False`, or no permission to make a consumer): a save or a delete by "
+        "another process is then seen up to this late (eventual, like a CDN's `max-age`); `0`: asked",
+    )
+    # 256 MiB under the temp directory: objects up to 32 MiB served with sendfile(), as WhiteNoise serves files.
+    serve_files: int = option(
+        SERVE_FILES,
+        _int(0),
+        "0 (none) or a whole number of bytes",
+        "bytes of the copies on this host's disk of objects over 1 MiB (up to an eighth of it each) that the view "
+        "serves, shared by the host's processes, least recently used removed first: checked once against the "
+        "digest, sent with `sendfile()` while the metadata names them; `0`: none kept",
+        shown="`268435456` (256 MiB)",
+    )
+    serve_files_dir: str | None = option(
+        None,
+        lambda v: v is None or (isinstance(v, str) and os.path.isabs(v)),
+        "None or an absolute path",
+        "where the disk copies are kept (a directory of the serving user's that no other user can write to); "
+        "`None`: `natsstorage-<uid>` in the temporary directory",
     )
 
     @property

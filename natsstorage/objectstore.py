@@ -74,6 +74,9 @@ LISTING_WINDOW = 1024  # metadata messages in flight when listing (a few hundred
 # kilobyte each): a read asks for a one-chunk object's chunk beside its metadata, a delete or a save over a
 # deletion marker expects that version in its compare-and-set, without asking first.
 KNOWN_NAMES = 1024
+# Told (bucket, name), on the loop, once this process has changed an object's metadata (saved, deleted or updated
+# it), whichever handle of the bucket wrote: the view's copies (``servecache``) go at once.
+WRITTEN: list[Callable[[str, str], None]] = []
 
 logger = logging.getLogger("natsstorage")
 T = TypeVar("T")
@@ -319,6 +322,12 @@ class Bucket:
         if len(self.known) > KNOWN_NAMES:
             self.known.popitem(last=False)
 
+    def written(self, name: str, info: ObjectInfo) -> None:
+        """Note ``name``'s metadata as this process just wrote it, and tell ``WRITTEN``."""
+        self.remember(name, info)
+        for told in WRITTEN:
+            told(self.name, name)
+
     def known_chunk(self, name: str) -> str | None:
         """The chunk id of the one-chunk object ``name`` was lately."""
         info = self.known.get(name)
@@ -512,7 +521,7 @@ class Bucket:
                 info = await self.info(name)
                 continue
             updated = ObjectInfo.from_raw(raw, seq=seq, time=datetime.now(UTC))  # by this client's clock
-            self.remember(name, updated)
+            self.written(name, updated)
             return updated
 
     async def delete(self, name: str) -> bool:
@@ -527,7 +536,7 @@ class Bucket:
             except ObjectChanged:
                 info = await self.info(name)
                 continue
-            self.remember(name, ObjectInfo.from_raw(raw, seq=seq, time=datetime.now(UTC)))
+            self.written(name, ObjectInfo.from_raw(raw, seq=seq, time=datetime.now(UTC)))
             await self.stream.purge(nc, CHUNK_SUBJECT.format(bucket=self.name, nuid=info.nuid))
             return True
         return False

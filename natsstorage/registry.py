@@ -12,10 +12,13 @@ from typing import Any, TypeVar
 from django.apps import apps
 from django.conf import settings
 from django.core.files.storage import Storage, storages
+from django.core.signals import setting_changed
 from django.db.models import FileField
+from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 S = TypeVar("S", bound=Storage)
+_known: dict[type, tuple[Any, Any, list[Any]]] = {}  # kind: (STORAGES, the models, what was found for them)
 
 
 def backend_class(backend: Any, kind: type[S]) -> type[S] | None:
@@ -30,7 +33,26 @@ def backend_class(backend: Any, kind: type[S]) -> type[S] | None:
     return found if isinstance(found, type) and issubclass(found, kind) else None
 
 
-def configured(kind: type[S]) -> Iterator[tuple[str, S]]:
+def configured(kind: type[S]) -> list[tuple[str, S]]:
+    """Every storage of class ``kind`` the project configures, with where: ``STORAGES`` aliases
+    (e.g. ``STORAGES['default']``), then model fields (e.g. ``testapp.Document.upload``). Found again only when
+    ``STORAGES`` or the models change: the view asks on every request."""
+    now = (settings.STORAGES, apps.get_models())  # (both the same objects until they change)
+    known = _known.get(kind)
+    if known is not None and known[0] is now[0] and known[1] is now[1]:
+        return known[2]
+    found = list(_configured(kind))
+    _known[kind] = (*now, found)
+    return found
+
+
+@receiver(setting_changed)
+def _forget(**kwargs: Any) -> None:
+    """A setting changed (a test's override, say): what the storages' options make them may have too."""
+    _known.clear()
+
+
+def _configured(kind: type[S]) -> Iterator[tuple[str, S]]:
     """Every storage of class ``kind`` the project configures, with where: ``STORAGES`` aliases
     (e.g. ``STORAGES['default']``), then model fields (e.g. ``testapp.Document.upload``)."""
     for alias, entry in settings.STORAGES.items():

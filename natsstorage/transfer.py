@@ -322,7 +322,7 @@ class Upload:
             self.bucket.stream.purge_soon(self.nc, old, f"the replaced version of {self._name}")
         # By this client's clock; reading the metadata back gives the server's.
         info = ObjectInfo.from_raw(raw, seq=seq, time=datetime.now(UTC))
-        self.bucket.remember(name, info)
+        self.bucket.written(name, info)
         return info
 
     async def _put_meta(self, name: str, raw: Mapping[str, Any], expected_seq: int) -> int:

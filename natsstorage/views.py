@@ -15,9 +15,9 @@ import logging
 import mimetypes
 import posixpath
 import re
-import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
@@ -32,9 +32,9 @@ from django.http import (
 )
 from django.urls import NoReverseMatch, reverse
 from django.utils.cache import get_conditional_response
-from django.utils.http import content_disposition_header, http_date, parse_http_date_safe
+from django.utils.http import content_disposition_header, http_date
 
-from natsstorage import contenttypes, links, loop, registry, servecache, signing
+from natsstorage import contenttypes, links, loop, ranges, registry, servecache, servefiles, servewatch, signing
 from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsUnavailable
 from natsstorage.files import CHUNKS_PER_HOP, begin_reading
 from natsstorage.links import LinkRefused
@@ -51,8 +51,6 @@ logger = logging.getLogger("natsstorage")
 # (HTML, SVG, scripts...) is sent as an attachment so an uploaded file can never run in this site's origin.
 INLINE_TYPES = re.compile(r"(image/(png|jpeg|gif|webp|avif|bmp|x-icon)|application/pdf|text/plain|audio/.+|video/.+)")
 DOWNLOAD_PARAMETER = "download"  # ?download forces an attachment
-# One range, of ASCII digits that int() takes (several ranges, or longer numbers, are answered with the whole).
-RANGE = re.compile(r"bytes=([0-9]{0,100})-([0-9]{0,100})", re.IGNORECASE | re.ASCII)
 # What a browser may do with an object of a bucket that is not a static one: show it, never run it.
 # ``sandbox`` without ``allow-scripts`` runs no script, submits no form and opens no window;
 # ``allow-same-origin`` only lets Chromium's audio and video player fetch the file it shows (with an
@@ -61,12 +59,18 @@ USER_CONTENT_POLICY = (
     "sandbox allow-same-origin; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
 )
 STATICFILES = "STORAGES['staticfiles']"  # the label configured_storages() gives it
-UNSATISFIABLE = (-1, -1)
 # A stored or asked Cache-Control that keeps a response out of shared caches, as one a signature or a login
 # lets in must be (any other is replaced by the default ``private, no-cache``).
 KEPT_PRIVATE = re.compile(r"\b(private|no-store)\b", re.IGNORECASE)
-# Request headers that may make a GET want less than the whole object, or nothing: none is read ahead then.
-PARTIAL_REQUEST_HEADERS = ("Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since")
+# Request headers (their ``META`` keys: no ``request.headers`` to build) that may make a GET want less than the
+# whole object, or nothing: none is read ahead then.
+CONDITIONAL_REQUEST_HEADERS = (
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_UNMODIFIED_SINCE",
+)
+PARTIAL_REQUEST_HEADERS = ("HTTP_RANGE", *CONDITIONAL_REQUEST_HEADERS)
 # Headers an object may carry (``object_parameters``, ``get_object_parameters``) that the view sends.
 STORED_HEADERS = ("Cache-Control", "Content-Disposition", "Content-Language", "Content-Encoding", "Expires")
 
@@ -115,6 +119,7 @@ class Found:
     first: list[bytes] = field(default_factory=list)  # the chunks it read
     error: Exception | None = None  # what reading them raised: raised by the body, as any later read's
     data: bytes | None = None  # the whole object, from this process's copy (``servecache``)
+    path: Path | None = None  # its checked copy on this host's disk (``servefiles``)
 
 
 def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
@@ -143,25 +148,18 @@ def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
         refusal = _refuse_non_staff(request)
         if refusal is not None:
             return refusal
-    trust = storage.config.serve_cache_trust
-    cache = servecache.of(storage.bucket, storage.config.serve_cache) if trust and request.method == "GET" else None
-    copy = cache.trusted(name, trust) if cache is not None else None
-    if copy is not None:  # named by the server less than ``trust`` seconds ago: not asked again (opt-in)
-        return object_response(
-            request,
-            storage,
-            copy.info,
-            public=access.public and not access.staff_only,
-            overrides=overrides,
-            static=access.static,
-            found=Found(storage, copy.info, access, data=copy.data),
-        )
-    # Nothing is read ahead for a request that may need none of it (a 304, a range, HEAD).
-    whole = request.method == "GET" and not any(header in request.headers for header in PARTIAL_REQUEST_HEADERS)
-    try:
-        found = loop.run(_find(storage, name, access, read_ahead=whole, kept=request.method == "GET"))
-    except NatsUnavailable as error:
-        return unavailable(error)
+    copy = servecache.of(storage.bucket, storage.config.serve_cache).current(name, storage.config.serve_cache_trust)
+    found: Found | None
+    if copy is not None and storage.bucket.live(copy.info):  # current by the watch (or trusted): not asked
+        found = Found(storage, copy.info, access, data=copy.data)
+        found.path = servefiles.copy_for(storage.config, storage.bucket, copy.info)
+    else:
+        # Nothing is read ahead for a request that may need none of it (a 304, a range, HEAD).
+        whole = request.method == "GET" and not any(key in request.META for key in PARTIAL_REQUEST_HEADERS)
+        try:
+            found = loop.run(_find(storage, name, access, read_ahead=whole))
+        except NatsUnavailable as error:
+            return unavailable(error)
     if found is None:
         raise Http404("No such file.")
     return object_response(
@@ -175,16 +173,18 @@ def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
     )
 
 
-async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: bool, kept: bool) -> Found | None:
+async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: bool) -> Found | None:
     """The object ``name`` (what it links to, for a link), and with ``read_ahead`` its first chunks; on the loop.
 
-    With ``kept``, an object whose copy this process keeps (``servecache``) costs only its metadata while the
-    metadata names that copy; one read whole and checked here is kept. A one-chunk object this process served
-    lately is asked for with its metadata, in the same round trip (``begin_reading``, as ``open()`` does).
+    What the metadata names is kept (``servecache``: with its bytes when small; ``servefiles`` copies a large
+    one to disk) for the next requests, which the watch started here (``servewatch``) spares the lookup. A
+    one-chunk object served lately is asked for with its metadata, in one round trip (``begin_reading``).
     """
     followed = False
-    cache = servecache.of(storage.bucket, storage.config.serve_cache) if kept else None
-    copy = cache.get(name) if cache is not None else None
+    cache = servecache.of(storage.bucket, storage.config.serve_cache)
+    if storage.config.serve_watch and cache.capacity:
+        servewatch.follow(storage.bucket, cache)
+    mark, copy = cache.mark(), cache.get(name)
 
     async def locate() -> tuple[Bucket, ObjectInfo]:
         nonlocal followed
@@ -202,15 +202,14 @@ async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: 
         else:
             (bucket, info), download, first = await locate(), None, []
     except (BucketNotFound, FileNotFoundError, LinkRefused):
-        if cache is not None:
-            cache.forget(name)
+        cache.forget(name)
         return None
     found = Found(storage, info, access, download, first)
-    if cache is not None and copy is not None:
-        if not followed and copy.serves(info):
-            found.data, copy.named = copy.data, time.monotonic()
-            return found
-        cache.forget(name)  # replaced, deleted or now a link: read as any other
+    if copy is not None and not followed and copy.serves(info):
+        cache.confirm(copy, mark)
+        found.data, found.path = copy.data, servefiles.copy_for(storage.config, bucket, info)
+        return found
+    cache.forget(name)  # replaced, deleted or now a link (if kept): read as any other
     if followed:
         target = served(bucket.name, info.name)
         if target is None:
@@ -219,7 +218,12 @@ async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: 
         if (access.public and not rules.public) or (rules.staff_only and not access.staff_only):
             return None  # the link's own rules let in a request the target's would not
         found.access = replace(rules, static=rules.static and access.static)
-    to_keep = cache is not None and not followed and cache.takes(info)
+    found.path = servefiles.copy_for(storage.config, bucket, info)
+    if found.path is not None:
+        if not followed:
+            cache.keep(name, info, None, mark)  # its metadata: the bytes are on disk
+        return found
+    to_keep = not followed and cache.takes(info)
     if read_ahead and found.download is None and info.chunks > 1:
         found.download = await Download.begin(bucket, info)
         try:
@@ -229,8 +233,8 @@ async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: 
         except Exception as error:  # noqa: BLE001 - raised by the body, once the status line is sent
             found.error = error
     read_whole = found.download is not None and found.error is None and found.download.chunks == info.chunks
-    if cache is not None and to_keep and read_whole:
-        cache.keep(name, info, found.first)  # every chunk is here and matched the digest
+    if to_keep and read_whole:
+        cache.keep(name, info, found.first, mark)  # every chunk is here and matched the digest
     return found
 
 
@@ -325,16 +329,17 @@ def object_response(
         headers["Cache-Control"] = "private, no-cache"  # else a shared cache could hand it to anyone who asks
     if not static:
         headers["Content-Security-Policy"] = USER_CONTENT_POLICY
-    base = HttpResponse(headers=headers)
-    conditional = get_conditional_response(request, etag=etag, last_modified=last_modified, response=base)
-    if conditional is not None and conditional is not base:
-        return conditional
+    if any(key in request.META for key in CONDITIONAL_REQUEST_HEADERS):
+        base = HttpResponse(headers=headers)  # the headers a 304 repeats
+        conditional = get_conditional_response(request, etag=etag, last_modified=last_modified, response=base)
+        if conditional is not None and conditional is not base:
+            return conditional
 
     start, length, status = 0, size, 200
-    header = request.headers.get("Range")
-    if header and _if_range_passes(request.headers.get("If-Range"), etag, last_modified):
-        chosen = _byte_range(header, size)
-        if chosen == UNSATISFIABLE:
+    header = request.META.get("HTTP_RANGE")
+    if header and ranges.if_range_passes(request.META.get("HTTP_IF_RANGE"), etag, last_modified):
+        chosen = ranges.byte_range(header, size)
+        if chosen == ranges.UNSATISFIABLE:
             return HttpResponse(status=416, headers={"Content-Range": f"bytes */{size}"})
         if chosen is not None:
             start, end = chosen
@@ -346,36 +351,13 @@ def object_response(
         return HttpResponse(status=status, headers=headers)
     if found is not None and found.data is not None:
         return HttpResponse(found.data[start : start + length], status=status, headers=headers)
-    body = (AsyncBody if isinstance(request, ASGIRequest) else Body)(storage, info, start, length, found)
+    asgi = isinstance(request, ASGIRequest)
+    if found is not None and found.path is not None:
+        from_disk = servefiles.response(found.path, size, start, length, status, headers, asgi=asgi)
+        if from_disk is not None:
+            return from_disk  # else removed meanwhile: from the bucket
+    body = (AsyncBody if asgi else Body)(storage, info, start, length, found)
     return StreamingHttpResponse(body, status=status, headers=headers)
-
-
-def _if_range_passes(value: str | None, etag: str, last_modified: int) -> bool:
-    if not value:
-        return True
-    if value.startswith(('"', "W/")):
-        return value == etag  # a weak validator never matches (RFC 9110 13.1.5)
-    return parse_http_date_safe(value) == last_modified
-
-
-def _byte_range(header: str, size: int) -> tuple[int, int] | None:
-    """(first, last) byte of a single satisfiable range, UNSATISFIABLE, or None to send the whole."""
-    match = RANGE.fullmatch(header.strip())
-    if match is None:
-        return None
-    first, last = match.groups()
-    if not first:
-        if not last:
-            return None
-        suffix = int(last)
-        return UNSATISFIABLE if suffix == 0 or size == 0 else (max(0, size - suffix), size - 1)
-    start = int(first)
-    if last and int(last) < start:
-        return None  # invalid: ignored, as RFC 9110 asks
-    if start >= size:
-        return UNSATISFIABLE
-    end = min(int(last), size - 1) if last else size - 1
-    return start, end
 
 
 def _failed(info: ObjectInfo) -> None:

@@ -1,5 +1,6 @@
 """The view's copies of small objects (``serve_cache``): served from memory only while the server's metadata
-names them, so a save or a delete by any client is seen by the very next request."""
+names them. Without the watch (``serve_watch=False``) each request asks for it, so a save or a delete by any
+client is seen by the very next request; with it, once the watch delivers the change (tests/test_serve_watch.py)."""
 
 from __future__ import annotations
 
@@ -35,9 +36,7 @@ def body(response) -> bytes:
 
 def kept(storage: NatsStorage) -> servecache.ServeCache:
     """This process's copies for the storage: what is kept is the behaviour under test (no timing is asserted)."""
-    cache = servecache.of(storage.bucket, storage.config.serve_cache)
-    assert cache is not None
-    return cache
+    return servecache.of(storage.bucket, storage.config.serve_cache)
 
 
 def as_another_client(storage: NatsStorage, work: Callable[[Any], Awaitable[None]]) -> None:
@@ -73,8 +72,8 @@ def test_an_object_over_several_chunks_is_kept_too(serve, client):
     assert body(client.get(files.url(name))) == data
 
 
-def test_an_object_replaced_by_another_client_is_served_new_at_once(serve, client):
-    files = serve()
+def test_an_object_replaced_by_another_client_is_served_new_at_once_without_the_watch(serve, client):
+    files = serve(serve_watch=False)
     name = files.save("logo.png", ContentFile(b"old" * 1000))
     assert body(client.get(files.url(name))) == b"old" * 1000
     assert kept(files).get(name) is not None
@@ -98,8 +97,8 @@ def test_an_object_saved_again_in_this_process_is_served_new_at_once(serve, clie
     assert body(client.get(files.url(name))) == b"second"
 
 
-def test_an_object_deleted_by_another_client_is_404_at_once(serve, client):
-    files = serve()
+def test_an_object_deleted_by_another_client_is_404_at_once_without_the_watch(serve, client):
+    files = serve(serve_watch=False)
     name = files.save("gone.bin", ContentFile(random_bytes(10 * KiB)))
     assert client.get(files.url(name)).status_code == 200
     assert kept(files).get(name) is not None
@@ -181,10 +180,11 @@ def test_serve_cache_0_keeps_nothing(serve, client):
     files = serve(serve_cache=0)
     name = files.save("a.bin", ContentFile(b"x" * 100))
     assert body(client.get(files.url(name))) == b"x" * 100
-    assert servecache.of(files.bucket, files.config.serve_cache) is None
+    assert not servecache.of(files.bucket, files.config.serve_cache).copies
+    assert servecache.of(files.bucket, files.config.serve_cache).watched is None  # nothing to watch for
 
 
-# -- serve_cache_trust: opt-in, eventual ----------------------------------------------
+# -- serve_cache_trust: opt-in, eventual, for when no watch runs ------------------------
 
 
 def replace_as_another_client(files: NatsStorage, name: str, data: bytes) -> None:
@@ -195,16 +195,15 @@ def replace_as_another_client(files: NatsStorage, name: str, data: bytes) -> Non
 
 
 def test_a_trusted_copy_is_served_without_asking_the_server(serve, client):
-    files = serve(serve_cache_trust=3600)
+    files = serve(serve_cache_trust=3600, serve_watch=False)
     name = files.save("a.txt", ContentFile(b"old"))
     assert body(client.get(files.url(name))) == b"old"
     replace_as_another_client(files, name, b"newer")
     assert body(client.get(files.url(name))) == b"old"  # eventual: what serve_cache_trust says it is
-    assert client.head(files.url(name))["Content-Length"] == "5"  # HEAD still asks
 
 
 def test_a_trusted_copy_is_asked_about_again_once_its_seconds_are_up(serve, client):
-    files = serve(serve_cache_trust=0.05)
+    files = serve(serve_cache_trust=0.05, serve_watch=False)
     name = files.save("a.txt", ContentFile(b"old"))
     assert body(client.get(files.url(name))) == b"old"
     replace_as_another_client(files, name, b"new")
@@ -213,7 +212,7 @@ def test_a_trusted_copy_is_asked_about_again_once_its_seconds_are_up(serve, clie
 
 
 def test_a_trusted_copy_still_needs_a_signed_link(serve, client):
-    files = serve(public=False, serve_cache_trust=3600)
+    files = serve(public=False, serve_cache_trust=3600, serve_watch=False)
     name = files.save("private.txt", ContentFile(b"secret"))
     assert body(client.get(files.url(name))) == b"secret"
     assert client.get(files.url(name).partition("?")[0]).status_code == 403

@@ -50,6 +50,9 @@ def test_unknown_options_are_refused_with_the_valid_keys():
         ({"serve_cache": -1}, "serve_cache"),
         ({"serve_cache": 1.5}, "serve_cache"),
         ({"serve_cache_trust": -1}, "serve_cache_trust"),
+        ({"serve_watch": 1}, "serve_watch"),
+        ({"serve_files": -1}, "serve_files"),
+        ({"serve_files_dir": "relative/copies"}, "an absolute path"),
     ],
 )
 def test_bad_option_values_are_refused(options, message):
