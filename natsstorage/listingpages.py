@@ -64,8 +64,8 @@ def _subtree(index: ServerIndex, tokens: list[str]) -> str:
 
 
 async def count(index: ServerIndex, prefix: str) -> int:
-    """The names under ``prefix``: the stream's message count, the pending count a batched direct get gives for a
-    directory's subtree, or for a prefix ending inside a segment, the walk of it (at most ``ADMIN_SORT_LIMIT`` rows)."""
+    """The names under ``prefix``: the stream's message count, the pending count of a consumer on a directory's
+    subtree, or for a prefix ending inside a segment, the walk of it (at most ``ADMIN_SORT_LIMIT`` rows)."""
     if not prefix:
         return await index.count()
     nc = await index.bucket.connection()
