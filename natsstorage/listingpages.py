@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from nats.aio.client import Client
 
-from natsstorage.delivery import ANSWERS, BATCH_BYTES, Answers
+from natsstorage.delivery import ANSWERS, BATCH_BYTES, Answers, Consumer
 from natsstorage.exceptions import TooBroad
 from natsstorage.indexreads import ServerIndex
 from natsstorage.indexsubjects import (
@@ -106,10 +106,13 @@ async def _checked(index: ServerIndex, nc: Client, rows: list[Row]) -> list[Obje
 
 
 async def _count_subtree(index: ServerIndex, nc: Client, tokens: list[str]) -> int:
-    """The entries under a directory that fits: one batched direct get of its first entry, whose
-    ``Nats-Num-Pending`` the server counts from its subject index (no consumer made and deleted)."""
-    first = await Answers(index.entries).ask(nc, {"seq": 1, "next_by_subj": _subtree(index, tokens), "batch": 1})
-    return 1 + first[0].pending if first else 0
+    """The entries under a directory that fits: a consumer's pending count as created (the server walks the
+    subjects under it), then deleted."""
+    consumer = Consumer(index.entries, {"filter_subject": _subtree(index, tokens), "deliver_policy": "all"})
+    try:
+        return int((await consumer.create(nc))["num_pending"])
+    finally:
+        await consumer.close()
 
 
 async def page(
