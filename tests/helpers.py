@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import nats
 from django.core.files.base import ContentFile
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
@@ -29,6 +31,19 @@ DOT_PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
 CSS = '#dot { background-image: url("../img/dot.png"); }\n'
+
+
+def as_another_client(storage: NatsStorage, work: Callable[[Any], Awaitable[Any]]) -> None:
+    """``work(object_store)`` with nats-py's ObjectStore on a connection of its own, as another process would."""
+
+    async def go() -> None:
+        nc = await nats.connect(storage.config.servers[0])
+        try:
+            await work(await nc.jetstream().object_store(storage.config.bucket))
+        finally:
+            await nc.close()
+
+    asyncio.run(go())
 
 
 def with_nats(storage: NatsStorage, work: Callable[[Client], Awaitable[T]]) -> T:

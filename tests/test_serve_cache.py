@@ -4,13 +4,10 @@ client is seen by the very next request; with it, once the watch delivers the ch
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import nats
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.files.base import ContentFile
@@ -19,7 +16,7 @@ from django.test import AsyncClient
 from natsstorage import NatsStorage, servecache
 from natsstorage.exceptions import CorruptObject
 
-from .helpers import MiB, corrupt_last_byte, random_bytes
+from .helpers import MiB, as_another_client, corrupt_last_byte, random_bytes
 
 KiB = 1024
 
@@ -37,19 +34,6 @@ def body(response) -> bytes:
 def kept(storage: NatsStorage) -> servecache.ServeCache:
     """This process's copies for the storage: what is kept is the behaviour under test (no timing is asserted)."""
     return servecache.of(storage.bucket, storage.config.serve_cache)
-
-
-def as_another_client(storage: NatsStorage, work: Callable[[Any], Awaitable[None]]) -> None:
-    """``work(object_store)`` with nats-py's ObjectStore on a connection of its own, as another process would."""
-
-    async def go() -> None:
-        nc = await nats.connect(storage.config.servers[0])
-        try:
-            await work(await nc.jetstream().object_store(storage.config.bucket))
-        finally:
-            await nc.close()
-
-    asyncio.run(go())
 
 
 def test_a_served_object_is_kept_checked_and_served_again_from_its_copy(serve, client):

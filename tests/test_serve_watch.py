@@ -4,18 +4,16 @@ request asks the server again until a new one runs."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
-import nats
 import pytest
 from django.core.files.base import ContentFile
 
 from natsstorage import NatsStorage, loop, servecache
 
-from .helpers import random_bytes, steal_a_message, with_nats
+from .helpers import as_another_client, random_bytes, steal_a_message, with_nats
 
 KiB = 1024
 WITHIN = 15.0  # seconds a change may take to reach the watch on a loaded machine: a bound, not a measure
@@ -48,19 +46,6 @@ def watched(storage: NatsStorage) -> servecache.ServeCache:
 def sent(storage: NatsStorage) -> int:
     """Messages this process has sent on the storage's connection (nats-py counts them): a lookup is one."""
     return int(loop.run(storage.bucket.connection()).stats["out_msgs"])
-
-
-def as_another_client(storage: NatsStorage, work: Callable[[Any], Any]) -> None:
-    """``work(object_store)`` with nats-py's ObjectStore on a connection of its own, as another process would."""
-
-    async def go() -> None:
-        nc = await nats.connect(storage.config.servers[0])
-        try:
-            await work(await nc.jetstream().object_store(storage.config.bucket))
-        finally:
-            await nc.close()
-
-    asyncio.run(go())
 
 
 def test_a_kept_copy_is_served_with_no_request_to_the_server_while_the_watch_runs(serve, client):
