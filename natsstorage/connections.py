@@ -187,6 +187,7 @@ async def _connect(settings: ConnectionSettings) -> Client:
         logger.info("reconnected to NATS at %s", settings.where)
 
     nc = Client()
+    natspy.parse_headers_faster(nc)
     connecting = asyncio.ensure_future(
         nc.connect(
             servers=list(settings.servers),

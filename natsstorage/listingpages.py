@@ -133,10 +133,11 @@ async def page(
         rows: list[Row] = []
         directory, _ = _split(prefix)
         handed = await _overflowing(index, nc, directory)
-        async for row in _walk(index, nc, directory, prefix, handed, reverse=descending, skip=[offset]):
-            if len(rows) >= limit:
-                break
-            rows.append(row)
+        if limit:  # a full page stops the walk: the next row may be a directory away
+            async for row in _walk(index, nc, directory, prefix, handed, reverse=descending, skip=[offset]):
+                rows.append(row)
+                if len(rows) == limit:
+                    break
         return rows, total, None
     if total > ADMIN_SORT_LIMIT:
         by = "size" if order == "size" else "date"

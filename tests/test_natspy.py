@@ -8,6 +8,7 @@ buys (a connection that is reconnecting closes whole) is still needed and still 
 from __future__ import annotations
 
 import asyncio
+import random
 
 from nats.aio.client import Client
 from nats.aio.transport import TcpTransport
@@ -69,3 +70,51 @@ def test_nats_py_still_fails_to_close_such_a_connection_by_itself(own_server):
         return True
 
     assert not all(loop.run(close()) for _ in range(5))
+
+
+HEADER_PIECES = [
+    b"Nats-Seq",
+    b"a",
+    b"B",
+    b":",
+    b" ",
+    b"\t",
+    b"\r\n",
+    b"\x1c",
+    b"\x1f",
+    b"\x0b",
+    b"\xc3\xa9",
+    b"\xff",
+    b"\r",
+]
+
+
+def test_our_header_parser_answers_what_nats_pys_does_for_any_bytes():
+    rng = random.Random(24)
+    blocks = [b"Nats-Stream: S\r\nNats-Subject: a.b\r\nNats-Sequence: 7\r\n\r\n", b"", b":", b" A : \xff\r\n"]
+    blocks += [b"".join(rng.choices(HEADER_PIECES, k=rng.randint(0, 24))) for _ in range(20_000)]
+    for raw in blocks:
+        assert natspy.parse_header_lines(raw) == Client._parse_header_lines(raw), raw
+
+
+def test_a_connection_parses_headers_with_ours_and_nats_py_still_calls_it_through_the_connection(nats_server):
+    calls = []
+
+    def counted(raw: bytes) -> dict[str, str]:
+        calls.append(raw)
+        return natspy.parse_header_lines(raw)
+
+    async def received() -> dict[str, str] | None:
+        nc = await connections.connection(ConnectionSettings(servers=(nats_server.url,)))
+        assert nc._parse_header_lines is natspy.parse_header_lines
+        other = Client()
+        await other.connect(nats_server.url)
+        try:
+            other._parse_header_lines = counted
+            subscription = await other.subscribe("natspy.headers")
+            await nc.publish("natspy.headers", b"x", headers={"Nats-Msg-Id": "a", "Odd": " b "})
+            return (await subscription.next_msg(timeout=5)).headers
+        finally:
+            await other.close()
+
+    assert loop.run(received()) == {"Nats-Msg-Id": "a", "Odd": "b"} and calls
