@@ -134,7 +134,8 @@ async def page(
         directory, _ = _split(prefix)
         handed = await _overflowing(index, nc, directory)
         if limit:  # a full page stops the walk: the next row may be a directory away
-            async for row in _walk(index, nc, directory, prefix, handed, reverse=descending, skip=[offset]):
+            walk = _walk(index, nc, directory, prefix, handed, reverse=descending, skip=[offset], known=total)
+            async for row in walk:
                 rows.append(row)
                 if len(rows) == limit:
                     break
@@ -207,11 +208,20 @@ async def _overflowing(index: ServerIndex, nc: Client, directory: str) -> list[R
 
 
 async def _walk(
-    index: ServerIndex, nc: Client, directory: str, start: str, extra: list[Row], *, reverse: bool, skip: list[int]
+    index: ServerIndex,
+    nc: Client,
+    directory: str,
+    start: str,
+    extra: list[Row],
+    *,
+    reverse: bool,
+    skip: list[int],
+    known: int | None = None,
 ) -> AsyncIterator[Row]:
     """The rows under ``directory`` whose names start with ``start``, in name order (``reverse``: backwards),
     after the first ``skip[0]`` (which it counts down): a subdirectory that holds no more than that is skipped
-    by its count, unread.
+    by its count, unread. Given how many rows there are (``known``), the last subdirectory's count is what its
+    siblings and the files leave, not asked: that one is often the largest (the server walks what it counts).
 
     A directory's files and overflow entries are read with its subdirectories' markers; overflow entries of
     deeper names (``extra``) are handed down to the subdirectory they are under."""
@@ -245,6 +255,8 @@ async def _walk(
         else:
             files[row.name] = row
     subdirectories = {name for name in subdirectories | set(deeper) if name.startswith(start)}
+    last = max(subdirectories, key=_Descending if reverse else str, default=None)
+    left = None if known is None else known - len(files)  # the rows of the subdirectories not counted yet
     for name in sorted([*files, *subdirectories], reverse=reverse):
         if name in files:
             if skip[0]:
@@ -254,10 +266,17 @@ async def _walk(
             continue
         handed = deeper.get(name, [])
         tokens = index_tokens(name[:-1])
+        under = None
         if skip[0] and directory_fits(bucket, tokens):
-            under = await _count_subtree(index, nc, tokens) + len(handed)
+            if name == last and left is not None:
+                under = max(left, len(handed))
+            else:
+                under = await _count_subtree(index, nc, tokens) + len(handed)
+                left = None if left is None else left - under
             if under <= skip[0]:
                 skip[0] -= under
                 continue
-        async for row in _walk(index, nc, name, name, handed, reverse=reverse, skip=skip):
+        elif skip[0]:  # walked uncounted: what it holds is not taken off what is left
+            left = None
+        async for row in _walk(index, nc, name, name, handed, reverse=reverse, skip=skip, known=under):
             yield row

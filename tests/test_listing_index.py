@@ -413,6 +413,34 @@ def test_the_admin_pages_by_name_walk_the_index_in_name_order(admin_client, stor
 
 
 @SERVER_INDEX
+def test_every_page_by_name_is_its_slice_of_the_sorted_names_and_the_last_directory_is_not_counted(
+    storage, monkeypatch
+):
+    from natsstorage import index, listingpages
+
+    deep = "m/" + "s/" * 40 + "deep.txt"  # an overflow entry, handed down to m/
+    names = ["a.txt", "m/1.txt", "m/2/x.txt", "m/3.txt", deep, "n.txt", "z/1.txt", "z/2.txt", "z/3/y.txt", "z/4.txt"]
+    for name in names:
+        storage.save(name, ContentFile(b"x"))
+    monkeypatch.setattr(index.Index, "of", None)  # the server's index answers
+    tools = BucketTools(storage)
+    for descending in (False, True):
+        ordered = sorted(names, reverse=descending)
+        for limit in (1, 2, 3):
+            for offset in range(len(names) + 1):
+                page = tools.listing_page(order="name", descending=descending, offset=offset, limit=limit)
+                assert [entry.name for entry in page.entries] == ordered[offset : offset + limit], (offset, limit)
+                assert page.total == len(names)
+
+    counted = []
+    count_subtree = listingpages._count_subtree
+    monkeypatch.setattr(listingpages, "_count_subtree", lambda *args: counted.append(args[2]) or count_subtree(*args))
+    page = tools.listing_page(order="name", offset=7, limit=2)  # past a.txt, m/ (5 names) and n.txt
+    assert [entry.name for entry in page.entries] == ["z/2.txt", "z/3/y.txt"]
+    assert counted == [["m"]]  # z/ holds what is left of the 10: the server never walks it to count it
+
+
+@SERVER_INDEX
 def test_natsos_ls_and_bucket_listings_walk_the_index_page_after_page(storage, monkeypatch):
     from natsstorage import index
 
