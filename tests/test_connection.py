@@ -283,17 +283,21 @@ print(json.dumps({
 )
 
 
+def ran(script: str, *args: str) -> str:
+    """What ``script`` printed, run with ``args`` in a fresh Python, which ended cleanly and printed no traceback."""
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Exception in callback" not in done.stderr, done.stderr
+    return done.stdout
+
+
 def test_signal_handlers_raising_during_main_thread_calls_raise_there_and_leave_the_connection_working(
     nats_server, bucket_name
 ):
     # Ctrl-C, Celery's soft time limit, a SIGTERM or gunicorn's timeout during a call: the handler runs in the main
     # thread where it waits, the call ends with the handler's own exception, its work is cancelled on the loop,
     # and the next call works. natsstorage installs no handler: the program's stay in place.
-    args = [sys.executable, "-c", SIGNALS_DURING_SAVES, nats_server.url, bucket_name]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr and "Exception in callback" not in done.stderr, done.stderr
-    report = json.loads(done.stdout)
+    report = json.loads(ran(SIGNALS_DURING_SAVES, nats_server.url, bucket_name))
     for handler in ("ctrl_c", "time_limit", "sigterm"):
         assert report["outcomes"][handler]["raised"] > 10, report
     assert report["outcomes"]["log_rotation"] == {"saved": report["outcomes"]["log_rotation"]["saved"], "raised": 0}
@@ -375,10 +379,7 @@ def test_calls_a_signal_handler_interrupted_leave_no_cycles_for_a_later_collecti
     # weakref callback there: a signal's handler raising in it (Celery's soft time limit) is only logged, and
     # lost. Seen with Python 3.12 and 3.13: contextlib's generator-based managers kept the exception they passed
     # on in a frame of its own traceback.
-    args = [sys.executable, "-c", NO_CYCLES_FROM_INTERRUPTED_CALLS, nats_server.url, bucket_name]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = json.loads(ran(NO_CYCLES_FROM_INTERRUPTED_CALLS, nats_server.url, bucket_name))
     assert report["raised"] > 10, report
     assert report["tasks"] == 0 and report["errors"] == 0, report
 
@@ -442,12 +443,10 @@ print(pairs, raised, len(terms))
 def test_a_handler_raising_in_a_call_leaves_no_other_signal_unhandled(nats_server, bucket_name):
     # Python runs every signal that arrived, even after one's handler raised: Celery's soft time limit and a
     # SIGTERM arriving during one save both reach the program.
-    args = [sys.executable, "-c", TWO_SIGNALS_IN_ONE_CALL, nats_server.url, bucket_name]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    pairs, raised, terms = map(int, done.stdout.split())
-    assert pairs > 50 and raised > 50, done.stdout
-    assert terms == pairs, done.stdout  # every SIGTERM's handler ran
+    done = ran(TWO_SIGNALS_IN_ONE_CALL, nats_server.url, bucket_name)
+    pairs, raised, terms = map(int, done.split())
+    assert pairs > 50 and raised > 50, done
+    assert terms == pairs, done  # every SIGTERM's handler ran
 
 
 EACH_SIGNAL_DURING_CALLS = (
@@ -521,11 +520,7 @@ def test_ctrl_c_sigterm_a_soft_time_limit_and_a_gunicorn_timeout_end_the_call_wi
     # The real signals, sent to the process from another thread: SIGINT, SIGTERM, Celery's SIGUSR1 and
     # gunicorn's SIGABRT (whose worker handler calls sys.exit(1)). Each ends the call under way with its
     # handler's exception; the handler stays the program's, and the next call works with nothing left behind.
-    args = [sys.executable, "-c", EACH_SIGNAL_DURING_CALLS, nats_server.url, bucket_name]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr and "Exception in callback" not in done.stderr, done.stderr
-    report = json.loads(done.stdout)
+    report = json.loads(ran(EACH_SIGNAL_DURING_CALLS, nats_server.url, bucket_name))
     for outcome in report["outcomes"].values():
         assert outcome["raised"] > 10 and outcome["others"] == [] and outcome["handler_kept"], report
     assert report["threads_left"] == 0 and report["tasks_left"] == 0, report

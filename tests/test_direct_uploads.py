@@ -44,18 +44,9 @@ CHUNK = 128 * 1024  # the bucket's chunks in these tests: a few MiB make many
 
 
 @pytest.fixture
-def files(bucket_name, settings) -> NatsStorage:
+def files(serve) -> NatsStorage:
     """The test's bucket as a configured storage (``STORAGES['files']``), which the upload view finds."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "files": {
-            "BACKEND": "natsstorage.NatsStorage",
-            "OPTIONS": {"bucket": bucket_name, "location": "media", "chunk_size": CHUNK},
-        },
-    }
-    yield storages["files"]
-    with contextlib.suppress(BucketNotFound):
-        BucketTools(NatsStorage(bucket_name)).destroy()
+    return serve(location="media", chunk_size=CHUNK)
 
 
 def put(client, url, data: bytes, content_type="text/plain", **headers):

@@ -17,9 +17,8 @@ from tusclient.client import TusClient
 from tusclient.storage.filestorage import FileStorage
 
 from natsstorage import NatsStorage, direct, loop
-from natsstorage.buckettools import BucketTools
 from natsstorage.direct import Link, Result
-from natsstorage.exceptions import BucketNotFound, ObjectChanged
+from natsstorage.exceptions import ObjectChanged
 
 from .helpers import MiB, jetstream, random_bytes, stream_state
 from .test_direct_uploads import BIG, MEMORY_BOUND, big_sha256, body, configs, http_server  # noqa: F401 - fixture
@@ -30,18 +29,9 @@ TUS = {"Tus-Resumable": "1.0.0"}
 
 
 @pytest.fixture
-def files(bucket_name, settings) -> NatsStorage:
+def files(serve) -> NatsStorage:
     """The test's bucket as a configured storage (``STORAGES['files']``), which the upload view finds."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "files": {
-            "BACKEND": "natsstorage.NatsStorage",
-            "OPTIONS": {"bucket": bucket_name, "location": "media", "chunk_size": CHUNK},
-        },
-    }
-    yield storages["files"]
-    with contextlib.suppress(BucketNotFound):
-        BucketTools(NatsStorage(bucket_name)).destroy()
+    return serve(location="media", chunk_size=CHUNK)
 
 
 def metadata(**values: str) -> str:
