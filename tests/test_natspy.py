@@ -112,6 +112,7 @@ def test_a_connection_parses_headers_with_ours_and_nats_py_still_calls_it_throug
         try:
             other._parse_header_lines = counted
             subscription = await other.subscribe("natspy.headers")
+            await other.flush()  # the server has the subscription before the message
             await nc.publish("natspy.headers", b"x", headers={"Nats-Msg-Id": "a", "Odd": " b "})
             return (await subscription.next_msg(timeout=5)).headers
         finally:
