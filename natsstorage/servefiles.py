@@ -190,14 +190,14 @@ async def _blocks(part: Slice) -> AsyncIterator[bytes]:
         part.close()
 
 
-def copy_for(config: Config, bucket: Bucket, info: ObjectInfo) -> Path | None:
+def copy_for(config: Config, bucket: Bucket, info: ObjectInfo, *, fill: bool = True) -> Path | None:
     """The checked copy of ``info``'s object on this host's disk, for a storage's ``config``; when there is
-    none, one is made soon."""
+    none, one is made soon if ``fill`` (not for a HEAD, which reads no byte: a crawler's would fill the space)."""
     copies = of(config.serve_files_dir, config.serve_files)
     if copies is None or not copies.takes(info):
         return None
     path = copies.path(info)
-    if path is None:
+    if path is None and fill:
         copies.fill_soon(bucket, info)
     return path
 

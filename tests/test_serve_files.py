@@ -205,6 +205,21 @@ def test_the_copies_never_hold_more_than_serve_files(serve, client, copies):
     assert len(os.listdir(copies)) == 8
 
 
+def test_a_head_request_makes_no_copy_and_a_get_does(serve, client, copies):
+    files = serve()
+    data = random_bytes(2 * MiB)
+    name = files.save("a.bin", ContentFile(data))
+    url = files.url(name)
+    for _ in range(2):  # a crawler's HEADs read no byte: they fill no space
+        response = client.head(url)
+        assert (response.status_code, response["Content-Length"]) == (200, str(len(data)))
+    settled(files)
+    assert not (copies / hashlib.sha256(data).hexdigest()).exists()
+    assert body(client.get(url)) == data
+    copied(files, data)
+    assert isinstance(client.get(url), FileResponse) and client.head(url)["Content-Length"] == str(len(data))
+
+
 def test_serve_files_0_keeps_no_copy(serve, client, copies):
     files = serve(serve_files=0)
     data = random_bytes(2 * MiB)
