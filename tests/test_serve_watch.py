@@ -13,7 +13,7 @@ from django.core.files.base import ContentFile
 
 from natsstorage import NatsStorage, loop, servecache
 
-from .helpers import as_another_client, random_bytes, steal_a_message, with_nats
+from .helpers import as_another_client, random_bytes, steal_a_message, stream_info, with_nats
 
 KiB = 1024
 WITHIN = 15.0  # seconds a change may take to reach the watch on a loaded machine: a bound, not a measure
@@ -167,3 +167,39 @@ def test_a_watch_lost_with_its_server_falls_back_to_lookups_then_resumes(serve, 
 
     as_another_client(files, replace)
     eventually(lambda: body(client.get(url)) == b"changed")
+
+
+def test_a_lookup_begun_before_a_change_keeps_nothing_it_read(serve, client):
+    # The view marks where the watch stood when its lookup began; a change that arrives before the lookup keeps
+    # what it read (older than the change, maybe) drops it, even once the name has left the recent changes.
+    files = serve()
+    name = files.save("a.txt", ContentFile(b"old"))
+    assert body(client.get(files.url(name))) == b"old"
+    cache = watched(files)
+    info = loop.run(files.bucket.info(name))
+    begun = cache.mark()
+    cache.changed(name)  # the watch delivers a change meanwhile
+    cache.keep(name, info, [b"old"], begun)
+    assert cache.get(name) is None
+    cache.keep(name, info, [b"old"], cache.mark())  # a lookup begun after it keeps what it read
+    assert cache.get(name).data == b"old"
+    begun = cache.mark()
+    cache.changed(name)
+    for i in range(servecache.RECENT):  # the name's change is no longer remembered by name
+        cache.changed(f"other/{i}")
+    cache.keep(name, info, [b"old"], begun)
+    assert cache.get(name) is None
+
+
+def test_the_watch_stops_once_nobody_asks_and_the_next_request_starts_it_again(serve, client, monkeypatch):
+    from natsstorage import servewatch
+
+    monkeypatch.setattr(servewatch, "IDLE", 1.0)  # seconds with no request before the watch stops
+    files = serve()
+    name = files.save("a.txt", ContentFile(b"x"))
+    assert body(client.get(files.url(name))) == b"x"
+    cache = watched(files)
+    eventually(lambda: cache.follower is None)  # stopped, within a heartbeat past IDLE
+    assert cache.watched is None and stream_info(files)["state"]["consumer_count"] == 0  # its consumer deleted
+    assert body(client.get(files.url(name))) == b"x"
+    assert watched(files) is cache and cache.follower is not None
