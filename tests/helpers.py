@@ -33,6 +33,22 @@ DOT_PNG = base64.b64decode(
 CSS = '#dot { background-image: url("../img/dot.png"); }\n'
 
 
+WITHIN = 30.0  # seconds something done in the background may take on a loaded machine: a bound, not a measure
+
+
+def body(response) -> bytes:
+    """A response's bytes, streamed or not."""
+    return b"".join(response.streaming_content) if response.streaming else response.content
+
+
+def eventually(check: Callable[[], bool], within: float = WITHIN) -> None:
+    """Wait until ``check()`` holds (what is under test: no timing asserted)."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "not within the bound"
+        time.sleep(0.02)
+
+
 def as_another_client(storage: NatsStorage, work: Callable[[Any], Awaitable[Any]]) -> None:
     """``work(object_store)`` with nats-py's ObjectStore on a connection of its own, as another process would."""
 

@@ -16,7 +16,7 @@ from django.test import AsyncClient
 from natsstorage import NatsStorage, servecache
 from natsstorage.exceptions import CorruptObject
 
-from .helpers import MiB, as_another_client, corrupt_last_byte, random_bytes
+from .helpers import MiB, as_another_client, body, corrupt_last_byte, random_bytes
 
 KiB = 1024
 
@@ -25,10 +25,6 @@ KiB = 1024
 def serve(serve):
     """``serve(**options)``: as conftest's, public unless told otherwise."""
     return lambda **options: serve(**{"public": True, **options})
-
-
-def body(response) -> bytes:
-    return b"".join(response.streaming_content) if response.streaming else response.content
 
 
 def kept(storage: NatsStorage) -> servecache.ServeCache:

@@ -7,8 +7,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +23,7 @@ from django.test import AsyncClient, RequestFactory
 from natsstorage import NatsStorage, servefiles
 from natsstorage.exceptions import CorruptObject
 
-from .helpers import MiB, corrupt_last_byte, random_bytes
-
-WITHIN = 30.0  # seconds a copy may take to be made on a loaded machine: a bound, not a measure
+from .helpers import MiB, body, corrupt_last_byte, eventually, random_bytes
 
 
 @pytest.fixture
@@ -39,17 +35,6 @@ def copies(tmp_path) -> Path:
 def serve(serve, copies):
     """``serve(**options)``: as conftest's, public, its disk copies in this test's own directory."""
     return lambda **options: serve(**{"public": True, "serve_files_dir": str(copies), **options})
-
-
-def body(response) -> bytes:
-    return b"".join(response.streaming_content) if response.streaming else response.content
-
-
-def eventually(check: Callable[[], bool], within: float = WITHIN) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "not within the bound"
-        time.sleep(0.02)
 
 
 def copied(files: NatsStorage, data: bytes) -> Path:

@@ -4,8 +4,6 @@ request asks the server again until a new one runs."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,27 +11,15 @@ from django.core.files.base import ContentFile
 
 from natsstorage import NatsStorage, loop, servecache
 
-from .helpers import as_another_client, random_bytes, steal_a_message, stream_info, with_nats
+from .helpers import as_another_client, body, eventually, random_bytes, steal_a_message, stream_info, with_nats
 
 KiB = 1024
-WITHIN = 15.0  # seconds a change may take to reach the watch on a loaded machine: a bound, not a measure
 
 
 @pytest.fixture
 def serve(serve):
     """``serve(**options)``: as conftest's, public unless told otherwise."""
     return lambda **options: serve(**{"public": True, **options})
-
-
-def body(response) -> bytes:
-    return b"".join(response.streaming_content) if response.streaming else response.content
-
-
-def eventually(check: Callable[[], bool], within: float = WITHIN) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "not within the bound"
-        time.sleep(0.02)
 
 
 def watched(storage: NatsStorage) -> servecache.ServeCache:

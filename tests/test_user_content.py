@@ -27,7 +27,7 @@ from natsstorage import NatsStorage, contenttypes, signing
 from natsstorage.testing import NatsServer
 
 from . import test_browser
-from .helpers import DOT_PNG, put_foreign
+from .helpers import DOT_PNG, body, put_foreign
 from .test_browser import CHROMIUM
 from .test_properties import REPEATABLE
 from .test_static import collectstatic
@@ -39,10 +39,6 @@ SCRIPT = b'<!doctype html><script>document.title = "ran"; window.ran && window.r
 @pytest.fixture
 def media(serve) -> NatsStorage:
     return serve()
-
-
-def body(response) -> bytes:
-    return b"".join(response.streaming_content) if response.streaming else response.content
 
 
 # -- one Content-Type, stored and sent ------------------------------------------------------------

@@ -26,16 +26,12 @@ from natsstorage import NatsStorage, signing
 from natsstorage.exceptions import CorruptObject
 from natsstorage.testing import free_port
 
-from .helpers import MiB, corrupt_last_byte, random_bytes
+from .helpers import MiB, body, corrupt_last_byte, random_bytes
 
 
 @pytest.fixture
 def files(serve) -> NatsStorage:
     return serve()
-
-
-def body(response) -> bytes:
-    return b"".join(response.streaming_content) if response.streaming else response.content
 
 
 def test_url_is_signed_and_expiring_by_default(files):
