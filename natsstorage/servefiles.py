@@ -153,53 +153,49 @@ class DiskCopies:
 
 
 class Slice:
-    """``length`` bytes of the file at ``path`` from ``start``, opened at the first use: read in blocks, or handed
-    to ``sendfile()``, which sends Content-Length bytes from the descriptor's position (gunicorn)."""
+    """``length`` bytes of an open copy from ``start``: read in blocks (an async iterator of them, for ASGI), or
+    handed to ``sendfile()``, which sends Content-Length bytes from the descriptor's position (gunicorn). Open from
+    the start: a copy another process evicts meanwhile is still read whole."""
 
-    def __init__(self, path: Path, start: int, length: int) -> None:
-        self.path, self.start, self.left = path, start, length
-        self.file: BinaryIO | None = None
-
-    def opened(self) -> BinaryIO:
-        if self.file is None:
-            self.file = open(self.path, "rb")  # noqa: SIM115 - closed by close(), which the response calls
-            self.file.seek(self.start)
-        return self.file
+    def __init__(self, file: BinaryIO, start: int, length: int) -> None:
+        self.file, self.left = file, length
+        file.seek(start)
 
     def fileno(self) -> int:
-        return self.opened().fileno()
+        return self.file.fileno()
 
     def read(self, size: int = -1) -> bytes:
-        data = self.opened().read(self.left if size < 0 else min(size, self.left))
+        data = self.file.read(self.left if size < 0 else min(size, self.left))
         if not data and self.left:
-            raise CorruptObject(f"the disk copy {self.path} ended {self.left} bytes early")
+            raise CorruptObject(f"the disk copy {self.file.name} ended {self.left} bytes early")
         self.left -= len(data)
         return data
 
+    async def __aiter__(self) -> AsyncIterator[bytes]:  # a block of the page cache per read
+        while self.left > 0:
+            yield self.read(BLOCK)
+
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
+        self.file.close()
 
 
-async def _blocks(part: Slice) -> AsyncIterator[bytes]:
-    """The bytes of ``part`` for an ASGI response: a block of the page cache per read."""
-    try:
-        while part.left > 0:
-            yield part.read(BLOCK)
-    finally:
-        part.close()
-
-
-def copy_for(config: Config, bucket: Bucket, info: ObjectInfo, *, fill: bool = True) -> Path | None:
-    """The checked copy of ``info``'s object on this host's disk, for a storage's ``config``; when there is
-    none, one is made soon if ``fill`` (not for a HEAD, which reads no byte: a crawler's would fill the space)."""
+def _copies_for(config: Config, info: ObjectInfo) -> DiskCopies | None:
     copies = of(config.serve_files_dir, config.serve_files)
-    if copies is None or not copies.takes(info):
-        return None
-    path = copies.path(info)
-    if path is None and fill:
+    return copies if copies is not None and copies.takes(info) else None
+
+
+def copy_for(config: Config, info: ObjectInfo) -> Path | None:
+    """The checked copy of ``info``'s object on this host's disk, for a storage's ``config``, if there is one."""
+    copies = _copies_for(config, info)
+    return None if copies is None else copies.path(info)
+
+
+def fill_for(config: Config, bucket: Bucket, info: ObjectInfo) -> None:
+    """Have the copy of ``info``'s object made soon: a response is reading its bytes from the bucket (not a HEAD
+    or a 304, which read none: a crawler's or a revalidating cache's would fill the space)."""
+    copies = _copies_for(config, info)
+    if copies is not None:
         copies.fill_soon(bucket, info)
-    return path
 
 
 def response(
@@ -207,14 +203,16 @@ def response(
 ) -> HttpResponseBase | None:
     """The response sending ``length`` bytes of the copy at ``path`` from ``start``; None when it is gone."""
     try:
-        if os.stat(path).st_size != size:
-            return None
+        file = open(path, "rb")  # noqa: SIM115 - closed by Slice.close(), which the response calls
     except OSError:
         return None
-    part = Slice(path, start, length)
+    if os.fstat(file.fileno()).st_size != size:
+        file.close()
+        return None
+    part = Slice(file, start, length)
     sent: HttpResponseBase
     if asgi:
-        sent = StreamingHttpResponse(_blocks(part), status=status, content_type=headers.get("Content-Type"))
+        sent = StreamingHttpResponse(part, status=status, content_type=headers.get("Content-Type"))
     else:
         sent = FileResponse(part, status=status, content_type=headers.get("Content-Type"))
         sent.block_size = BLOCK

@@ -150,15 +150,14 @@ def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
             return refusal
     copy = servecache.of(storage.bucket, storage.config.serve_cache).current(name, storage.config.serve_cache_trust)
     found: Found | None
-    fill = request.method != "HEAD"  # a disk copy for what a response will read
     if copy is not None and storage.bucket.live(copy.info):  # current by the watch (or trusted): not asked
         found = Found(storage, copy.info, access, data=copy.data)
-        found.path = servefiles.copy_for(storage.config, storage.bucket, copy.info, fill=fill)
+        found.path = servefiles.copy_for(storage.config, copy.info)
     else:
         # Nothing is read ahead for a request that may need none of it (a 304, a range, HEAD).
         whole = request.method == "GET" and not any(key in request.META for key in PARTIAL_REQUEST_HEADERS)
         try:
-            found = loop.run(_find(storage, name, access, read_ahead=whole, fill=fill))
+            found = loop.run(_find(storage, name, access, read_ahead=whole))
         except NatsUnavailable as error:
             return unavailable(error)
     if found is None:
@@ -174,9 +173,8 @@ def serve(request: HttpRequest, bucket: str, name: str) -> HttpResponseBase:
     )
 
 
-async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: bool, fill: bool) -> Found | None:
+async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: bool) -> Found | None:
     """The object ``name`` (what it links to, for a link), and with ``read_ahead`` its first chunks; on the loop.
-    ``fill``: a large object's disk copy is made if missing.
 
     What the metadata names is kept (``servecache``: with its bytes when small; ``servefiles`` copies a large
     one to disk) for the next requests, which the watch started here (``servewatch``) spares the lookup. A
@@ -209,7 +207,7 @@ async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: 
     found = Found(storage, info, access, download, first)
     if copy is not None and not followed and copy.serves(info):
         cache.confirm(copy, mark)
-        found.data, found.path = copy.data, servefiles.copy_for(storage.config, bucket, info, fill=fill)
+        found.data, found.path = copy.data, servefiles.copy_for(storage.config, info)
         return found
     cache.forget(name)  # replaced, deleted or now a link (if kept): read as any other
     if followed:
@@ -220,7 +218,7 @@ async def _find(storage: NatsStorage, name: str, access: Access, *, read_ahead: 
         if (access.public and not rules.public) or (rules.staff_only and not access.staff_only):
             return None  # the link's own rules let in a request the target's would not
         found.access = replace(rules, static=rules.static and access.static)
-    found.path = servefiles.copy_for(storage.config, bucket, info, fill=fill)
+    found.path = servefiles.copy_for(found.storage.config, info)  # the settings its response fills by
     if found.path is not None:
         if not followed:
             cache.keep(name, info, None, mark)  # its metadata: the bytes are on disk
@@ -358,6 +356,8 @@ def object_response(
         from_disk = servefiles.response(found.path, size, start, length, status, headers, asgi=asgi)
         if from_disk is not None:
             return from_disk  # else removed meanwhile: from the bucket
+    if found is not None:  # the serving view's: the next request reads a copy on disk
+        servefiles.fill_for(storage.config, storage.bucket, info)
     body = (AsyncBody if asgi else Body)(storage, info, start, length, found)
     return StreamingHttpResponse(body, status=status, headers=headers)
 

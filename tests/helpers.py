@@ -41,6 +41,12 @@ def body(response) -> bytes:
     return b"".join(response.streaming_content) if response.streaming else response.content
 
 
+def consumed(response):
+    """``response``, read to its end: the test client then closes it (and a disk copy's file it holds open)."""
+    body(response)
+    return response
+
+
 def eventually(check: Callable[[], bool], within: float = WITHIN) -> None:
     """Wait until ``check()`` holds (what is under test: no timing asserted)."""
     deadline = time.monotonic() + within

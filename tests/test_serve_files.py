@@ -23,7 +23,7 @@ from django.test import AsyncClient, RequestFactory
 from natsstorage import NatsStorage, servefiles
 from natsstorage.exceptions import CorruptObject
 
-from .helpers import MiB, body, corrupt_last_byte, eventually, random_bytes
+from .helpers import MiB, body, consumed, corrupt_last_byte, eventually, random_bytes
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_ranges_and_conditional_requests_of_a_disk_copy(serve, client):
     data = random_bytes(2 * MiB + 5)
     name = files.save("r.bin", ContentFile(data))
     url = files.url(name)
-    etag = client.get(url)["ETag"]
+    etag = consumed(client.get(url))["ETag"]
     copied(files, data)
     ranged = client.get(url, headers={"Range": "bytes=1048576-1048675"})
     assert isinstance(ranged, FileResponse)
@@ -154,7 +154,7 @@ def test_a_disk_copy_serves_only_while_the_metadata_names_it(serve, client):
     asyncio.run(go())  # another client: seen once the watch delivers it
     eventually(lambda: body(client.get(url)) == new)
     copied(files, new)
-    assert isinstance(client.get(url), FileResponse)
+    assert isinstance(consumed(client.get(url)), FileResponse)
     assert body(client.get(url)) == new
     files.delete(name)
     assert client.get(url).status_code == 404  # the copy is there, the object is not
@@ -185,12 +185,12 @@ def test_the_copies_never_hold_more_than_serve_files(serve, client, copies):
     assert hashlib.sha256(blobs[-1]).hexdigest() in os.listdir(copies)
     assert hashlib.sha256(blobs[0]).hexdigest() not in os.listdir(copies)  # the least recently used went first
     too_big = files.save("big.bin", ContentFile(random_bytes(2 * MiB)))
-    assert client.get(files.url(too_big)).status_code == 200
+    assert consumed(client.get(files.url(too_big))).status_code == 200
     settled(files)
     assert len(os.listdir(copies)) == 8
 
 
-def test_a_head_request_makes_no_copy_and_a_get_does(serve, client, copies):
+def test_a_head_or_a_304_makes_no_copy_and_a_get_does(serve, client, copies):
     files = serve()
     data = random_bytes(2 * MiB)
     name = files.save("a.bin", ContentFile(data))
@@ -198,11 +198,13 @@ def test_a_head_request_makes_no_copy_and_a_get_does(serve, client, copies):
     for _ in range(2):  # a crawler's HEADs read no byte: they fill no space
         response = client.head(url)
         assert (response.status_code, response["Content-Length"]) == (200, str(len(data)))
+    # Nor does a cache revalidating what it holds.
+    assert client.get(url, headers={"If-None-Match": response["ETag"]}).status_code == 304
     settled(files)
     assert not (copies / hashlib.sha256(data).hexdigest()).exists()
     assert body(client.get(url)) == data
     copied(files, data)
-    assert isinstance(client.get(url), FileResponse) and client.head(url)["Content-Length"] == str(len(data))
+    assert isinstance(consumed(client.get(url)), FileResponse) and client.head(url)["Content-Length"] == str(len(data))
 
 
 def test_serve_files_0_keeps_no_copy(serve, client, copies):
@@ -226,3 +228,15 @@ def test_a_directory_another_user_could_write_to_is_not_used(serve, client, copi
     assert "no other can write to" in caplog.text
     assert body(client.get(files.url(name))) == data
     assert os.listdir(copies) == []
+
+
+def test_a_copy_evicted_once_its_response_began_is_still_sent_whole(serve, client, copies):
+    files = serve()
+    data = random_bytes(2 * MiB)
+    name = files.save("a.bin", ContentFile(data))
+    assert body(client.get(files.url(name))) == data
+    path = copied(files, data)
+    response = client.get(files.url(name))
+    assert isinstance(response, FileResponse)
+    path.unlink()  # another process made room meanwhile, before the server read a byte
+    assert body(response) == data
