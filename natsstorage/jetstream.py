@@ -24,7 +24,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from natsstorage import connections, loop
+from natsstorage import connections, loop, natspy
 from natsstorage.exceptions import (
     BucketFull,
     BucketNotFound,
@@ -327,8 +327,12 @@ class Stream:
         try:
             if isinstance(payload, memoryview) and not (payload.c_contiguous and payload.itemsize == 1):
                 payload = payload.tobytes()  # nats-py sizes a message by len(): bytes, not items
-            refuse_oversized(nc, subject, reply, len(header_block(headers)) + len(payload), about)
-            await nc.publish(subject, payload, reply=reply, headers=headers)  # type: ignore[arg-type]
+            head = header_block(headers)
+            refuse_oversized(nc, subject, reply, len(head) + len(payload), about)
+            if len(payload) >= SEND_AS_IS_BYTES:  # a chunk: nats-py would copy it twice
+                await natspy.send(nc, subject, payload, reply, head)
+            else:
+                await nc.publish(subject, payload, reply=reply, headers=headers)  # type: ignore[arg-type]
         except BaseException as error:
             ack.cancel()
             if isinstance(error, nats.errors.Error):
@@ -420,6 +424,10 @@ class Stream:
         await loop.settled(self.name)
 
 
+SEND_AS_IS_BYTES = 64 * 1024  # a payload at least this big is published without nats-py's copies (natspy.send)
+PRUNE_AT = 1024  # awaited replies at which those given up on are dropped (then twice those left, at least this)
+
+
 class Replies:
     """One wildcard inbox per connection whose replies go to the futures waiting for them, by token.
 
@@ -431,7 +439,10 @@ class Replies:
     def __init__(self, nc: Client) -> None:
         self.nc = nc
         self.prefix = nc.new_inbox() + "."
+        # Answered futures leave at their reply; those given up on, when the next prune finds them (not by a done
+        # callback: one per message is a loop turn after the answer, while the caller's thread wants the GIL).
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._prune_at = PRUNE_AT
         self._tokens = itertools.count()
         self._sub: Any = None
         self._subscribing = asyncio.Lock()
@@ -450,9 +461,11 @@ class Replies:
 
     def expect(self) -> tuple[str, asyncio.Future[Msg]]:
         """A reply subject and the future its reply will settle."""
+        if len(self._waiting) >= self._prune_at:  # futures given up on before their reply came
+            self._waiting = {token: future for token, future in self._waiting.items() if not future.done()}
+            self._prune_at = max(PRUNE_AT, 2 * len(self._waiting))
         token = str(next(self._tokens))
         future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(lambda _: self._waiting.pop(token, None))  # answered, or given up on
         self._waiting[token] = future
         return self.prefix + token, future
 

@@ -145,6 +145,14 @@ def test_work_an_exit_or_a_system_exit_ends_gives_its_caller_that_exception():
         loop.run(exits())
     assert loop.run(running_thread()).name == "natsstorage"  # the loop goes on
 
+    def in_a_worker_that_runs_the_loop() -> bool:
+        with pytest.raises(SystemExit):
+            loop.run(exits())
+        return loop.run(running_thread()) is threading.current_thread()
+
+    assert in_a_worker_thread(in_a_worker_that_runs_the_loop)
+    assert loop.run(running_thread()).name == "natsstorage"
+
 
 def test_work_cancelled_before_its_first_step_lets_its_caller_go_and_never_starts():
     # Looks inside: a task cancelled before its first step never runs the code that lets its caller go; only a
@@ -155,7 +163,7 @@ def test_work_cancelled_before_its_first_step_lets_its_caller_go_and_never_start
         ran.append(True)
 
     async def started_and_cancelled_at_once() -> loop.Call[None]:
-        call = loop.Call(work(), asyncio.get_running_loop())
+        call = loop.Call(work(), loop._loop_thread_started())
         call._start()
         call._stop()
         return call
@@ -167,7 +175,8 @@ def test_work_cancelled_before_its_first_step_lets_its_caller_go_and_never_start
     assert ran == []
 
 
-# Only the loop thread runs the loop: calls from the main thread, a worker thread or under another loop hand it work.
+# The rule: the main thread never runs the loop; another thread runs it for its own call while no other thread
+# does, and hands its work over otherwise.
 
 
 async def running_thread() -> threading.Thread:
@@ -179,17 +188,87 @@ def in_a_worker_thread(work):
         return pool.submit(work).result(timeout=30)
 
 
-def test_every_call_runs_on_the_loop_thread_whichever_thread_makes_it():
+@pytest.fixture
+def patient(monkeypatch):
+    """The loop thread neither takes the loop back between a test's calls nor is given up on when asked for it,
+    however slow the machine."""
+    monkeypatch.setattr(loop, "IDLE", 30.0)
+    monkeypatch.setattr(loop, "GIVE_BACK", 30.0)
+
+
+def test_the_main_thread_async_callers_and_calls_under_another_loop_hand_their_work_to_the_loop_thread():
     async def blocking_call_inside_another_loop() -> threading.Thread:
         return loop.run(running_thread())
 
     ran_in = {
         loop.run(running_thread()),
-        in_a_worker_thread(lambda: loop.run(running_thread())),
         in_a_worker_thread(lambda: asyncio.run(blocking_call_inside_another_loop())),
         asyncio.run(loop.arun(running_thread())),
     }
     assert len(ran_in) == 1 and ran_in.pop().name == "natsstorage"
+
+
+def test_a_worker_thread_runs_the_loop_for_its_own_calls_and_asks_the_loop_thread_for_it(patient):
+    loop.run(running_thread())  # the main thread's call: the loop thread runs the loop, and goes on running it
+
+    def calls() -> tuple[threading.Thread, list[threading.Thread]]:
+        return threading.current_thread(), [loop.run(running_thread()) for _ in range(3)]
+
+    me, ran_in = in_a_worker_thread(calls)
+    # Its first call follows another thread's: handed over. The next ones run here, the first of them once the
+    # loop thread, asked, gave the loop back.
+    assert ran_in[0].name == "natsstorage" and ran_in[1:] == [me, me]
+
+
+def test_work_handed_over_while_a_worker_thread_runs_the_loop_is_finished_once_that_thread_lets_go(patient):
+    running = threading.Event()
+
+    async def own_call() -> threading.Thread:
+        running.set()
+        await asyncio.sleep(0.2)
+        return threading.current_thread()
+
+    async def handed_over() -> tuple[threading.Thread, threading.Thread]:
+        started_in = threading.current_thread()
+        await asyncio.sleep(0.6)  # outlives the worker thread's call
+        return started_in, threading.current_thread()
+
+    with ThreadPoolExecutor(1) as pool:
+        own = pool.submit(lambda: (threading.current_thread(), loop.run(running_thread()) and loop.run(own_call())))
+        assert running.wait(10)
+        call = loop.submit(handed_over())  # from the main thread, while the worker thread runs the loop
+        me, ran_in = own.result(10)
+        started_in, ended_in = loop.wait(call, timeout=10)
+    assert ran_in is me and started_in is me and ended_in.name == "natsstorage"
+
+
+def test_what_a_worker_threads_call_leaves_on_the_loop_goes_on_after_it_without_another_call(monkeypatch):
+    monkeypatch.setattr(loop, "GIVE_BACK", 30.0)  # (the loop thread takes the loop back after IDLE, as ever)
+    done = threading.Event()
+
+    async def leaves_work_behind() -> threading.Thread:
+        async def later() -> None:
+            await asyncio.sleep(0.05)
+            done.set()
+
+        loop.background("test", later())
+        return threading.current_thread()
+
+    def calls() -> tuple[threading.Thread, threading.Thread]:
+        loop.run(running_thread())  # (a thread's first call after another thread's is handed over)
+        return threading.current_thread(), loop.run(leaves_work_behind())
+
+    me, ran_in = in_a_worker_thread(calls)
+    assert ran_in is me and done.wait(10)
+
+
+def test_a_blocking_call_from_code_on_the_loop_is_refused_whichever_thread_runs_it():
+    async def blocking_call_on_the_loop() -> None:
+        loop.run(running_thread())
+
+    for caller in (lambda work: work(), in_a_worker_thread):
+        with pytest.raises(RuntimeError, match="from its own event loop"):
+            caller(lambda: loop.run(blocking_call_on_the_loop()))
 
 
 # What each signal script starts with: a storage that has saved once, and the threads and tasks that leaves.

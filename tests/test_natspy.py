@@ -13,7 +13,7 @@ import random
 from nats.aio.client import Client
 from nats.aio.transport import TcpTransport
 
-from natsstorage import connections, loop, natspy
+from natsstorage import connections, jetstream, loop, natspy
 from natsstorage.connections import ConnectionSettings
 
 
@@ -120,3 +120,30 @@ def test_a_connection_parses_headers_with_ours_and_nats_py_still_calls_it_throug
             await other.close()
 
     assert loop.run(received()) == {"Nats-Msg-Id": "a", "Odd": "b"} and calls
+
+
+def test_send_puts_on_the_wire_what_nats_pys_publish_does_and_queues_the_payload_itself(nats_server):
+    payload = bytes(range(256)) * 1024
+    head = jetstream.header_block({"Nats-Msg-Id": "a", "Nats-Expected-Last-Subject-Sequence": "7"})
+
+    async def sent() -> list[tuple[str, str, dict[str, str] | None, bytes]]:
+        nc = await connections.connection(ConnectionSettings(servers=(nats_server.url,)))
+        subscription = await nc.subscribe("natspy.send.*")
+        try:
+            await nc.flush()  # (one connection: the SUB went out before the PING)
+            # What send queues is the payload object itself, counted as nats-py counts what it queues.
+            start, size = len(nc._pending), nc._pending_data_size
+            await natspy.send(nc, "natspy.send.ours", payload, "natspy.reply", head)
+            queued = nc._pending[start:]
+            assert any(item is payload for item in queued) and all(type(item) is bytes for item in queued)
+            assert nc._pending_data_size - size == sum(map(len, queued))
+            assert type(nc._max_pending_size) is int and nc._flush_queue is not None
+            await nc.publish("natspy.send.theirs", payload, reply="natspy.reply", headers=natspy._parsed(head))
+            await natspy.send(nc, "natspy.send.plain", memoryview(bytearray(b"plain")), "natspy.reply", b"")
+            return [(m.subject, m.reply, m.headers, m.data) for m in [await subscription.next_msg(5) for _ in "abc"]]
+        finally:
+            await subscription.unsubscribe()
+
+    ours, theirs, plain = loop.run(sent())
+    assert ours[1:] == theirs[1:] and theirs[2] == {"Nats-Msg-Id": "a", "Nats-Expected-Last-Subject-Sequence": "7"}
+    assert plain[1:] == ("natspy.reply", None, b"plain")
