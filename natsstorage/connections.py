@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 import nats
 from nats.aio.client import Client
 
-from natsstorage import loop, natspy
+from natsstorage import background, loop, natspy
 from natsstorage.exceptions import NatsUnavailable
 from natsstorage.redaction import redact_url
 
@@ -221,7 +221,7 @@ async def _connect(settings: ConnectionSettings) -> Client:
         connecting.result()
         connected.set()
     except BaseException as error:  # a failure, or closing down during a background attempt
-        await loop.cancel_and_wait(connecting)
+        await background.cancel_and_wait(connecting)
         await _close_one(nc)
         if not isinstance(error, TimeoutError | OSError | nats.errors.Error):
             raise
@@ -255,7 +255,7 @@ async def _close_one(nc: Client) -> None:
 
 async def close_all() -> None:
     """Close every connection, once the background work sent on them has its answers; end outages."""
-    await loop.settled()
+    await background.settled()
     every = list(_shared.values())
     _shared.clear()
     retries = [shared.retry for shared in every if shared.retry is not None]

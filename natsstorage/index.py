@@ -40,8 +40,8 @@ import nats
 from nats.aio.client import Client
 
 from natsstorage import listingindex, listingpages
+from natsstorage.background import cancel_and_wait
 from natsstorage.exceptions import CorruptObject, NatsUnavailable
-from natsstorage.loop import cancel_and_wait
 from natsstorage.objectstore import ALL_META, Bucket, BucketStatus, ObjectInfo, Watch
 
 logger = logging.getLogger("natsstorage")

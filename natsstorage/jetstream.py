@@ -24,7 +24,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from natsstorage import connections, loop, natspy
+from natsstorage import background, connections, natspy
 from natsstorage.exceptions import (
     BucketFull,
     BucketNotFound,
@@ -417,11 +417,11 @@ class Stream:
         self.background(self.purge_or_warn(nc, subject, what))
 
     def background(self, work: Coroutine[Any, Any, Any]) -> None:
-        loop.background(self.name, work)
+        background.start(self.name, work)
 
     async def settled(self) -> None:
         """Wait for this process's background work on the stream, so its figures and limits count it."""
-        await loop.settled(self.name)
+        await background.settled(self.name)
 
 
 SEND_AS_IS_BYTES = 64 * 1024  # a payload at least this big is published without nats-py's copies (natspy.send)

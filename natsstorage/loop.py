@@ -1,23 +1,12 @@
 """The one event loop, and the one rule about it: the main thread never runs the loop; another thread runs it
-for its own call while no other thread does, and hands its work over otherwise.
+for its own calls while no other thread does, and hands its work over otherwise.
 
-nats-py is asyncio and Django's Storage API is synchronous. A connection is bound to the loop that made it, so
-one loop per process, made once and kept for as long as the process lives, owns every NATS connection
-(``connections.py``). docs/event-loop.md says what the rule means for callers, and what it buys.
-
-- **A thread other than the main one** (a threaded server's worker, ``sync_to_async``'s, a Celery thread) that
-  calls while no other thread runs the loop runs it itself until its work is done: no thread wakes another.
-- **Otherwise a call hands its work to the loop and waits** for the result: from the main thread always (Python
-  runs signal handlers there, between any two bytecodes: never inside the loop's code), while another thread
-  runs the loop, and from async code (``arun``). The wait is in slices of ``WAIT_SLICE``: Ctrl-C, a ``SIGTERM``
-  or Celery's soft time limit ends the call with the handler's own exception and cancels its work on the loop.
-  natsstorage installs no signal handler.
-- **The loop thread** (a daemon named ``natsstorage``) runs the loop whenever work was handed over and nobody
-  runs it, and whenever no call has run it for ``IDLE`` seconds (so that what runs on the loop by itself,
-  nats-py's pings, watches, reconnects, never waits longer); a thread that calls while the loop thread runs it
-  with no handed work under way asks for it back.
-
-After a fork the child's first call makes a new loop; at exit the loop's tasks are cancelled and it is closed.
+nats-py is asyncio and Django's Storage API is synchronous; a connection is bound to the loop that made it, so
+one loop per process, kept for as long as the process lives, owns every NATS connection (``connections.py``).
+A worker thread calling alone runs the loop itself: no thread wakes another. The main thread (where Python runs
+signal handlers, never inside the loop's code), async code and threads calling by turns hand their work over
+(``calls.py`` waits for it). The loop thread, a daemon named ``natsstorage``, runs the loop for handed work and
+whenever no call has run it for ``IDLE`` seconds. docs/event-loop.md says what this means for callers.
 """
 
 from __future__ import annotations
@@ -30,8 +19,10 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncGenerator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+from natsstorage.calls import Call, wait
 
 try:  # imported now, not at the first call: a Ctrl-C landing in an import's clean-up is printed, never raised
     import uvloop
@@ -41,8 +32,6 @@ except ImportError:  # pragma: no cover - uvloop is not built for every platform
 T = TypeVar("T")
 logger = logging.getLogger("natsstorage")
 
-# Seconds a waiting caller sleeps at a time: a signal another thread caught is handled by the next slice's end.
-WAIT_SLICE = 0.25
 CLOSE_TIMEOUT = 2.0  # seconds for what is left on the loop to end at exit
 # Seconds the loop may go unrun between calls before the loop thread runs it: what runs on the loop by itself
 # (a watch's messages, a purge nobody waits for) waits at most this long after a thread's last call.
@@ -99,7 +88,7 @@ class LoopThread:
                 self.runner = self.thread
                 try:
                     if not self.closing:
-                        self.loop.run_forever()  # until a caller's thread asks for the loop (_give_back), or exit
+                        self.loop.run_forever()  # until a caller's thread asks for the loop (_let_go), or exit
                 except BaseException:  # a task's SystemExit, say: the loop goes on for everyone else
                     logger.exception("natsstorage: the NATS loop stopped on an error; running it again")
                 finally:
@@ -107,7 +96,7 @@ class LoopThread:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """``coro``'s result, the loop run in this thread (not the main one) when no other thread runs it."""
-        if threading.current_thread() is threading.main_thread() or _a_loop_runs_here():
+        if threading.current_thread() is threading.main_thread() or _running_loop() is not None:
             return wait(self.submit(coro, blocking=True))  # (on another loop, or on this one: submit refuses)
         me = threading.current_thread()
         with self.callers_lock:
@@ -118,7 +107,7 @@ class LoopThread:
             if not (alone and self._take()):  # several threads calling by turns: the loop thread serves them all
                 return wait(self.submit(coro, blocking=True))
             try:
-                call = Call(_caught_up(coro), self)
+                call = Call(_caught_up(coro), self.loop, self.finished)
                 self.loop.run_until_complete(call._outcome())
                 return call.result()
             finally:
@@ -139,12 +128,12 @@ class LoopThread:
             return False
         self.asking = True
         try:
-            self.loop.call_soon_threadsafe(self._give_back)
+            self.loop.call_soon_threadsafe(self._let_go)  # (what is under way, this thread serves)
             return self.running.acquire(timeout=GIVE_BACK)
         finally:
             self.asking = False
 
-    def _give_back(self) -> None:  # on the loop: the asking thread serves what is under way while it runs it
+    def _let_go(self) -> None:  # on the loop: the loop thread stops running it (a caller's thread finishes its call)
         if self.runner is self.thread:
             self.loop.stop()
 
@@ -154,7 +143,7 @@ class LoopThread:
         try:
             if blocking and on_the_loop():
                 raise RuntimeError("a blocking natsstorage call was made from its own event loop")
-            call = Call(coro, self)
+            call = Call(coro, self.loop, self.finished)
             self.handed.add(call)
             self.loop.call_soon_threadsafe(call._start)
             if self.runner is not self.thread:  # nobody, or a caller's thread that may stop first: wake it
@@ -181,16 +170,12 @@ class LoopThread:
         except Exception as error:  # noqa: BLE001 - best effort at interpreter exit
             logger.debug("natsstorage: ending the NATS loop's tasks at exit: %r", error)
         self.closing = True
-        self.loop.call_soon_threadsafe(self._stop_if_mine)
+        self.loop.call_soon_threadsafe(self._let_go)
         with contextlib.suppress(RuntimeError):
             self.wake.release()
         self.thread.join(CLOSE_TIMEOUT)
         if not self.thread.is_alive() and self.running.acquire(blocking=False):  # (kept: nobody runs it again)
             self.loop.close()
-
-    def _stop_if_mine(self) -> None:  # on the loop, at exit: a caller's thread running it finishes its call
-        if self.runner is self.thread:
-            self.loop.stop()
 
 
 async def _caught_up(coro: Coroutine[Any, Any, T]) -> T:
@@ -226,7 +211,6 @@ def _forget_in_child() -> None:
     """In a forked child the loop thread does not exist: the first call starts one."""
     global _loop_thread, _start_lock
     _loop_thread, _start_lock = None, threading.Lock()
-    _background.clear()
 
 
 def _stop_at_exit() -> None:
@@ -243,90 +227,16 @@ def started() -> bool:
     return _loop_thread is not None
 
 
-def _a_loop_runs_here() -> bool:
+def _running_loop() -> asyncio.AbstractEventLoop | None:
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+        return asyncio.get_running_loop()
+    except RuntimeError:  # no loop runs in this thread
+        return None
 
 
 def on_the_loop() -> bool:
     """Whether the caller is code running on the loop."""
-    try:
-        return _loop_thread is not None and asyncio.get_running_loop() is _loop_thread.loop
-    except RuntimeError:  # no loop runs in this thread
-        return False
-
-
-class Call(Generic[T]):
-    """Work for the loop, and its outcome.
-
-    The caller's thread only writes an attribute, hands the loop a callback and takes a plain lock: safe
-    wherever a signal handler raises. Not ``concurrent.futures.Future``, whose ``Condition`` a handler raising
-    right after its ``with`` took the lock leaves taken, and the loop thread would wait for it for ever."""
-
-    def __init__(self, coro: Coroutine[Any, Any, T], owner: LoopThread) -> None:
-        self._coro = [coro]  # taken (list.pop, atomic) by the loop to start it, or by a caller who gave up first
-        self._owner = owner
-        self._loop = owner.loop
-        self._finished = threading.Lock()  # held until the outcome is in
-        self._finished.acquire()
-        self._task: asyncio.Task[None] | None = None  # until it is done: the task is freed on the loop, not here
-        self._value: T | None = None
-        self._error: BaseException | None = asyncio.CancelledError()  # (until it has an outcome)
-        self._cancelled = self._over = False  # (over: its outcome is in)
-        self._then: list[Callable[[], object]] = []  # run on the loop once the outcome is in
-
-    def _start(self) -> None:  # on the loop
-        if self._cancelled or not self._coro:  # cancelled, or dropped by its caller, before it started
-            self._finish()
-            return
-        self._task = self._loop.create_task(self._outcome())
-
-    async def _outcome(self) -> None:  # the caller is let go in the task's last step, not a loop turn later
-        try:
-            self._value, self._error = await self._coro.pop(), None
-        except (asyncio.CancelledError, GeneratorExit):  # (or closed unfinished, at exit)
-            pass  # its error stays a CancelledError
-        except BaseException as error:  # a SystemExit too: the caller's, not the loop's
-            self._error = error
-        finally:
-            self._finish()
-
-    def _finish(self, _: object = None) -> None:  # on the loop; once
-        if not self._over:
-            self._over, self._task = True, None
-            if self._coro:  # never started: no "never awaited" warning (its caller may take it meanwhile)
-                with contextlib.suppress(IndexError):
-                    self._coro.pop().close()
-            for then in self._then:
-                then()
-            self._owner.finished(self)
-            self._finished.release()  # last: the caller's thread wants the GIL as soon as it wakes
-
-    def _stop(self) -> None:  # on the loop
-        if self._task is not None:
-            self._task.cancel()
-            # A task cancelled before its first step never runs ``_outcome``'s ``finally``. (Not added at the
-            # start: a done callback costs a loop turn after the caller was let go, in which the loop thread
-            # would take the interpreter's lock back from the caller's thread.)
-            self._task.add_done_callback(self._finish)
-
-    def cancel(self) -> None:
-        """Cancel the work (no-op once it is done); safe from any thread."""
-        self._cancelled = True
-        if not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._stop)
-
-    def done(self) -> bool:
-        return not self._finished.locked()
-
-    def result(self) -> T:
-        """The outcome, once done (see ``done`` and ``wait``)."""
-        if self._error is not None:
-            raise self._error
-        return self._value  # type: ignore[return-value]  # (T, when there is no error)
+    return _loop_thread is not None and _running_loop() is _loop_thread.loop
 
 
 def _started(coro: Coroutine[Any, Any, Any]) -> LoopThread:
@@ -341,21 +251,6 @@ def submit(coro: Coroutine[Any, Any, T], *, blocking: bool = False) -> Call[T]:
     """Hand ``coro`` to the loop without waiting, from any thread; ``wait`` gives its result.
     ``blocking``: the caller will wait for it, which code on the loop must never do."""
     return _started(coro).submit(coro, blocking=blocking)
-
-
-def wait(call: Call[T], timeout: float | None = None) -> T:
-    """The result of work started with ``submit``, waited for in slices so that signal handlers run. Whatever
-    interrupts the wait (a handler's ``KeyboardInterrupt``, ``SystemExit``, Celery's ``SoftTimeLimitExceeded``;
-    ``TimeoutError`` after ``timeout`` seconds) cancels the work and is raised unchanged."""
-    try:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not call._finished.acquire(timeout=WAIT_SLICE):
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError
-    except BaseException:
-        call.cancel()
-        raise
-    return call.result()
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -400,39 +295,3 @@ async def arun(coro: Coroutine[Any, Any, T]) -> T:
 def _mark_done(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-# Work started on the loop that no caller waits for (purging a replaced version's chunks), by what
-# it concerns (a stream). Only code on the loop touches it.
-_background: dict[str, set[asyncio.Task[Any]]] = {}
-
-
-def background(about: str, coro: Coroutine[Any, Any, Any]) -> None:
-    """Start ``coro`` on the running loop without waiting; ``settled(about)`` waits for it, and so
-    does closing the connections, so that work sent is work done. Call on the loop."""
-    task = asyncio.get_running_loop().create_task(coro)
-    tasks = _background.setdefault(about, set())
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
-
-
-async def settled(about: str | None = None) -> None:
-    """Wait for the background work about ``about`` (None: all of it), started by any caller in this process;
-    at most ``CLOSE_TIMEOUT`` for all of it."""
-    loop = asyncio.get_running_loop()
-    groups = _background.values() if about is None else [_background.get(about, set())]
-    if pending := [task for tasks in groups for task in tasks if task.get_loop() is loop]:
-        await asyncio.wait(pending, timeout=CLOSE_TIMEOUT if about is None else None)
-
-
-async def cancel_and_wait(task: asyncio.Future[Any]) -> None:
-    """Cancel ``task`` and wait, within CLOSE_TIMEOUT, for it to end. nats-py swallows a cancellation that
-    lands while it closes a failed connect attempt (which would retry for ever) or waits for its flusher:
-    cancel again."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + CLOSE_TIMEOUT
-    while not task.done() and loop.time() < deadline:
-        task.cancel()
-        await asyncio.wait({task}, timeout=0.05)
-    if task.done() and not task.cancelled():
-        task.exception()  # retrieved: no "exception was never retrieved" at exit

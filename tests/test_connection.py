@@ -17,6 +17,7 @@ from django.core.files.base import ContentFile
 
 from natsstorage import (
     NatsStorage,
+    background,
     close_connections,
     loop,  # the tests at the end are of the loop thread itself: signals, waits in slices
 )
@@ -163,7 +164,7 @@ def test_work_cancelled_before_its_first_step_lets_its_caller_go_and_never_start
         ran.append(True)
 
     async def started_and_cancelled_at_once() -> loop.Call[None]:
-        call = loop.Call(work(), loop._loop_thread_started())
+        call = loop.Call(work(), asyncio.get_running_loop(), lambda _: None)
         call._start()
         call._stop()
         return call
@@ -251,7 +252,7 @@ def test_what_a_worker_threads_call_leaves_on_the_loop_goes_on_after_it_without_
             await asyncio.sleep(0.05)
             done.set()
 
-        loop.background("test", later())
+        background.start("test", later())
         return threading.current_thread()
 
     def calls() -> tuple[threading.Thread, threading.Thread]:
