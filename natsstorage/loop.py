@@ -107,7 +107,7 @@ class LoopThread:
             if not (alone and self._take()):  # several threads calling by turns: the loop thread serves them all
                 return wait(self.submit(coro, blocking=True))
             try:
-                call = Call(_caught_up(coro), self.loop, self.finished)
+                call = Call(coro, self.loop, self.finished, catch_up=True)
                 self.loop.run_until_complete(call._outcome())
                 return call.result()
             finally:
@@ -143,7 +143,7 @@ class LoopThread:
         try:
             if blocking and on_the_loop():
                 raise RuntimeError("a blocking natsstorage call was made from its own event loop")
-            call = Call(coro, self.loop, self.finished)
+            call = Call(coro, self.loop, self.finished, catch_up=not self.running.locked())
             self.handed.add(call)
             self.loop.call_soon_threadsafe(call._start)
             if self.runner is not self.thread:  # nobody, or a caller's thread that may stop first: wake it
@@ -176,14 +176,6 @@ class LoopThread:
         self.thread.join(CLOSE_TIMEOUT)
         if not self.thread.is_alive() and self.running.acquire(blocking=False):  # (kept: nobody runs it again)
             self.loop.close()
-
-
-async def _caught_up(coro: Coroutine[Any, Any, T]) -> T:
-    """``coro``, once the loop has read what arrived while no thread ran it: a connection the server closed
-    meanwhile is then known lost (nats-py's reader marks it), not sent a request that could only fail."""
-    await asyncio.sleep(0)  # what arrived is read...
-    await asyncio.sleep(0)  # ...and the tasks waiting for it have run
-    return await coro
 
 
 async def _cancel_every_task() -> None:

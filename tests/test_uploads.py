@@ -408,6 +408,11 @@ def _listening(port: int) -> bool:
     return True
 
 
+def natsstorage_connections(server) -> int:
+    connz = server.monitor("connz?limit=1024")
+    return sum(1 for conn in connz.get("connections", []) if conn.get("name") == "natsstorage")
+
+
 def until(done, why, process=None, within: float = 30.0) -> None:
     """Wait for ``done()``: a bound on how long, not a timing assertion."""
     deadline = time.monotonic() + within
@@ -530,11 +535,15 @@ def test_an_upload_whose_server_dies_leaves_chunks_that_natsos_gc_collects(nats_
     with serving(nats_server, bucket_name, tmp_path) as (process, port, log):
         connection = half_an_upload(port, 8 * MiB)
         until(lambda: stream_state(storage)["messages"] > 0, log.read_text, process)
+        connected = natsstorage_connections(nats_server)  # this process's and the server process's
         worker = int(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()[0])
         os.kill(worker, signal.SIGKILL)  # the process handling the upload dies: nobody purges
         os.kill(process.pid, signal.SIGKILL)
         process.wait(10)
         connection.close()
+    # What the dead process had sent is in once the server closed its connection (its socket may still hold
+    # a chunk when it dies).
+    until(lambda: natsstorage_connections(nats_server) < connected, lambda: "its connection outlived it")
     left = stream_state(storage)["messages"]
     assert left > 0
     out = io.StringIO()
