@@ -22,7 +22,8 @@ import time
 from collections.abc import AsyncGenerator, Coroutine, Iterator
 from typing import Any, TypeVar
 
-from natsstorage.calls import Call, wait
+from natsstorage.calls import Call as Call  # (callers hand work over and wait through this module)
+from natsstorage.calls import wait as wait
 
 try:  # imported now, not at the first call: a Ctrl-C landing in an import's clean-up is printed, never raised
     import uvloop

@@ -22,6 +22,7 @@ they buy, and ``pyproject.toml`` caps nats-py at the newest release that test pa
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.transport import TcpTransport
@@ -63,7 +64,7 @@ async def send(nc: Client, subject: str, payload: bytes | memoryview, reply: str
     nats-py 2.0; else nats-py's own publish, which buffers or refuses while reconnecting."""
     if isinstance(payload, memoryview) and not isinstance(payload.obj, bytes):
         payload = bytes(payload)  # written after this returns: never from a buffer its owner may reuse
-    pending = nc._pending
+    pending: list[Any] = nc._pending  # (bytes, as nats-py queues; a payload may be a memoryview of bytes)
     if type(pending) is not list or not isinstance(nc._transport, TcpTransport) or not nc.is_connected:
         await nc.publish(subject, bytes(payload), reply=reply, headers=_parsed(head))
         return
