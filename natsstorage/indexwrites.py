@@ -92,7 +92,7 @@ class IndexStreams:
         configs = stream_configs(self.bucket.name, objects["config"])
         for stream, config in zip((self.entries, self.directories), configs, strict=True):
             try:
-                await stream.api(nc, f"STREAM.CREATE.{stream.name}", config)
+                await stream.create(nc, config)
             except JetStreamError as error:
                 if error.code != ERR_STREAM_NAME_IN_USE:  # there with another configuration: kept
                     raise

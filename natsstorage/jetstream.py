@@ -61,6 +61,7 @@ NO_RESPONDERS = "503"
 # JetStream API error codes acted on.
 ERR_NO_MESSAGE = 10037
 ERR_SEQUENCE_NOT_FOUND = 10043  # a message deleted by sequence that is not (or no longer) there
+ERR_STREAM_STORE = 10049  # the server could not make the stream's store (its directory)
 ERR_STREAM_NAME_IN_USE = 10058
 ERR_WRONG_LAST_MSG_ID = 10070
 ERR_STREAM_NOT_FOUND = 10059
@@ -200,7 +201,7 @@ class Stream:
             if self._create is None:
                 raise
             try:
-                info = await self.api(nc, f"STREAM.CREATE.{self.name}", self._create)
+                info = await self.create(nc, self._create)
                 self.made_here = True
             except JetStreamError as error:
                 if error.code != ERR_STREAM_NAME_IN_USE:
@@ -209,6 +210,20 @@ class Stream:
         config: dict[str, Any] = info["config"]
         await self._led(nc, info)
         return config
+
+    async def create(self, nc: Client, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Create this stream with ``config``. nats-server removes an account's empty stream directory in the
+        background once its last stream is deleted, and a stream created meanwhile fails to make its own
+        (10049, "error creating store"): seen 1 time in 60 for a bucket destroyed and made again on a server
+        holding nothing else. That failure is tried again, a few times."""
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                return await self.api(nc, f"STREAM.CREATE.{self.name}", config)
+            except JetStreamError as error:
+                if error.code != ERR_STREAM_STORE or attempt == CREATE_ATTEMPTS - 1:
+                    raise
+            await asyncio.sleep(CREATE_AGAIN_AFTER)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _led(self, nc: Client, info: Mapping[str, Any]) -> None:
         """Wait, within the timeout, until a replicated stream has a leader to take publishes, and the server
@@ -425,6 +440,8 @@ class Stream:
 
 
 SEND_AS_IS_BYTES = 64 * 1024  # a payload at least this big is published without nats-py's copies (natspy.send)
+CREATE_ATTEMPTS = 4  # a stream create the server failed to make a store for, tried again after CREATE_AGAIN_AFTER
+CREATE_AGAIN_AFTER = 0.05
 PRUNE_AT = 1024  # awaited replies at which those given up on are dropped (then twice those left, at least this)
 
 
