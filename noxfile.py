@@ -48,9 +48,10 @@ REQUIREMENTS += [Requirement(line) for line in PYPROJECT["project"]["optional-de
 
 # Every cell runs the fast tier (`-m "not slow"`, every module): what the slow tier adds (a browser, a cluster,
 # minutes of load, the demo) is about the machine, not about a Python or Django version, and the README's
-# test command runs it once. In four processes (pytest-xdist; the tests wait on servers and sockets more than on
-# the CPU): on 2 cores 752 tests take 50-57 s, against 67 s in two processes.
-MATRIX_PYTEST_ARGS = ["-m", "not slow", "-n", "4"]
+# test command runs it once. In two processes (pytest-xdist): about 70 s a cell on CI's 2 cores. Four take 50-57 s
+# (docs/contributing.md), but their load turned up a race with nats-server 2.9 (a tus HEAD during a resume that
+# takes its tail back, answered 0) that is not mended yet: CI keeps to two.
+MATRIX_PYTEST_ARGS = ["-m", "not slow", "-n", "2"]
 
 
 # Declared support is tested support: every Python and every Django series the classifiers name runs the fast
