@@ -49,8 +49,8 @@ REQUIREMENTS += [Requirement(line) for line in PYPROJECT["project"]["optional-de
 # Every cell runs the fast tier (`-m "not slow"`, every module): what the slow tier adds (a browser, a cluster,
 # minutes of load, the demo) is about the machine, not about a Python or Django version, and the README's
 # test command runs it once. In two processes (pytest-xdist): about 70 s a cell on CI's 2 cores. Four take 50-57 s
-# (docs/contributing.md), but their load turned up a race with nats-server 2.9 (a tus HEAD during a resume that
-# takes its tail back, answered 0) that is not mended yet: CI keeps to two.
+# (docs/contributing.md); their load first turned up three races, mended (a stream made again at once, a tus HEAD
+# on nats-server 2.9 during a resume, a test not waiting for a consumer's deletion), and CI keeps to two.
 MATRIX_PYTEST_ARGS = ["-m", "not slow", "-n", "2"]
 
 

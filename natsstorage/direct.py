@@ -194,8 +194,11 @@ async def stored(bucket: Bucket, key: str, nuid: str) -> Stored:
     if not chunks:
         return Stored(0)
     last = await bucket.stream.direct_get(nc, {"last_by_subj": subject})
-    if last is None:  # purged meanwhile
-        return Stored(0)
+    if last is None:
+        # Purged meanwhile; or a request resuming the upload just took its tail back, and nats-server 2.9 no
+        # longer knows a subject's last message once it is removed: what is left are full chunks.
+        first = await bucket.stream.direct_get(nc, {"seq": 0, "next_by_subj": subject})
+        return Stored(0) if first is None else Stored(chunks * len(first["data"]), chunks)
     size = len(last["data"])  # a full chunk, or the short tail a paused request stored last
     if chunks == 1 or size == _full_chunk(bucket, nc):
         return Stored(chunks * size, chunks)
