@@ -69,6 +69,10 @@ ERR_WRONG_LAST_SEQUENCE = 10071
 ERR_MAX_BYTES = 10077
 ERR_SEALED = 10109
 
+SEND_AS_IS_BYTES = 64 * 1024  # a payload at least this big is published without nats-py's copies (natspy.send)
+CREATE_ATTEMPTS = 4  # a stream create the server failed to make a store for, tried again after CREATE_AGAIN_AFTER
+CREATE_AGAIN_AFTER = 0.05
+
 # nats-server closes a connection that sends a longer protocol line (its default max_control_line; INFO does
 # not say it), or a message whose headers and payload together exceed its max_payload: every transfer on it fails.
 MAX_CONTROL_LINE = 4096
@@ -216,14 +220,14 @@ class Stream:
         background once its last stream is deleted, and a stream created meanwhile fails to make its own
         (10049, "error creating store"): seen 1 time in 60 for a bucket destroyed and made again on a server
         holding nothing else. That failure is tried again, a few times."""
-        for attempt in range(CREATE_ATTEMPTS):
+        for _ in range(CREATE_ATTEMPTS - 1):
             try:
                 return await self.api(nc, f"STREAM.CREATE.{self.name}", config)
             except JetStreamError as error:
-                if error.code != ERR_STREAM_STORE or attempt == CREATE_ATTEMPTS - 1:
+                if error.code != ERR_STREAM_STORE:
                     raise
             await asyncio.sleep(CREATE_AGAIN_AFTER)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self.api(nc, f"STREAM.CREATE.{self.name}", config)
 
     async def _led(self, nc: Client, info: Mapping[str, Any]) -> None:
         """Wait, within the timeout, until a replicated stream has a leader to take publishes, and the server
@@ -345,7 +349,7 @@ class Stream:
             head = header_block(headers)
             refuse_oversized(nc, subject, reply, len(head) + len(payload), about)
             if len(payload) >= SEND_AS_IS_BYTES:  # a chunk: nats-py would copy it twice
-                await natspy.send(nc, subject, payload, reply, head)
+                await natspy.send(nc, subject, payload, reply, headers, head)
             else:
                 await nc.publish(subject, payload, reply=reply, headers=headers)  # type: ignore[arg-type]
         except BaseException as error:
@@ -439,9 +443,6 @@ class Stream:
         await background.settled(self.name)
 
 
-SEND_AS_IS_BYTES = 64 * 1024  # a payload at least this big is published without nats-py's copies (natspy.send)
-CREATE_ATTEMPTS = 4  # a stream create the server failed to make a store for, tried again after CREATE_AGAIN_AFTER
-CREATE_AGAIN_AFTER = 0.05
 PRUNE_AT = 1024  # awaited replies at which those given up on are dropped (then twice those left, at least this)
 
 

@@ -58,15 +58,18 @@ def parse_headers_faster(nc: Client) -> None:
     nc._parse_header_lines = parse_header_lines  # type: ignore[method-assign]
 
 
-async def send(nc: Client, subject: str, payload: bytes | memoryview, reply: str, head: bytes) -> None:
-    """``nc.publish`` of ``payload`` with the header block ``head`` (``jetstream.header_block``), without nats-py's
-    two copies of the payload. Only while connected over TCP (TLS too), to a buffer of the shape it has had since
-    nats-py 2.0; else nats-py's own publish, which buffers or refuses while reconnecting."""
+async def send(
+    nc: Client, subject: str, payload: bytes | memoryview, reply: str, headers: dict[str, str] | None, head: bytes
+) -> None:
+    """``nc.publish`` of ``payload`` with ``headers`` (``head``: their block as NATS sends it,
+    ``jetstream.header_block``), without nats-py's two copies of the payload. Only while connected over TCP (TLS
+    too), to a buffer of the shape it has had since nats-py 2.0; else nats-py's own publish, which buffers or
+    refuses while reconnecting."""
     if isinstance(payload, memoryview) and not isinstance(payload.obj, bytes):
         payload = bytes(payload)  # written after this returns: never from a buffer its owner may reuse
     pending: list[Any] = nc._pending  # (bytes, as nats-py queues; a payload may be a memoryview of bytes)
     if type(pending) is not list or not isinstance(nc._transport, TcpTransport) or not nc.is_connected:
-        await nc.publish(subject, bytes(payload), reply=reply, headers=_parsed(head))
+        await nc.publish(subject, bytes(payload), reply=reply, headers=headers)
         return
     if head:
         line = f"HPUB {subject} {reply} {len(head)} {len(head) + len(payload)}\r\n".encode()
@@ -81,7 +84,3 @@ async def send(nc: Client, subject: str, payload: bytes | memoryview, reply: str
         await nc._flush_pending(force_flush=True)
     if nc._flush_queue is not None and nc._flush_queue.empty():
         await nc._flush_pending()
-
-
-def _parsed(head: bytes) -> dict[str, str] | None:
-    return parse_header_lines(head.partition(CRLF)[2]) if head else None

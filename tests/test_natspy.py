@@ -124,7 +124,8 @@ def test_a_connection_parses_headers_with_ours_and_nats_py_still_calls_it_throug
 
 def test_send_puts_on_the_wire_what_nats_pys_publish_does_and_queues_the_payload_itself(nats_server):
     payload = bytes(range(256)) * 1024
-    head = jetstream.header_block({"Nats-Msg-Id": "a", "Nats-Expected-Last-Subject-Sequence": "7"})
+    headers = {"Nats-Msg-Id": "a", "Nats-Expected-Last-Subject-Sequence": "7"}
+    head = jetstream.header_block(headers)
 
     async def sent() -> list[tuple[str, str, dict[str, str] | None, bytes]]:
         nc = await connections.connection(ConnectionSettings(servers=(nats_server.url,)))
@@ -133,13 +134,13 @@ def test_send_puts_on_the_wire_what_nats_pys_publish_does_and_queues_the_payload
             await nc.flush()  # (one connection: the SUB went out before the PING)
             # What send queues is the payload object itself, counted as nats-py counts what it queues.
             start, size = len(nc._pending), nc._pending_data_size
-            await natspy.send(nc, "natspy.send.ours", payload, "natspy.reply", head)
+            await natspy.send(nc, "natspy.send.ours", payload, "natspy.reply", headers, head)
             queued = nc._pending[start:]
             assert any(item is payload for item in queued) and all(type(item) is bytes for item in queued)
             assert nc._pending_data_size - size == sum(map(len, queued))
             assert type(nc._max_pending_size) is int and nc._flush_queue is not None
-            await nc.publish("natspy.send.theirs", payload, reply="natspy.reply", headers=natspy._parsed(head))
-            await natspy.send(nc, "natspy.send.plain", memoryview(bytearray(b"plain")), "natspy.reply", b"")
+            await nc.publish("natspy.send.theirs", payload, reply="natspy.reply", headers=headers)
+            await natspy.send(nc, "natspy.send.plain", memoryview(bytearray(b"plain")), "natspy.reply", None, b"")
             return [(m.subject, m.reply, m.headers, m.data) for m in [await subscription.next_msg(5) for _ in "abc"]]
         finally:
             await subscription.unsubscribe()
