@@ -32,12 +32,9 @@ class Call(Generic[T]):
         coro: Coroutine[Any, Any, T],
         loop: asyncio.AbstractEventLoop,
         over: Callable[[Call[Any]], object],
-        *,
-        catch_up: bool = False,
     ) -> None:
         self._coro = [coro]  # taken (list.pop, atomic) by the loop to start it, or by a caller who gave up first
         self._loop = loop
-        self._catch_up = catch_up  # nobody ran the loop a moment ago: it reads what arrived before ``coro`` starts
         self._over_then = over  # told on the loop once the outcome is in, before the caller is let go
         self._finished = threading.Lock()  # held until the outcome is in
         self._finished.acquire()
@@ -55,9 +52,12 @@ class Call(Generic[T]):
 
     async def _outcome(self) -> None:  # the caller is let go in the task's last step, not a loop turn later
         try:
-            if self._catch_up:  # a connection the server closed meanwhile is then known lost (nats-py's reader
-                await asyncio.sleep(0)  # marks it), not sent a request that could only fail: what arrived is read,
-                await asyncio.sleep(0)  # and the tasks waiting for it have run
+            # Two loop turns first, for every call alike. The loop reads what arrived meanwhile, so a connection
+            # the server closed during a pause is known lost (nats-py's reader marks it) and not sent a request
+            # that could only fail. And calls start in the order they were handed over: a stream's pieces,
+            # handed one after another, keep their order whoever ran the loop a moment before.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
             self._value, self._error = await self._coro.pop(), None
         except (asyncio.CancelledError, GeneratorExit):  # (or closed unfinished, at exit)
             pass  # its error stays a CancelledError

@@ -263,6 +263,31 @@ def test_what_a_worker_threads_call_leaves_on_the_loop_goes_on_after_it_without_
     assert ran_in is me and done.wait(10)
 
 
+def test_work_handed_over_starts_in_the_order_it_was_handed_whoever_ran_the_loop_a_moment_before(patient):
+    # A streamed save hands its pieces over one after another, and each piece's chunks must follow the one
+    # before's. The first here is handed while nobody runs the loop, the second once the loop thread runs it.
+    started: list[str] = []
+
+    async def record(what: str) -> None:
+        started.append(what)
+
+    def calls() -> None:
+        loop.run(running_thread())
+        loop.run(running_thread())  # this thread ran the loop itself, and let it go: nobody runs it now
+        lt = loop._loop_thread_started()
+        assert not lt.running.locked()
+        lt.loop.call_soon_threadsafe(time.sleep, 0.3)  # the loop's next turn is a slow one
+        first = loop.submit(record("first"))
+        while not lt.running.locked():  # the loop thread took the loop for the first
+            time.sleep(0.001)
+        second = loop.submit(record("second"))
+        loop.wait(first, timeout=10)
+        loop.wait(second, timeout=10)
+
+    in_a_worker_thread(calls)
+    assert started == ["first", "second"]
+
+
 def test_a_blocking_call_from_code_on_the_loop_is_refused_whichever_thread_runs_it():
     async def blocking_call_on_the_loop() -> None:
         loop.run(running_thread())
