@@ -108,7 +108,7 @@ class LoopThread:
             if not (alone and self._take()):  # several threads calling by turns: the loop thread serves them all
                 return wait(self.submit(coro, blocking=True))
             try:
-                call = Call(coro, self.loop, self.finished)
+                call = Call(coro, self.loop, self.finished, catch_up=True)
                 self.loop.run_until_complete(call._outcome())
                 return call.result()
             finally:
@@ -144,7 +144,7 @@ class LoopThread:
         try:
             if blocking and on_the_loop():
                 raise RuntimeError("a blocking natsstorage call was made from its own event loop")
-            call = Call(coro, self.loop, self.finished)
+            call = Call(coro, self.loop, self.finished, catch_up=not self.running.locked())
             self.handed.add(call)
             self.loop.call_soon_threadsafe(call._start)
             if self.runner is not self.thread:  # nobody, or a caller's thread that may stop first: wake it
