@@ -4,9 +4,11 @@ A link (``NatsStorage.upload_url``) is a signed token naming the bucket, the
 object, a fresh nuid for its chunks, the largest size and the content types
 allowed, and when it expires: the server keeps no state. The chunks an upload
 has stored under its nuid are its progress; an upload resumed goes on
-appending to them, after hashing those already stored again (Python's SHA-256
-cannot be carried from one process to another). docs/direct-uploads.md says
-why and what a client sends.
+appending to them. Python's SHA-256 cannot be carried from one process to
+another, so a resumed upload's digest is taken once, when it is finished, by
+reading back its chunks (``digest_of``): every request of an upload sent in
+many pieces reads back at most its last chunk. docs/direct-uploads.md says why
+and what a client sends.
 """
 
 from __future__ import annotations
@@ -209,7 +211,7 @@ async def stored(bucket: Bucket, key: str, nuid: str) -> Stored:
 
 
 async def start(bucket: Bucket, key: str, nuid: str, where: Stored) -> Upload:
-    """The upload of ``nuid`` from where it stands: new, or resumed (its chunks read back and hashed again)."""
+    """The upload of ``nuid`` from where it stands: new, or resumed (its digest then taken once it is finished)."""
     if where.chunks:
         return await resume(bucket, key, nuid)
     return await Upload.resume(
@@ -218,54 +220,65 @@ async def start(bucket: Bucket, key: str, nuid: str, where: Stored) -> Upload:
 
 
 async def resume(bucket: Bucket, key: str, nuid: str) -> Upload:
-    """An upload that goes on from the chunks already stored under ``nuid``, hashed again as they are read
-    back a window at a time (memory stays flat); its first new chunk lands only after the last read here.
+    """An upload that goes on from the chunks already stored under ``nuid``; its first new chunk lands only
+    after the last one there. Two or three requests, whatever the size: only the last chunk is read back, and
+    the digest is left for ``digest_of`` once the upload is finished.
 
     The last chunk may be short: the tail a paused request stored, so that every byte it received counts.
     It is read back into the upload's buffer and removed from the stream (chunks of an object are all of
     one size but the last), to go out again at the head of the next full chunk."""
     subject = CHUNK_SUBJECT.format(bucket=bucket.name, nuid=nuid)
     nc = await bucket.connection()
-    sha256, chunks, size, chunk_size, last_seq = hashlib.sha256(), 0, 0, 0, 0
-    tail, tail_seq = b"", 0
-    hashing: deque[concurrent.futures.Future[None]] = deque()  # chunks on the hashing thread, in order
-    config = {"deliver_policy": "all", "filter_subject": subject}
-    try:
-        async with Pull(bucket.stream, nc, config, exact=True, window=bucket.window_for(bucket.chunk_size)) as pull:
-            count = pull.pending
-            for index in range(count):
-                msg = await pull.next()
-                assert msg is not None  # an exact pull raises rather than end early
-                if not index:
-                    chunk_size = len(msg.data) if count > 1 else max(len(msg.data), _full_chunk(bucket, nc))
-                last = index == count - 1
-                if len(msg.data) > chunk_size or (len(msg.data) < chunk_size and not last):
-                    raise CorruptObject(f"the upload to {key!r} in bucket {bucket.name!r} holds a chunk cut short")
-                hashing.append(_hash_beside(sha256, msg.data))  # while the next chunks arrive
-                while len(hashing) > HASH_AHEAD:
-                    await asyncio.wrap_future(hashing.popleft())
-                if len(msg.data) < chunk_size:
-                    tail, tail_seq = bytes(msg.data), msg.metadata.sequence.stream
-                else:
-                    chunks, size, last_seq = chunks + 1, size + len(msg.data), msg.metadata.sequence.stream
-    finally:
-        for hashed in hashing:
-            await asyncio.wrap_future(hashed)
+    count = await chunk_count(bucket, nuid)
+    last = await bucket.stream.direct_get(nc, {"last_by_subj": subject}) if count else None
+    first = last if count == 1 else await bucket.stream.direct_get(nc, {"seq": 0, "next_by_subj": subject})
+    if last is None or first is None:  # purged meanwhile, or its tail just taken back by another request (2.9)
+        raise ObjectChanged(f"another request is resuming the upload to {key!r}")
+    chunk_size = max(len(last["data"]), _full_chunk(bucket, nc)) if count == 1 else len(first["data"])
+    if not 0 < len(last["data"]) <= chunk_size:
+        raise CorruptObject(f"the upload to {key!r} in bucket {bucket.name!r} holds a chunk cut short")
+    tail = bytes(last["data"]) if len(last["data"]) < chunk_size else b""
     if tail:
-        await _take_tail(bucket, nc, tail_seq, key)
+        await _take_tail(bucket, nc, last["seq"], key)
+    chunks = count - 1 if tail else count
     return await Upload.resume(
         bucket,
         nuid,
         chunks=chunks,
-        size=size,
-        sha256=sha256,
+        size=chunks * chunk_size,
+        sha256=None,
         chunk_size=chunk_size,
         # After a tail taken back, its removal was this request's claim (only one can remove it): nats-server
         # 2.9 no longer knows the subject's last sequence once its last message is removed, so none is expected.
-        last_seq=None if tail else last_seq,
+        last_seq=None if tail else last["seq"],
         name=key,
         tail=tail,
     )
+
+
+async def digest_of(bucket: Bucket, key: str, nuid: str, chunk_size: int) -> bytes:
+    """The SHA-256 of the chunks stored under ``nuid``, read back a window at a time (memory stays flat) and
+    hashed beside the loop; ``CorruptObject`` when one but the last is not ``chunk_size`` bytes."""
+    subject = CHUNK_SUBJECT.format(bucket=bucket.name, nuid=nuid)
+    sha256 = hashlib.sha256()
+    hashing: deque[concurrent.futures.Future[None]] = deque()  # chunks on the hashing thread, in order
+    config = {"deliver_policy": "all", "filter_subject": subject}
+    window = bucket.window_for(chunk_size)
+    try:
+        async with Pull(bucket.stream, await bucket.connection(), config, exact=True, window=window) as pull:
+            count = pull.pending
+            for index in range(count):
+                msg = await pull.next()
+                assert msg is not None  # an exact pull raises rather than end early
+                if len(msg.data) > chunk_size or (len(msg.data) < chunk_size and index < count - 1):
+                    raise CorruptObject(f"the upload to {key!r} in bucket {bucket.name!r} holds a chunk cut short")
+                hashing.append(_hash_beside(sha256, msg.data))  # while the next chunks arrive
+                while len(hashing) > HASH_AHEAD:
+                    await asyncio.wrap_future(hashing.popleft())
+    finally:
+        for hashed in hashing:
+            await asyncio.wrap_future(hashed)
+    return sha256.digest()
 
 
 async def _take_tail(bucket: Bucket, nc: Any, seq: int, key: str) -> None:

@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from natsstorage import contenttypes, cors, direct, loop, registry, saving, signing, tus
 from natsstorage.direct import Link, Result
-from natsstorage.exceptions import BucketNotFound, NatsStorageError, NatsUnavailable, ObjectChanged
+from natsstorage.exceptions import BucketNotFound, CorruptObject, NatsStorageError, NatsUnavailable, ObjectChanged
 from natsstorage.files import PIECE_BYTES
 from natsstorage.loop import run
 from natsstorage.saving import Taken
@@ -333,9 +333,16 @@ def _commit(
     storage: NatsStorage, link: Link, key: str, upload: Upload, content_type: str, *, by_tus: bool = False
 ) -> HttpResponse:
     """Name the object, once the stream holds exactly the chunks this upload counted."""
-    run(upload.drain())
-    if run(direct.chunk_count(storage.bucket, link.nuid)) != upload.chunks:
-        run(direct.purge(storage.bucket, link.nuid, key))  # another request wrote beside this one
+    resumed = upload.digest is None  # its digest is read back from its chunks, once they are all there
+    run(upload.flush() if resumed else upload.drain())  # (else the last chunk goes with the metadata)
+    try:
+        if run(direct.chunk_count(storage.bucket, link.nuid)) != upload.chunks:
+            raise CorruptObject("another request wrote beside this one")
+        if resumed:
+            upload.hashed(run(direct.digest_of(storage.bucket, key, link.nuid, upload.chunk_size)))
+    except CorruptObject as error:
+        logger.warning("an upload to %r was scrambled: %s", key, error)
+        run(direct.purge(storage.bucket, link.nuid, key))
         return _text("Two requests wrote this upload at once: start again from byte 0.", 409, 0)
     head = saving.head_for(storage, link.name, content_type or None)
     taken = Taken.REPLACE if storage.config.file_overwrite else Taken.REFUSE

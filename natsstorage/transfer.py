@@ -94,7 +94,7 @@ class Upload:
         self.subject = CHUNK_SUBJECT.format(bucket=bucket.name, nuid=self.nuid)
         self.size = 0
         self.chunks = 0
-        self._sha256 = hashlib.sha256()
+        self._sha256: Any = hashlib.sha256()  # None: a resumed upload's bytes before, never seen here
         self._digest: bytes | None = None  # given by hashed(), instead of _sha256's
         self._buffer = bytearray()
         self._held: memoryview | None = None  # instead of _buffer: the end of one write of immutable bytes, uncopied
@@ -137,7 +137,8 @@ class Upload:
     ) -> Upload:
         """Go on writing the chunks under ``nuid``: ``chunks`` of ``chunk_size`` (``size`` bytes, already fed
         to ``sha256``), the last at stream sequence ``last_seq`` (0: none yet; None: not checked), then ``tail``
-        (less than a chunk, fed to ``sha256`` too, not yet published). A ``caller_hashes`` upload.
+        (less than a chunk, fed to ``sha256`` too, not yet published). A ``caller_hashes`` upload; with no
+        ``sha256`` (what came before is not known here), ``hashed`` gives the whole digest before ``commit``.
 
         Its first chunk lands only if the subject's last is still that one (``ObjectChanged`` otherwise: another
         writer appended meanwhile), and is acknowledged before the next goes.
@@ -212,7 +213,8 @@ class Upload:
 
     def hash(self, data: bytes) -> None:
         """Add ``data`` to the digest (``caller_hashes`` uploads): every byte written, in order, once."""
-        self._sha256.update(data)
+        if self._sha256 is not None:
+            self._sha256.update(data)
 
     def hashed(self, digest: bytes) -> None:
         """The SHA-256 of every byte written, computed whole by the caller (``caller_hashes`` uploads)."""
@@ -244,9 +246,16 @@ class Upload:
                 (await self.bucket.stream.start_publish(self.nc, self.subject, chunk, headers, self._name), due)
             )
 
-    async def flush(self) -> bytes:
+    @property
+    def digest(self) -> bytes | None:
+        """The SHA-256 of every byte written so far; None for a resumed upload until ``hashed`` gives it."""
+        if self._digest is not None:
+            return self._digest
+        return self._sha256.digest() if self._sha256 is not None else None
+
+    async def flush(self) -> bytes | None:
         """Publish the last chunk and wait for every acknowledgement: the data is stored, nameless until
-        ``commit`` (``natsstorage.uploads`` stages files so). The SHA-256 of every byte written."""
+        ``commit`` (``natsstorage.uploads`` stages files so). The SHA-256 of every byte written (``digest``)."""
         async with self._writing:
             tail = self._held if self._held is not None else bytes(self._buffer)
             self._held = None
@@ -254,7 +263,7 @@ class Upload:
             if tail:
                 await self._publish(tail)
         await self.drain()
-        return self._digest or self._sha256.digest()
+        return self.digest
 
     async def commit(
         self,
@@ -293,7 +302,7 @@ class Upload:
             "size": self.size,
             "mtime": format_time(datetime.now(UTC)),
             "chunks": self.chunks,
-            "digest": encode_digest(self._digest or self._sha256.digest()),
+            "digest": encode_digest(self._require_digest()),
         }
         for key in ("description", "headers", "metadata"):
             if not raw[key]:
@@ -324,6 +333,11 @@ class Upload:
         info = ObjectInfo.from_raw(raw, seq=seq, time=datetime.now(UTC))
         self.bucket.written(name, info)
         return info
+
+    def _require_digest(self) -> bytes:
+        if (digest := self.digest) is None:
+            raise RuntimeError(f"the digest of the resumed upload of {self._name} was not given (hashed())")
+        return digest
 
     async def _put_meta(self, name: str, raw: Mapping[str, Any], expected_seq: int) -> int:
         return await self.bucket.put_meta(await self.bucket.connection(), name, raw, expected_seq=expected_seq)

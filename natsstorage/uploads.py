@@ -90,6 +90,7 @@ class Staging:
         self._pieces.flush()
         self._sink.drain()
         digest = loop.run(self.upload.flush())
+        assert digest is not None  # (every byte went through this upload: none resumed)
         self._pieces.close()  # its buffer (a piece) freed now, not with the request: a request has many files
         upload = self.upload
         raw = {

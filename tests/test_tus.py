@@ -17,6 +17,7 @@ from tusclient.client import TusClient
 from tusclient.storage.filestorage import FileStorage
 
 from natsstorage import NatsStorage, direct, loop
+from natsstorage.delivery import Pull
 from natsstorage.direct import Link, Result
 from natsstorage.exceptions import ObjectChanged
 
@@ -138,6 +139,30 @@ def test_a_tus_client_sending_pieces_smaller_than_a_chunk_makes_progress_with_ea
     assert offsets == [*range(CHUNK // 3, len(data), CHUNK // 3), len(data)]  # each a third of a chunk further
     assert files.open("small-pieces.bin").read() == data
     assert stream_state(files)["messages"] == 3  # two chunks and the metadata: no short chunk left between
+
+
+def test_an_upload_in_many_pieces_reads_back_its_chunks_once_when_it_is_finished(client, files, monkeypatch):
+    """A resumed PATCH reads back at most the last chunk (a short tail, to go again): the digest of what came
+    before is taken once, at the end. Reading everything back at each PATCH made many pieces quadratic."""
+    read_back = []
+    pull_next = Pull.next
+
+    async def counted(self):
+        msg = await pull_next(self)
+        read_back.append(len(msg.data) if msg is not None else 0)
+        return msg
+
+    monkeypatch.setattr(Pull, "next", counted)
+    data = random_bytes(8 * CHUNK + 1000)
+    piece = CHUNK + 300  # each PATCH leaves a short tail, which the next takes back
+    location = create(client, files.upload_url("pieces.bin", max_size=2 * MiB), len(data))["Location"]
+    for offset in range(0, len(data), piece):
+        answer = patch(client, location, data[offset : offset + piece], offset)
+        assert answer.status_code == 204, answer.content
+        assert read_back == [] or offset + piece >= len(data)
+    assert sorted(read_back) == sorted([CHUNK] * 8 + [1000])  # every chunk once, at the last PATCH
+    assert files.open("pieces.bin").read() == data
+    assert Result.from_token(answer["Upload-Result"]).matches(files.info("pieces.bin"))
 
 
 def test_options_say_the_version_the_extensions_and_the_link_s_largest_size(client, files):
