@@ -256,14 +256,16 @@ async def resume(bucket: Bucket, key: str, nuid: str) -> Upload:
     )
 
 
-async def digest_of(bucket: Bucket, key: str, nuid: str, chunk_size: int) -> bytes:
+async def digest_of(bucket: Bucket, key: str, nuid: str, chunk_size: int, size: int) -> bytes:
     """The SHA-256 of the chunks stored under ``nuid``, read back a window at a time (memory stays flat) and
-    hashed beside the loop; ``CorruptObject`` when one but the last is not ``chunk_size`` bytes."""
+    hashed beside the loop; ``CorruptObject`` when one but the last is not ``chunk_size`` bytes, or they do
+    not add up to ``size`` (another request wrote beside this one)."""
     subject = CHUNK_SUBJECT.format(bucket=bucket.name, nuid=nuid)
     sha256 = hashlib.sha256()
     hashing: deque[concurrent.futures.Future[None]] = deque()  # chunks on the hashing thread, in order
     config = {"deliver_policy": "all", "filter_subject": subject}
     window = bucket.window_for(chunk_size)
+    read = 0
     try:
         async with Pull(bucket.stream, await bucket.connection(), config, exact=True, window=window) as pull:
             count = pull.pending
@@ -272,12 +274,15 @@ async def digest_of(bucket: Bucket, key: str, nuid: str, chunk_size: int) -> byt
                 assert msg is not None  # an exact pull raises rather than end early
                 if len(msg.data) > chunk_size or (len(msg.data) < chunk_size and index < count - 1):
                     raise CorruptObject(f"the upload to {key!r} in bucket {bucket.name!r} holds a chunk cut short")
+                read += len(msg.data)
                 hashing.append(_hash_beside(sha256, msg.data))  # while the next chunks arrive
                 while len(hashing) > HASH_AHEAD:
                     await asyncio.wrap_future(hashing.popleft())
     finally:
         for hashed in hashing:
             await asyncio.wrap_future(hashed)
+    if read != size:
+        raise CorruptObject(f"the upload to {key!r} in bucket {bucket.name!r} holds {read} bytes, not {size}")
     return sha256.digest()
 
 

@@ -339,7 +339,7 @@ def _commit(
         if run(direct.chunk_count(storage.bucket, link.nuid)) != upload.chunks:
             raise CorruptObject("another request wrote beside this one")
         if resumed:
-            upload.hashed(run(direct.digest_of(storage.bucket, key, link.nuid, upload.chunk_size)))
+            upload.hashed(run(direct.digest_of(storage.bucket, key, link.nuid, upload.chunk_size, upload.size)))
     except CorruptObject as error:
         logger.warning("an upload to %r was scrambled: %s", key, error)
         run(direct.purge(storage.bucket, link.nuid, key))
