@@ -231,14 +231,18 @@ async def resume(bucket: Bucket, key: str, nuid: str) -> Upload:
     nc = await bucket.connection()
     count = await chunk_count(bucket, nuid)
     last = await bucket.stream.direct_get(nc, {"last_by_subj": subject}) if count else None
-    first = last if count == 1 else await bucket.stream.direct_get(nc, {"seq": 0, "next_by_subj": subject})
-    if last is None or first is None:  # purged meanwhile, or its tail just taken back by another request (2.9)
+    first = last if count == 1 and last else await bucket.stream.direct_get(nc, {"seq": 0, "next_by_subj": subject})
+    if first is None:  # purged meanwhile
         raise ObjectChanged(f"another request is resuming the upload to {key!r}")
-    chunk_size = max(len(last["data"]), _full_chunk(bucket, nc)) if count == 1 else len(first["data"])
-    if not 0 < len(last["data"]) <= chunk_size:
+    # No last message: a request took the tail back (and goes on, or stopped), and nats-server 2.9 no longer knows
+    # a subject's last message once it is removed. What is left are full chunks; none is expected to be the last
+    # (the check before the metadata catches another request writing meanwhile).
+    last_size = len((last or first)["data"])
+    chunk_size = max(last_size, _full_chunk(bucket, nc)) if count == 1 else len(first["data"])
+    if not 0 < last_size <= chunk_size:
         raise CorruptObject(f"the upload to {key!r} in bucket {bucket.name!r} holds a chunk cut short")
-    tail = bytes(last["data"]) if len(last["data"]) < chunk_size else b""
-    if tail:
+    tail = bytes(last["data"]) if last is not None and last_size < chunk_size else b""
+    if last is not None and tail:
         await _take_tail(bucket, nc, last["seq"], key)
     chunks = count - 1 if tail else count
     return await Upload.resume(
@@ -250,7 +254,7 @@ async def resume(bucket: Bucket, key: str, nuid: str) -> Upload:
         chunk_size=chunk_size,
         # After a tail taken back, its removal was this request's claim (only one can remove it): nats-server
         # 2.9 no longer knows the subject's last sequence once its last message is removed, so none is expected.
-        last_seq=None if tail else last["seq"],
+        last_seq=None if tail or last is None else last["seq"],
         name=key,
         tail=tail,
     )

@@ -316,6 +316,22 @@ def test_head_while_a_request_resuming_the_upload_holds_its_tail_says_the_full_c
     assert client.head(location, headers=TUS)["Upload-Offset"] == str(CHUNK)
 
 
+def test_an_upload_goes_on_after_a_request_that_took_its_tail_back_stopped(client, files):
+    # The tail's bytes were lost with that request: the upload stands at its full chunks, and goes on from there
+    # (on nats-server 2.9 too, which no longer knows the subject's last message once the tail is removed).
+    data = random_bytes(3 * CHUNK)
+    location = create(client, files.upload_url("a.bin", max_size=10 * CHUNK), len(data))["Location"]
+    assert patch(client, location, data[: CHUNK + 10], 0).status_code == 204
+    key = files.key(Link.from_token(location.rpartition("/")[2]).name)
+    tail_seq = jetstream(files, "STREAM.INFO")["state"]["last_seq"]
+    loop.run(direct._take_tail(files.bucket, loop.run(files.bucket.connection()), tail_seq, key))
+    assert client.head(location, headers=TUS)["Upload-Offset"] == str(CHUNK)
+    assert patch(client, location, data[CHUNK : 2 * CHUNK + 5], CHUNK).status_code == 204
+    done = patch(client, location, data[2 * CHUNK + 5 :], 2 * CHUNK + 5)
+    assert done.status_code == 204, done.content
+    assert files.open("a.bin").read() == data
+
+
 def test_an_empty_file_is_stored_at_its_creation(client, files):
     """tus clients send no PATCH for an empty file: the creation finishes it."""
     created = create(client, files.upload_url("empty.txt", max_size=10), 0)
