@@ -26,6 +26,7 @@ from natsstorage.jetstream import (
     DESCRIPTION_HEADER,
     END_OF_BATCH,
     HEARTBEAT,
+    LAST_CONSUMER_HEADER,
     NO_RESPONDERS,
     NOT_FOUND,
     NUM_PENDING_HEADER,
@@ -139,6 +140,15 @@ class Consumer(Inbox):
             raise
         self.name = created["name"]
         return created
+
+    @staticmethod
+    def missed(msg: Msg, status: str | None, delivered: int) -> bool:
+        """Whether a consumer that takes no acks sent messages that never arrived (it never sends them again),
+        ``delivered`` having arrived: ``msg`` is not the next, or a heartbeat counts more than arrived (the last
+        ones before a quiet spell went astray)."""
+        if status is None:
+            return bool(msg.metadata.sequence.consumer != delivered + 1)
+        return status == HEARTBEAT and int((msg.headers or {}).get(LAST_CONSUMER_HEADER, 0)) > delivered
 
     async def request(
         self, batch: int, *, expires: float, no_wait: bool = False, heartbeat: float | None = None

@@ -34,7 +34,6 @@ from natsstorage.jetstream import (
     EXPECTED_LAST_MSG_ID_HEADER,
     EXPECTED_SUBJECT_SEQ_HEADER,
     HEARTBEAT,
-    LAST_CONSUMER_HEADER,
     MAX_CONTROL_LINE,
     NANOSECONDS,
     REQUEST_EXPIRED,
@@ -600,13 +599,6 @@ class Watch(Consumer):
             self.next_seq = int((created.get("delivered") or {}).get("stream_seq", 0)) + 1
         await self._request()
 
-    def _missed(self, msg: Msg, status: str | None) -> bool:
-        """Whether the consumer sent changes that never arrived: this one is not the next, or a heartbeat
-        counts more than arrived (the last ones before a quiet spell went astray)."""
-        if status is None:
-            return bool(msg.metadata.sequence.consumer != self.delivered + 1)
-        return status == HEARTBEAT and int((msg.headers or {}).get(LAST_CONSUMER_HEADER, 0)) > self.delivered
-
     async def _request(self) -> None:
         self._left = LISTING_WINDOW
         await self.request(self._left, expires=WATCH_EXPIRES.total_seconds(), heartbeat=WATCH_HEARTBEAT.total_seconds())
@@ -616,7 +608,7 @@ class Watch(Consumer):
             raise RuntimeError("Watch.next() before Watch.start()")
         while True:
             msg, status = await self.receive("no heartbeat while watching")
-            if self._missed(msg, status):
+            if self.missed(msg, status, self.delivered):
                 # A change was sent and never arrived (lost in a reconnect or a failover): the consumer does
                 # not send it again (no acks), so a new one resumes right after the last change returned.
                 await self.start()

@@ -28,7 +28,7 @@ from natsstorage.connections import when_lost
 from natsstorage.delivery import Consumer
 from natsstorage.exceptions import BucketNotFound, NatsUnavailable
 from natsstorage.indexsubjects import name_of_meta
-from natsstorage.jetstream import HEARTBEAT, LAST_CONSUMER_HEADER, REQUEST_EXPIRED
+from natsstorage.jetstream import HEARTBEAT, REQUEST_EXPIRED
 from natsstorage.objectstore import ALL_META, Bucket
 from natsstorage.servecache import ServeCache
 
@@ -104,18 +104,15 @@ class Follower:
                     msg, status = await asyncio.wait_for(consumer.receive("a change"), QUIET)
                 except TimeoutError:
                     return  # no heartbeat: the consumer or its server is gone
+                if consumer.missed(msg, status, delivered):
+                    return  # changes sent never arrived: start again
                 if status is None:
-                    if msg.metadata.sequence.consumer != delivered + 1:
-                        return  # a change missed: start again
                     delivered, left = delivered + 1, left - 1
                     name = name_of_meta(self.bucket.name, msg.subject)
                     if name is not None:  # else no name this process looks up (all are base64 that decodes)
                         self.cache.changed(name)
                         self.bucket.remember(name, None)
-                elif status == HEARTBEAT:
-                    if int((msg.headers or {}).get(LAST_CONSUMER_HEADER, 0)) > delivered:
-                        return  # the last changes sent never arrived
-                elif status != REQUEST_EXPIRED:
+                elif status not in (HEARTBEAT, REQUEST_EXPIRED):
                     return  # anything else ends the consumer (deleted, a leader changed...)
                 if status == REQUEST_EXPIRED or left == 0:
                     await consumer.request(BATCH, expires=EXPIRES, heartbeat=HEARTBEAT_SECONDS)
