@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import nats.errors
@@ -158,37 +158,49 @@ class IndexStreams:
         """Bring the index up to date with every metadata change in ``(after, upto]``, batch by batch, calling
         ``checkpoint(seq)`` once the changes up to ``seq`` are in. Changes read past ``upto`` are applied too: a
         name rewritten since the call began has only its newer message left (rollup), and it must not be missed."""
-        seq, done = after + 1, upto
-        while seq <= upto:
-            page = await self._changes(nc, seq)
-            if not page:
-                break
-            await self._apply(nc, page)
-            seq = page[-1].seq + 1
-            done = max(upto, page[-1].seq)
-            if progress is not None:
-                progress(len(page), page[-1].pending)
-            if not page[-1].pending:  # the last metadata change there is
-                break
-            await checkpoint(page[-1].seq)
+        done = upto
+        if after < upto:
+            async with contextlib.aclosing(self._changes(nc, after + 1)) as pages:
+                async for page in pages:
+                    await self._apply(nc, page)
+                    done = max(upto, page[-1].seq)
+                    if progress is not None:
+                        progress(len(page), page[-1].pending)
+                    if not page[-1].pending or page[-1].seq >= upto:  # the last there is, or all that was asked
+                        break
+                    await checkpoint(page[-1].seq)
         await checkpoint(done)
 
-    async def _changes(self, nc: Client, seq: int) -> list[Got]:
-        """Up to ``ANSWERS`` metadata messages from ``seq`` on. A replicated bucket's come from its leader, through
-        a consumer: any replica answers a direct get, and one that lags would have the fold move past changes it
-        never saw."""
+    async def _changes(self, nc: Client, seq: int) -> AsyncGenerator[list[Got], None]:
+        """The metadata messages from ``seq`` on, ``ANSWERS`` at most a page. A replicated bucket's come from its
+        leader, through one consumer for them all: any replica answers a direct get, and one that lags would have
+        the fold move past changes it never saw."""
         meta = ALL_META.format(bucket=self.bucket.name)
         if not self.bucket.stream.replicated:
-            body = {"seq": seq, "next_by_subj": meta, "batch": ANSWERS, "max_bytes": BATCH_BYTES}
-            return await Answers(self.bucket.stream).ask(nc, body)
-        config = {"deliver_policy": "by_start_sequence", "opt_start_seq": seq, "filter_subject": meta}
-        page: list[Got] = []
-        async with Pull(self.bucket.stream, nc, config, exact=False, window=ANSWERS) as pull:
-            while len(page) < ANSWERS and (msg := await pull.next()) is not None:
-                stored = msg.metadata
-                time = stored.timestamp.isoformat() if stored.timestamp else ""
-                page.append(Got(msg.subject, stored.sequence.stream, time, msg.data, stored.num_pending or 0))
-        return page
+            while True:
+                body = {"seq": seq, "next_by_subj": meta, "batch": ANSWERS, "max_bytes": BATCH_BYTES}
+                if not (page := await Answers(self.bucket.stream).ask(nc, body)):
+                    return
+                yield page
+                seq = page[-1].seq + 1
+        while True:  # one consumer; another from where it stopped if it ended early (a leader changed, say)
+            config = {"deliver_policy": "by_start_sequence", "opt_start_seq": seq, "filter_subject": meta}
+            page = []
+            last: Got | None = None
+            async with Pull(self.bucket.stream, nc, config, exact=False, window=ANSWERS) as pull:
+                while (msg := await pull.next()) is not None:
+                    stored = msg.metadata
+                    time = stored.timestamp.isoformat() if stored.timestamp else ""
+                    last = Got(msg.subject, stored.sequence.stream, time, msg.data, stored.num_pending or 0)
+                    page.append(last)
+                    if len(page) == ANSWERS or not last.pending:
+                        yield page
+                        page = []
+                if page:
+                    yield page
+            if last is None or not last.pending:  # nothing more, or the last change there is
+                return
+            seq = last.seq + 1
 
     async def _apply(self, nc: Client, changes: list[Got]) -> None:
         """Make the entries and markers say what these metadata messages (each its name's latest) say."""

@@ -19,7 +19,7 @@ from natsstorage.buckettools import BucketTools
 from natsstorage.exceptions import NatsStorageError
 from natsstorage.testing import NatsCluster
 
-from .helpers import random_bytes, stream_info
+from .helpers import put_foreign, random_bytes, stream_info
 
 TIMEOUT = 3.0  # the storages' timeout: bounds how long a save waits through a failover
 RECOVERY_TIMEOUT = 60.0  # seconds for a restarted node to catch up (a bound, on a loaded machine too)
@@ -266,6 +266,30 @@ def test_a_replicated_buckets_listing_lives_on_the_server_and_sees_each_write_th
         assert "07" not in node.listdir("docs")[0] and not node.exists("docs/07")
     listed = [entry.name for entry in BucketTools(nodes[2]).listing()]
     assert listed == sorted(set(written) - {"docs/07/file.txt"})
+
+
+@INDEXED
+def test_a_replicated_bucket_folds_another_clients_writes_through_one_consumer_however_many_pages(
+    replicated, monkeypatch
+):
+    from natsstorage import delivery, indexwrites
+
+    replicated.save("first.txt", ContentFile(b"x"))  # the index made, and known to this process
+    theirs = [f"theirs/{i:02}.txt" for i in range(30)]
+    for name in theirs:  # another client's, which the next listing folds in
+        put_foreign(replicated, name, b"x")
+    monkeypatch.setattr(indexwrites, "ANSWERS", 8)  # pages of 8 changes: four pages
+    folds = []
+    start = delivery.Pull.start
+
+    async def counted(pull):
+        if pull.config.get("filter_subject") == f"$O.{replicated.config.bucket}.M.>":
+            folds.append(pull.config["opt_start_seq"])
+        await start(pull)
+
+    monkeypatch.setattr(delivery.Pull, "start", counted)
+    assert replicated.listdir("theirs") == ([], [name.removeprefix("theirs/") for name in theirs])
+    assert len(folds) == 1  # a consumer per page cost a replicated stream a consumer's creation per 1,024 changes
 
 
 @INDEXED
