@@ -17,7 +17,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from natsstorage.delivery import ANSWERS, BATCH_BYTES, Answers, Got, Pull, last_of_literals
+from natsstorage.delivery import ANSWERS, BATCH_BYTES, REPLICA_WAIT, Answers, Got, Pull, last_of_literals
 from natsstorage.exceptions import (
     BucketNotFound,
     CorruptObject,
@@ -158,23 +158,23 @@ class IndexStreams:
         """Bring the index up to date with every metadata change in ``(after, upto]``, batch by batch, calling
         ``checkpoint(seq)`` once the changes up to ``seq`` are in. Changes read past ``upto`` are applied too: a
         name rewritten since the call began has only its newer message left (rollup), and it must not be missed."""
-        done = upto
+        done, applied = upto, None
         if after < upto:
             async with contextlib.aclosing(self._changes(nc, after + 1)) as pages:
                 async for page in pages:
+                    if applied is not None:  # (not after the last page: the end's checkpoint says more)
+                        await checkpoint(applied)
                     await self._apply(nc, page)
                     done = max(upto, page[-1].seq)
                     if progress is not None:
                         progress(len(page), page[-1].pending)
-                    if not page[-1].pending or page[-1].seq >= upto:  # the last there is, or all that was asked
+                    if page[-1].seq >= upto:  # all that was asked
                         break
-                    await checkpoint(page[-1].seq)
+                    applied = page[-1].seq
         await checkpoint(done)
 
     async def _changes(self, nc: Client, seq: int) -> AsyncGenerator[list[Got], None]:
-        """The metadata messages from ``seq`` on, ``ANSWERS`` at most a page. A replicated bucket's come from its
-        leader, through one consumer for them all: any replica answers a direct get, and one that lags would have
-        the fold move past changes it never saw."""
+        """Every metadata message from ``seq`` on, ``ANSWERS`` at most a page, up to the last there is."""
         meta = ALL_META.format(bucket=self.bucket.name)
         if not self.bucket.stream.replicated:
             while True:
@@ -182,25 +182,38 @@ class IndexStreams:
                 if not (page := await Answers(self.bucket.stream).ask(nc, body)):
                     return
                 yield page
+                if not page[-1].pending:
+                    return
                 seq = page[-1].seq + 1
-        while True:  # one consumer; another from where it stopped if it ended early (a leader changed, say)
+        # A replicated bucket's, through one consumer. A consumer of one replica is placed on any of the stream's
+        # nodes, and a node that lags behind the leader would end the fold short of changes it never saw: the
+        # reads go on until they reach the last change the leader knew when asked.
+        due = asyncio.get_running_loop().time() + self.bucket.stream.timeout
+        while seq <= (known := await self._last_change(nc)):
             config = {"deliver_policy": "by_start_sequence", "opt_start_seq": seq, "filter_subject": meta}
             page = []
-            last: Got | None = None
             async with Pull(self.bucket.stream, nc, config, exact=False, window=ANSWERS) as pull:
                 while (msg := await pull.next()) is not None:
                     stored = msg.metadata
                     time = stored.timestamp.isoformat() if stored.timestamp else ""
-                    last = Got(msg.subject, stored.sequence.stream, time, msg.data, stored.num_pending or 0)
-                    page.append(last)
-                    if len(page) == ANSWERS or not last.pending:
+                    page.append(Got(msg.subject, stored.sequence.stream, time, msg.data, stored.num_pending or 0))
+                    if len(page) == ANSWERS or not page[-1].pending:
+                        seq = page[-1].seq + 1
                         yield page
                         page = []
                 if page:
+                    seq = page[-1].seq + 1
                     yield page
-            if last is None or not last.pending:  # nothing more, or the last change there is
+            if seq > known:
                 return
-            seq = last.seq + 1
+            if asyncio.get_running_loop().time() > due:
+                raise self.bucket.stream.unavailable("a replica's changes short of the leader's", TimeoutError())
+            await asyncio.sleep(REPLICA_WAIT)  # a replica that lagged, or a consumer that ended early: again
+
+    async def _last_change(self, nc: Client) -> int:
+        """The stream sequence of the bucket's last metadata change, from the stream leader; 0 when none."""
+        last = await self.bucket.stream.get_message(nc, {"last_by_subj": ALL_META.format(bucket=self.bucket.name)})
+        return int(last["seq"]) if last is not None else 0
 
     async def _apply(self, nc: Client, changes: list[Got]) -> None:
         """Make the entries and markers say what these metadata messages (each its name's latest) say."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import threading
@@ -272,9 +273,11 @@ def test_a_replicated_buckets_listing_lives_on_the_server_and_sees_each_write_th
 def test_a_replicated_bucket_folds_another_clients_writes_through_one_consumer_however_many_pages(
     replicated, monkeypatch
 ):
-    from natsstorage import delivery, indexwrites
+    from natsstorage import delivery, index, indexwrites
 
-    replicated.save("first.txt", ContentFile(b"x"))  # the index made, and known to this process
+    monkeypatch.setattr(index.Index, "of", None)  # never the per-process index of every name
+    replicated.save("first.txt", ContentFile(b"x"))
+    assert replicated.listdir("") == ([], ["first.txt"])  # the listing index is made, and folded
     theirs = [f"theirs/{i:02}.txt" for i in range(30)]
     for name in theirs:  # another client's, which the next listing folds in
         put_foreign(replicated, name, b"x")
@@ -290,6 +293,35 @@ def test_a_replicated_bucket_folds_another_clients_writes_through_one_consumer_h
     monkeypatch.setattr(delivery.Pull, "start", counted)
     assert replicated.listdir("theirs") == ([], [name.removeprefix("theirs/") for name in theirs])
     assert len(folds) == 1  # a consumer per page cost a replicated stream a consumer's creation per 1,024 changes
+
+
+@INDEXED
+def test_a_replicated_fold_goes_on_past_a_consumer_on_a_replica_that_lags_behind_the_leader(replicated, monkeypatch):
+    # A consumer of one replica is placed on any node of the stream. One on a node that lags delivers what that
+    # node has and says nothing more is pending; the fold must not stop there.
+    from natsstorage import delivery, index
+
+    monkeypatch.setattr(index.Index, "of", None)  # never the per-process index of every name
+    replicated.save("first.txt", ContentFile(b"x"))
+    assert replicated.listdir("") == ([], ["first.txt"])  # the listing index is made, and folded
+    theirs = [f"theirs/{i:02}.txt" for i in range(20)]
+    for name in theirs:
+        put_foreign(replicated, name, b"x")
+    meta = f"$O.{replicated.config.bucket}.M.>"
+    lagging = [True]
+    pull_next = delivery.Pull.next
+
+    async def on_a_lagging_replica(pull):
+        msg = await pull_next(pull)
+        if lagging[0] and pull.config.get("filter_subject") == meta and pull._received == 5:
+            lagging[0] = False
+            msg._metadata = dataclasses.replace(msg.metadata, num_pending=0)  # what a replica with only these says
+            pull._done = True
+        return msg
+
+    monkeypatch.setattr(delivery.Pull, "next", on_a_lagging_replica)
+    assert replicated.listdir("theirs") == ([], [name.removeprefix("theirs/") for name in theirs])
+    assert not lagging[0]  # (the fold did meet the lagging replica)
 
 
 @INDEXED
