@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -26,6 +27,15 @@ WAIT_SLICE = 0.25
 # another, keep their order whoever ran the loop a moment before. (Every call waiting would cost the others: each
 # turn lets go of the interpreter's lock, 0.87x the calls/s of 4 threads' exists().)
 _catching_up = 0
+
+
+def _none_in_child() -> None:
+    """A forked child has none of its parent's calls, nor its loop (``loop.py`` starts another)."""
+    global _catching_up
+    _catching_up = 0
+
+
+os.register_at_fork(after_in_child=_none_in_child)
 
 
 class Call(Generic[T]):

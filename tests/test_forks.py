@@ -44,3 +44,16 @@ def test_forked_workers_save_and_sign_under_nuids_of_their_own(storage, nats_ser
     assert nuids["child"][1] != nuids["parent"][1]  # the upload links'
     assert storage.open("child.txt").read() == b"child"
     assert storage.open("parent.txt").read() == b"parent"
+
+
+def test_a_forked_child_has_none_of_its_parents_calls_waiting_their_turns():
+    """Else every call of the child would wait two loop turns (``calls._catching_up``), for calls it never had."""
+    forked = (
+        "import os; from natsstorage import calls\n"
+        "calls._catching_up = 2  # calls on the parent's loop, waiting their turns at the fork\n"
+        "child = os.fork()\n"
+        "if child == 0:\n    os._exit(calls._catching_up)\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", forked], capture_output=True, text=True, timeout=60, check=True)
+    assert ran.stdout.strip() == "0"
