@@ -207,7 +207,8 @@ class Stream:
             try:
                 info = await self.create(nc, self._create)  # (which waits until it takes publishes)
                 self.made_here = True
-                return dict(info["config"])
+                made: dict[str, Any] = info["config"]
+                return made
             except JetStreamError as error:
                 if error.code != ERR_STREAM_NAME_IN_USE:
                     raise
