@@ -35,6 +35,7 @@ from natsstorage.transfer import HASH_AHEAD, Upload, _hash_beside
 LINK = "upload"  # the kinds of signed token (signing.dumps): a link to upload to,
 RESULT = "uploaded"  # what a finished upload gives the browser, for a form to submit,
 TICKET = "upload-ticket"  # and what a DirectUploadWidget renders, to ask for a link with
+STORED_TRIES = 3  # times ``stored`` reads a chunk count and a last chunk before it answers a lower bound
 RESULT_EXPIRY = 24 * 3600  # seconds a finished upload's result may wait for its form to be submitted
 MAX_CONTENT_TYPES = 32  # a link allows at most this many types (patterns like ``image/*`` count as one)
 CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/(\*|[a-z0-9][a-z0-9!#$&^_.+-]{0,63})", re.ASCII)
@@ -184,18 +185,25 @@ def _full_chunk(bucket: Bucket, nc: Any) -> int:
 
 
 async def stored(bucket: Bucket, key: str, nuid: str) -> Stored:
-    """How far the upload of ``nuid`` (to the bucket key ``key``) went: two requests (a third, for the first
+    """How far the upload of ``nuid`` (to the bucket key ``key``) went: three requests (a fourth, for the first
     chunk's size, when the last is short), no data read back but those chunks."""
     info = await bucket.latest(key)
     if info is not None and bucket.live(info) and info.nuid == nuid:
         return Stored(info.size, info.chunks, done=info)
     nc = await bucket.connection()
     subject = CHUNK_SUBJECT.format(bucket=bucket.name, nuid=nuid)
-    state = (await bucket.stream.info(nc, subjects_filter=subject))["state"]
-    chunks = int((state.get("subjects") or {}).get(subject, 0))
-    if not chunks:
-        return Stored(0)
-    last = await bucket.stream.direct_get(nc, {"last_by_subj": subject})
+    chunks = await chunk_count(bucket, nuid)
+    for _ in range(STORED_TRIES):
+        if not chunks:
+            return Stored(0)
+        last = await bucket.stream.direct_get(nc, {"last_by_subj": subject})
+        # The count and the last chunk of one moment: a request writing meanwhile (the tail of one cut off, say)
+        # would have a short last chunk counted among fewer chunks than there are.
+        counted, chunks = chunks, await chunk_count(bucket, nuid)
+        if chunks == counted:
+            break
+    else:
+        chunks, last = chunks - 1, None  # still being written: the chunks before its last are full, a lower bound
     if last is None:
         # Purged meanwhile; or a request resuming the upload just took its tail back, and nats-server 2.9 no
         # longer knows a subject's last message once it is removed: what is left are full chunks.

@@ -303,6 +303,27 @@ def test_two_requests_resuming_one_upload_cannot_both_take_its_tail(client, file
         loop.run(direct._take_tail(files.bucket, loop.run(files.bucket.connection()), tail_seq, key))
 
 
+def test_head_while_a_request_stores_its_last_chunks_never_counts_a_tail_among_too_few_chunks(
+    client, files, monkeypatch
+):
+    # HEAD counts the chunks, then reads the last one. A request that stores more chunks and its tail between
+    # the two made that tail look like the second of two chunks: an offset that was never a boundary.
+    location = create(client, files.upload_url("a.bin", max_size=10 * CHUNK), 5 * CHUNK)["Location"]
+    assert patch(client, location, random_bytes(2 * CHUNK), 0).status_code == 204
+    subject = f"$O.{files.config.bucket}.C.{Link.from_token(location.rpartition('/')[2]).nuid}"
+    stream = files.bucket.stream
+    direct_get = stream.direct_get
+    writing = [random_bytes(CHUNK), random_bytes(10)]  # another request's last full chunk, then its tail
+
+    async def meanwhile(nc, request):
+        while writing and request.get("last_by_subj") == subject:
+            await stream.publish(nc, subject, writing.pop(0), {}, "a.bin")
+        return await direct_get(nc, request)
+
+    monkeypatch.setattr(stream, "direct_get", meanwhile)
+    assert client.head(location, headers=TUS)["Upload-Offset"] == str(3 * CHUNK + 10)
+
+
 def test_head_while_a_request_resuming_the_upload_holds_its_tail_says_the_full_chunks_stored(client, files):
     # The tail is taken back by the request that goes on, and sent again at the head of the next chunk. Meanwhile
     # nats-server 2.9 no longer knows the subject's last message: HEAD answered 0, and a client started over.
